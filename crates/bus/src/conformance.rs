@@ -1,0 +1,208 @@
+//! The promises every [`Bus`] backend keeps, as one suite each backend's tests run against a real
+//! broker of its kind. `open` must connect to the same broker (and the same durable state) every
+//! time it is called: calling it again is how the suite restarts a service.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use contracts::{DomainEvent, Envelope, EventCancelled};
+use tokio_util::sync::CancellationToken;
+
+use crate::{Bus, Handler, Outcome, Subscription};
+
+/// Records what it was given; can be told to fail or to refuse one message.
+#[derive(Default)]
+pub struct Recorder {
+    seen: Mutex<Vec<Envelope>>,
+    applied_ids: Mutex<HashMap<String, u32>>,
+    poison_key: Mutex<Option<String>>,
+    fail_all: Mutex<bool>,
+}
+
+impl Recorder {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// Messages applied, first delivery only (as an inbox would), in order.
+    pub fn applied(&self) -> Vec<Envelope> {
+        self.seen.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+
+    pub fn deliveries_of(&self, id: &str) -> u32 {
+        self.applied_ids
+            .lock()
+            .map(|m| m.get(id).copied().unwrap_or(0))
+            .unwrap_or(0)
+    }
+
+    pub fn set_poison_key(&self, key: &str) {
+        if let Ok(mut p) = self.poison_key.lock() {
+            *p = Some(key.to_owned());
+        }
+    }
+
+    pub fn set_failing(&self, failing: bool) {
+        if let Ok(mut f) = self.fail_all.lock() {
+            *f = failing;
+        }
+    }
+}
+
+#[async_trait]
+impl Handler for Recorder {
+    async fn handle(&self, batch: &[Envelope]) -> anyhow::Result<Vec<Outcome>> {
+        if *self.fail_all.lock().map_err(|_| anyhow::anyhow!("poisoned"))? {
+            anyhow::bail!("told to fail");
+        }
+        let poison = self.poison_key.lock().ok().and_then(|p| p.clone());
+        let mut outcomes = Vec::new();
+        let mut ids = self.applied_ids.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+        let mut seen = self.seen.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+        for e in batch {
+            if poison.as_deref() == Some(e.key.as_str()) {
+                outcomes.push(Outcome::Poison("refused by the test".into()));
+                continue;
+            }
+            let n = ids.entry(e.id.clone()).or_insert(0);
+            *n += 1;
+            if *n == 1 {
+                seen.push(e.clone());
+                outcomes.push(Outcome::Applied);
+            } else {
+                outcomes.push(Outcome::Duplicate);
+            }
+        }
+        Ok(outcomes)
+    }
+}
+
+pub fn cancelled(id: &str) -> Envelope {
+    Envelope::new(
+        &DomainEvent::EventCancelled(EventCancelled { id: id.to_owned() }),
+        None,
+    )
+}
+
+fn subscription(group: &str) -> Subscription {
+    Subscription {
+        group: group.to_owned(),
+        events: vec![DomainEvent::EVENT_CANCELLED],
+    }
+}
+
+/// Waits up to 10 s for `done` to hold.
+pub async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    for _ in 0..200 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting until {what}");
+}
+
+/// Every group gets every event, and one entity's events arrive in order.
+pub async fn every_group_gets_every_event_in_order<B, F>(open: impl Fn() -> F)
+where
+    B: Bus,
+    F: Future<Output = B>,
+{
+    let bus = Arc::new(open().await);
+    let stop = CancellationToken::new();
+    let (a, b) = (Recorder::new(), Recorder::new());
+    let ta = bus.subscribe(subscription("fan-a"), a.clone(), stop.clone());
+    let tb = bus.subscribe(subscription("fan-b"), b.clone(), stop.clone());
+    let sent: Vec<Envelope> = (0..50).map(|i| cancelled(&format!("e{}", i % 3))).collect();
+    for chunk in sent.chunks(7) {
+        bus.publish(chunk).await.expect("publish");
+    }
+    eventually("both groups have all 50", || {
+        a.applied().len() == 50 && b.applied().len() == 50
+    })
+    .await;
+    let ids = |r: &Recorder| r.applied().into_iter().map(|e| e.id).collect::<Vec<_>>();
+    let sent_ids: Vec<String> = sent.iter().map(|e| e.id.clone()).collect();
+    assert_eq!(ids(&a), sent_ids, "group a saw the events in order");
+    assert_eq!(ids(&b), sent_ids, "group b saw the events in order");
+    stop.cancel();
+    let _ = tokio::join!(ta, tb);
+}
+
+/// A consumer that fails before acknowledging gets the same events again, and a restarted
+/// consumer resumes where it acknowledged, losing nothing committed meanwhile.
+pub async fn unacknowledged_events_come_again_after_restart<B, F>(open: impl Fn() -> F)
+where
+    B: Bus,
+    F: Future<Output = B>,
+{
+    let bus = Arc::new(open().await);
+    let failing = Recorder::new();
+    failing.set_failing(true);
+    let stop = CancellationToken::new();
+    let task = bus.subscribe(subscription("restart"), failing.clone(), stop.clone());
+    let first = cancelled("r1");
+    bus.publish(std::slice::from_ref(&first)).await.expect("publish");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.cancel();
+    let _ = task.await;
+    assert!(failing.applied().is_empty());
+
+    // Committed while no consumer runs.
+    let second = cancelled("r2");
+    bus.publish(std::slice::from_ref(&second)).await.expect("publish");
+
+    let bus = Arc::new(open().await);
+    let healthy = Recorder::new();
+    let stop = CancellationToken::new();
+    let task = bus.subscribe(subscription("restart"), healthy.clone(), stop.clone());
+    eventually("the restarted consumer got both", || healthy.applied().len() == 2).await;
+    assert_eq!(healthy.applied()[0].id, first.id);
+    assert_eq!(healthy.applied()[1].id, second.id);
+    stop.cancel();
+    let _ = task.await;
+}
+
+/// The same message published twice is applied once.
+pub async fn a_duplicate_is_applied_once<B, F>(open: impl Fn() -> F)
+where
+    B: Bus,
+    F: Future<Output = B>,
+{
+    let bus = Arc::new(open().await);
+    let recorder = Recorder::new();
+    let stop = CancellationToken::new();
+    let task = bus.subscribe(subscription("dup"), recorder.clone(), stop.clone());
+    let once = cancelled("d1");
+    bus.publish(std::slice::from_ref(&once)).await.expect("publish");
+    bus.publish(std::slice::from_ref(&once)).await.expect("publish again");
+    let marker = cancelled("d2");
+    bus.publish(std::slice::from_ref(&marker)).await.expect("publish");
+    eventually("the marker arrived", || recorder.deliveries_of(&marker.id) == 1).await;
+    assert_eq!(recorder.applied().len(), 2, "the duplicate changed nothing");
+    stop.cancel();
+    let _ = task.await;
+}
+
+/// A message that can never be applied is parked, and the ones after it still flow.
+pub async fn a_poison_message_is_parked_and_the_rest_flow<B, F>(open: impl Fn() -> F)
+where
+    B: Bus,
+    F: Future<Output = B>,
+{
+    let bus = Arc::new(open().await);
+    let recorder = Recorder::new();
+    recorder.set_poison_key("bad");
+    let stop = CancellationToken::new();
+    let task = bus.subscribe(subscription("poison"), recorder.clone(), stop.clone());
+    let batch = vec![cancelled("ok1"), cancelled("bad"), cancelled("ok2")];
+    bus.publish(&batch).await.expect("publish");
+    eventually("both good messages arrived", || recorder.applied().len() == 2).await;
+    let keys: Vec<String> = recorder.applied().into_iter().map(|e| e.key).collect();
+    assert_eq!(keys, ["ok1", "ok2"]);
+    stop.cancel();
+    let _ = task.await;
+}

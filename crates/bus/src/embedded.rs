@@ -1,0 +1,330 @@
+//! The embedded broker: a durable, ordered log in a SQLite file, so that one process (or several
+//! on one machine, sharing the file) keeps every delivery promise with no server to install.
+//!
+//! Publishing appends to `log` (a message id already there is ignored). Each consumer group keeps
+//! its position in `offsets` and moves it only after its handler applied the messages before it;
+//! a message that can never be applied is copied to `dead_letters` and passed over.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use contracts::Envelope;
+use sqlite::rusqlite::{OptionalExtension, params};
+use sqlite::{Db, DbError, Options};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::{CONSUMER_LAG, record_outcome};
+use crate::relay::backoff;
+use crate::{Bus, BusError, Handler, Outcome, Subscription};
+
+const MIGRATION: &str = "
+CREATE TABLE IF NOT EXISTS log (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    id          TEXT NOT NULL UNIQUE,
+    name        TEXT NOT NULL,
+    key         TEXT NOT NULL,
+    occurred_at TEXT NOT NULL,
+    trace       TEXT,
+    payload     TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS offsets (
+    consumer TEXT PRIMARY KEY,
+    seq      INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    consumer  TEXT NOT NULL,
+    seq       INTEGER NOT NULL,
+    id        TEXT NOT NULL,
+    name      TEXT NOT NULL,
+    payload   TEXT NOT NULL,
+    error     TEXT NOT NULL,
+    parked_at INTEGER NOT NULL,
+    PRIMARY KEY (consumer, seq)
+);";
+
+const BATCH: usize = 256;
+/// Wakes consumers that another process published for; in-process publishes wake them at once.
+const POLL: Duration = Duration::from_millis(25);
+/// A message that asks to be retried this many times in a row is parked.
+const MAX_ATTEMPTS: u32 = 20;
+
+/// A parked message, as an operator sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetter {
+    pub consumer: String,
+    pub id: String,
+    pub name: String,
+    pub payload: String,
+    pub error: String,
+}
+
+#[derive(Clone)]
+pub struct EmbeddedLog {
+    db: Db,
+}
+
+impl EmbeddedLog {
+    pub fn open(path: &Path) -> Result<Self, DbError> {
+        let db = Db::open(
+            path,
+            Options {
+                migrations: vec![MIGRATION],
+                ..Options::default()
+            },
+        )?;
+        Ok(Self { db })
+    }
+
+    pub fn close(&self) {
+        self.db.close();
+    }
+
+    pub async fn dead_letters(&self) -> Result<Vec<DeadLetter>, DbError> {
+        self.db
+            .read(|c| {
+                let mut stmt = c.prepare(
+                    "SELECT consumer, id, name, payload, error FROM dead_letters ORDER BY parked_at, seq",
+                )?;
+                let rows = stmt.query_map([], |r| {
+                    Ok(DeadLetter {
+                        consumer: r.get(0)?,
+                        id: r.get(1)?,
+                        name: r.get(2)?,
+                        payload: r.get(3)?,
+                        error: r.get(4)?,
+                    })
+                })?;
+                rows.collect()
+            })
+            .await
+    }
+
+    async fn position(&self, consumer: &str) -> Result<i64, DbError> {
+        let consumer = consumer.to_owned();
+        self.db
+            .read(move |c| {
+                c.query_row("SELECT seq FROM offsets WHERE consumer = ?1", [consumer], |r| {
+                    r.get(0)
+                })
+                .optional()
+                .map(|seq| seq.unwrap_or(0))
+            })
+            .await
+    }
+
+    async fn read_after(&self, seq: i64) -> Result<(Vec<(i64, Envelope)>, i64), DbError> {
+        self.db
+            .read(move |c| {
+                let mut stmt = c.prepare_cached(
+                    "SELECT seq, id, name, key, occurred_at, trace, payload FROM log WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+                )?;
+                let rows = stmt
+                    .query_map(params![seq, BATCH as i64], |row| {
+                        Ok((row.get(0)?, sqlite::outbox::envelope_at(row, 1)?))
+                    })?
+                    .collect::<Result<Vec<_>, _>>()?;
+                let head: i64 =
+                    c.query_row("SELECT COALESCE(MAX(seq), 0) FROM log", [], |r| r.get(0))?;
+                Ok((rows, head))
+            })
+            .await
+    }
+
+    /// Moves `consumer` to `through` and parks `parked`, in one transaction.
+    async fn acknowledge(
+        &self,
+        consumer: &str,
+        through: i64,
+        parked: Vec<(i64, Envelope, String)>,
+    ) -> Result<(), DbError> {
+        let consumer = consumer.to_owned();
+        self.db
+            .write(move |c| {
+                for (seq, envelope, error) in &parked {
+                    c.execute(
+                        "INSERT OR IGNORE INTO dead_letters (consumer, seq, id, name, payload, error, parked_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                        params![consumer, seq, envelope.id, envelope.name, envelope.payload, error, unix_now()],
+                    )?;
+                }
+                c.prepare_cached(
+                    "INSERT INTO offsets (consumer, seq) VALUES (?1, ?2)
+                     ON CONFLICT (consumer) DO UPDATE SET seq = MAX(seq, excluded.seq)",
+                )?
+                .execute(params![consumer, through])?;
+                Ok::<_, DbError>(())
+            })
+            .await
+    }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+#[async_trait]
+impl Bus for EmbeddedLog {
+    async fn publish(&self, batch: &[Envelope]) -> Result<(), BusError> {
+        let batch = batch.to_vec();
+        self.db
+            .write(move |c| {
+                let mut stmt = c.prepare_cached(
+                    "INSERT OR IGNORE INTO log (id, name, key, occurred_at, trace, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?;
+                for e in &batch {
+                    stmt.execute(params![
+                        e.id,
+                        e.name,
+                        e.key,
+                        e.occurred_at.to_rfc3339(),
+                        e.trace,
+                        e.payload
+                    ])?;
+                }
+                Ok::<_, DbError>(())
+            })
+            .await
+            .map_err(|e| BusError::Unavailable(e.to_string()))
+    }
+
+    fn subscribe(
+        &self,
+        subscription: Subscription,
+        handler: Arc<dyn Handler>,
+        shutdown: CancellationToken,
+    ) -> JoinHandle<()> {
+        let log = self.clone();
+        tokio::spawn(async move { consume(log, subscription, handler, shutdown).await })
+    }
+
+    async fn check(&self) -> Result<(), String> {
+        self.db
+            .read(|c| c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0)))
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("embedded log: {e}"))
+    }
+}
+
+async fn consume(
+    log: EmbeddedLog,
+    subscription: Subscription,
+    handler: Arc<dyn Handler>,
+    shutdown: CancellationToken,
+) {
+    let group = subscription.group.as_str();
+    let wanted: HashSet<&str> = subscription.events.iter().copied().collect();
+    let committed = log.db.committed();
+    // The message at the head that asked to be retried, and how often it did.
+    let mut retrying: Option<(String, u32)> = None;
+    let mut failures = 0u32;
+
+    while !shutdown.is_cancelled() {
+        let notified = committed.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+
+        let step = async {
+            let position = log.position(group).await?;
+            let (batch, head) = log.read_after(position).await?;
+            CONSUMER_LAG
+                .with_label_values(&[group])
+                .set(head.saturating_sub(position));
+            Ok::<_, anyhow::Error>(batch)
+        };
+        let batch = match step.await {
+            Ok(batch) => batch,
+            Err(error) => {
+                failures += 1;
+                tracing::warn!(group, %error, "cannot read the embedded log; will retry");
+                tokio::time::sleep(backoff(failures)).await;
+                continue;
+            }
+        };
+        let Some(&(last_seq, _)) = batch.last() else {
+            tokio::select! {
+                _ = notified => {}
+                _ = tokio::time::sleep(POLL) => {}
+                _ = shutdown.cancelled() => {}
+            }
+            continue;
+        };
+
+        let (seqs, envelopes): (Vec<i64>, Vec<Envelope>) = batch
+            .into_iter()
+            .filter(|(_, e)| wanted.contains(e.name.as_str()))
+            .unzip();
+        let outcomes = if envelopes.is_empty() {
+            Vec::new()
+        } else {
+            match handler.handle(&envelopes).await {
+                Ok(outcomes) => outcomes,
+                Err(error) => {
+                    failures += 1;
+                    tracing::warn!(group, %error, "consumer cannot apply events; will retry");
+                    tokio::time::sleep(backoff(failures)).await;
+                    continue;
+                }
+            }
+        };
+        failures = 0;
+
+        // Acknowledge through the last message handled; stop before one to retry.
+        let mut through = if outcomes.len() >= envelopes.len() {
+            last_seq
+        } else {
+            seqs[outcomes.len()] - 1
+        };
+        let mut parked = Vec::new();
+        let mut retry_after = None;
+        for ((seq, envelope), outcome) in seqs.iter().zip(&envelopes).zip(&outcomes) {
+            record_outcome(group, &envelope.name, outcome);
+            match outcome {
+                Outcome::Applied | Outcome::Duplicate => {}
+                Outcome::Poison(error) => {
+                    tracing::error!(group, id = %envelope.id, name = %envelope.name, %error, "parking a message that cannot be applied");
+                    parked.push((*seq, envelope.clone(), error.clone()));
+                }
+                Outcome::Retry(error) => {
+                    let attempts = match &retrying {
+                        Some((id, n)) if *id == envelope.id => n + 1,
+                        _ => 1,
+                    };
+                    if attempts >= MAX_ATTEMPTS {
+                        tracing::error!(group, id = %envelope.id, %error, attempts, "parking a message that kept failing");
+                        parked.push((*seq, envelope.clone(), error.clone()));
+                        through = *seq;
+                        retrying = None;
+                    } else {
+                        tracing::info!(group, id = %envelope.id, %error, attempts, "will deliver again");
+                        through = seq - 1;
+                        retrying = Some((envelope.id.clone(), attempts));
+                        retry_after = Some(backoff(attempts));
+                    }
+                    break;
+                }
+            }
+        }
+        if retry_after.is_none() && outcomes.len() >= envelopes.len() {
+            retrying = None;
+        }
+        if let Err(error) = log.acknowledge(group, through, parked).await {
+            // Not acknowledged: the batch comes again and the inbox recognises it.
+            tracing::warn!(group, %error, "cannot record the consumer position; will retry");
+            tokio::time::sleep(backoff(1)).await;
+        }
+        if let Some(delay) = retry_after {
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = shutdown.cancelled() => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! The message bus between MyEvents services.
+//!
+//! A service never publishes directly: it appends events to its outbox in the transaction of the
+//! state change, and the [`relay`] moves them to a [`Bus`]. A consumer receives batches through
+//! [`Bus::subscribe`] and applies them with a [`Handler`] that records each message id in its
+//! inbox, so delivery is at least once and application is exactly once.
+//!
+//! Backends sit side by side: [`embedded`] (a durable log in a SQLite file, the default) now;
+//! AMQP, Kafka and SQS later, behind the same trait and conformance suite.
+
+pub mod conformance;
+pub mod embedded;
+mod metrics;
+pub mod relay;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use contracts::Envelope;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use relay::{Outbox, SqliteOutbox, spawn_relay};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    #[error("broker unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// What a consumer made of one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Applied now; acknowledge.
+    Applied,
+    /// Already applied earlier (the inbox knew its id); acknowledge, change nothing.
+    Duplicate,
+    /// Cannot be applied yet (for example it names an entity not seen yet); deliver again later,
+    /// and park it once it has failed too often.
+    Retry(String),
+    /// Can never be applied (malformed, unknown name); park it in the dead letters and go on.
+    Poison(String),
+}
+
+/// Applies delivered messages to a service's state.
+#[async_trait]
+pub trait Handler: Send + Sync + 'static {
+    /// Applies `batch` in order and returns one outcome per message for a prefix of it.
+    /// Processing stops at the first `Retry`: messages after the returned prefix were not
+    /// touched and are delivered again, so one entity's events are never applied out of order.
+    /// An `Err` (storage down) means nothing was applied; the whole batch comes again.
+    async fn handle(&self, batch: &[Envelope]) -> anyhow::Result<Vec<Outcome>>;
+}
+
+/// Which events a consumer group wants. Each group gets every event once (fan-out between
+/// groups, at-least-once within one).
+#[derive(Debug, Clone)]
+pub struct Subscription {
+    pub group: String,
+    pub events: Vec<&'static str>,
+}
+
+#[async_trait]
+pub trait Bus: Send + Sync + 'static {
+    /// Publishes `batch` in order and returns once the broker holds it durably.
+    async fn publish(&self, batch: &[Envelope]) -> Result<(), BusError>;
+
+    /// Starts delivering `subscription`'s events to `handler` until `shutdown` fires.
+    fn subscribe(
+        &self,
+        subscription: Subscription,
+        handler: Arc<dyn Handler>,
+        shutdown: CancellationToken,
+    ) -> JoinHandle<()>;
+
+    /// Why the bus cannot be used right now, if it cannot.
+    async fn check(&self) -> Result<(), String>;
+}

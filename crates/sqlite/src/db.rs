@@ -1,0 +1,333 @@
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+use tokio::sync::{Notify, oneshot};
+
+/// Most requests one transaction takes; bounds the time a batch holds the write lock.
+const MAX_BATCH: usize = 1024;
+/// Requests waiting for the writer beyond this are refused (503) rather than queued without end.
+const QUEUE_DEPTH: usize = 16 * 1024;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum DbError {
+    #[error("database error: {0}")]
+    Sqlite(String),
+    #[error("database is shutting down")]
+    Closed,
+    #[error("database is overloaded")]
+    Overloaded,
+    /// The writer could not start a transaction (disk full, file gone); nothing was written.
+    #[error("the write could not be carried out")]
+    NotCommitted,
+}
+
+impl From<rusqlite::Error> for DbError {
+    fn from(e: rusqlite::Error) -> Self {
+        DbError::Sqlite(e.to_string())
+    }
+}
+
+/// How to open a database.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Schema statements, run in order on every start; each must be idempotent
+    /// (`CREATE TABLE IF NOT EXISTS …`), so starting twice is harmless.
+    pub migrations: Vec<&'static str>,
+    pub readers: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            migrations: Vec::new(),
+            readers: 4,
+        }
+    }
+}
+
+/// The outcome of a batch's COMMIT, handed to every request of the batch.
+type CommitResult = Result<(), DbError>;
+type Reply = Box<dyn FnOnce(CommitResult) + Send>;
+type Job = Box<dyn FnOnce(&Connection) -> Reply + Send>;
+
+/// A SQLite database file with a group-commit writer thread and a pool of read connections.
+#[derive(Clone)]
+pub struct Db {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    writer: Mutex<Option<SyncSender<Job>>>,
+    writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    readers: Mutex<Vec<Connection>>,
+    committed: Arc<Notify>,
+}
+
+impl Db {
+    pub fn open(path: &Path, options: Options) -> Result<Db, DbError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| DbError::Sqlite(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let writer_conn = open_connection(path, false)?;
+        writer_conn.execute_batch("PRAGMA journal_mode = WAL;")?;
+        for statement in &options.migrations {
+            writer_conn
+                .execute_batch(statement)
+                .map_err(|e| DbError::Sqlite(format!("migration failed: {e}")))?;
+        }
+        let readers = (0..options.readers.max(1))
+            .map(|_| open_connection(path, true))
+            .collect::<Result<Vec<_>, _>>()?;
+
+        let committed = Arc::new(Notify::new());
+        let (tx, rx) = mpsc::sync_channel::<Job>(QUEUE_DEPTH);
+        let notify = committed.clone();
+        let name = format!(
+            "sqlite-writer-{}",
+            path.file_stem().and_then(|s| s.to_str()).unwrap_or("db")
+        );
+        let thread = std::thread::Builder::new()
+            .name(name)
+            .spawn(move || writer_loop(writer_conn, rx, notify))
+            .map_err(|e| DbError::Sqlite(format!("cannot start writer thread: {e}")))?;
+
+        Ok(Db {
+            inner: Arc::new(Inner {
+                path: path.to_owned(),
+                writer: Mutex::new(Some(tx)),
+                writer_thread: Mutex::new(Some(thread)),
+                readers: Mutex::new(readers),
+                committed,
+            }),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Woken after every commit; the outbox relay and the embedded log's consumers wait on it.
+    pub fn committed(&self) -> Arc<Notify> {
+        self.inner.committed.clone()
+    }
+
+    /// Runs `work` inside the next write transaction and answers once that transaction is
+    /// durable. An `Err` from `work` rolls back its own writes only; a failed COMMIT fails every
+    /// request of the batch.
+    ///
+    /// `work` runs on the writer thread: it must not block on anything but the database.
+    pub async fn write<T, E, F>(&self, work: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel::<Result<T, E>>();
+        let job: Job = Box::new(move |conn: &Connection| -> Reply {
+            let outcome = run_in_savepoint(conn, work);
+            Box::new(move |commit: CommitResult| {
+                let answer = match (commit, outcome) {
+                    (Ok(()), outcome) => outcome,
+                    (Err(e), _) => Err(E::from(e)),
+                };
+                // The caller may have gone; the work is committed either way.
+                let _ = tx.send(answer);
+            })
+        });
+        self.submit(job)?;
+        rx.await.unwrap_or(Err(E::from(DbError::NotCommitted)))
+    }
+
+    fn submit(&self, job: Job) -> Result<(), DbError> {
+        let guard = self.inner.writer.lock().map_err(|_| DbError::Closed)?;
+        let sender = guard.as_ref().ok_or(DbError::Closed)?;
+        sender.try_send(job).map_err(|e| match e {
+            TrySendError::Full(_) => DbError::Overloaded,
+            TrySendError::Disconnected(_) => DbError::Closed,
+        })
+    }
+
+    /// Runs `work` on a read connection, off the async runtime. Readers see every committed
+    /// write and never wait for the writer (WAL).
+    pub async fn read<T, F>(&self, work: F) -> Result<T, DbError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = inner.take_reader()?;
+            let result = work(&conn).map_err(DbError::from);
+            inner.give_back_reader(conn);
+            result
+        })
+        .await
+        .map_err(|e| DbError::Sqlite(format!("reader task failed: {e}")))?
+    }
+
+    /// Stops taking writes, lets the writer finish what is queued, and waits for it.
+    pub fn close(&self) {
+        if let Ok(mut writer) = self.inner.writer.lock() {
+            writer.take();
+        }
+        let thread = self.inner.writer_thread.lock().ok().and_then(|mut t| t.take());
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Inner {
+    fn take_reader(&self) -> Result<Connection, DbError> {
+        let pooled = self.readers.lock().map_err(|_| DbError::Closed)?.pop();
+        match pooled {
+            Some(conn) => Ok(conn),
+            // More readers at once than pooled: open one more; it joins the pool afterwards.
+            None => open_connection(&self.path, true),
+        }
+    }
+
+    fn give_back_reader(&self, conn: Connection) {
+        if let Ok(mut pool) = self.readers.lock()
+            && pool.len() < 16
+        {
+            pool.push(conn);
+        }
+    }
+}
+
+fn open_connection(path: &Path, read_only: bool) -> Result<Connection, DbError> {
+    let flags = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let conn = Connection::open_with_flags(path, flags)
+        .map_err(|e| DbError::Sqlite(format!("cannot open {}: {e}", path.display())))?;
+    // Another process may hold the write lock briefly (a separate service on the same
+    // embedded log, or `myevents admin create` beside a running server).
+    conn.busy_timeout(Duration::from_secs(5))?;
+    // FULL: a commit is on disk before anyone is told it happened (SPEC invariant 2).
+    conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+fn run_in_savepoint<T, E, F>(conn: &Connection, work: F) -> Result<T, E>
+where
+    E: From<DbError>,
+    F: FnOnce(&Connection) -> Result<T, E>,
+{
+    conn.execute_batch("SAVEPOINT job").map_err(DbError::from)?;
+    let outcome = catch_unwind(AssertUnwindSafe(|| work(conn)))
+        .unwrap_or_else(|_| Err(E::from(DbError::Sqlite("write job panicked".into()))));
+    let end = if outcome.is_ok() {
+        "RELEASE job"
+    } else {
+        "ROLLBACK TO job; RELEASE job"
+    };
+    match conn.execute_batch(end) {
+        Ok(()) => outcome,
+        Err(e) => Err(E::from(DbError::from(e))),
+    }
+}
+
+fn writer_loop(conn: Connection, jobs: Receiver<Job>, committed: Arc<Notify>) {
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            // Dropping the batch drops its reply channels: each caller gets NotCommitted.
+            tracing::error!(error = %e, "cannot begin a write transaction");
+            continue;
+        }
+        let replies: Vec<Reply> = batch.into_iter().map(|job| job(&conn)).collect();
+        let commit = conn.execute_batch("COMMIT").map_err(|e| {
+            let _ = conn.execute_batch("ROLLBACK");
+            tracing::error!(error = %e, "write batch failed to commit");
+            DbError::from(e)
+        });
+        for reply in replies {
+            reply(commit.clone());
+        }
+        committed.notify_waiters();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(dir: &tempfile::TempDir) -> Db {
+        Db::open(
+            &dir.path().join("t.db"),
+            Options {
+                migrations: vec!["CREATE TABLE IF NOT EXISTS t (v INTEGER NOT NULL UNIQUE)"],
+                readers: 2,
+            },
+        )
+        .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_request_rolls_back_only_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(&dir);
+        let mut tasks = Vec::new();
+        for v in [1, 2, 2, 3] {
+            let db = db.clone();
+            tasks.push(tokio::spawn(async move {
+                db.write(move |c| c.execute("INSERT INTO t (v) VALUES (?1)", [v]).map_err(DbError::from))
+                    .await
+            }));
+        }
+        let mut failures = 0;
+        for t in tasks {
+            if t.await.unwrap().is_err() {
+                failures += 1;
+            }
+        }
+        assert_eq!(failures, 1, "the duplicate 2 fails, the rest commit");
+        let count: i64 = db
+            .read(|c| c.query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0)))
+            .await
+            .unwrap();
+        assert_eq!(count, 3);
+    }
+
+    #[tokio::test]
+    async fn reopening_runs_migrations_again_harmlessly_and_keeps_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(&dir);
+        db.write(|c| c.execute("INSERT INTO t (v) VALUES (7)", []).map_err(DbError::from))
+            .await
+            .unwrap();
+        db.close();
+        let db = open(&dir);
+        let v: i64 = db
+            .read(|c| c.query_row("SELECT v FROM t", [], |r| r.get(0)))
+            .await
+            .unwrap();
+        assert_eq!(v, 7);
+        assert!(matches!(
+            {
+                db.close();
+                db.write(|_| Ok::<_, DbError>(())).await
+            },
+            Err(DbError::Closed)
+        ));
+    }
+}
