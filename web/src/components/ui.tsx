@@ -38,7 +38,10 @@ export function Empty({ title, children }: { title: string; children?: ReactNode
   return (
     <div className="empty">
       <div className="empty-icon" aria-hidden="true">
-        🎟️
+        <svg width="24" height="24" viewBox="0 0 24 24" fill="none" stroke="currentColor" strokeWidth="1.8" strokeLinejoin="round">
+          <path d="M3 8a2 2 0 0 0 2-2h14a2 2 0 0 0 2 2v2a2 2 0 0 0 0 4v2a2 2 0 0 0-2 2H5a2 2 0 0 0-2-2v-2a2 2 0 0 0 0-4z" />
+          <path d="M14 6v12" strokeDasharray="2 2" />
+        </svg>
       </div>
       <h2>{title}</h2>
       {children}

@@ -118,8 +118,6 @@ function EventsTable() {
               <thead>
                 <tr>
                   <th scope="col">Event</th>
-                  <th scope="col">Starts</th>
-                  <th scope="col">Venue</th>
                   <th scope="col" className="num">
                     Seats sold
                   </th>
@@ -138,14 +136,13 @@ function EventsTable() {
               <tbody>
                 {rows.map(({ event, sales }) => (
                   <tr key={event.ID} data-testid="admin-event-row">
-                    <th scope="row" data-label="Event">
+                    <th scope="row">
                       <a href={href({ name: 'event', id: event.ID })}>{event.Name}</a>
+                      <span className="cell-sub">
+                        {formatDateTime(event.StartDate)} · {event.Location?.Name}
+                        {event.Hall && <> · {event.Hall}</>}
+                      </span>
                     </th>
-                    <td data-label="Starts">{formatDateTime(event.StartDate)}</td>
-                    <td data-label="Venue">
-                      {event.Location?.Name}
-                      {event.Hall && <span className="muted"> · {event.Hall}</span>}
-                    </td>
                     <td className="num" data-label="Seats sold" data-testid="seats-sold">
                       {sales ? `${sales.SeatsSold} / ${event.Capacity}` : '—'}
                     </td>

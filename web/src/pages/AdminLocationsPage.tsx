@@ -135,7 +135,7 @@ function LocationForm({ onCreated }: { onCreated: (l: Location) => void }) {
   };
 
   return (
-    <form className="form" onSubmit={submit} noValidate aria-label="New location">
+    <form className="form" onSubmit={submit} onChange={() => setError(null)} noValidate aria-label="New location">
       <Field label="Name" htmlFor="loc-name">
         <input id="loc-name" required value={name} onChange={(e) => setName(e.target.value)} />
       </Field>

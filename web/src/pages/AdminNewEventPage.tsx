@@ -129,7 +129,7 @@ function EventForm({ locations, onCreated }: { locations: Location[]; onCreated:
   };
 
   return (
-    <form className="form" onSubmit={submit} noValidate aria-label="New event">
+    <form className="form" onSubmit={submit} onChange={() => setError(null)} noValidate aria-label="New event">
       <Field label="Name" htmlFor="ev-name">
         <input id="ev-name" required value={name} onChange={(e) => setName(e.target.value)} />
       </Field>

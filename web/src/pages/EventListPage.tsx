@@ -73,45 +73,44 @@ function EventCard({ event, state }: { event: MyEvent; state: SaleState }) {
   const past = event.EndDate < Date.now() / 1000;
   const hall = event.Hall ? ` · ${event.Hall}` : '';
   const bookable = state.kind === 'open' && !past;
+  const starts = new Date(event.StartDate * 1000);
   return (
     <li className={`card event-card${state.kind === 'cancelled' ? ' is-cancelled' : ''}`} data-testid="event-card">
-      <div className="event-date" aria-hidden="true">
-        <span className="event-date-month">
-          {new Date(event.StartDate * 1000).toLocaleString(undefined, { month: 'short' })}
-        </span>
-        <span className="event-date-day">{new Date(event.StartDate * 1000).getDate()}</span>
-      </div>
-      <div className="event-body">
-        <div className="event-title-row">
+      <div className="event-head">
+        <div className="event-date" aria-hidden="true">
+          <span className="event-date-month">{starts.toLocaleString(undefined, { month: 'short' })}</span>
+          <span className="event-date-day">{starts.getDate()}</span>
+        </div>
+        <div className="event-head-text">
           <h2 className="event-name">
             <a href={href({ name: 'event', id: event.ID })}>{event.Name}</a>
           </h2>
-          <StateBadge state={state} past={past} />
-        </div>
-        <p className="event-meta">
-          <span>
+          <p className="event-where">
             <span className="sr-only">Where: </span>
             {event.Location?.Name ?? 'Unknown venue'}
             {hall}
-          </span>
-          <span>
-            <span className="sr-only">When: </span>
-            <time dateTime={new Date(event.StartDate * 1000).toISOString()}>{formatDateTime(event.StartDate)}</time>
-            {event.Duration > 0 && <> · {formatDuration(event.Duration)}</>}
-          </span>
-        </p>
-        <div className="event-foot">
-          <SeatsLine state={state} />
-          {bookable ? (
-            <a className="btn btn-primary" href={href({ name: 'event', id: event.ID })} aria-label={`Book ${event.Name}`}>
-              Book
-            </a>
-          ) : (
-            <a className="btn btn-ghost" href={href({ name: 'event', id: event.ID })} aria-label={`Details of ${event.Name}`}>
-              Details
-            </a>
-          )}
+          </p>
         </div>
+        <div className="event-badge">
+          <StateBadge state={state} past={past} />
+        </div>
+      </div>
+      <p className="event-when">
+        <span className="sr-only">When: </span>
+        <time dateTime={starts.toISOString()}>{formatDateTime(event.StartDate)}</time>
+        {event.Duration > 0 && <span className="muted"> · {formatDuration(event.Duration)}</span>}
+      </p>
+      <div className="event-foot">
+        <SeatsLine state={state} />
+        {bookable ? (
+          <a className="btn btn-primary" href={href({ name: 'event', id: event.ID })} aria-label={`Book ${event.Name}`}>
+            Book
+          </a>
+        ) : (
+          <a className="btn btn-ghost" href={href({ name: 'event', id: event.ID })} aria-label={`Details of ${event.Name}`}>
+            Details
+          </a>
+        )}
       </div>
     </li>
   );

@@ -120,7 +120,7 @@ function LiveSeats({ state, stale }: { state: SaleState; stale: boolean }) {
   }
   const pct = state.kind === 'open' && state.capacity > 0 ? Math.round((100 * state.available) / state.capacity) : state.kind === 'soldout' ? 0 : null;
   return (
-    <div className="live-seats" data-testid="live-seats">
+    <div className={`live-seats${state.kind === 'open' ? '' : ' is-closed'}`} data-testid="live-seats">
       <div className="live-seats-row">
         <span className="live-dot" aria-hidden="true" />
         <span aria-live="polite" aria-atomic="true" data-testid="availability">
@@ -129,7 +129,7 @@ function LiveSeats({ state, stale }: { state: SaleState; stale: boolean }) {
       </div>
       {pct !== null && (
         <div className="meter" aria-hidden="true">
-          <div className="meter-fill" style={{ width: `${100 - pct}%` }} />
+          <div className="meter-fill" style={{ width: `${pct}%` }} />
         </div>
       )}
       {stale && <p className="hint">Could not refresh the seat count; showing the last one known.</p>}

@@ -1,0 +1,420 @@
+//! Configuration (SPEC §7): defaults, then a TOML file, then environment variables, then flags
+//! (the binary applies flags last). Every malformed input is an error that names where it came
+//! from: the file and line, or the variable.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("environment variable {var}={value:?}: {message}")]
+    Env {
+        var: &'static str,
+        value: String,
+        message: String,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address of the HTTP API.
+    pub listen: String,
+    /// Address of the Prometheus endpoint (`/metrics`).
+    pub metrics_listen: String,
+    /// Where the embedded databases live.
+    pub data_dir: PathBuf,
+    /// Services this process runs: events, bookings, users (all by default).
+    pub roles: Vec<String>,
+    /// Built web UI to serve at `/`; `web/dist` when present.
+    pub web_dir: Option<PathBuf>,
+    /// `text` or `json` logs.
+    pub log_format: String,
+    pub tls: Tls,
+    pub cors: Cors,
+    pub http: Http,
+    pub auth: AuthSettings,
+    pub bookings: Bookings,
+    pub broker: Broker,
+    pub storage: Storage,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Tls {
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    /// Address of the HTTPS API, served beside HTTP when `cert` and `key` are set.
+    pub listen: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Cors {
+    /// Origins allowed to call the API from a browser; `*` allows any (the API authenticates
+    /// with bearer tokens, not cookies).
+    pub allow_origins: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Http {
+    pub body_limit_bytes: usize,
+    /// How long in-flight requests may take to finish on shutdown.
+    pub shutdown_grace_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    /// HS256 secret shared by every service; generated into `data_dir/jwt-secret` when unset.
+    pub jwt_secret: Option<String>,
+    pub token_ttl_secs: u64,
+    /// An admin created on start when no user has this e-mail yet.
+    pub admin_email: Option<String>,
+    pub admin_password: Option<String>,
+    /// Failed sign-ins for one e-mail address before further attempts get 429.
+    pub max_failed_logins: u32,
+    pub lockout_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Bookings {
+    pub max_seats_per_booking: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Broker {
+    /// `embedded` (a log in `data_dir/bus.db`) or `embedded:PATH`.
+    pub url: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Storage {
+    /// Used by every service without a URL of its own; `sqlite` means `data_dir/<service>.db`.
+    pub url: String,
+    pub events_url: Option<String>,
+    pub bookings_url: Option<String>,
+    pub users_url: Option<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: "0.0.0.0:8181".into(),
+            metrics_listen: "0.0.0.0:9100".into(),
+            data_dir: PathBuf::from("./data"),
+            roles: vec!["events".into(), "bookings".into(), "users".into()],
+            web_dir: None,
+            log_format: "text".into(),
+            tls: Tls::default(),
+            cors: Cors::default(),
+            http: Http::default(),
+            auth: AuthSettings::default(),
+            bookings: Bookings::default(),
+            broker: Broker::default(),
+            storage: Storage::default(),
+        }
+    }
+}
+
+impl Default for Tls {
+    fn default() -> Self {
+        Self {
+            cert: None,
+            key: None,
+            listen: "0.0.0.0:8443".into(),
+        }
+    }
+}
+
+impl Default for Cors {
+    fn default() -> Self {
+        Self {
+            allow_origins: vec!["*".into()],
+        }
+    }
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Self {
+            body_limit_bytes: 64 * 1024,
+            shutdown_grace_secs: 30,
+        }
+    }
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            jwt_secret: None,
+            token_ttl_secs: 24 * 3600,
+            admin_email: None,
+            admin_password: None,
+            max_failed_logins: 5,
+            lockout_secs: 15 * 60,
+        }
+    }
+}
+
+impl Default for Bookings {
+    fn default() -> Self {
+        Self {
+            max_seats_per_booking: 10,
+        }
+    }
+}
+
+impl Default for Broker {
+    fn default() -> Self {
+        Self {
+            url: "embedded".into(),
+        }
+    }
+}
+
+impl Default for Storage {
+    fn default() -> Self {
+        Self {
+            url: "sqlite".into(),
+            events_url: None,
+            bookings_url: None,
+            users_url: None,
+        }
+    }
+}
+
+/// The environment variables read, in the order applied (later wins). The reference's names
+/// come first so that a `MYEVENTS_` variable overrides them.
+pub const ENV_VARS: &[(&str, &str)] = &[
+    ("LISTEN_URL", "listen address (the reference's name)"),
+    ("AMQP_BROKER_URL", "broker URL (the reference's name)"),
+    ("KAFKA_BROKERS", "Kafka brokers, comma-separated (the reference's name)"),
+    ("MONGO_URL", "storage URL for every service (the reference's name)"),
+    ("MYEVENTS_LISTEN", "listen"),
+    ("MYEVENTS_METRICS_LISTEN", "metrics_listen"),
+    ("MYEVENTS_DATA_DIR", "data_dir"),
+    ("MYEVENTS_ROLES", "roles, comma-separated"),
+    ("MYEVENTS_WEB_DIR", "web_dir"),
+    ("MYEVENTS_LOG_FORMAT", "log_format"),
+    ("MYEVENTS_TLS_CERT", "tls.cert"),
+    ("MYEVENTS_TLS_KEY", "tls.key"),
+    ("MYEVENTS_TLS_LISTEN", "tls.listen"),
+    ("MYEVENTS_CORS_ALLOW_ORIGINS", "cors.allow_origins, comma-separated"),
+    ("MYEVENTS_BODY_LIMIT_BYTES", "http.body_limit_bytes"),
+    ("MYEVENTS_SHUTDOWN_GRACE_SECS", "http.shutdown_grace_secs"),
+    ("MYEVENTS_JWT_SECRET", "auth.jwt_secret"),
+    ("MYEVENTS_TOKEN_TTL_SECS", "auth.token_ttl_secs"),
+    ("MYEVENTS_ADMIN_EMAIL", "auth.admin_email"),
+    ("MYEVENTS_ADMIN_PASSWORD", "auth.admin_password"),
+    ("MYEVENTS_MAX_FAILED_LOGINS", "auth.max_failed_logins"),
+    ("MYEVENTS_LOCKOUT_SECS", "auth.lockout_secs"),
+    ("MYEVENTS_MAX_SEATS_PER_BOOKING", "bookings.max_seats_per_booking"),
+    ("MYEVENTS_BROKER_URL", "broker.url"),
+    ("MYEVENTS_STORAGE_URL", "storage.url"),
+    ("MYEVENTS_EVENTS_STORAGE_URL", "storage.events_url"),
+    ("MYEVENTS_BOOKINGS_STORAGE_URL", "storage.bookings_url"),
+    ("MYEVENTS_USERS_STORAGE_URL", "storage.users_url"),
+];
+
+impl Config {
+    /// Defaults, then `file` (a missing file is fine unless it was asked for by name).
+    pub fn from_file(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let Some(path) = file else {
+            return Ok(Self::default());
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_owned(),
+            message,
+        })
+    }
+
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())
+    }
+
+    /// Applies the variables of [`ENV_VARS`] that `lookup` finds.
+    pub fn apply_env(
+        &mut self,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<(), ConfigError> {
+        for &(var, _) in ENV_VARS {
+            if let Some(value) = lookup(var) {
+                self.set_from_env(var, value)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn set_from_env(&mut self, var: &'static str, value: String) -> Result<(), ConfigError> {
+        let bad = |message: String| ConfigError::Env {
+            var,
+            value: value.clone(),
+            message,
+        };
+        let number = |v: &str| -> Result<u64, ConfigError> {
+            v.trim()
+                .parse::<u64>()
+                .map_err(|e| bad(format!("expected a whole number: {e}")))
+        };
+        let list = |v: &str| -> Vec<String> {
+            v.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
+        };
+        match var {
+            "LISTEN_URL" | "MYEVENTS_LISTEN" => self.listen = value.clone(),
+            "AMQP_BROKER_URL" => self.broker.url = value.clone(),
+            "KAFKA_BROKERS" => self.broker.url = format!("kafka://{}", value.trim()),
+            "MONGO_URL" | "MYEVENTS_STORAGE_URL" => self.storage.url = value.clone(),
+            "MYEVENTS_METRICS_LISTEN" => self.metrics_listen = value.clone(),
+            "MYEVENTS_DATA_DIR" => self.data_dir = PathBuf::from(&value),
+            "MYEVENTS_ROLES" => self.roles = list(&value),
+            "MYEVENTS_WEB_DIR" => self.web_dir = Some(PathBuf::from(&value)),
+            "MYEVENTS_LOG_FORMAT" => self.log_format = value.clone(),
+            "MYEVENTS_TLS_CERT" => self.tls.cert = Some(PathBuf::from(&value)),
+            "MYEVENTS_TLS_KEY" => self.tls.key = Some(PathBuf::from(&value)),
+            "MYEVENTS_TLS_LISTEN" => self.tls.listen = value.clone(),
+            "MYEVENTS_CORS_ALLOW_ORIGINS" => self.cors.allow_origins = list(&value),
+            "MYEVENTS_BODY_LIMIT_BYTES" => self.http.body_limit_bytes = number(&value)? as usize,
+            "MYEVENTS_SHUTDOWN_GRACE_SECS" => self.http.shutdown_grace_secs = number(&value)?,
+            "MYEVENTS_JWT_SECRET" => self.auth.jwt_secret = Some(value.clone()),
+            "MYEVENTS_TOKEN_TTL_SECS" => self.auth.token_ttl_secs = number(&value)?,
+            "MYEVENTS_ADMIN_EMAIL" => self.auth.admin_email = Some(value.clone()),
+            "MYEVENTS_ADMIN_PASSWORD" => self.auth.admin_password = Some(value.clone()),
+            "MYEVENTS_MAX_FAILED_LOGINS" => {
+                self.auth.max_failed_logins = u32::try_from(number(&value)?)
+                    .map_err(|_| bad("too large".into()))?
+            }
+            "MYEVENTS_LOCKOUT_SECS" => self.auth.lockout_secs = number(&value)?,
+            "MYEVENTS_MAX_SEATS_PER_BOOKING" => {
+                self.bookings.max_seats_per_booking = u32::try_from(number(&value)?)
+                    .map_err(|_| bad("too large".into()))?
+            }
+            "MYEVENTS_BROKER_URL" => self.broker.url = value.clone(),
+            "MYEVENTS_EVENTS_STORAGE_URL" => self.storage.events_url = Some(value.clone()),
+            "MYEVENTS_BOOKINGS_STORAGE_URL" => self.storage.bookings_url = Some(value.clone()),
+            "MYEVENTS_USERS_STORAGE_URL" => self.storage.users_url = Some(value.clone()),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Checks what no single field can: run after every source is applied.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.bookings.max_seats_per_booking == 0 {
+            return Err(ConfigError::Invalid(
+                "bookings.max_seats_per_booking must be at least 1".into(),
+            ));
+        }
+        if self.http.body_limit_bytes < 1024 {
+            return Err(ConfigError::Invalid(
+                "http.body_limit_bytes must be at least 1024".into(),
+            ));
+        }
+        if self.tls.cert.is_some() != self.tls.key.is_some() {
+            return Err(ConfigError::Invalid(
+                "tls.cert and tls.key must be set together".into(),
+            ));
+        }
+        if !matches!(self.log_format.as_str(), "text" | "json") {
+            return Err(ConfigError::Invalid(format!(
+                "log_format must be \"text\" or \"json\", not {:?}",
+                self.log_format
+            )));
+        }
+        match (&self.auth.admin_email, &self.auth.admin_password) {
+            (Some(_), None) | (None, Some(_)) => Err(ConfigError::Invalid(
+                "auth.admin_email and auth.admin_password must be set together".into(),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// The storage URL of one service.
+    pub fn storage_url(&self, service: &str) -> &str {
+        let own = match service {
+            "events" => &self.storage.events_url,
+            "bookings" => &self.storage.bookings_url,
+            "users" => &self.storage.users_url,
+            _ => &None,
+        };
+        own.as_deref().unwrap_or(&self.storage.url)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn a_file_overrides_defaults_and_keeps_the_rest() {
+        let c = Config::from_toml("listen = \"127.0.0.1:1\"\n[bookings]\nmax_seats_per_booking = 4\n")
+            .unwrap();
+        assert_eq!(c.listen, "127.0.0.1:1");
+        assert_eq!(c.bookings.max_seats_per_booking, 4);
+        assert_eq!(c.metrics_listen, "0.0.0.0:9100");
+    }
+
+    #[test]
+    fn a_malformed_file_names_the_line() {
+        let err = Config::from_toml("listen = \"a\"\n\nmetrics_listen = = 3\n").unwrap_err();
+        assert!(err.contains("line 3"), "{err}");
+        let err = Config::from_toml("lisen = \"a\"\n").unwrap_err();
+        assert!(err.contains("lisen"), "{err}");
+    }
+
+    #[test]
+    fn environment_overrides_the_file_and_myevents_names_win_over_the_reference() {
+        let vars: HashMap<&str, &str> = [
+            ("LISTEN_URL", "0.0.0.0:1"),
+            ("MYEVENTS_LISTEN", "0.0.0.0:2"),
+            ("MYEVENTS_ROLES", "events, bookings"),
+            ("KAFKA_BROKERS", "k1:9092,k2:9092"),
+        ]
+        .into();
+        let mut c = Config::default();
+        c.apply_env(|k| vars.get(k).map(|v| v.to_string())).unwrap();
+        assert_eq!(c.listen, "0.0.0.0:2");
+        assert_eq!(c.roles, ["events", "bookings"]);
+        assert_eq!(c.broker.url, "kafka://k1:9092,k2:9092");
+    }
+
+    #[test]
+    fn a_malformed_variable_is_named() {
+        let mut c = Config::default();
+        let err = c
+            .apply_env(|k| (k == "MYEVENTS_MAX_SEATS_PER_BOOKING").then(|| "ten".to_owned()))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("MYEVENTS_MAX_SEATS_PER_BOOKING"), "{err}");
+    }
+
+    #[test]
+    fn half_a_tls_pair_is_refused() {
+        let mut c = Config::default();
+        c.tls.cert = Some("c.pem".into());
+        assert!(c.validate().is_err());
+    }
+}

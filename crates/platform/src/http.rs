@@ -1,0 +1,185 @@
+//! Serving the API: the middleware every route gets, HTTP and HTTPS listeners, and graceful
+//! shutdown.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderName, HeaderValue, Method, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Router};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+use tower_http::services::ServeDir;
+
+use crate::config::Config;
+use crate::{ApiError, Auth, metrics};
+
+/// Wraps the services' routes with what every request gets: JSON 404/405, the web UI at `/`,
+/// detached handlers, metrics, CORS, the body limit and the auth extension.
+pub fn finish(
+    app: Router,
+    config: &Config,
+    web_dir: Option<PathBuf>,
+    auth: Arc<Auth>,
+    in_flight: TaskTracker,
+) -> anyhow::Result<Router> {
+    let app = match web_dir {
+        Some(dir) => app.fallback_service(
+            ServeDir::new(dir).not_found_service(axum::routing::any(no_route)),
+        ),
+        None => app.fallback(no_route),
+    };
+    Ok(app
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(in_flight, detach))
+        .layer(middleware::from_fn(metrics::track))
+        .layer(cors(&config.cors.allow_origins)?)
+        .layer(Extension(auth))
+        .layer(DefaultBodyLimit::max(config.http.body_limit_bytes)))
+}
+
+async fn no_route() -> ApiError {
+    ApiError::NotFound("no such route".into())
+}
+
+async fn method_not_allowed() -> Response {
+    (
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        axum::Json(serde_json::json!({"error": "method not allowed on this route"})),
+    )
+        .into_response()
+}
+
+/// Runs the handler in a task of its own, so that a request received in full is carried out even
+/// when its client hangs up (the reference UI reloads the page right after posting a booking).
+/// The tracker lets shutdown wait for these tasks.
+async fn detach(State(in_flight): State<TaskTracker>, req: Request, next: Next) -> Response {
+    match in_flight.spawn(next.run(req)).await {
+        Ok(response) => response,
+        Err(error) => ApiError::Internal(anyhow::anyhow!("request handler failed: {error}"))
+            .into_response(),
+    }
+}
+
+fn cors(origins: &[String]) -> anyhow::Result<CorsLayer> {
+    let allow_origin = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::from(Any)
+    } else {
+        let list = origins
+            .iter()
+            .map(|o| {
+                HeaderValue::from_str(o).with_context(|| format!("CORS origin {o:?} is not valid"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        AllowOrigin::list(list)
+    };
+    Ok(CorsLayer::new()
+        .allow_origin(allow_origin)
+        .allow_methods([Method::GET, Method::POST, Method::DELETE, Method::OPTIONS])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            HeaderName::from_static("idempotency-key"),
+        ])
+        .max_age(Duration::from_secs(3600)))
+}
+
+/// Serves `app` on `listen` (and on HTTPS when configured) until `shutdown`, then lets in-flight
+/// requests finish for up to the configured grace period.
+pub async fn serve(
+    app: Router,
+    config: &Config,
+    listener: tokio::net::TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let grace = Duration::from_secs(config.http.shutdown_grace_secs);
+    let mut servers = tokio::task::JoinSet::new();
+
+    if let (Some(cert), Some(key)) = (&config.tls.cert, &config.tls.key) {
+        crate::tls::install_crypto_provider();
+        let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+            .await
+            .with_context(|| {
+                format!("cannot load TLS certificate {} / key {}", cert.display(), key.display())
+            })?;
+        let addr: SocketAddr = config
+            .tls
+            .listen
+            .parse()
+            .with_context(|| format!("tls.listen {:?} is not host:port", config.tls.listen))?;
+        let handle = axum_server::Handle::new();
+        let server = axum_server::bind_rustls(addr, tls)
+            .handle(handle.clone())
+            .serve(app.clone().into_make_service());
+        tracing::info!(%addr, "serving HTTPS");
+        let stop = shutdown.clone();
+        servers.spawn(async move {
+            tokio::select! {
+                result = server => result.context("HTTPS server failed"),
+                _ = stop.cancelled() => {
+                    handle.graceful_shutdown(Some(grace));
+                    Ok(())
+                }
+            }
+        });
+    }
+
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "serving HTTP");
+    let stop = shutdown.clone();
+    servers.spawn(async move {
+        let server = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned());
+        // Connections still busy after the grace period are cut.
+        let drained = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(grace).await;
+        };
+        tokio::select! {
+            result = server => result.context("HTTP server failed"),
+            _ = drained => {
+                tracing::warn!("grace period over; closing the connections still open");
+                Ok(())
+            }
+        }
+    });
+
+    while let Some(result) = servers.join_next().await {
+        result.context("server task failed")??;
+    }
+    Ok(())
+}
+
+/// Binds an address given as `host:port`, naming it in the error.
+pub async fn bind(what: &str, addr: &str) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {what} {addr}"))
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

@@ -1,0 +1,16 @@
+//! What every MyEvents service shares: configuration, the HTTP server and its middleware, the
+//! JSON error type, bearer-token auth, Prometheus metrics and the OpenAPI document.
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod json;
+pub mod metrics;
+pub mod openapi;
+pub mod tls;
+
+pub use auth::{Admin, Auth, Claims, CurrentUser, MaybeUser, Role};
+pub use config::Config;
+pub use error::ApiError;
+pub use json::ApiJson;
