@@ -16,7 +16,7 @@ pub mod relay;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use contracts::Envelope;
+use contracts::{DomainEvent, Envelope};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -75,4 +75,37 @@ pub trait Bus: Send + Sync + 'static {
 
     /// Why the bus cannot be used right now, if it cannot.
     async fn check(&self) -> Result<(), String>;
+}
+
+/// Decodes `batch` and hands the well-formed prefix to `apply`, which returns one outcome per
+/// event it was given (or a prefix ending in `Retry`). A message that cannot be decoded ends the
+/// prefix and is reported as `Poison`; what follows it is delivered again by the next batch.
+pub async fn apply_decoded<F, Fut>(batch: &[Envelope], apply: F) -> anyhow::Result<Vec<Outcome>>
+where
+    F: FnOnce(Vec<(String, DomainEvent)>) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Vec<Outcome>>>,
+{
+    let mut decoded = Vec::with_capacity(batch.len());
+    let mut poison = None;
+    for envelope in batch {
+        match envelope.decode() {
+            Ok(event) => decoded.push((envelope.id.clone(), event)),
+            Err(error) => {
+                poison = Some(error.to_string());
+                break;
+            }
+        }
+    }
+    let count = decoded.len();
+    let mut outcomes = if decoded.is_empty() {
+        Vec::new()
+    } else {
+        apply(decoded).await?
+    };
+    if let Some(error) = poison
+        && outcomes.len() == count
+    {
+        outcomes.push(Outcome::Poison(error));
+    }
+    Ok(outcomes)
 }

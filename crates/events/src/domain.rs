@@ -1,0 +1,324 @@
+//! Locations, halls and events, and the rules for making them. No I/O here.
+
+use serde::{Deserialize, Serialize};
+
+/// A value a client sent that breaks a rule; the API answers 422 with this text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub String);
+
+fn invalid<T>(message: impl Into<String>) -> Result<T, Invalid> {
+    Err(Invalid(message.into()))
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hall {
+    pub name: String,
+    /// Where in the building (optional).
+    pub location: String,
+    pub capacity: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Location {
+    #[serde(rename = "ID")]
+    pub id: String,
+    pub name: String,
+    pub address: String,
+    pub country: String,
+    /// Hours of the day, 0–24.
+    pub open_time: u8,
+    pub close_time: u8,
+    pub halls: Vec<Hall>,
+}
+
+impl Location {
+    pub fn hall(&self, name: &str) -> Option<&Hall> {
+        self.halls.iter().find(|h| h.name == name)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventStatus {
+    Active,
+    Cancelled,
+}
+
+impl EventStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "active" => Some(Self::Active),
+            "cancelled" => Some(Self::Cancelled),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Event {
+    #[serde(rename = "ID")]
+    pub id: String,
+    pub name: String,
+    /// Minutes.
+    pub duration: u32,
+    /// Unix seconds.
+    pub start_date: i64,
+    pub end_date: i64,
+    pub location: Location,
+    /// The name of the hall it takes place in.
+    pub hall: String,
+    pub capacity: u32,
+    pub status: EventStatus,
+}
+
+/// Seats sold for one event, as learned from the bookings service's events.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Sales {
+    #[serde(rename = "EventID")]
+    pub event_id: String,
+    /// Seats of bookings still active.
+    pub seats_sold: i64,
+    /// Bookings ever made.
+    pub bookings: i64,
+    /// Bookings cancelled, by customers or with their event.
+    pub cancellations: i64,
+}
+
+/// A hall as a client sends it (keys already lower-cased).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct HallInput {
+    pub name: Option<String>,
+    pub location: Option<String>,
+    pub capacity: Option<i64>,
+}
+
+/// A location as a client sends it, on its own or inside an event.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct LocationInput {
+    pub id: Option<String>,
+    pub name: Option<String>,
+    pub address: Option<String>,
+    pub country: Option<String>,
+    pub opentime: Option<i64>,
+    pub closetime: Option<i64>,
+    pub halls: Option<Vec<HallInput>>,
+}
+
+/// An event as a client sends it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct EventInput {
+    pub name: Option<String>,
+    pub duration: Option<i64>,
+    pub startdate: Option<i64>,
+    pub enddate: Option<i64>,
+    pub location: Option<LocationInput>,
+    pub hall: Option<String>,
+    pub capacity: Option<i64>,
+}
+
+fn required(value: Option<String>, what: &str) -> Result<String, Invalid> {
+    match value.map(|v| v.trim().to_owned()) {
+        Some(v) if !v.is_empty() => Ok(v),
+        _ => invalid(format!("{what} is required")),
+    }
+}
+
+fn hour(value: Option<i64>, what: &str, default: u8) -> Result<u8, Invalid> {
+    match value {
+        None => Ok(default),
+        Some(h @ 0..=24) => Ok(h as u8),
+        Some(h) => invalid(format!("{what} must be an hour from 0 to 24, not {h}")),
+    }
+}
+
+/// A new location with a fresh id, if `input` is a valid one.
+pub fn new_location(input: LocationInput, id: String) -> Result<Location, Invalid> {
+    let name = required(input.name, "Name")?;
+    let halls = input.halls.unwrap_or_default();
+    if halls.is_empty() {
+        return invalid("a location needs at least one hall in Halls");
+    }
+    let mut checked: Vec<Hall> = Vec::with_capacity(halls.len());
+    for hall in halls {
+        let hall_name = required(hall.name, "every hall's name")?;
+        if checked.iter().any(|h| h.name == hall_name) {
+            return invalid(format!("hall names must be unique; {hall_name:?} appears twice"));
+        }
+        let capacity = match hall.capacity {
+            Some(c) if c > 0 && c <= i64::from(u32::MAX) => c as u32,
+            Some(c) => return invalid(format!("hall {hall_name:?}: capacity must be greater than 0, not {c}")),
+            None => return invalid(format!("hall {hall_name:?}: capacity is required")),
+        };
+        checked.push(Hall {
+            name: hall_name,
+            location: hall.location.unwrap_or_default().trim().to_owned(),
+            capacity,
+        });
+    }
+    Ok(Location {
+        id,
+        name,
+        address: input.address.unwrap_or_default().trim().to_owned(),
+        country: input.country.unwrap_or_default().trim().to_owned(),
+        open_time: hour(input.opentime, "OpenTime", 0)?,
+        close_time: hour(input.closetime, "CloseTime", 24)?,
+        halls: checked,
+    })
+}
+
+/// Places an event in a hall of `location`: the hall must exist (it may be left out when the
+/// location has exactly one), and the capacity is the hall's unless a lower one is asked for.
+pub fn new_event(input: EventInput, location: Location, id: String) -> Result<Event, Invalid> {
+    let name = required(input.name, "Name")?;
+    let (Some(start), Some(end)) = (input.startdate, input.enddate) else {
+        return invalid("StartDate and EndDate (Unix seconds) are required");
+    };
+    if start < 0 || end < 0 {
+        return invalid("StartDate and EndDate must be Unix seconds after 1970");
+    }
+    if end < start {
+        return invalid("EndDate must not be before StartDate");
+    }
+    let duration = match input.duration {
+        None => ((end - start) / 60).min(i64::from(u32::MAX)) as u32,
+        Some(d) if d >= 0 && d <= i64::from(u32::MAX) => d as u32,
+        Some(d) => return invalid(format!("Duration must be minutes (0 or more), not {d}")),
+    };
+    let hall = match input.hall.map(|h| h.trim().to_owned()).filter(|h| !h.is_empty()) {
+        Some(name) => location.hall(&name).cloned().ok_or_else(|| {
+            Invalid(format!("location {:?} has no hall {name:?}", location.name))
+        })?,
+        None if location.halls.len() == 1 => location.halls[0].clone(),
+        None => return invalid("Hall is required: this location has several halls"),
+    };
+    let capacity = match input.capacity {
+        None => hall.capacity,
+        Some(c) if c <= 0 => return invalid(format!("Capacity must be greater than 0, not {c}")),
+        Some(c) if c > i64::from(hall.capacity) => {
+            return invalid(format!(
+                "Capacity {c} is more than hall {:?} holds ({})",
+                hall.name, hall.capacity
+            ));
+        }
+        Some(c) => c as u32,
+    };
+    Ok(Event {
+        id,
+        name,
+        duration,
+        start_date: start,
+        end_date: end,
+        location,
+        hall: hall.name,
+        capacity,
+        status: EventStatus::Active,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn location() -> Location {
+        new_location(
+            LocationInput {
+                name: Some("Opera".into()),
+                halls: Some(vec![
+                    HallInput { name: Some("Main".into()), capacity: Some(100), ..Default::default() },
+                    HallInput { name: Some("Small".into()), capacity: Some(10), ..Default::default() },
+                ]),
+                ..Default::default()
+            },
+            "l1".into(),
+        )
+        .unwrap()
+    }
+
+    fn input() -> EventInput {
+        EventInput {
+            name: Some("Tosca".into()),
+            startdate: Some(1000),
+            enddate: Some(8200),
+            hall: Some("Main".into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn capacity_comes_from_the_hall_unless_set_lower() {
+        let e = new_event(input(), location(), "e".into()).unwrap();
+        assert_eq!((e.capacity, e.duration, e.status), (100, 120, EventStatus::Active));
+        let e = new_event(EventInput { capacity: Some(50), ..input() }, location(), "e".into()).unwrap();
+        assert_eq!(e.capacity, 50);
+        let err = new_event(EventInput { capacity: Some(101), ..input() }, location(), "e".into());
+        assert!(err.unwrap_err().0.contains("more than hall"));
+    }
+
+    #[test]
+    fn invalid_events_are_refused_with_a_reason() {
+        let cases = [
+            EventInput { name: None, ..input() },
+            EventInput { name: Some("  ".into()), ..input() },
+            EventInput { enddate: Some(999), ..input() },
+            EventInput { startdate: None, ..input() },
+            EventInput { hall: Some("Nope".into()), ..input() },
+            EventInput { hall: None, ..input() },
+            EventInput { capacity: Some(0), ..input() },
+            EventInput { duration: Some(-1), ..input() },
+        ];
+        for case in cases {
+            assert!(new_event(case.clone(), location(), "e".into()).is_err(), "{case:?}");
+        }
+    }
+
+    #[test]
+    fn the_hall_may_be_left_out_when_there_is_only_one() {
+        let mut loc = location();
+        loc.halls.truncate(1);
+        let e = new_event(EventInput { hall: None, ..input() }, loc, "e".into()).unwrap();
+        assert_eq!(e.hall, "Main");
+    }
+
+    #[test]
+    fn invalid_locations_are_refused() {
+        let good = LocationInput {
+            name: Some("X".into()),
+            halls: Some(vec![HallInput { name: Some("A".into()), capacity: Some(1), ..Default::default() }]),
+            ..Default::default()
+        };
+        assert!(new_location(good.clone(), "l".into()).is_ok());
+        let bad = [
+            LocationInput { name: None, ..good.clone() },
+            LocationInput { halls: Some(vec![]), ..good.clone() },
+            LocationInput { opentime: Some(25), ..good.clone() },
+            LocationInput {
+                halls: Some(vec![HallInput { name: Some("A".into()), capacity: Some(0), ..Default::default() }]),
+                ..good.clone()
+            },
+            LocationInput {
+                halls: Some(vec![
+                    HallInput { name: Some("A".into()), capacity: Some(1), ..Default::default() },
+                    HallInput { name: Some("A".into()), capacity: Some(2), ..Default::default() },
+                ]),
+                ..good.clone()
+            },
+        ];
+        for case in bad {
+            assert!(new_location(case.clone(), "l".into()).is_err(), "{case:?}");
+        }
+    }
+}

@@ -1,0 +1,346 @@
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::DateTime;
+use contracts::{DomainEvent, Envelope, EventCancelled, EventCreated, LocationCreated};
+use sqlite::rusqlite::{Connection, OptionalExtension, Row, params};
+use sqlite::{Db, DbError, Options, inbox, outbox};
+
+use super::{EventStore, Page, StoreError};
+use crate::domain::{Event, EventStatus, Hall, Location, Sales};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS locations (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    id         TEXT NOT NULL UNIQUE,
+    name       TEXT NOT NULL,
+    address    TEXT NOT NULL,
+    country    TEXT NOT NULL,
+    open_time  INTEGER NOT NULL,
+    close_time INTEGER NOT NULL,
+    halls      TEXT NOT NULL -- JSON array of halls
+);
+CREATE TABLE IF NOT EXISTS events (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    id          TEXT NOT NULL UNIQUE,
+    name        TEXT NOT NULL,
+    duration    INTEGER NOT NULL,
+    start_date  INTEGER NOT NULL,
+    end_date    INTEGER NOT NULL,
+    location_id TEXT NOT NULL REFERENCES locations (id),
+    hall        TEXT NOT NULL,
+    capacity    INTEGER NOT NULL,
+    status      TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_name ON events (name, seq);
+CREATE TABLE IF NOT EXISTS sales (
+    event_id      TEXT PRIMARY KEY,
+    seats_sold    INTEGER NOT NULL DEFAULT 0,
+    bookings      INTEGER NOT NULL DEFAULT 0,
+    cancellations INTEGER NOT NULL DEFAULT 0
+);";
+
+const EVENT_COLUMNS: &str = "e.id, e.name, e.duration, e.start_date, e.end_date, e.hall, e.capacity, e.status,
+     l.id, l.name, l.address, l.country, l.open_time, l.close_time, l.halls";
+
+pub struct SqliteEventStore {
+    db: Db,
+}
+
+impl SqliteEventStore {
+    pub fn open(path: &Path) -> Result<Self, DbError> {
+        let db = Db::open(
+            path,
+            Options {
+                migrations: vec![SCHEMA, outbox::MIGRATION, inbox::MIGRATION],
+                ..Options::default()
+            },
+        )?;
+        Ok(Self { db })
+    }
+
+    pub fn close(&self) {
+        self.db.close();
+    }
+}
+
+fn json_error(column: usize, e: serde_json::Error) -> sqlite::rusqlite::Error {
+    sqlite::rusqlite::Error::FromSqlConversionFailure(
+        column,
+        sqlite::rusqlite::types::Type::Text,
+        Box::new(e),
+    )
+}
+
+fn location_at(row: &Row<'_>, first: usize) -> sqlite::rusqlite::Result<Location> {
+    let halls: String = row.get(first + 6)?;
+    Ok(Location {
+        id: row.get(first)?,
+        name: row.get(first + 1)?,
+        address: row.get(first + 2)?,
+        country: row.get(first + 3)?,
+        open_time: row.get(first + 4)?,
+        close_time: row.get(first + 5)?,
+        halls: serde_json::from_str::<Vec<Hall>>(&halls).map_err(|e| json_error(first + 6, e))?,
+    })
+}
+
+fn event_row(row: &Row<'_>) -> sqlite::rusqlite::Result<Event> {
+    let status: String = row.get(7)?;
+    Ok(Event {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        duration: row.get(2)?,
+        start_date: row.get(3)?,
+        end_date: row.get(4)?,
+        hall: row.get(5)?,
+        capacity: row.get(6)?,
+        // Only this module writes the column.
+        status: EventStatus::parse(&status).unwrap_or(EventStatus::Active),
+        location: location_at(row, 8)?,
+    })
+}
+
+fn insert_location(conn: &Connection, l: &Location) -> Result<(), DbError> {
+    let halls = serde_json::to_string(&l.halls).map_err(|e| DbError::Sqlite(e.to_string()))?;
+    conn.prepare_cached(
+        "INSERT INTO locations (id, name, address, country, open_time, close_time, halls)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![l.id, l.name, l.address, l.country, l.open_time, l.close_time, halls])?;
+    let created = DomainEvent::LocationCreated(LocationCreated {
+        id: l.id.clone(),
+        name: l.name.clone(),
+        address: l.address.clone(),
+        country: l.country.clone(),
+        halls: l
+            .halls
+            .iter()
+            .map(|h| contracts::Hall {
+                name: h.name.clone(),
+                location: h.location.clone(),
+                capacity: h.capacity,
+            })
+            .collect(),
+    });
+    outbox::append(conn, &Envelope::new(&created, None))?;
+    Ok(())
+}
+
+fn select_event(conn: &Connection, filter: &str, arg: &str) -> sqlite::rusqlite::Result<Option<Event>> {
+    conn.prepare_cached(&format!(
+        "SELECT {EVENT_COLUMNS} FROM events e JOIN locations l ON l.id = e.location_id WHERE {filter} ORDER BY e.seq LIMIT 1"
+    ))?
+    .query_row([arg], event_row)
+    .optional()
+}
+
+fn unix_to_utc(seconds: i64) -> DateTime<chrono::Utc> {
+    DateTime::from_timestamp(seconds, 0).unwrap_or_default()
+}
+
+#[async_trait]
+impl EventStore for SqliteEventStore {
+    async fn create_location(&self, location: Location) -> Result<(), StoreError> {
+        Ok(self.db.write(move |c| insert_location(c, &location)).await?)
+    }
+
+    async fn location(&self, id: &str) -> Result<Option<Location>, StoreError> {
+        let id = id.to_owned();
+        Ok(self
+            .db
+            .read(move |c| {
+                c.prepare_cached(
+                    "SELECT id, name, address, country, open_time, close_time, halls FROM locations WHERE id = ?1",
+                )?
+                .query_row([id], |r| location_at(r, 0))
+                .optional()
+            })
+            .await?)
+    }
+
+    async fn locations(&self) -> Result<Vec<Location>, StoreError> {
+        Ok(self
+            .db
+            .read(|c| {
+                let mut stmt = c.prepare_cached(
+                    "SELECT id, name, address, country, open_time, close_time, halls FROM locations ORDER BY seq",
+                )?;
+                let rows = stmt.query_map([], |r| location_at(r, 0))?;
+                rows.collect()
+            })
+            .await?)
+    }
+
+    async fn create_event(&self, event: Event, with_new_location: bool) -> Result<(), StoreError> {
+        Ok(self
+            .db
+            .write(move |c| {
+                if with_new_location {
+                    insert_location(c, &event.location)?;
+                }
+                c.prepare_cached(
+                    "INSERT INTO events (id, name, duration, start_date, end_date, location_id, hall, capacity, status)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                )?
+                .execute(params![
+                    event.id,
+                    event.name,
+                    event.duration,
+                    event.start_date,
+                    event.end_date,
+                    event.location.id,
+                    event.hall,
+                    event.capacity,
+                    event.status.as_str()
+                ])?;
+                let created = DomainEvent::EventCreated(EventCreated {
+                    id: event.id.clone(),
+                    name: event.name.clone(),
+                    location_id: event.location.id.clone(),
+                    start_date: unix_to_utc(event.start_date),
+                    end_date: unix_to_utc(event.end_date),
+                    hall: event.hall.clone(),
+                    capacity: Some(event.capacity),
+                });
+                outbox::append(c, &Envelope::new(&created, None))?;
+                Ok::<_, DbError>(())
+            })
+            .await?)
+    }
+
+    async fn cancel_event(&self, id: &str) -> Result<Option<Event>, StoreError> {
+        let id = id.to_owned();
+        Ok(self
+            .db
+            .write(move |c| {
+                let changed = c
+                    .prepare_cached(
+                        "UPDATE events SET status = 'cancelled' WHERE id = ?1 AND status = 'active'",
+                    )?
+                    .execute([&id])?;
+                if changed == 1 {
+                    let cancelled = DomainEvent::EventCancelled(EventCancelled { id: id.clone() });
+                    outbox::append(c, &Envelope::new(&cancelled, None))?;
+                }
+                Ok::<_, DbError>(select_event(c, "e.id = ?1", &id)?)
+            })
+            .await?)
+    }
+
+    async fn event(&self, id: &str) -> Result<Option<Event>, StoreError> {
+        let id = id.to_owned();
+        Ok(self.db.read(move |c| select_event(c, "e.id = ?1", &id)).await?)
+    }
+
+    async fn event_by_name(&self, name: &str) -> Result<Option<Event>, StoreError> {
+        let name = name.to_owned();
+        Ok(self.db.read(move |c| select_event(c, "e.name = ?1", &name)).await?)
+    }
+
+    async fn events(&self, page: Page) -> Result<Vec<Event>, StoreError> {
+        Ok(self
+            .db
+            .read(move |c| {
+                let after_seq: i64 = match &page.after {
+                    Some(id) => c
+                        .query_row("SELECT seq FROM events WHERE id = ?1", [id], |r| r.get(0))
+                        .optional()?
+                        .unwrap_or(i64::MAX),
+                    None => 0,
+                };
+                let limit = page.limit.map(|l| l as i64).unwrap_or(-1);
+                let mut stmt = c.prepare_cached(&format!(
+                    "SELECT {EVENT_COLUMNS} FROM events e JOIN locations l ON l.id = e.location_id
+                     WHERE e.seq > ?1 ORDER BY e.seq LIMIT ?2"
+                ))?;
+                let rows = stmt.query_map(params![after_seq, limit], event_row)?;
+                rows.collect()
+            })
+            .await?)
+    }
+
+    async fn apply(&self, batch: Vec<(String, DomainEvent)>) -> Result<Vec<bus::Outcome>, StoreError> {
+        Ok(self
+            .db
+            .write(move |c| {
+                let mut outcomes = Vec::with_capacity(batch.len());
+                for (message_id, event) in &batch {
+                    if !inbox::first_delivery(c, message_id)? {
+                        outcomes.push(bus::Outcome::Duplicate);
+                        continue;
+                    }
+                    let (event_id, seats, bookings, cancellations) = match event {
+                        DomainEvent::EventBooked(b) => (&b.event_id, i64::from(b.seats), 1, 0),
+                        DomainEvent::BookingCancelled(b) => (&b.event_id, -i64::from(b.seats), 0, 1),
+                        _ => {
+                            outcomes.push(bus::Outcome::Applied);
+                            continue;
+                        }
+                    };
+                    c.prepare_cached(
+                        "INSERT INTO sales (event_id, seats_sold, bookings, cancellations) VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT (event_id) DO UPDATE SET
+                             seats_sold = seats_sold + excluded.seats_sold,
+                             bookings = bookings + excluded.bookings,
+                             cancellations = cancellations + excluded.cancellations",
+                    )?
+                    .execute(params![event_id, seats, bookings, cancellations])?;
+                    outcomes.push(bus::Outcome::Applied);
+                }
+                Ok::<_, DbError>(outcomes)
+            })
+            .await?)
+    }
+
+    async fn sales(&self, event_id: &str) -> Result<Option<Sales>, StoreError> {
+        let event_id = event_id.to_owned();
+        Ok(self
+            .db
+            .read(move |c| {
+                c.query_row(
+                    "SELECT event_id, seats_sold, bookings, cancellations FROM sales WHERE event_id = ?1",
+                    [event_id],
+                    sales_row,
+                )
+                .optional()
+            })
+            .await?)
+    }
+
+    async fn all_sales(&self) -> Result<Vec<Sales>, StoreError> {
+        Ok(self
+            .db
+            .read(|c| {
+                let mut stmt = c.prepare(
+                    "SELECT s.event_id, s.seats_sold, s.bookings, s.cancellations
+                     FROM sales s LEFT JOIN events e ON e.id = s.event_id ORDER BY e.seq",
+                )?;
+                let rows = stmt.query_map([], sales_row)?;
+                rows.collect()
+            })
+            .await?)
+    }
+
+    fn outbox(&self) -> Arc<dyn bus::Outbox> {
+        Arc::new(bus::SqliteOutbox(self.db.clone()))
+    }
+
+    async fn check(&self) -> Result<(), String> {
+        self.db
+            .read(|c| c.query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get::<_, i64>(0)))
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("events storage: {e}"))
+    }
+}
+
+fn sales_row(r: &Row<'_>) -> sqlite::rusqlite::Result<Sales> {
+    Ok(Sales {
+        event_id: r.get(0)?,
+        seats_sold: r.get(1)?,
+        bookings: r.get(2)?,
+        cancellations: r.get(3)?,
+    })
+}
