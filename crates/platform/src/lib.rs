@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod email;
 pub mod error;
 pub mod http;
 pub mod json;
@@ -12,5 +13,6 @@ pub mod tls;
 
 pub use auth::{Admin, Auth, Claims, CurrentUser, MaybeUser, Role};
 pub use config::Config;
+pub use email::Email;
 pub use error::ApiError;
 pub use json::ApiJson;

@@ -1,0 +1,236 @@
+//! What every [`BookingStore`] backend must do, as one suite each backend's tests run against a
+//! real server of its kind (SQLite: a real file). Each function takes a fresh, empty store.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use contracts::{DomainEvent, EventCancelled, EventCreated};
+
+use crate::domain::{BookOutcome, Booking, BookingStatus, Customer, Idempotency, NewBooking, SaleStatus};
+use crate::store::{BookingFilter, BookingStore};
+
+pub fn created(event_id: &str, capacity: u32) -> DomainEvent {
+    DomainEvent::EventCreated(EventCreated {
+        id: event_id.into(),
+        name: format!("Show {event_id}"),
+        location_id: "l".into(),
+        start_date: DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default(),
+        end_date: DateTime::from_timestamp(1_800_003_600, 0).unwrap_or_default(),
+        hall: "Main".into(),
+        capacity: Some(capacity),
+    })
+}
+
+pub fn cancelled(event_id: &str) -> DomainEvent {
+    DomainEvent::EventCancelled(EventCancelled { id: event_id.into() })
+}
+
+pub fn request(event_id: &str, seats: u32, user: &str) -> NewBooking {
+    NewBooking {
+        id: uuid::Uuid::new_v4().to_string(),
+        event_id: event_id.into(),
+        seats,
+        date: Utc::now().timestamp(),
+        customer: Customer { user_id: Some(user.into()), email: format!("{user}@example.com") },
+        idempotency: None,
+    }
+}
+
+async fn setup(store: &dyn BookingStore, event_id: &str, capacity: u32) {
+    let outcomes = store
+        .apply(vec![(format!("created-{event_id}"), created(event_id, capacity))])
+        .await
+        .expect("apply eventCreated");
+    assert_eq!(outcomes, [bus::Outcome::Applied]);
+}
+
+async fn available(store: &dyn BookingStore, event_id: &str) -> u32 {
+    store.availability(event_id).await.unwrap().expect("known event").available
+}
+
+async fn outbox_count(store: &dyn BookingStore, name: &str) -> usize {
+    let pending = store.outbox().pending(100_000).await.expect("outbox readable");
+    pending.iter().filter(|(_, e)| e.name == name).count()
+}
+
+fn booked(outcome: BookOutcome) -> Booking {
+    match outcome {
+        BookOutcome::Booked { booking } => booking,
+        other => panic!("expected a booking, got {other:?}"),
+    }
+}
+
+pub async fn seats_are_taken_and_refused_when_short(store: Arc<dyn BookingStore>) {
+    let store = store.as_ref();
+    assert_eq!(
+        store.book(request("e1", 1, "u")).await.unwrap().outcome,
+        BookOutcome::UnknownEvent
+    );
+    setup(store, "e1", 10).await;
+    let booking = booked(store.book(request("e1", 4, "u")).await.unwrap().outcome);
+    assert_eq!((booking.seats, booking.status, booking.event_name.as_str()), (4, BookingStatus::Active, "Show e1"));
+    assert_eq!(available(store, "e1").await, 6);
+    assert_eq!(
+        store.book(request("e1", 7, "u")).await.unwrap().outcome,
+        BookOutcome::NotEnoughSeats { available: 6 }
+    );
+    assert_eq!(store.booking(&booking.id).await.unwrap(), Some(booking.clone()));
+    assert_eq!(outbox_count(store, "eventBooked").await, 1);
+}
+
+pub async fn an_idempotency_key_books_once(store: Arc<dyn BookingStore>) {
+    let store = store.as_ref();
+    setup(store, "e1", 10).await;
+    let mut first = request("e1", 2, "u");
+    first.idempotency = Some(Idempotency { key: "k1".into(), fingerprint: "f".into() });
+    let original = store.book(first.clone()).await.unwrap();
+    assert!(!original.replayed);
+    let mut retry = first.clone();
+    retry.id = "another-id".into();
+    let replay = store.book(retry).await.unwrap();
+    assert!(replay.replayed);
+    assert_eq!(replay.outcome, original.outcome, "the first answer, again");
+    assert_eq!(available(store, "e1").await, 8, "booked once");
+
+    let mut different = request("e1", 3, "u");
+    different.idempotency = Some(Idempotency { key: "k1".into(), fingerprint: "other".into() });
+    assert_eq!(store.book(different).await.unwrap().outcome, BookOutcome::KeyReused);
+    assert_eq!(available(store, "e1").await, 8);
+}
+
+pub async fn a_cancelled_booking_returns_its_seats_once(store: Arc<dyn BookingStore>) {
+    let store = store.as_ref();
+    setup(store, "e1", 10).await;
+    let booking = booked(store.book(request("e1", 3, "u")).await.unwrap().outcome);
+    let cancelled = store.cancel(&booking.id).await.unwrap().expect("known booking");
+    assert_eq!(cancelled.status, BookingStatus::Cancelled);
+    assert_eq!(available(store, "e1").await, 10);
+    let again = store.cancel(&booking.id).await.unwrap().expect("known booking");
+    assert_eq!(again.status, BookingStatus::Cancelled);
+    assert_eq!(available(store, "e1").await, 10, "seats returned exactly once");
+    assert_eq!(outbox_count(store, "bookingCancelled").await, 1);
+    assert_eq!(store.cancel("nope").await.unwrap(), None);
+}
+
+pub async fn a_cancelled_event_cancels_its_bookings_and_takes_no_more(store: Arc<dyn BookingStore>) {
+    let store = store.as_ref();
+    setup(store, "e1", 10).await;
+    setup(store, "e2", 10).await;
+    let a = booked(store.book(request("e1", 2, "u1")).await.unwrap().outcome);
+    let b = booked(store.book(request("e1", 3, "u2")).await.unwrap().outcome);
+    let gone = booked(store.book(request("e1", 1, "u3")).await.unwrap().outcome);
+    store.cancel(&gone.id).await.unwrap();
+    let other = booked(store.book(request("e2", 1, "u1")).await.unwrap().outcome);
+
+    let outcome = store.apply(vec![("m-cancel".into(), cancelled("e1"))]).await.unwrap();
+    assert_eq!(outcome, [bus::Outcome::Applied]);
+    for id in [&a.id, &b.id] {
+        let status = store.booking(id).await.unwrap().unwrap().status;
+        assert_eq!(status, BookingStatus::EventCancelled);
+    }
+    assert_eq!(store.booking(&gone.id).await.unwrap().unwrap().status, BookingStatus::Cancelled);
+    assert_eq!(store.booking(&other.id).await.unwrap().unwrap().status, BookingStatus::Active);
+    let availability = store.availability("e1").await.unwrap().unwrap();
+    assert_eq!((availability.available, availability.status), (10, SaleStatus::Cancelled));
+    assert_eq!(store.book(request("e1", 1, "u")).await.unwrap().outcome, BookOutcome::EventCancelled);
+    // One for the customer's own cancellation, one per active booking of the event.
+    assert_eq!(outbox_count(store, "bookingCancelled").await, 3);
+}
+
+/// The redelivery test: the same `eventCreated` / `eventCancelled` applied twice leaves the
+/// state of once.
+pub async fn redelivered_events_change_nothing(store: Arc<dyn BookingStore>) {
+    let store = store.as_ref();
+    setup(store, "e1", 10).await;
+    let booking = booked(store.book(request("e1", 4, "u")).await.unwrap().outcome);
+    let again = store.apply(vec![("created-e1".into(), created("e1", 10))]).await.unwrap();
+    assert_eq!(again, [bus::Outcome::Duplicate]);
+    // The same fact under a new message id must not reset the inventory either.
+    store.apply(vec![("other-id".into(), created("e1", 10))]).await.unwrap();
+    assert_eq!(available(store, "e1").await, 6);
+
+    store.apply(vec![("m-cancel".into(), cancelled("e1"))]).await.unwrap();
+    let once = (
+        store.availability("e1").await.unwrap(),
+        store.booking(&booking.id).await.unwrap(),
+        outbox_count(store, "bookingCancelled").await,
+    );
+    let twice = store.apply(vec![("m-cancel".into(), cancelled("e1"))]).await.unwrap();
+    assert_eq!(twice, [bus::Outcome::Duplicate]);
+    let after = (
+        store.availability("e1").await.unwrap(),
+        store.booking(&booking.id).await.unwrap(),
+        outbox_count(store, "bookingCancelled").await,
+    );
+    assert_eq!(after, once);
+    assert_eq!(once.2, 1);
+}
+
+/// An event cancelled before this service heard of it asks to be retried, and records nothing,
+/// so it applies once its creation has arrived.
+pub async fn a_cancellation_before_its_creation_is_retried(store: Arc<dyn BookingStore>) {
+    let store = store.as_ref();
+    let outcomes = store
+        .apply(vec![("m-cancel".into(), cancelled("e9")), ("m-other".into(), created("e8", 5))])
+        .await
+        .unwrap();
+    assert!(matches!(outcomes.as_slice(), [bus::Outcome::Retry(_)]), "{outcomes:?}");
+    assert!(store.availability("e8").await.unwrap().is_none(), "nothing after the retry was applied");
+    setup(store, "e9", 5).await;
+    let outcomes = store.apply(vec![("m-cancel".into(), cancelled("e9"))]).await.unwrap();
+    assert_eq!(outcomes, [bus::Outcome::Applied]);
+}
+
+pub async fn listing_filters_by_user_and_event(store: Arc<dyn BookingStore>) {
+    let store = store.as_ref();
+    setup(store, "e1", 10).await;
+    setup(store, "e2", 10).await;
+    booked(store.book(request("e1", 1, "ann")).await.unwrap().outcome);
+    booked(store.book(request("e2", 1, "ann")).await.unwrap().outcome);
+    booked(store.book(request("e1", 1, "bob")).await.unwrap().outcome);
+    let list = |user: Option<&str>, event: Option<&str>| BookingFilter {
+        user_id: user.map(str::to_owned),
+        event_id: event.map(str::to_owned),
+    };
+    assert_eq!(store.bookings(list(None, None)).await.unwrap().len(), 3);
+    assert_eq!(store.bookings(list(Some("ann"), None)).await.unwrap().len(), 2);
+    assert_eq!(store.bookings(list(None, Some("e1"))).await.unwrap().len(), 2);
+    assert_eq!(store.bookings(list(Some("bob"), Some("e2"))).await.unwrap().len(), 0);
+}
+
+/// The oversell test: 200 concurrent clients want 1–4 seats each of 100. Every client that is
+/// refused while seats remain asks again for what is left, so the sale must end at exactly 100
+/// confirmed seats — never more (oversold), never fewer (seats lost).
+pub async fn concurrent_clients_never_oversell(store: Arc<dyn BookingStore>) {
+    setup(store.as_ref(), "flash", 100).await;
+    let mut clients = Vec::new();
+    for i in 0..200u32 {
+        let store = store.clone();
+        clients.push(tokio::spawn(async move {
+            let mut want = 1 + i % 4;
+            loop {
+                match store.book(request("flash", want, &format!("c{i}"))).await.unwrap().outcome {
+                    BookOutcome::Booked { booking } => return booking.seats,
+                    BookOutcome::NotEnoughSeats { available: 0 } => return 0,
+                    BookOutcome::NotEnoughSeats { available } => want = want.min(available),
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+        }));
+    }
+    let mut confirmed = 0;
+    for client in clients {
+        confirmed += client.await.expect("client task");
+    }
+    assert_eq!(confirmed, 100, "confirmed seats add up to the capacity");
+    assert_eq!(available(store.as_ref(), "flash").await, 0);
+    let active: u32 = store
+        .bookings(BookingFilter { user_id: None, event_id: Some("flash".into()) })
+        .await
+        .unwrap()
+        .iter()
+        .filter(|b| b.status == BookingStatus::Active)
+        .map(|b| b.seats)
+        .sum();
+    assert_eq!(active, 100, "capacity = available + seats of active bookings");
+}

@@ -1,0 +1,285 @@
+//! Bookings and the seat inventory of an event, and the rules for taking seats. No I/O here:
+//! the atomic "take seats if enough are left" step itself lives in each store, as one
+//! conditional write.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub String);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BookingStatus {
+    Active,
+    /// Cancelled by the customer (or an admin on their behalf).
+    Cancelled,
+    /// The organiser cancelled the event.
+    EventCancelled,
+}
+
+impl BookingStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Cancelled => "cancelled",
+            Self::EventCancelled => "event_cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "active" => Some(Self::Active),
+            "cancelled" => Some(Self::Cancelled),
+            "event_cancelled" => Some(Self::EventCancelled),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Booking {
+    #[serde(rename = "ID")]
+    pub id: String,
+    #[serde(rename = "EventID")]
+    pub event_id: String,
+    pub event_name: String,
+    pub seats: u32,
+    /// When it was booked, Unix seconds.
+    pub date: i64,
+    pub status: BookingStatus,
+    /// Empty for a guest.
+    #[serde(rename = "UserID")]
+    pub user_id: String,
+    pub email: String,
+}
+
+/// Whether an event can be booked, as the bookings service knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SaleStatus {
+    Active,
+    Cancelled,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Availability {
+    #[serde(rename = "EventID")]
+    pub event_id: String,
+    pub capacity: u32,
+    pub available: u32,
+    pub status: SaleStatus,
+}
+
+/// Who books: a signed-in user, or a guest known only by e-mail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Customer {
+    pub user_id: Option<String>,
+    pub email: String,
+}
+
+impl Customer {
+    /// The signed-in user if there is one (an e-mail in the body is then ignored), else a guest
+    /// with a valid e-mail address.
+    pub fn from_request(
+        signed_in: Option<&platform::Claims>,
+        email: Option<&str>,
+    ) -> Result<Customer, Invalid> {
+        if let Some(claims) = signed_in {
+            return Ok(Customer {
+                user_id: Some(claims.sub.clone()),
+                email: claims.email.clone(),
+            });
+        }
+        let Some(raw) = email.filter(|e| !e.trim().is_empty()) else {
+            return Err(Invalid(
+                "sign in, or give an email to book as a guest".into(),
+            ));
+        };
+        let email = platform::Email::parse(raw).map_err(Invalid)?;
+        Ok(Customer {
+            user_id: None,
+            email: email.into_string(),
+        })
+    }
+
+    /// Scopes an `Idempotency-Key` to its sender, so two customers' keys never collide.
+    pub fn scope_key(&self, key: &str) -> String {
+        match &self.user_id {
+            Some(id) => format!("user:{id}:{key}"),
+            None => format!("guest:{}:{key}", self.email),
+        }
+    }
+}
+
+/// Seats of one booking must be 1..=max.
+pub fn seats(requested: Option<i64>, max: u32) -> Result<u32, Invalid> {
+    match requested {
+        Some(n) if n >= 1 && n <= i64::from(max) => Ok(n as u32),
+        Some(n) => Err(Invalid(format!(
+            "seats must be from 1 to {max} per booking, not {n}"
+        ))),
+        None => Err(Invalid("seats is required".into())),
+    }
+}
+
+/// A booking to take, as handed to a store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewBooking {
+    pub id: String,
+    pub event_id: String,
+    pub seats: u32,
+    pub date: i64,
+    pub customer: Customer,
+    pub idempotency: Option<Idempotency>,
+}
+
+/// An `Idempotency-Key` (already scoped) and a fingerprint of the request it came with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Idempotency {
+    pub key: String,
+    pub fingerprint: String,
+}
+
+impl NewBooking {
+    /// What must be equal for a retry with the same key to count as the same request.
+    pub fn fingerprint(event_id: &str, seats: u32, customer: &Customer) -> String {
+        format!("{event_id}|{seats}|{}|{}", customer.user_id.as_deref().unwrap_or(""), customer.email)
+    }
+}
+
+/// The answer to a booking request. Stored with its idempotency key, so it must round-trip
+/// through JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome")]
+pub enum BookOutcome {
+    Booked { booking: Booking },
+    NotEnoughSeats { available: u32 },
+    EventCancelled,
+    UnknownEvent,
+    /// The key was used before for a different request.
+    KeyReused,
+}
+
+impl BookOutcome {
+    /// Answers worth replaying for a retry with the same key. An unknown event is not: the
+    /// event may simply not have reached this service yet.
+    pub fn is_final(&self) -> bool {
+        !matches!(self, BookOutcome::UnknownEvent | BookOutcome::KeyReused)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use platform::{Claims, Role};
+
+    #[test]
+    fn seats_must_be_within_one_and_max() {
+        assert_eq!(seats(Some(1), 10), Ok(1));
+        assert_eq!(seats(Some(10), 10), Ok(10));
+        for bad in [Some(0), Some(-1), Some(11), None] {
+            assert!(seats(bad, 10).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_guest_needs_a_valid_email_and_a_user_books_as_themselves() {
+        assert!(Customer::from_request(None, None).is_err());
+        assert!(Customer::from_request(None, Some("nope")).is_err());
+        let guest = Customer::from_request(None, Some(" Guest@Example.com")).unwrap();
+        assert_eq!(guest, Customer { user_id: None, email: "guest@example.com".into() });
+        let claims = Claims { sub: "u1".into(), email: "u@x.io".into(), role: Role::Customer, exp: 0, iat: 0 };
+        let user = Customer::from_request(Some(&claims), Some("other@x.io")).unwrap();
+        assert_eq!(user.user_id.as_deref(), Some("u1"));
+        assert_eq!(user.email, "u@x.io");
+        assert_ne!(user.scope_key("k"), guest.scope_key("k"));
+    }
+
+    #[test]
+    fn outcomes_round_trip_through_json() {
+        let outcome = BookOutcome::NotEnoughSeats { available: 3 };
+        let json = serde_json::to_string(&outcome).unwrap();
+        assert_eq!(serde_json::from_str::<BookOutcome>(&json).unwrap(), outcome);
+    }
+}
+
+/// May this caller see or cancel this booking?
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Allowed,
+    /// Not signed in, and signing in would help.
+    SignIn,
+    Forbidden,
+}
+
+/// Admins may do anything; a user's booking is theirs alone; a guest booking is seen by whoever
+/// holds its (unguessable) id, and cancelled by whoever also knows its e-mail address.
+pub fn access(
+    booking: &Booking,
+    who: Option<&platform::Claims>,
+    guest_email: Option<&str>,
+    cancelling: bool,
+) -> Access {
+    if who.is_some_and(|c| c.is_admin()) {
+        return Access::Allowed;
+    }
+    if !booking.user_id.is_empty() {
+        return match who {
+            None => Access::SignIn,
+            Some(c) if c.sub == booking.user_id => Access::Allowed,
+            Some(_) => Access::Forbidden,
+        };
+    }
+    let knows_email = guest_email
+        .or(who.map(|c| c.email.as_str()))
+        .is_some_and(|e| e.trim().eq_ignore_ascii_case(&booking.email));
+    if !cancelling || knows_email {
+        Access::Allowed
+    } else {
+        Access::Forbidden
+    }
+}
+
+#[cfg(test)]
+mod access_tests {
+    use super::*;
+    use platform::{Claims, Role};
+
+    fn booking(user_id: &str) -> Booking {
+        Booking {
+            id: "b".into(),
+            event_id: "e".into(),
+            event_name: "E".into(),
+            seats: 1,
+            date: 0,
+            status: BookingStatus::Active,
+            user_id: user_id.into(),
+            email: "owner@x.io".into(),
+        }
+    }
+
+    fn claims(sub: &str, role: Role) -> Claims {
+        Claims { sub: sub.into(), email: format!("{sub}@x.io"), role, exp: 0, iat: 0 }
+    }
+
+    #[test]
+    fn a_users_booking_is_theirs_and_the_admins() {
+        let b = booking("u1");
+        assert_eq!(access(&b, None, None, false), Access::SignIn);
+        assert_eq!(access(&b, Some(&claims("u1", Role::Customer)), None, true), Access::Allowed);
+        assert_eq!(access(&b, Some(&claims("u2", Role::Customer)), None, false), Access::Forbidden);
+        assert_eq!(access(&b, Some(&claims("a", Role::Admin)), None, true), Access::Allowed);
+    }
+
+    #[test]
+    fn a_guest_booking_is_cancelled_only_with_its_email() {
+        let b = booking("");
+        assert_eq!(access(&b, None, None, false), Access::Allowed);
+        assert_eq!(access(&b, None, None, true), Access::Forbidden);
+        assert_eq!(access(&b, None, Some("Owner@X.io"), true), Access::Allowed);
+        assert_eq!(access(&b, None, Some("thief@x.io"), true), Access::Forbidden);
+    }
+}

@@ -1,0 +1,37 @@
+//! The bookings service: sells seats. Its inventory is built only from the `eventCreated` and
+//! `eventCancelled` it receives; it emits `eventBooked` and `bookingCancelled`.
+
+pub mod conformance;
+pub mod domain;
+mod http;
+mod metrics;
+mod openapi;
+pub mod store;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use contracts::{DomainEvent, Envelope};
+
+pub use http::router;
+pub use openapi::paths as openapi;
+pub use store::{BookingStore, SqliteBookingStore};
+
+/// The consumer group of this service (the reference's AMQP queue is `booking`'s) and what it
+/// listens to.
+pub fn subscription() -> bus::Subscription {
+    bus::Subscription {
+        group: "bookings".into(),
+        events: vec![DomainEvent::EVENT_CREATED, DomainEvent::EVENT_CANCELLED],
+    }
+}
+
+/// Applies delivered events to the inventory.
+pub struct InventoryConsumer(pub Arc<dyn BookingStore>);
+
+#[async_trait]
+impl bus::Handler for InventoryConsumer {
+    async fn handle(&self, batch: &[Envelope]) -> anyhow::Result<Vec<bus::Outcome>> {
+        bus::apply_decoded(batch, |decoded| async { Ok(self.0.apply(decoded).await?) }).await
+    }
+}

@@ -1,0 +1,347 @@
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use contracts::{BookingCancelled, CancelReason, DomainEvent, EventBooked, EventCreated, Envelope};
+use sqlite::rusqlite::{Connection, OptionalExtension, Row, params};
+use sqlite::{Db, DbError, Options, inbox, outbox};
+
+use super::{BookResult, BookingFilter, BookingStore, StoreError};
+use crate::domain::{
+    Availability, BookOutcome, Booking, BookingStatus, NewBooking, SaleStatus,
+};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS inventory (
+    event_id  TEXT PRIMARY KEY,
+    name      TEXT NOT NULL,
+    capacity  INTEGER NOT NULL CHECK (capacity > 0),
+    -- The last line of defence against overselling: no write can take it below zero.
+    available INTEGER NOT NULL CHECK (available >= 0 AND available <= capacity),
+    status    TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS bookings (
+    seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+    id       TEXT NOT NULL UNIQUE,
+    event_id TEXT NOT NULL REFERENCES inventory (event_id),
+    seats    INTEGER NOT NULL CHECK (seats > 0),
+    date     INTEGER NOT NULL,
+    status   TEXT NOT NULL,
+    user_id  TEXT,
+    email    TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS bookings_by_event ON bookings (event_id, status);
+CREATE INDEX IF NOT EXISTS bookings_by_user ON bookings (user_id);
+CREATE TABLE IF NOT EXISTS idempotency (
+    key         TEXT PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    answer      TEXT NOT NULL, -- the BookOutcome as JSON
+    created_at  INTEGER NOT NULL
+);";
+
+const BOOKING_COLUMNS: &str =
+    "b.id, b.event_id, i.name, b.seats, b.date, b.status, COALESCE(b.user_id, ''), b.email";
+
+pub struct SqliteBookingStore {
+    db: Db,
+}
+
+impl SqliteBookingStore {
+    pub fn open(path: &Path) -> Result<Self, DbError> {
+        let db = Db::open(
+            path,
+            Options {
+                migrations: vec![SCHEMA, outbox::MIGRATION, inbox::MIGRATION],
+                ..Options::default()
+            },
+        )?;
+        Ok(Self { db })
+    }
+
+    pub fn close(&self) {
+        self.db.close();
+    }
+}
+
+fn booking_row(row: &Row<'_>) -> sqlite::rusqlite::Result<Booking> {
+    let status: String = row.get(5)?;
+    Ok(Booking {
+        id: row.get(0)?,
+        event_id: row.get(1)?,
+        event_name: row.get(2)?,
+        seats: row.get(3)?,
+        date: row.get(4)?,
+        // Only this module writes the column.
+        status: BookingStatus::parse(&status).unwrap_or(BookingStatus::Active),
+        user_id: row.get(6)?,
+        email: row.get(7)?,
+    })
+}
+
+fn select_booking(conn: &Connection, id: &str) -> sqlite::rusqlite::Result<Option<Booking>> {
+    conn.prepare_cached(&format!(
+        "SELECT {BOOKING_COLUMNS} FROM bookings b JOIN inventory i ON i.event_id = b.event_id WHERE b.id = ?1"
+    ))?
+    .query_row([id], booking_row)
+    .optional()
+}
+
+fn json_failure(e: serde_json::Error) -> DbError {
+    DbError::Sqlite(format!("cannot encode an idempotent answer: {e}"))
+}
+
+/// The booking transaction; see [`BookingStore::book`].
+fn book(conn: &Connection, request: &NewBooking) -> Result<BookResult, DbError> {
+    if let Some(idem) = &request.idempotency {
+        let earlier: Option<(String, String)> = conn
+            .prepare_cached("SELECT fingerprint, answer FROM idempotency WHERE key = ?1")?
+            .query_row([&idem.key], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        if let Some((fingerprint, answer)) = earlier {
+            let outcome = if fingerprint == idem.fingerprint {
+                serde_json::from_str(&answer).map_err(json_failure)?
+            } else {
+                BookOutcome::KeyReused
+            };
+            return Ok(BookResult { outcome, replayed: true });
+        }
+    }
+
+    let taken: Option<String> = conn
+        .prepare_cached(
+            "UPDATE inventory SET available = available - ?1
+             WHERE event_id = ?2 AND status = 'active' AND available >= ?1
+             RETURNING name",
+        )?
+        .query_row(params![request.seats, request.event_id], |r| r.get(0))
+        .optional()?;
+
+    let outcome = match taken {
+        Some(event_name) => {
+            let customer = &request.customer;
+            conn.prepare_cached(
+                "INSERT INTO bookings (id, event_id, seats, date, status, user_id, email)
+                 VALUES (?1, ?2, ?3, ?4, 'active', ?5, ?6)",
+            )?
+            .execute(params![
+                request.id,
+                request.event_id,
+                request.seats,
+                request.date,
+                customer.user_id,
+                customer.email
+            ])?;
+            let booked = DomainEvent::EventBooked(EventBooked {
+                event_id: request.event_id.clone(),
+                user_id: customer.user_id.clone().unwrap_or_default(),
+                booking_id: request.id.clone(),
+                seats: request.seats,
+                email: customer.email.clone(),
+                booked_at: chrono::DateTime::from_timestamp(request.date, 0).unwrap_or_default(),
+            });
+            outbox::append(conn, &Envelope::new(&booked, None))?;
+            BookOutcome::Booked {
+                booking: Booking {
+                    id: request.id.clone(),
+                    event_id: request.event_id.clone(),
+                    event_name,
+                    seats: request.seats,
+                    date: request.date,
+                    status: BookingStatus::Active,
+                    user_id: customer.user_id.clone().unwrap_or_default(),
+                    email: customer.email.clone(),
+                },
+            }
+        }
+        None => {
+            let state: Option<(u32, String)> = conn
+                .prepare_cached("SELECT available, status FROM inventory WHERE event_id = ?1")?
+                .query_row([&request.event_id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            match state {
+                None => BookOutcome::UnknownEvent,
+                Some((_, status)) if status != "active" => BookOutcome::EventCancelled,
+                Some((available, _)) => BookOutcome::NotEnoughSeats { available },
+            }
+        }
+    };
+
+    if let Some(idem) = &request.idempotency
+        && outcome.is_final()
+    {
+        let answer = serde_json::to_string(&outcome).map_err(json_failure)?;
+        conn.prepare_cached(
+            "INSERT INTO idempotency (key, fingerprint, answer, created_at) VALUES (?1, ?2, ?3, ?4)",
+        )?
+        .execute(params![idem.key, idem.fingerprint, answer, request.date])?;
+    }
+    Ok(BookResult { outcome, replayed: false })
+}
+
+/// Marks one active booking as `status`, gives its seats back and emits `bookingCancelled`.
+/// False when it was not active (nothing changes: seats return exactly once).
+fn release(conn: &Connection, booking_id: &str, reason: CancelReason) -> Result<bool, DbError> {
+    let status = match reason {
+        CancelReason::Customer => BookingStatus::Cancelled,
+        CancelReason::EventCancelled => BookingStatus::EventCancelled,
+    };
+    let released: Option<(String, u32)> = conn
+        .prepare_cached(
+            "UPDATE bookings SET status = ?1 WHERE id = ?2 AND status = 'active' RETURNING event_id, seats",
+        )?
+        .query_row(params![status.as_str(), booking_id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let Some((event_id, seats)) = released else {
+        return Ok(false);
+    };
+    conn.prepare_cached("UPDATE inventory SET available = available + ?1 WHERE event_id = ?2")?
+        .execute(params![seats, event_id])?;
+    let cancelled = DomainEvent::BookingCancelled(BookingCancelled {
+        booking_id: booking_id.to_owned(),
+        event_id,
+        seats,
+        reason,
+    });
+    outbox::append(conn, &Envelope::new(&cancelled, None))?;
+    Ok(true)
+}
+
+fn apply_one(conn: &Connection, message_id: &str, event: &DomainEvent) -> Result<bus::Outcome, DbError> {
+    match event {
+        DomainEvent::EventCreated(created) => apply_created(conn, message_id, created),
+        DomainEvent::EventCancelled(cancelled) => {
+            let known = conn
+                .prepare_cached("SELECT 1 FROM inventory WHERE event_id = ?1")?
+                .exists([&cancelled.id])?;
+            if !known {
+                // Its eventCreated may still be on the way (a broker without global order).
+                return Ok(bus::Outcome::Retry(format!("event {} is not known yet", cancelled.id)));
+            }
+            if !inbox::first_delivery(conn, message_id)? {
+                return Ok(bus::Outcome::Duplicate);
+            }
+            conn.prepare_cached("UPDATE inventory SET status = 'cancelled' WHERE event_id = ?1")?
+                .execute([&cancelled.id])?;
+            let active: Vec<String> = conn
+                .prepare_cached("SELECT id FROM bookings WHERE event_id = ?1 AND status = 'active' ORDER BY seq")?
+                .query_map([&cancelled.id], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            for booking_id in active {
+                release(conn, &booking_id, CancelReason::EventCancelled)?;
+            }
+            Ok(bus::Outcome::Applied)
+        }
+        _ => Ok(if inbox::first_delivery(conn, message_id)? {
+            bus::Outcome::Applied
+        } else {
+            bus::Outcome::Duplicate
+        }),
+    }
+}
+
+fn apply_created(conn: &Connection, message_id: &str, created: &EventCreated) -> Result<bus::Outcome, DbError> {
+    let Some(capacity) = created.capacity.filter(|c| *c > 0) else {
+        return Ok(bus::Outcome::Poison(format!(
+            "eventCreated {} has no capacity, so its seats cannot be sold",
+            created.id
+        )));
+    };
+    if !inbox::first_delivery(conn, message_id)? {
+        return Ok(bus::Outcome::Duplicate);
+    }
+    // An event is created once; a second eventCreated for it (another message id) changes nothing.
+    conn.prepare_cached(
+        "INSERT OR IGNORE INTO inventory (event_id, name, capacity, available, status)
+         VALUES (?1, ?2, ?3, ?3, 'active')",
+    )?
+    .execute(params![created.id, created.name, capacity])?;
+    Ok(bus::Outcome::Applied)
+}
+
+#[async_trait]
+impl BookingStore for SqliteBookingStore {
+    async fn book(&self, booking: NewBooking) -> Result<BookResult, StoreError> {
+        Ok(self.db.write(move |c| book(c, &booking)).await?)
+    }
+
+    async fn cancel(&self, booking_id: &str) -> Result<Option<Booking>, StoreError> {
+        let id = booking_id.to_owned();
+        Ok(self
+            .db
+            .write(move |c| {
+                release(c, &id, CancelReason::Customer)?;
+                Ok::<_, DbError>(select_booking(c, &id)?)
+            })
+            .await?)
+    }
+
+    async fn booking(&self, id: &str) -> Result<Option<Booking>, StoreError> {
+        let id = id.to_owned();
+        Ok(self.db.read(move |c| select_booking(c, &id)).await?)
+    }
+
+    async fn bookings(&self, filter: BookingFilter) -> Result<Vec<Booking>, StoreError> {
+        Ok(self
+            .db
+            .read(move |c| {
+                let mut stmt = c.prepare_cached(&format!(
+                    "SELECT {BOOKING_COLUMNS} FROM bookings b JOIN inventory i ON i.event_id = b.event_id
+                     WHERE (?1 IS NULL OR b.user_id = ?1) AND (?2 IS NULL OR b.event_id = ?2)
+                     ORDER BY b.seq"
+                ))?;
+                let rows = stmt.query_map(params![filter.user_id, filter.event_id], booking_row)?;
+                rows.collect()
+            })
+            .await?)
+    }
+
+    async fn availability(&self, event_id: &str) -> Result<Option<Availability>, StoreError> {
+        let event_id = event_id.to_owned();
+        Ok(self
+            .db
+            .read(move |c| {
+                c.prepare_cached("SELECT capacity, available, status FROM inventory WHERE event_id = ?1")?
+                    .query_row([&event_id], |r| {
+                        let status: String = r.get(2)?;
+                        Ok(Availability {
+                            event_id: event_id.clone(),
+                            capacity: r.get(0)?,
+                            available: r.get(1)?,
+                            status: if status == "active" { SaleStatus::Active } else { SaleStatus::Cancelled },
+                        })
+                    })
+                    .optional()
+            })
+            .await?)
+    }
+
+    async fn apply(&self, batch: Vec<(String, DomainEvent)>) -> Result<Vec<bus::Outcome>, StoreError> {
+        Ok(self
+            .db
+            .write(move |c| {
+                let mut outcomes = Vec::with_capacity(batch.len());
+                for (message_id, event) in &batch {
+                    let outcome = apply_one(c, message_id, event)?;
+                    let stop = matches!(outcome, bus::Outcome::Retry(_));
+                    outcomes.push(outcome);
+                    if stop {
+                        break;
+                    }
+                }
+                Ok::<_, DbError>(outcomes)
+            })
+            .await?)
+    }
+
+    fn outbox(&self) -> Arc<dyn bus::Outbox> {
+        Arc::new(bus::SqliteOutbox(self.db.clone()))
+    }
+
+    async fn check(&self) -> Result<(), String> {
+        self.db
+            .read(|c| c.query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get::<_, i64>(0)))
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("bookings storage: {e}"))
+    }
+}
