@@ -1,0 +1,90 @@
+//! Users and the rules for registering them. No I/O here.
+
+use platform::{Email, Role};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub String);
+
+/// A user as the API shows it; the password hash is never part of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct User {
+    #[serde(rename = "ID")]
+    pub id: String,
+    pub email: String,
+    pub name: String,
+    pub role: Role,
+}
+
+pub const MIN_PASSWORD: usize = 8;
+/// Argon2 takes any length, but hashing megabytes on request is a denial of service.
+pub const MAX_PASSWORD: usize = 1024;
+
+/// Sign-up as a client sends it (keys already lower-cased).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Registration {
+    pub email: Option<String>,
+    pub password: Option<String>,
+    pub name: Option<String>,
+}
+
+/// A checked registration: a valid e-mail, a long enough password, a name.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub email: Email,
+    pub password: String,
+    pub name: String,
+}
+
+pub fn check_password(password: &str) -> Result<(), Invalid> {
+    let chars = password.chars().count();
+    if chars < MIN_PASSWORD {
+        return Err(Invalid(format!("Password must have at least {MIN_PASSWORD} characters")));
+    }
+    if password.len() > MAX_PASSWORD {
+        return Err(Invalid(format!("Password must have at most {MAX_PASSWORD} bytes")));
+    }
+    Ok(())
+}
+
+impl Registration {
+    pub fn check(self) -> Result<NewUser, Invalid> {
+        let email = Email::parse(self.email.as_deref().unwrap_or_default()).map_err(Invalid)?;
+        let password = self.password.unwrap_or_default();
+        check_password(&password)?;
+        let name = self.name.unwrap_or_default().trim().to_owned();
+        if name.is_empty() {
+            return Err(Invalid("Name is required".into()));
+        }
+        if name.chars().count() > 200 {
+            return Err(Invalid("Name must have at most 200 characters".into()));
+        }
+        Ok(NewUser { email, password, name })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reg(email: &str, password: &str, name: &str) -> Registration {
+        Registration { email: Some(email.into()), password: Some(password.into()), name: Some(name.into()) }
+    }
+
+    #[test]
+    fn a_good_registration_passes_normalised() {
+        let user = reg(" Ann@Example.com", "correct horse", " Ann ").check().unwrap();
+        assert_eq!((user.email.as_str(), user.name.as_str()), ("ann@example.com", "Ann"));
+    }
+
+    #[test]
+    fn bad_registrations_say_why() {
+        assert!(reg("nope", "correct horse", "Ann").check().unwrap_err().0.contains("e-mail"));
+        assert!(reg("a@b.io", "short", "Ann").check().unwrap_err().0.contains("Password"));
+        assert!(reg("a@b.io", "correct horse", " ").check().unwrap_err().0.contains("Name"));
+        assert!(reg("a@b.io", &"x".repeat(2000), "Ann").check().is_err());
+    }
+}

@@ -1,0 +1,51 @@
+//! Where the users service keeps accounts. One trait, one module per backend, one conformance
+//! suite ([`crate::conformance`]) that every backend passes.
+
+mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::domain::User;
+
+pub use self::sqlite::SqliteUserStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl From<::sqlite::DbError> for StoreError {
+    fn from(e: ::sqlite::DbError) -> Self {
+        StoreError::Unavailable(e.to_string())
+    }
+}
+
+impl From<StoreError> for platform::ApiError {
+    fn from(e: StoreError) -> Self {
+        platform::ApiError::Unavailable(e.to_string())
+    }
+}
+
+/// An account as stored: the user and its Argon2id hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub user: User,
+    pub password_hash: String,
+}
+
+#[async_trait]
+pub trait UserStore: Send + Sync + 'static {
+    /// Stores a new account with its `userCreated`; false (and nothing stored) when the e-mail
+    /// is taken.
+    async fn create(&self, account: Account) -> Result<bool, StoreError>;
+    async fn by_email(&self, email: &str) -> Result<Option<Account>, StoreError>;
+    async fn by_id(&self, id: &str) -> Result<Option<User>, StoreError>;
+    /// Makes the account with this e-mail an admin with this password, creating it if needed.
+    async fn set_admin(&self, account: Account) -> Result<User, StoreError>;
+
+    fn outbox(&self) -> Arc<dyn bus::Outbox>;
+    async fn check(&self) -> Result<(), String>;
+}

@@ -1,0 +1,132 @@
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use contracts::{DomainEvent, Envelope, UserCreated};
+use platform::Role;
+use sqlite::rusqlite::{Connection, OptionalExtension, Row, params};
+use sqlite::{Db, DbError, Options, outbox};
+
+use super::{Account, StoreError, UserStore};
+use crate::domain::User;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS users (
+    seq           INTEGER PRIMARY KEY AUTOINCREMENT,
+    id            TEXT NOT NULL UNIQUE,
+    email         TEXT NOT NULL UNIQUE,
+    name          TEXT NOT NULL,
+    role          TEXT NOT NULL,
+    password_hash TEXT NOT NULL
+);";
+
+pub struct SqliteUserStore {
+    db: Db,
+}
+
+impl SqliteUserStore {
+    pub fn open(path: &Path) -> Result<Self, DbError> {
+        let db = Db::open(
+            path,
+            Options {
+                migrations: vec![SCHEMA, outbox::MIGRATION],
+                readers: 2,
+            },
+        )?;
+        Ok(Self { db })
+    }
+
+    pub fn close(&self) {
+        self.db.close();
+    }
+}
+
+fn account_row(r: &Row<'_>) -> sqlite::rusqlite::Result<Account> {
+    let role: String = r.get(3)?;
+    Ok(Account {
+        user: User {
+            id: r.get(0)?,
+            email: r.get(1)?,
+            name: r.get(2)?,
+            role: Role::parse(&role).unwrap_or(Role::Customer),
+        },
+        password_hash: r.get(4)?,
+    })
+}
+
+fn select(conn: &Connection, column: &str, value: &str) -> sqlite::rusqlite::Result<Option<Account>> {
+    conn.prepare_cached(&format!(
+        "SELECT id, email, name, role, password_hash FROM users WHERE {column} = ?1"
+    ))?
+    .query_row([value], account_row)
+    .optional()
+}
+
+fn insert(conn: &Connection, account: &Account) -> Result<bool, DbError> {
+    let u = &account.user;
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO users (id, email, name, role, password_hash) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (email) DO NOTHING",
+        )?
+        .execute(params![u.id, u.email, u.name, u.role.as_str(), account.password_hash])?;
+    if inserted == 1 {
+        let created = DomainEvent::UserCreated(UserCreated {
+            id: u.id.clone(),
+            email: u.email.clone(),
+            name: u.name.clone(),
+        });
+        outbox::append(conn, &Envelope::new(&created, None))?;
+    }
+    Ok(inserted == 1)
+}
+
+#[async_trait]
+impl UserStore for SqliteUserStore {
+    async fn create(&self, account: Account) -> Result<bool, StoreError> {
+        Ok(self.db.write(move |c| insert(c, &account)).await?)
+    }
+
+    async fn by_email(&self, email: &str) -> Result<Option<Account>, StoreError> {
+        let email = email.to_owned();
+        Ok(self.db.read(move |c| select(c, "email", &email)).await?)
+    }
+
+    async fn by_id(&self, id: &str) -> Result<Option<User>, StoreError> {
+        let id = id.to_owned();
+        Ok(self
+            .db
+            .read(move |c| select(c, "id", &id))
+            .await?
+            .map(|a| a.user))
+    }
+
+    async fn set_admin(&self, account: Account) -> Result<User, StoreError> {
+        Ok(self
+            .db
+            .write(move |c| {
+                if !insert(c, &account)? {
+                    c.prepare_cached(
+                        "UPDATE users SET role = 'admin', password_hash = ?1 WHERE email = ?2",
+                    )?
+                    .execute(params![account.password_hash, account.user.email])?;
+                }
+                select(c, "email", &account.user.email)?
+                    .map(|a| a.user)
+                    .ok_or_else(|| DbError::Sqlite("admin vanished while being written".into()))
+            })
+            .await?)
+    }
+
+    fn outbox(&self) -> Arc<dyn bus::Outbox> {
+        Arc::new(bus::SqliteOutbox(self.db.clone()))
+    }
+
+    async fn check(&self) -> Result<(), String> {
+        self.db
+            .read(|c| c.query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get::<_, i64>(0)))
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("users storage: {e}"))
+    }
+}
