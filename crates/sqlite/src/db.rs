@@ -183,6 +183,19 @@ impl Db {
     }
 }
 
+impl Drop for Inner {
+    /// The last handle gone: the writer finishes what is queued, and we wait for it, so that a
+    /// process that drops its stores before exiting has written everything it answered for.
+    fn drop(&mut self) {
+        if let Ok(mut writer) = self.writer.lock() {
+            writer.take();
+        }
+        if let Some(thread) = self.writer_thread.lock().ok().and_then(|mut t| t.take()) {
+            let _ = thread.join();
+        }
+    }
+}
+
 impl Inner {
     fn take_reader(&self) -> Result<Connection, DbError> {
         let pooled = self.readers.lock().map_err(|_| DbError::Closed)?.pop();

@@ -245,12 +245,9 @@ function BookingForm({
     } catch (err) {
       if (err instanceof ApiError && err.status !== 0) keyRef.current = newIdempotencyKey();
       if (err instanceof ApiError && err.status === 409) {
-        const left = err.available;
-        setError(
-          left !== undefined
-            ? `${err.message} ${left === 0 ? 'No seats are left.' : `Only ${seatsText(left)} left.`}`
-            : err.message,
-        );
+        // The API's words already say how many seats are left ("not enough seats left: only 2
+        // are available"); refresh the count so that the form offers only what is there.
+        setError(err.message);
         onConflict();
       } else {
         setError(errorMessage(err));

@@ -1,0 +1,84 @@
+//! The `myevents` binary: configuration, roles and wiring. Every service runs through the same
+//! code whether the process runs one of them or all: routes merged into one router, each
+//! service with its own store, all connected only through the bus.
+
+pub mod cli;
+mod roles;
+mod serve;
+
+use std::path::Path;
+
+use anyhow::Context;
+use platform::Config;
+
+use cli::{AdminCommand, Cli, Command, DataArgs, ServeArgs};
+pub use roles::Role;
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::GenCert { hosts, out } => {
+            let (cert, key) = platform::tls::write_self_signed(&hosts, &out)?;
+            println!("wrote {} and {}", cert.display(), key.display());
+            Ok(())
+        }
+        Command::Serve(args) => {
+            let config = load_config(cli.config.as_deref(), Some(&args), None)?;
+            init_logging(&config);
+            serve::serve(config).await
+        }
+        Command::Migrate(args) => {
+            let config = load_config(cli.config.as_deref(), Some(&args), None)?;
+            init_logging(&config);
+            serve::migrate(&config).await
+        }
+        Command::Admin {
+            command: AdminCommand::Create { email, password, paths },
+        } => {
+            let config = load_config(cli.config.as_deref(), None, Some(&paths))?;
+            let store = serve::open_users(&config)?;
+            let user = users::make_admin(&store, &email, &password).await?;
+            println!("{} is an admin (user {})", user.email, user.id);
+            Ok(())
+        }
+    }
+}
+
+/// Defaults < config file < environment < flags.
+pub fn load_config(
+    file: Option<&Path>,
+    serve: Option<&ServeArgs>,
+    data: Option<&DataArgs>,
+) -> anyhow::Result<Config> {
+    let mut config = Config::from_file(file)?;
+    config.apply_env(|name| std::env::var(name).ok())?;
+    if let Some(args) = serve {
+        if !args.roles.is_empty() {
+            config.roles = args.roles.clone();
+        }
+        if let Some(listen) = &args.listen {
+            config.listen = listen.clone();
+        }
+        if let Some(listen) = &args.metrics_listen {
+            config.metrics_listen = listen.clone();
+        }
+        if let Some(dir) = &args.web_dir {
+            config.web_dir = Some(dir.clone());
+        }
+    }
+    if let Some(dir) = serve.map(|s| &s.paths).or(data).and_then(|d| d.data_dir.as_ref()) {
+        config.data_dir = dir.clone();
+    }
+    config.validate().context("invalid configuration")?;
+    Ok(config)
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let _ = if config.log_format == "json" {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}

@@ -1,0 +1,294 @@
+//! `myevents serve`: opens the stores and the bus of the configured roles, starts their relays
+//! and consumers, serves the API and metrics, and shuts down in order on SIGINT/SIGTERM.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use bus::Bus;
+use bus::embedded::EmbeddedLog;
+use platform::{Auth, Config};
+use serde_json::json;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::Role;
+
+/// The storage of each role this process runs.
+#[derive(Clone, Default)]
+struct Stores {
+    events: Option<Arc<dyn events::EventStore>>,
+    bookings: Option<Arc<dyn bookings::BookingStore>>,
+    users: Option<Arc<dyn users::UserStore>>,
+}
+
+/// What `/health/ready` asks.
+#[derive(Clone)]
+struct Readiness {
+    stores: Stores,
+    bus: Arc<dyn Bus>,
+}
+
+/// The SQLite file of `service`, from its storage URL: `sqlite` (the default) means
+/// `data_dir/<service>.db`; `sqlite://PATH` names the file.
+fn sqlite_path(config: &Config, service: &str) -> anyhow::Result<PathBuf> {
+    let url = config.storage_url(service);
+    if url == "sqlite" {
+        return Ok(config.data_dir.join(format!("{service}.db")));
+    }
+    if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+        if path.is_empty() {
+            bail!("storage URL {url:?} of {service} names no file");
+        }
+        return Ok(PathBuf::from(path));
+    }
+    bail!(
+        "storage URL {url:?} of {service} is not supported by this build: only sqlite (embedded) is available yet"
+    )
+}
+
+fn open_events(config: &Config) -> anyhow::Result<Arc<dyn events::EventStore>> {
+    let path = sqlite_path(config, "events")?;
+    let store = events::SqliteEventStore::open(&path)
+        .with_context(|| format!("cannot open the events database {}", path.display()))?;
+    Ok(Arc::new(store))
+}
+
+fn open_bookings(config: &Config) -> anyhow::Result<Arc<dyn bookings::BookingStore>> {
+    let path = sqlite_path(config, "bookings")?;
+    let store = bookings::SqliteBookingStore::open(&path)
+        .with_context(|| format!("cannot open the bookings database {}", path.display()))?;
+    Ok(Arc::new(store))
+}
+
+pub fn open_users(config: &Config) -> anyhow::Result<Arc<dyn users::UserStore>> {
+    let path = sqlite_path(config, "users")?;
+    let store = users::SqliteUserStore::open(&path)
+        .with_context(|| format!("cannot open the users database {}", path.display()))?;
+    Ok(Arc::new(store))
+}
+
+fn open_stores(config: &Config, roles: &[Role]) -> anyhow::Result<Stores> {
+    let mut stores = Stores::default();
+    for role in roles {
+        match role {
+            Role::Events => stores.events = Some(open_events(config)?),
+            Role::Bookings => stores.bookings = Some(open_bookings(config)?),
+            Role::Users => stores.users = Some(open_users(config)?),
+        }
+    }
+    Ok(stores)
+}
+
+/// The bus from `broker.url`: `embedded` (a log in `data_dir/bus.db`, shared by every process
+/// using that folder) or `embedded:PATH`.
+fn open_bus(config: &Config) -> anyhow::Result<EmbeddedLog> {
+    let url = config.broker.url.as_str();
+    let path = if url == "embedded" {
+        config.data_dir.join("bus.db")
+    } else if let Some(path) = url.strip_prefix("embedded:").filter(|p| !p.is_empty()) {
+        PathBuf::from(path.trim_start_matches("//"))
+    } else {
+        bail!(
+            "broker URL {url:?} is not supported by this build: only the embedded log is available yet"
+        );
+    };
+    EmbeddedLog::open(&path)
+        .with_context(|| format!("cannot open the embedded log {}", path.display()))
+}
+
+/// The token secret: configured, or generated once into `data_dir/jwt-secret` so that every
+/// process sharing the folder (and every restart) accepts the same tokens.
+fn jwt_secret(config: &Config) -> anyhow::Result<Vec<u8>> {
+    if let Some(secret) = &config.auth.jwt_secret {
+        if secret.len() < 16 {
+            bail!("auth.jwt_secret must have at least 16 characters");
+        }
+        return Ok(secret.as_bytes().to_vec());
+    }
+    let path = config.data_dir.join("jwt-secret");
+    match std::fs::read(&path) {
+        Ok(secret) if secret.len() >= 16 => return Ok(secret),
+        Ok(_) => bail!("{} is too short to be a secret; delete it to make a new one", path.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
+    let secret: String = {
+        use rand::Rng;
+        let bytes: [u8; 32] = rand::rng().random();
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    };
+    platform::tls::write_private(&path, secret.as_bytes())?;
+    Ok(secret.into_bytes())
+}
+
+fn web_dir(config: &Config) -> Option<PathBuf> {
+    match &config.web_dir {
+        Some(dir) => Some(dir.clone()),
+        None => Some(PathBuf::from("web/dist")).filter(|d| d.join("index.html").is_file()),
+    }
+}
+
+pub async fn migrate(config: &Config) -> anyhow::Result<()> {
+    let roles = Role::parse_list(&config.roles)?;
+    open_stores(config, &roles)?;
+    open_bus(config)?;
+    println!("databases of {} are up to date", names(&roles));
+    Ok(())
+}
+
+fn names(roles: &[Role]) -> String {
+    roles.iter().map(|r| r.name()).collect::<Vec<_>>().join(", ")
+}
+
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let roles = Role::parse_list(&config.roles)?;
+    let listener = platform::http::bind("listen", &config.listen).await?;
+    let metrics_listener = platform::http::bind("metrics_listen", &config.metrics_listen).await?;
+    let auth = Arc::new(Auth::new(&jwt_secret(&config)?, config.auth.token_ttl_secs));
+    let log = open_bus(&config)?;
+    let bus: Arc<dyn Bus> = Arc::new(log.clone());
+    let stores = open_stores(&config, &roles)?;
+
+    if let (Some(users), Some(email), Some(password)) =
+        (&stores.users, &config.auth.admin_email, &config.auth.admin_password)
+    {
+        let email = platform::Email::parse(email).map_err(anyhow::Error::msg)?;
+        if users.by_email(email.as_str()).await?.is_none() {
+            users::make_admin(users, email.as_str(), password).await?;
+            tracing::info!(email = %email, "created the configured admin");
+        }
+    }
+
+    // Background work stops after the HTTP servers have drained, so that the events of the last
+    // requests are still relayed.
+    let background = CancellationToken::new();
+    let mut tasks: Vec<JoinHandle<()>> = Vec::new();
+    let mut router = Router::new();
+    let mut openapi = Vec::new();
+    if let Some(store) = &stores.events {
+        router = router.merge(events::router(store.clone()));
+        openapi.push(events::openapi());
+        tasks.push(bus::spawn_relay("events", store.outbox(), bus.clone(), background.clone()));
+        let consumer = Arc::new(events::SalesConsumer(store.clone()));
+        tasks.push(bus.subscribe(events::subscription(), consumer, background.clone()));
+    }
+    if let Some(store) = &stores.bookings {
+        router = router.merge(bookings::router(store.clone(), config.bookings.max_seats_per_booking));
+        openapi.push(bookings::openapi());
+        tasks.push(bus::spawn_relay("bookings", store.outbox(), bus.clone(), background.clone()));
+        let consumer = Arc::new(bookings::InventoryConsumer(store.clone()));
+        tasks.push(bus.subscribe(bookings::subscription(), consumer, background.clone()));
+    }
+    if let Some(store) = &stores.users {
+        router = router.merge(users::router(
+            store.clone(),
+            config.auth.max_failed_logins,
+            Duration::from_secs(config.auth.lockout_secs),
+        ));
+        openapi.push(users::openapi());
+        tasks.push(bus::spawn_relay("users", store.outbox(), bus.clone(), background.clone()));
+    }
+    openapi.push(health_openapi());
+    let document = Arc::new(platform::openapi::document(&openapi));
+    router = router
+        .route("/health/live", get(|| async { Json(json!({"status": "ok"})) }))
+        .merge(
+            Router::new()
+                .route("/health/ready", get(ready))
+                .with_state(Readiness { stores: stores.clone(), bus: bus.clone() }),
+        )
+        .route("/openapi.json", get(move || async move { Json(document.as_ref().clone()) }));
+
+    let in_flight = TaskTracker::new();
+    let app = platform::http::finish(router, &config, web_dir(&config), auth, in_flight.clone())?;
+
+    let http_stop = CancellationToken::new();
+    let metrics_stop = http_stop.clone();
+    let metrics = tokio::spawn(async move {
+        let server = axum::serve(metrics_listener, platform::metrics::router())
+            .with_graceful_shutdown(metrics_stop.cancelled_owned());
+        if let Err(error) = server.await {
+            tracing::error!(%error, "metrics server failed");
+        }
+    });
+    let signal_stop = http_stop.clone();
+    tokio::spawn(async move {
+        platform::http::shutdown_signal().await;
+        tracing::info!("shutting down: finishing the requests in flight");
+        signal_stop.cancel();
+    });
+    tracing::info!(roles = %names(&roles), data_dir = %config.data_dir.display(), "MyEvents is starting");
+
+    let served = platform::http::serve(app, &config, listener, http_stop.clone()).await;
+    http_stop.cancel();
+
+    // Handlers whose clients hung up may still be running; let them finish their writes.
+    in_flight.close();
+    let grace = Duration::from_secs(config.http.shutdown_grace_secs);
+    if tokio::time::timeout(grace, in_flight.wait()).await.is_err() {
+        tracing::warn!("some requests did not finish within the grace period");
+    }
+    background.cancel();
+    for task in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+    }
+    let _ = metrics.await;
+    // The last handles: dropping them lets each writer thread commit what it has queued and
+    // waits for it (see `sqlite::Db`).
+    drop(stores);
+    drop(bus);
+    log.close();
+    tracing::info!("stopped");
+    served
+}
+
+async fn ready(State(readiness): State<Readiness>) -> impl IntoResponse {
+    let mut reasons = Vec::new();
+    let Stores { events, bookings, users } = &readiness.stores;
+    if let Some(s) = events
+        && let Err(e) = s.check().await
+    {
+        reasons.push(e);
+    }
+    if let Some(s) = bookings
+        && let Err(e) = s.check().await
+    {
+        reasons.push(e);
+    }
+    if let Some(s) = users
+        && let Err(e) = s.check().await
+    {
+        reasons.push(e);
+    }
+    if let Err(e) = readiness.bus.check().await {
+        reasons.push(e);
+    }
+    if reasons.is_empty() {
+        (StatusCode::OK, Json(json!({"ready": true})))
+    } else {
+        let error = format!("not ready: {}", reasons.join("; "));
+        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"ready": false, "error": error, "reasons": reasons})))
+    }
+}
+
+fn health_openapi() -> serde_json::Value {
+    use platform::openapi::{Op, operation};
+    json!({
+        "/health/live": {"get": operation(Op { summary: "The process is up", path_params: &[], query_params: &[],
+            body: None, auth: false, responses: &[(200, "alive")] })},
+        "/health/ready": {"get": operation(Op { summary: "Storage and broker are reachable", path_params: &[],
+            query_params: &[], body: None, auth: false, responses: &[(200, "ready"), (503, "not ready, with the reasons")] })},
+        "/openapi.json": {"get": operation(Op { summary: "This document", path_params: &[], query_params: &[],
+            body: None, auth: false, responses: &[(200, "OpenAPI 3")] })},
+    })
+}
