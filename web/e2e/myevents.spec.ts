@@ -255,6 +255,8 @@ test.describe.serial('MyEvents in the browser', () => {
     await organiser.goto('/#/admin');
     const row = organiser.getByTestId('admin-event-row').filter({ hasText: EVENT });
     await expect(row.getByTestId('seats-sold')).toHaveText(`${CAPACITY} / ${CAPACITY}`, { timeout: 15_000 });
+    const unbooked = organiser.getByTestId('admin-event-row').filter({ hasText: 'Chamber Orchestra' });
+    await expect(unbooked.getByTestId('seats-sold')).toHaveText('0 / 250');
     await shot(organiser, 'organiser-sales');
 
     // Cancel the comedy night too, so that the list shows a cancelled event.

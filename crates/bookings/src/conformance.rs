@@ -6,7 +6,9 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use contracts::{DomainEvent, EventCancelled, EventCreated};
 
-use crate::domain::{BookOutcome, Booking, BookingStatus, Customer, Idempotency, NewBooking, SaleStatus};
+use crate::domain::{
+    BookOutcome, Booking, BookingStatus, Customer, Idempotency, NewBooking, SaleStatus,
+};
 use crate::store::{BookingFilter, BookingStore};
 
 pub fn created(event_id: &str, capacity: u32) -> DomainEvent {
@@ -22,7 +24,9 @@ pub fn created(event_id: &str, capacity: u32) -> DomainEvent {
 }
 
 pub fn cancelled(event_id: &str) -> DomainEvent {
-    DomainEvent::EventCancelled(EventCancelled { id: event_id.into() })
+    DomainEvent::EventCancelled(EventCancelled {
+        id: event_id.into(),
+    })
 }
 
 pub fn request(event_id: &str, seats: u32, user: &str) -> NewBooking {
@@ -31,25 +35,40 @@ pub fn request(event_id: &str, seats: u32, user: &str) -> NewBooking {
         event_id: event_id.into(),
         seats,
         date: Utc::now().timestamp(),
-        customer: Customer { user_id: Some(user.into()), email: format!("{user}@example.com") },
+        customer: Customer {
+            user_id: Some(user.into()),
+            email: format!("{user}@example.com"),
+        },
         idempotency: None,
     }
 }
 
 async fn setup(store: &dyn BookingStore, event_id: &str, capacity: u32) {
     let outcomes = store
-        .apply(vec![(format!("created-{event_id}"), created(event_id, capacity))])
+        .apply(vec![(
+            format!("created-{event_id}"),
+            created(event_id, capacity),
+        )])
         .await
         .expect("apply eventCreated");
     assert_eq!(outcomes, [bus::Outcome::Applied]);
 }
 
 async fn available(store: &dyn BookingStore, event_id: &str) -> u32 {
-    store.availability(event_id).await.unwrap().expect("known event").available
+    store
+        .availability(event_id)
+        .await
+        .unwrap()
+        .expect("known event")
+        .available
 }
 
 async fn outbox_count(store: &dyn BookingStore, name: &str) -> usize {
-    let pending = store.outbox().pending(100_000).await.expect("outbox readable");
+    let pending = store
+        .outbox()
+        .pending(100_000)
+        .await
+        .expect("outbox readable");
     pending.iter().filter(|(_, e)| e.name == name).count()
 }
 
@@ -68,13 +87,19 @@ pub async fn seats_are_taken_and_refused_when_short(store: Arc<dyn BookingStore>
     );
     setup(store, "e1", 10).await;
     let booking = booked(store.book(request("e1", 4, "u")).await.unwrap().outcome);
-    assert_eq!((booking.seats, booking.status, booking.event_name.as_str()), (4, BookingStatus::Active, "Show e1"));
+    assert_eq!(
+        (booking.seats, booking.status, booking.event_name.as_str()),
+        (4, BookingStatus::Active, "Show e1")
+    );
     assert_eq!(available(store, "e1").await, 6);
     assert_eq!(
         store.book(request("e1", 7, "u")).await.unwrap().outcome,
         BookOutcome::NotEnoughSeats { available: 6 }
     );
-    assert_eq!(store.booking(&booking.id).await.unwrap(), Some(booking.clone()));
+    assert_eq!(
+        store.booking(&booking.id).await.unwrap(),
+        Some(booking.clone())
+    );
     assert_eq!(outbox_count(store, "eventBooked").await, 1);
 }
 
@@ -82,7 +107,10 @@ pub async fn an_idempotency_key_books_once(store: Arc<dyn BookingStore>) {
     let store = store.as_ref();
     setup(store, "e1", 10).await;
     let mut first = request("e1", 2, "u");
-    first.idempotency = Some(Idempotency { key: "k1".into(), fingerprint: "f".into() });
+    first.idempotency = Some(Idempotency {
+        key: "k1".into(),
+        fingerprint: "f".into(),
+    });
     let original = store.book(first.clone()).await.unwrap();
     assert!(!original.replayed);
     let mut retry = first.clone();
@@ -93,8 +121,14 @@ pub async fn an_idempotency_key_books_once(store: Arc<dyn BookingStore>) {
     assert_eq!(available(store, "e1").await, 8, "booked once");
 
     let mut different = request("e1", 3, "u");
-    different.idempotency = Some(Idempotency { key: "k1".into(), fingerprint: "other".into() });
-    assert_eq!(store.book(different).await.unwrap().outcome, BookOutcome::KeyReused);
+    different.idempotency = Some(Idempotency {
+        key: "k1".into(),
+        fingerprint: "other".into(),
+    });
+    assert_eq!(
+        store.book(different).await.unwrap().outcome,
+        BookOutcome::KeyReused
+    );
     assert_eq!(available(store, "e1").await, 8);
 }
 
@@ -102,17 +136,31 @@ pub async fn a_cancelled_booking_returns_its_seats_once(store: Arc<dyn BookingSt
     let store = store.as_ref();
     setup(store, "e1", 10).await;
     let booking = booked(store.book(request("e1", 3, "u")).await.unwrap().outcome);
-    let cancelled = store.cancel(&booking.id).await.unwrap().expect("known booking");
+    let cancelled = store
+        .cancel(&booking.id)
+        .await
+        .unwrap()
+        .expect("known booking");
     assert_eq!(cancelled.status, BookingStatus::Cancelled);
     assert_eq!(available(store, "e1").await, 10);
-    let again = store.cancel(&booking.id).await.unwrap().expect("known booking");
+    let again = store
+        .cancel(&booking.id)
+        .await
+        .unwrap()
+        .expect("known booking");
     assert_eq!(again.status, BookingStatus::Cancelled);
-    assert_eq!(available(store, "e1").await, 10, "seats returned exactly once");
+    assert_eq!(
+        available(store, "e1").await,
+        10,
+        "seats returned exactly once"
+    );
     assert_eq!(outbox_count(store, "bookingCancelled").await, 1);
     assert_eq!(store.cancel("nope").await.unwrap(), None);
 }
 
-pub async fn a_cancelled_event_cancels_its_bookings_and_takes_no_more(store: Arc<dyn BookingStore>) {
+pub async fn a_cancelled_event_cancels_its_bookings_and_takes_no_more(
+    store: Arc<dyn BookingStore>,
+) {
     let store = store.as_ref();
     setup(store, "e1", 10).await;
     setup(store, "e2", 10).await;
@@ -122,17 +170,32 @@ pub async fn a_cancelled_event_cancels_its_bookings_and_takes_no_more(store: Arc
     store.cancel(&gone.id).await.unwrap();
     let other = booked(store.book(request("e2", 1, "u1")).await.unwrap().outcome);
 
-    let outcome = store.apply(vec![("m-cancel".into(), cancelled("e1"))]).await.unwrap();
+    let outcome = store
+        .apply(vec![("m-cancel".into(), cancelled("e1"))])
+        .await
+        .unwrap();
     assert_eq!(outcome, [bus::Outcome::Applied]);
     for id in [&a.id, &b.id] {
         let status = store.booking(id).await.unwrap().unwrap().status;
         assert_eq!(status, BookingStatus::EventCancelled);
     }
-    assert_eq!(store.booking(&gone.id).await.unwrap().unwrap().status, BookingStatus::Cancelled);
-    assert_eq!(store.booking(&other.id).await.unwrap().unwrap().status, BookingStatus::Active);
+    assert_eq!(
+        store.booking(&gone.id).await.unwrap().unwrap().status,
+        BookingStatus::Cancelled
+    );
+    assert_eq!(
+        store.booking(&other.id).await.unwrap().unwrap().status,
+        BookingStatus::Active
+    );
     let availability = store.availability("e1").await.unwrap().unwrap();
-    assert_eq!((availability.available, availability.status), (10, SaleStatus::Cancelled));
-    assert_eq!(store.book(request("e1", 1, "u")).await.unwrap().outcome, BookOutcome::EventCancelled);
+    assert_eq!(
+        (availability.available, availability.status),
+        (10, SaleStatus::Cancelled)
+    );
+    assert_eq!(
+        store.book(request("e1", 1, "u")).await.unwrap().outcome,
+        BookOutcome::EventCancelled
+    );
     // One for the customer's own cancellation, one per active booking of the event.
     assert_eq!(outbox_count(store, "bookingCancelled").await, 3);
 }
@@ -143,19 +206,31 @@ pub async fn redelivered_events_change_nothing(store: Arc<dyn BookingStore>) {
     let store = store.as_ref();
     setup(store, "e1", 10).await;
     let booking = booked(store.book(request("e1", 4, "u")).await.unwrap().outcome);
-    let again = store.apply(vec![("created-e1".into(), created("e1", 10))]).await.unwrap();
+    let again = store
+        .apply(vec![("created-e1".into(), created("e1", 10))])
+        .await
+        .unwrap();
     assert_eq!(again, [bus::Outcome::Duplicate]);
     // The same fact under a new message id must not reset the inventory either.
-    store.apply(vec![("other-id".into(), created("e1", 10))]).await.unwrap();
+    store
+        .apply(vec![("other-id".into(), created("e1", 10))])
+        .await
+        .unwrap();
     assert_eq!(available(store, "e1").await, 6);
 
-    store.apply(vec![("m-cancel".into(), cancelled("e1"))]).await.unwrap();
+    store
+        .apply(vec![("m-cancel".into(), cancelled("e1"))])
+        .await
+        .unwrap();
     let once = (
         store.availability("e1").await.unwrap(),
         store.booking(&booking.id).await.unwrap(),
         outbox_count(store, "bookingCancelled").await,
     );
-    let twice = store.apply(vec![("m-cancel".into(), cancelled("e1"))]).await.unwrap();
+    let twice = store
+        .apply(vec![("m-cancel".into(), cancelled("e1"))])
+        .await
+        .unwrap();
     assert_eq!(twice, [bus::Outcome::Duplicate]);
     let after = (
         store.availability("e1").await.unwrap(),
@@ -171,13 +246,25 @@ pub async fn redelivered_events_change_nothing(store: Arc<dyn BookingStore>) {
 pub async fn a_cancellation_before_its_creation_is_retried(store: Arc<dyn BookingStore>) {
     let store = store.as_ref();
     let outcomes = store
-        .apply(vec![("m-cancel".into(), cancelled("e9")), ("m-other".into(), created("e8", 5))])
+        .apply(vec![
+            ("m-cancel".into(), cancelled("e9")),
+            ("m-other".into(), created("e8", 5)),
+        ])
         .await
         .unwrap();
-    assert!(matches!(outcomes.as_slice(), [bus::Outcome::Retry(_)]), "{outcomes:?}");
-    assert!(store.availability("e8").await.unwrap().is_none(), "nothing after the retry was applied");
+    assert!(
+        matches!(outcomes.as_slice(), [bus::Outcome::Retry(_)]),
+        "{outcomes:?}"
+    );
+    assert!(
+        store.availability("e8").await.unwrap().is_none(),
+        "nothing after the retry was applied"
+    );
     setup(store, "e9", 5).await;
-    let outcomes = store.apply(vec![("m-cancel".into(), cancelled("e9"))]).await.unwrap();
+    let outcomes = store
+        .apply(vec![("m-cancel".into(), cancelled("e9"))])
+        .await
+        .unwrap();
     assert_eq!(outcomes, [bus::Outcome::Applied]);
 }
 
@@ -193,9 +280,22 @@ pub async fn listing_filters_by_user_and_event(store: Arc<dyn BookingStore>) {
         event_id: event.map(str::to_owned),
     };
     assert_eq!(store.bookings(list(None, None)).await.unwrap().len(), 3);
-    assert_eq!(store.bookings(list(Some("ann"), None)).await.unwrap().len(), 2);
-    assert_eq!(store.bookings(list(None, Some("e1"))).await.unwrap().len(), 2);
-    assert_eq!(store.bookings(list(Some("bob"), Some("e2"))).await.unwrap().len(), 0);
+    assert_eq!(
+        store.bookings(list(Some("ann"), None)).await.unwrap().len(),
+        2
+    );
+    assert_eq!(
+        store.bookings(list(None, Some("e1"))).await.unwrap().len(),
+        2
+    );
+    assert_eq!(
+        store
+            .bookings(list(Some("bob"), Some("e2")))
+            .await
+            .unwrap()
+            .len(),
+        0
+    );
 }
 
 /// The oversell test: 200 concurrent clients want 1–4 seats each of 100. Every client that is
@@ -209,7 +309,12 @@ pub async fn concurrent_clients_never_oversell(store: Arc<dyn BookingStore>) {
         clients.push(tokio::spawn(async move {
             let mut want = 1 + i % 4;
             loop {
-                match store.book(request("flash", want, &format!("c{i}"))).await.unwrap().outcome {
+                match store
+                    .book(request("flash", want, &format!("c{i}")))
+                    .await
+                    .unwrap()
+                    .outcome
+                {
                     BookOutcome::Booked { booking } => return booking.seats,
                     BookOutcome::NotEnoughSeats { available: 0 } => return 0,
                     BookOutcome::NotEnoughSeats { available } => want = want.min(available),
@@ -225,12 +330,18 @@ pub async fn concurrent_clients_never_oversell(store: Arc<dyn BookingStore>) {
     assert_eq!(confirmed, 100, "confirmed seats add up to the capacity");
     assert_eq!(available(store.as_ref(), "flash").await, 0);
     let active: u32 = store
-        .bookings(BookingFilter { user_id: None, event_id: Some("flash".into()) })
+        .bookings(BookingFilter {
+            user_id: None,
+            event_id: Some("flash".into()),
+        })
         .await
         .unwrap()
         .iter()
         .filter(|b| b.status == BookingStatus::Active)
         .map(|b| b.seats)
         .sum();
-    assert_eq!(active, 100, "capacity = available + seats of active bookings");
+    assert_eq!(
+        active, 100,
+        "capacity = available + seats of active bookings"
+    );
 }

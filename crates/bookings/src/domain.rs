@@ -146,7 +146,11 @@ pub struct Idempotency {
 impl NewBooking {
     /// What must be equal for a retry with the same key to count as the same request.
     pub fn fingerprint(event_id: &str, seats: u32, customer: &Customer) -> String {
-        format!("{event_id}|{seats}|{}|{}", customer.user_id.as_deref().unwrap_or(""), customer.email)
+        format!(
+            "{event_id}|{seats}|{}|{}",
+            customer.user_id.as_deref().unwrap_or(""),
+            customer.email
+        )
     }
 }
 
@@ -155,8 +159,12 @@ impl NewBooking {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "outcome")]
 pub enum BookOutcome {
-    Booked { booking: Booking },
-    NotEnoughSeats { available: u32 },
+    Booked {
+        booking: Booking,
+    },
+    NotEnoughSeats {
+        available: u32,
+    },
     EventCancelled,
     UnknownEvent,
     /// The key was used before for a different request.
@@ -190,8 +198,20 @@ mod tests {
         assert!(Customer::from_request(None, None).is_err());
         assert!(Customer::from_request(None, Some("nope")).is_err());
         let guest = Customer::from_request(None, Some(" Guest@Example.com")).unwrap();
-        assert_eq!(guest, Customer { user_id: None, email: "guest@example.com".into() });
-        let claims = Claims { sub: "u1".into(), email: "u@x.io".into(), role: Role::Customer, exp: 0, iat: 0 };
+        assert_eq!(
+            guest,
+            Customer {
+                user_id: None,
+                email: "guest@example.com".into()
+            }
+        );
+        let claims = Claims {
+            sub: "u1".into(),
+            email: "u@x.io".into(),
+            role: Role::Customer,
+            exp: 0,
+            iat: 0,
+        };
         let user = Customer::from_request(Some(&claims), Some("other@x.io")).unwrap();
         assert_eq!(user.user_id.as_deref(), Some("u1"));
         assert_eq!(user.email, "u@x.io");
@@ -262,16 +282,31 @@ mod access_tests {
     }
 
     fn claims(sub: &str, role: Role) -> Claims {
-        Claims { sub: sub.into(), email: format!("{sub}@x.io"), role, exp: 0, iat: 0 }
+        Claims {
+            sub: sub.into(),
+            email: format!("{sub}@x.io"),
+            role,
+            exp: 0,
+            iat: 0,
+        }
     }
 
     #[test]
     fn a_users_booking_is_theirs_and_the_admins() {
         let b = booking("u1");
         assert_eq!(access(&b, None, None, false), Access::SignIn);
-        assert_eq!(access(&b, Some(&claims("u1", Role::Customer)), None, true), Access::Allowed);
-        assert_eq!(access(&b, Some(&claims("u2", Role::Customer)), None, false), Access::Forbidden);
-        assert_eq!(access(&b, Some(&claims("a", Role::Admin)), None, true), Access::Allowed);
+        assert_eq!(
+            access(&b, Some(&claims("u1", Role::Customer)), None, true),
+            Access::Allowed
+        );
+        assert_eq!(
+            access(&b, Some(&claims("u2", Role::Customer)), None, false),
+            Access::Forbidden
+        );
+        assert_eq!(
+            access(&b, Some(&claims("a", Role::Admin)), None, true),
+            Access::Allowed
+        );
     }
 
     #[test]
@@ -280,6 +315,9 @@ mod access_tests {
         assert_eq!(access(&b, None, None, false), Access::Allowed);
         assert_eq!(access(&b, None, None, true), Access::Forbidden);
         assert_eq!(access(&b, None, Some("Owner@X.io"), true), Access::Allowed);
-        assert_eq!(access(&b, None, Some("thief@x.io"), true), Access::Forbidden);
+        assert_eq!(
+            access(&b, None, Some("thief@x.io"), true),
+            Access::Forbidden
+        );
     }
 }

@@ -12,7 +12,9 @@ use platform::{ApiError, ApiJson, CurrentUser, MaybeUser};
 use serde::Deserialize;
 use serde_json::{Map, json};
 
-use crate::domain::{self, Access, BookOutcome, Booking, Customer, Idempotency, Invalid, NewBooking};
+use crate::domain::{
+    self, Access, BookOutcome, Booking, Customer, Idempotency, Invalid, NewBooking,
+};
 use crate::store::{BookingFilter, BookingStore};
 
 impl From<Invalid> for ApiError {
@@ -184,7 +186,9 @@ async fn show(
     MaybeUser(user): MaybeUser,
     Path(id): Path<String>,
 ) -> Result<Json<Booking>, ApiError> {
-    find_allowed(&state, &id, user.as_ref(), None, false).await.map(Json)
+    find_allowed(&state, &id, user.as_ref(), None, false)
+        .await
+        .map(Json)
 }
 
 /// Cancels a booking (owner or admin); cancelling one that is no longer active answers it as

@@ -55,12 +55,19 @@ impl Recorder {
 #[async_trait]
 impl Handler for Recorder {
     async fn handle(&self, batch: &[Envelope]) -> anyhow::Result<Vec<Outcome>> {
-        if *self.fail_all.lock().map_err(|_| anyhow::anyhow!("poisoned"))? {
+        if *self
+            .fail_all
+            .lock()
+            .map_err(|_| anyhow::anyhow!("poisoned"))?
+        {
             anyhow::bail!("told to fail");
         }
         let poison = self.poison_key.lock().ok().and_then(|p| p.clone());
         let mut outcomes = Vec::new();
-        let mut ids = self.applied_ids.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+        let mut ids = self
+            .applied_ids
+            .lock()
+            .map_err(|_| anyhow::anyhow!("poisoned"))?;
         let mut seen = self.seen.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
         for e in batch {
             if poison.as_deref() == Some(e.key.as_str()) {
@@ -145,7 +152,9 @@ where
     let stop = CancellationToken::new();
     let task = bus.subscribe(subscription("restart"), failing.clone(), stop.clone());
     let first = cancelled("r1");
-    bus.publish(std::slice::from_ref(&first)).await.expect("publish");
+    bus.publish(std::slice::from_ref(&first))
+        .await
+        .expect("publish");
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.cancel();
     let _ = task.await;
@@ -153,13 +162,18 @@ where
 
     // Committed while no consumer runs.
     let second = cancelled("r2");
-    bus.publish(std::slice::from_ref(&second)).await.expect("publish");
+    bus.publish(std::slice::from_ref(&second))
+        .await
+        .expect("publish");
 
     let bus = Arc::new(open().await);
     let healthy = Recorder::new();
     let stop = CancellationToken::new();
     let task = bus.subscribe(subscription("restart"), healthy.clone(), stop.clone());
-    eventually("the restarted consumer got both", || healthy.applied().len() == 2).await;
+    eventually("the restarted consumer got both", || {
+        healthy.applied().len() == 2
+    })
+    .await;
     assert_eq!(healthy.applied()[0].id, first.id);
     assert_eq!(healthy.applied()[1].id, second.id);
     stop.cancel();
@@ -177,11 +191,20 @@ where
     let stop = CancellationToken::new();
     let task = bus.subscribe(subscription("dup"), recorder.clone(), stop.clone());
     let once = cancelled("d1");
-    bus.publish(std::slice::from_ref(&once)).await.expect("publish");
-    bus.publish(std::slice::from_ref(&once)).await.expect("publish again");
+    bus.publish(std::slice::from_ref(&once))
+        .await
+        .expect("publish");
+    bus.publish(std::slice::from_ref(&once))
+        .await
+        .expect("publish again");
     let marker = cancelled("d2");
-    bus.publish(std::slice::from_ref(&marker)).await.expect("publish");
-    eventually("the marker arrived", || recorder.deliveries_of(&marker.id) == 1).await;
+    bus.publish(std::slice::from_ref(&marker))
+        .await
+        .expect("publish");
+    eventually("the marker arrived", || {
+        recorder.deliveries_of(&marker.id) == 1
+    })
+    .await;
     assert_eq!(recorder.applied().len(), 2, "the duplicate changed nothing");
     stop.cancel();
     let _ = task.await;
@@ -200,7 +223,10 @@ where
     let task = bus.subscribe(subscription("poison"), recorder.clone(), stop.clone());
     let batch = vec![cancelled("ok1"), cancelled("bad"), cancelled("ok2")];
     bus.publish(&batch).await.expect("publish");
-    eventually("both good messages arrived", || recorder.applied().len() == 2).await;
+    eventually("both good messages arrived", || {
+        recorder.applied().len() == 2
+    })
+    .await;
     let keys: Vec<String> = recorder.applied().into_iter().map(|e| e.key).collect();
     assert_eq!(keys, ["ok1", "ok2"]);
     stop.cancel();

@@ -107,9 +107,11 @@ impl EmbeddedLog {
         let consumer = consumer.to_owned();
         self.db
             .read(move |c| {
-                c.query_row("SELECT seq FROM offsets WHERE consumer = ?1", [consumer], |r| {
-                    r.get(0)
-                })
+                c.query_row(
+                    "SELECT seq FROM offsets WHERE consumer = ?1",
+                    [consumer],
+                    |r| r.get(0),
+                )
                 .optional()
                 .map(|seq| seq.unwrap_or(0))
             })

@@ -45,7 +45,9 @@ impl Outbox for SqliteOutbox {
 
     async fn mark_published(&self, position: i64) -> anyhow::Result<()> {
         self.0
-            .write(move |c| sqlite::outbox::delete_through(c, position).map_err(sqlite::DbError::from))
+            .write(move |c| {
+                sqlite::outbox::delete_through(c, position).map_err(sqlite::DbError::from)
+            })
             .await?;
         Ok(())
     }
@@ -114,7 +116,9 @@ async fn relay_once(service: &str, outbox: &dyn Outbox, bus: &dyn Bus) -> anyhow
         PUBLISHED.with_label_values(&[&envelope.name]).inc();
     }
     let backlog = outbox.backlog().await.unwrap_or(0);
-    OUTBOX_BACKLOG.with_label_values(&[service]).set(backlog as i64);
+    OUTBOX_BACKLOG
+        .with_label_values(&[service])
+        .set(backlog as i64);
     Ok(envelopes.len())
 }
 

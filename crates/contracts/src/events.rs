@@ -182,13 +182,17 @@ mod tests {
         assert_eq!(json["location_id"], "l1");
         assert_eq!(json["start_date"], "2023-11-14T22:13:20Z");
         assert_eq!(json["capacity"], 100);
-        assert_eq!(DomainEvent::decode("eventCreated", &ev.payload_json()).unwrap(), ev);
+        assert_eq!(
+            DomainEvent::decode("eventCreated", &ev.payload_json()).unwrap(),
+            ev
+        );
     }
 
     #[test]
     fn reference_event_created_without_our_extensions_decodes() {
         let body = r#"{"id":"x","name":"n","location_id":"l","start_date":"2024-01-01T10:00:00Z","end_date":"2024-01-01T12:00:00+02:00"}"#;
-        let DomainEvent::EventCreated(ev) = DomainEvent::decode("eventCreated", body).unwrap() else {
+        let DomainEvent::EventCreated(ev) = DomainEvent::decode("eventCreated", body).unwrap()
+        else {
             panic!("wrong variant")
         };
         assert_eq!(ev.capacity, None);

@@ -17,7 +17,11 @@ pub fn location(id: &str) -> Location {
         country: "NZ".into(),
         open_time: 8,
         close_time: 23,
-        halls: vec![Hall { name: "Main".into(), location: "ground".into(), capacity: 100 }],
+        halls: vec![Hall {
+            name: "Main".into(),
+            location: "ground".into(),
+            capacity: 100,
+        }],
     }
 }
 
@@ -48,42 +52,92 @@ pub async fn locations_and_events_round_trip(store: Arc<dyn EventStore>) {
     assert_eq!(store.locations().await.unwrap(), vec![loc.clone()]);
 
     for id in ["e1", "e2", "e3"] {
-        store.create_event(event(id, loc.clone()), false).await.unwrap();
+        store
+            .create_event(event(id, loc.clone()), false)
+            .await
+            .unwrap();
     }
-    assert_eq!(store.event("e2").await.unwrap(), Some(event("e2", loc.clone())));
-    assert_eq!(store.event_by_name("Show e3").await.unwrap().map(|e| e.id), Some("e3".into()));
+    assert_eq!(
+        store.event("e2").await.unwrap(),
+        Some(event("e2", loc.clone()))
+    );
+    assert_eq!(
+        store.event_by_name("Show e3").await.unwrap().map(|e| e.id),
+        Some("e3".into())
+    );
     assert_eq!(store.event("nope").await.unwrap(), None);
 
     let all = store.events(Page::default()).await.unwrap();
-    assert_eq!(all.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), ["e1", "e2", "e3"]);
-    let page = store.events(Page { limit: Some(1), after: Some("e1".into()) }).await.unwrap();
-    assert_eq!(page.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), ["e2"]);
+    assert_eq!(
+        all.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
+        ["e1", "e2", "e3"]
+    );
+    let page = store
+        .events(Page {
+            limit: Some(1),
+            after: Some("e1".into()),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        page.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
+        ["e2"]
+    );
 
     assert_eq!(
         outbox_names(store.as_ref()).await,
-        ["locationCreated", "eventCreated", "eventCreated", "eventCreated"]
+        [
+            "locationCreated",
+            "eventCreated",
+            "eventCreated",
+            "eventCreated"
+        ]
     );
 }
 
 pub async fn an_event_may_bring_its_own_location(store: Arc<dyn EventStore>) {
-    store.create_event(event("e1", location("new")), true).await.unwrap();
+    store
+        .create_event(event("e1", location("new")), true)
+        .await
+        .unwrap();
     assert!(store.location("new").await.unwrap().is_some());
-    assert_eq!(outbox_names(store.as_ref()).await, ["locationCreated", "eventCreated"]);
+    assert_eq!(
+        outbox_names(store.as_ref()).await,
+        ["locationCreated", "eventCreated"]
+    );
 }
 
 pub async fn cancelling_emits_event_cancelled_once(store: Arc<dyn EventStore>) {
-    store.create_event(event("e1", location("l")), true).await.unwrap();
-    let cancelled = store.cancel_event("e1").await.unwrap().expect("known event");
+    store
+        .create_event(event("e1", location("l")), true)
+        .await
+        .unwrap();
+    let cancelled = store
+        .cancel_event("e1")
+        .await
+        .unwrap()
+        .expect("known event");
     assert_eq!(cancelled.status, EventStatus::Cancelled);
-    let again = store.cancel_event("e1").await.unwrap().expect("still known");
+    let again = store
+        .cancel_event("e1")
+        .await
+        .unwrap()
+        .expect("still known");
     assert_eq!(again.status, EventStatus::Cancelled);
     assert_eq!(store.cancel_event("nope").await.unwrap(), None);
     let names = outbox_names(store.as_ref()).await;
-    assert_eq!(names.iter().filter(|n| *n == "eventCancelled").count(), 1, "{names:?}");
+    assert_eq!(
+        names.iter().filter(|n| *n == "eventCancelled").count(),
+        1,
+        "{names:?}"
+    );
 }
 
 pub async fn redelivered_booking_events_count_once(store: Arc<dyn EventStore>) {
-    store.create_event(event("e1", location("l")), true).await.unwrap();
+    store
+        .create_event(event("e1", location("l")), true)
+        .await
+        .unwrap();
     let booked = |id: &str, seats| {
         DomainEvent::EventBooked(EventBooked {
             event_id: "e1".into(),
@@ -108,7 +162,10 @@ pub async fn redelivered_booking_events_count_once(store: Arc<dyn EventStore>) {
     let first = store.apply(batch.clone()).await.unwrap();
     assert_eq!(first, vec![bus::Outcome::Applied; 3]);
     let once = store.sales("e1").await.unwrap().expect("figures");
-    assert_eq!((once.seats_sold, once.bookings, once.cancellations), (2, 2, 1));
+    assert_eq!(
+        (once.seats_sold, once.bookings, once.cancellations),
+        (2, 2, 1)
+    );
 
     let second = store.apply(batch).await.unwrap();
     assert_eq!(second, vec![bus::Outcome::Duplicate; 3]);

@@ -156,11 +156,17 @@ pub fn new_location(input: LocationInput, id: String) -> Result<Location, Invali
     for hall in halls {
         let hall_name = required(hall.name, "every hall's name")?;
         if checked.iter().any(|h| h.name == hall_name) {
-            return invalid(format!("hall names must be unique; {hall_name:?} appears twice"));
+            return invalid(format!(
+                "hall names must be unique; {hall_name:?} appears twice"
+            ));
         }
         let capacity = match hall.capacity {
             Some(c) if c > 0 && c <= i64::from(u32::MAX) => c as u32,
-            Some(c) => return invalid(format!("hall {hall_name:?}: capacity must be greater than 0, not {c}")),
+            Some(c) => {
+                return invalid(format!(
+                    "hall {hall_name:?}: capacity must be greater than 0, not {c}"
+                ));
+            }
             None => return invalid(format!("hall {hall_name:?}: capacity is required")),
         };
         checked.push(Hall {
@@ -198,10 +204,15 @@ pub fn new_event(input: EventInput, location: Location, id: String) -> Result<Ev
         Some(d) if d >= 0 && d <= i64::from(u32::MAX) => d as u32,
         Some(d) => return invalid(format!("Duration must be minutes (0 or more), not {d}")),
     };
-    let hall = match input.hall.map(|h| h.trim().to_owned()).filter(|h| !h.is_empty()) {
-        Some(name) => location.hall(&name).cloned().ok_or_else(|| {
-            Invalid(format!("location {:?} has no hall {name:?}", location.name))
-        })?,
+    let hall = match input
+        .hall
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+    {
+        Some(name) => location
+            .hall(&name)
+            .cloned()
+            .ok_or_else(|| Invalid(format!("location {:?} has no hall {name:?}", location.name)))?,
         None if location.halls.len() == 1 => location.halls[0].clone(),
         None => return invalid("Hall is required: this location has several halls"),
     };
@@ -238,8 +249,16 @@ mod tests {
             LocationInput {
                 name: Some("Opera".into()),
                 halls: Some(vec![
-                    HallInput { name: Some("Main".into()), capacity: Some(100), ..Default::default() },
-                    HallInput { name: Some("Small".into()), capacity: Some(10), ..Default::default() },
+                    HallInput {
+                        name: Some("Main".into()),
+                        capacity: Some(100),
+                        ..Default::default()
+                    },
+                    HallInput {
+                        name: Some("Small".into()),
+                        capacity: Some(10),
+                        ..Default::default()
+                    },
                 ]),
                 ..Default::default()
             },
@@ -261,27 +280,72 @@ mod tests {
     #[test]
     fn capacity_comes_from_the_hall_unless_set_lower() {
         let e = new_event(input(), location(), "e".into()).unwrap();
-        assert_eq!((e.capacity, e.duration, e.status), (100, 120, EventStatus::Active));
-        let e = new_event(EventInput { capacity: Some(50), ..input() }, location(), "e".into()).unwrap();
+        assert_eq!(
+            (e.capacity, e.duration, e.status),
+            (100, 120, EventStatus::Active)
+        );
+        let e = new_event(
+            EventInput {
+                capacity: Some(50),
+                ..input()
+            },
+            location(),
+            "e".into(),
+        )
+        .unwrap();
         assert_eq!(e.capacity, 50);
-        let err = new_event(EventInput { capacity: Some(101), ..input() }, location(), "e".into());
+        let err = new_event(
+            EventInput {
+                capacity: Some(101),
+                ..input()
+            },
+            location(),
+            "e".into(),
+        );
         assert!(err.unwrap_err().0.contains("more than hall"));
     }
 
     #[test]
     fn invalid_events_are_refused_with_a_reason() {
         let cases = [
-            EventInput { name: None, ..input() },
-            EventInput { name: Some("  ".into()), ..input() },
-            EventInput { enddate: Some(999), ..input() },
-            EventInput { startdate: None, ..input() },
-            EventInput { hall: Some("Nope".into()), ..input() },
-            EventInput { hall: None, ..input() },
-            EventInput { capacity: Some(0), ..input() },
-            EventInput { duration: Some(-1), ..input() },
+            EventInput {
+                name: None,
+                ..input()
+            },
+            EventInput {
+                name: Some("  ".into()),
+                ..input()
+            },
+            EventInput {
+                enddate: Some(999),
+                ..input()
+            },
+            EventInput {
+                startdate: None,
+                ..input()
+            },
+            EventInput {
+                hall: Some("Nope".into()),
+                ..input()
+            },
+            EventInput {
+                hall: None,
+                ..input()
+            },
+            EventInput {
+                capacity: Some(0),
+                ..input()
+            },
+            EventInput {
+                duration: Some(-1),
+                ..input()
+            },
         ];
         for case in cases {
-            assert!(new_event(case.clone(), location(), "e".into()).is_err(), "{case:?}");
+            assert!(
+                new_event(case.clone(), location(), "e".into()).is_err(),
+                "{case:?}"
+            );
         }
     }
 
@@ -289,7 +353,15 @@ mod tests {
     fn the_hall_may_be_left_out_when_there_is_only_one() {
         let mut loc = location();
         loc.halls.truncate(1);
-        let e = new_event(EventInput { hall: None, ..input() }, loc, "e".into()).unwrap();
+        let e = new_event(
+            EventInput {
+                hall: None,
+                ..input()
+            },
+            loc,
+            "e".into(),
+        )
+        .unwrap();
         assert_eq!(e.hall, "Main");
     }
 
@@ -297,22 +369,47 @@ mod tests {
     fn invalid_locations_are_refused() {
         let good = LocationInput {
             name: Some("X".into()),
-            halls: Some(vec![HallInput { name: Some("A".into()), capacity: Some(1), ..Default::default() }]),
+            halls: Some(vec![HallInput {
+                name: Some("A".into()),
+                capacity: Some(1),
+                ..Default::default()
+            }]),
             ..Default::default()
         };
         assert!(new_location(good.clone(), "l".into()).is_ok());
         let bad = [
-            LocationInput { name: None, ..good.clone() },
-            LocationInput { halls: Some(vec![]), ..good.clone() },
-            LocationInput { opentime: Some(25), ..good.clone() },
             LocationInput {
-                halls: Some(vec![HallInput { name: Some("A".into()), capacity: Some(0), ..Default::default() }]),
+                name: None,
+                ..good.clone()
+            },
+            LocationInput {
+                halls: Some(vec![]),
+                ..good.clone()
+            },
+            LocationInput {
+                opentime: Some(25),
+                ..good.clone()
+            },
+            LocationInput {
+                halls: Some(vec![HallInput {
+                    name: Some("A".into()),
+                    capacity: Some(0),
+                    ..Default::default()
+                }]),
                 ..good.clone()
             },
             LocationInput {
                 halls: Some(vec![
-                    HallInput { name: Some("A".into()), capacity: Some(1), ..Default::default() },
-                    HallInput { name: Some("A".into()), capacity: Some(2), ..Default::default() },
+                    HallInput {
+                        name: Some("A".into()),
+                        capacity: Some(1),
+                        ..Default::default()
+                    },
+                    HallInput {
+                        name: Some("A".into()),
+                        capacity: Some(2),
+                        ..Default::default()
+                    },
                 ]),
                 ..good.clone()
             },

@@ -62,7 +62,10 @@ async fn list_events(
     Ok(Json(store.events(page).await?))
 }
 
-async fn event(State(store): State<Store>, Path(id): Path<String>) -> Result<Json<Event>, ApiError> {
+async fn event(
+    State(store): State<Store>,
+    Path(id): Path<String>,
+) -> Result<Json<Event>, ApiError> {
     store
         .event(&id)
         .await?
@@ -90,7 +93,8 @@ async fn create_event(
 ) -> Result<(StatusCode, Json<Event>), ApiError> {
     let Some(location_input) = input.location.clone() else {
         return Err(ApiError::Unprocessable(
-            "Location is required: {\"ID\": …} of an existing location, or a new location in full".into(),
+            "Location is required: {\"ID\": …} of an existing location, or a new location in full"
+                .into(),
         ));
     };
     let (location, is_new) = match location_input.id.clone().filter(|id| !id.trim().is_empty()) {
@@ -136,7 +140,10 @@ async fn sales(
     Ok(Json(sales))
 }
 
-async fn all_sales(State(store): State<Store>, Admin(_): Admin) -> Result<Json<Vec<Sales>>, ApiError> {
+async fn all_sales(
+    State(store): State<Store>,
+    Admin(_): Admin,
+) -> Result<Json<Vec<Sales>>, ApiError> {
     Ok(Json(store.all_sales().await?))
 }
 

@@ -32,7 +32,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             serve::migrate(&config).await
         }
         Command::Admin {
-            command: AdminCommand::Create { email, password, paths },
+            command:
+                AdminCommand::Create {
+                    email,
+                    password,
+                    paths,
+                },
         } => {
             let config = load_config(cli.config.as_deref(), None, Some(&paths))?;
             let store = serve::open_users(&config)?;
@@ -65,7 +70,11 @@ pub fn load_config(
             config.web_dir = Some(dir.clone());
         }
     }
-    if let Some(dir) = serve.map(|s| &s.paths).or(data).and_then(|d| d.data_dir.as_ref()) {
+    if let Some(dir) = serve
+        .map(|s| &s.paths)
+        .or(data)
+        .and_then(|d| d.data_dir.as_ref())
+    {
         config.data_dir = dir.clone();
     }
     config.validate().context("invalid configuration")?;

@@ -44,8 +44,13 @@ mod tests {
     #[test]
     fn role_lists_parse_and_unknown_roles_are_named() {
         let names = |s: &str| s.split(',').map(str::to_owned).collect::<Vec<_>>();
-        assert_eq!(Role::parse_list(&names("bookings, events,bookings")).unwrap(), [Role::Bookings, Role::Events]);
-        let err = Role::parse_list(&names("events,tickets")).unwrap_err().to_string();
+        assert_eq!(
+            Role::parse_list(&names("bookings, events,bookings")).unwrap(),
+            [Role::Bookings, Role::Events]
+        );
+        let err = Role::parse_list(&names("events,tickets"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("tickets"), "{err}");
     }
 }

@@ -43,7 +43,10 @@ fn sqlite_path(config: &Config, service: &str) -> anyhow::Result<PathBuf> {
     if url == "sqlite" {
         return Ok(config.data_dir.join(format!("{service}.db")));
     }
-    if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+    if let Some(path) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    {
         if path.is_empty() {
             bail!("storage URL {url:?} of {service} names no file");
         }
@@ -116,7 +119,10 @@ fn jwt_secret(config: &Config) -> anyhow::Result<Vec<u8>> {
     let path = config.data_dir.join("jwt-secret");
     match std::fs::read(&path) {
         Ok(secret) if secret.len() >= 16 => return Ok(secret),
-        Ok(_) => bail!("{} is too short to be a secret; delete it to make a new one", path.display()),
+        Ok(_) => bail!(
+            "{} is too short to be a secret; delete it to make a new one",
+            path.display()
+        ),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
     }
@@ -147,7 +153,11 @@ pub async fn migrate(config: &Config) -> anyhow::Result<()> {
 }
 
 fn names(roles: &[Role]) -> String {
-    roles.iter().map(|r| r.name()).collect::<Vec<_>>().join(", ")
+    roles
+        .iter()
+        .map(|r| r.name())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 pub async fn serve(config: Config) -> anyhow::Result<()> {
@@ -159,9 +169,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let bus: Arc<dyn Bus> = Arc::new(log.clone());
     let stores = open_stores(&config, &roles)?;
 
-    if let (Some(users), Some(email), Some(password)) =
-        (&stores.users, &config.auth.admin_email, &config.auth.admin_password)
-    {
+    if let (Some(users), Some(email), Some(password)) = (
+        &stores.users,
+        &config.auth.admin_email,
+        &config.auth.admin_password,
+    ) {
         let email = platform::Email::parse(email).map_err(anyhow::Error::msg)?;
         if users.by_email(email.as_str()).await?.is_none() {
             users::make_admin(users, email.as_str(), password).await?;
@@ -178,14 +190,27 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     if let Some(store) = &stores.events {
         router = router.merge(events::router(store.clone()));
         openapi.push(events::openapi());
-        tasks.push(bus::spawn_relay("events", store.outbox(), bus.clone(), background.clone()));
+        tasks.push(bus::spawn_relay(
+            "events",
+            store.outbox(),
+            bus.clone(),
+            background.clone(),
+        ));
         let consumer = Arc::new(events::SalesConsumer(store.clone()));
         tasks.push(bus.subscribe(events::subscription(), consumer, background.clone()));
     }
     if let Some(store) = &stores.bookings {
-        router = router.merge(bookings::router(store.clone(), config.bookings.max_seats_per_booking));
+        router = router.merge(bookings::router(
+            store.clone(),
+            config.bookings.max_seats_per_booking,
+        ));
         openapi.push(bookings::openapi());
-        tasks.push(bus::spawn_relay("bookings", store.outbox(), bus.clone(), background.clone()));
+        tasks.push(bus::spawn_relay(
+            "bookings",
+            store.outbox(),
+            bus.clone(),
+            background.clone(),
+        ));
         let consumer = Arc::new(bookings::InventoryConsumer(store.clone()));
         tasks.push(bus.subscribe(bookings::subscription(), consumer, background.clone()));
     }
@@ -196,18 +221,32 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             Duration::from_secs(config.auth.lockout_secs),
         ));
         openapi.push(users::openapi());
-        tasks.push(bus::spawn_relay("users", store.outbox(), bus.clone(), background.clone()));
+        tasks.push(bus::spawn_relay(
+            "users",
+            store.outbox(),
+            bus.clone(),
+            background.clone(),
+        ));
     }
     openapi.push(health_openapi());
     let document = Arc::new(platform::openapi::document(&openapi));
     router = router
-        .route("/health/live", get(|| async { Json(json!({"status": "ok"})) }))
+        .route(
+            "/health/live",
+            get(|| async { Json(json!({"status": "ok"})) }),
+        )
         .merge(
             Router::new()
                 .route("/health/ready", get(ready))
-                .with_state(Readiness { stores: stores.clone(), bus: bus.clone() }),
+                .with_state(Readiness {
+                    stores: stores.clone(),
+                    bus: bus.clone(),
+                }),
         )
-        .route("/openapi.json", get(move || async move { Json(document.as_ref().clone()) }));
+        .route(
+            "/openapi.json",
+            get(move || async move { Json(document.as_ref().clone()) }),
+        );
 
     let in_flight = TaskTracker::new();
     let app = platform::http::finish(router, &config, web_dir(&config), auth, in_flight.clone())?;
@@ -254,7 +293,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 
 async fn ready(State(readiness): State<Readiness>) -> impl IntoResponse {
     let mut reasons = Vec::new();
-    let Stores { events, bookings, users } = &readiness.stores;
+    let Stores {
+        events,
+        bookings,
+        users,
+    } = &readiness.stores;
     if let Some(s) = events
         && let Err(e) = s.check().await
     {
@@ -277,7 +320,10 @@ async fn ready(State(readiness): State<Readiness>) -> impl IntoResponse {
         (StatusCode::OK, Json(json!({"ready": true})))
     } else {
         let error = format!("not ready: {}", reasons.join("; "));
-        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"ready": false, "error": error, "reasons": reasons})))
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"ready": false, "error": error, "reasons": reasons})),
+        )
     }
 }
 

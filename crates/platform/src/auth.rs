@@ -141,10 +141,9 @@ impl<S: Send + Sync> FromRequestParts<S> for MaybeUser {
 impl<S: Send + Sync> FromRequestParts<S> for CurrentUser {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        bearer(parts)
-            .await?
-            .map(CurrentUser)
-            .ok_or_else(|| ApiError::Unauthorized("sign in first (Authorization: Bearer <token>)".into()))
+        bearer(parts).await?.map(CurrentUser).ok_or_else(|| {
+            ApiError::Unauthorized("sign in first (Authorization: Bearer <token>)".into())
+        })
     }
 }
 
@@ -155,7 +154,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Admin {
         if claims.is_admin() {
             Ok(Admin(claims))
         } else {
-            Err(ApiError::Forbidden("only organisers (admins) may do this".into()))
+            Err(ApiError::Forbidden(
+                "only organisers (admins) may do this".into(),
+            ))
         }
     }
 }
@@ -169,7 +170,10 @@ mod tests {
         let auth = Auth::new(b"secret-one", 60);
         let (token, exp) = auth.issue("u1", "a@b.c", Role::Admin).unwrap();
         let claims = auth.verify(&token).unwrap();
-        assert_eq!((claims.sub.as_str(), claims.role, claims.exp), ("u1", Role::Admin, exp));
+        assert_eq!(
+            (claims.sub.as_str(), claims.role, claims.exp),
+            ("u1", Role::Admin, exp)
+        );
         let other = Auth::new(b"secret-two", 60);
         assert!(other.verify(&token).is_err());
         assert!(auth.verify("not.a.token").is_err());

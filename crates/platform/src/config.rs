@@ -203,8 +203,14 @@ impl Default for Storage {
 pub const ENV_VARS: &[(&str, &str)] = &[
     ("LISTEN_URL", "listen address (the reference's name)"),
     ("AMQP_BROKER_URL", "broker URL (the reference's name)"),
-    ("KAFKA_BROKERS", "Kafka brokers, comma-separated (the reference's name)"),
-    ("MONGO_URL", "storage URL for every service (the reference's name)"),
+    (
+        "KAFKA_BROKERS",
+        "Kafka brokers, comma-separated (the reference's name)",
+    ),
+    (
+        "MONGO_URL",
+        "storage URL for every service (the reference's name)",
+    ),
     ("MYEVENTS_LISTEN", "listen"),
     ("MYEVENTS_METRICS_LISTEN", "metrics_listen"),
     ("MYEVENTS_DATA_DIR", "data_dir"),
@@ -214,7 +220,10 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("MYEVENTS_TLS_CERT", "tls.cert"),
     ("MYEVENTS_TLS_KEY", "tls.key"),
     ("MYEVENTS_TLS_LISTEN", "tls.listen"),
-    ("MYEVENTS_CORS_ALLOW_ORIGINS", "cors.allow_origins, comma-separated"),
+    (
+        "MYEVENTS_CORS_ALLOW_ORIGINS",
+        "cors.allow_origins, comma-separated",
+    ),
     ("MYEVENTS_BODY_LIMIT_BYTES", "http.body_limit_bytes"),
     ("MYEVENTS_SHUTDOWN_GRACE_SECS", "http.shutdown_grace_secs"),
     ("MYEVENTS_JWT_SECRET", "auth.jwt_secret"),
@@ -223,7 +232,10 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("MYEVENTS_ADMIN_PASSWORD", "auth.admin_password"),
     ("MYEVENTS_MAX_FAILED_LOGINS", "auth.max_failed_logins"),
     ("MYEVENTS_LOCKOUT_SECS", "auth.lockout_secs"),
-    ("MYEVENTS_MAX_SEATS_PER_BOOKING", "bookings.max_seats_per_booking"),
+    (
+        "MYEVENTS_MAX_SEATS_PER_BOOKING",
+        "bookings.max_seats_per_booking",
+    ),
     ("MYEVENTS_BROKER_URL", "broker.url"),
     ("MYEVENTS_STORAGE_URL", "storage.url"),
     ("MYEVENTS_EVENTS_STORAGE_URL", "storage.events_url"),
@@ -303,13 +315,13 @@ impl Config {
             "MYEVENTS_ADMIN_EMAIL" => self.auth.admin_email = Some(value.clone()),
             "MYEVENTS_ADMIN_PASSWORD" => self.auth.admin_password = Some(value.clone()),
             "MYEVENTS_MAX_FAILED_LOGINS" => {
-                self.auth.max_failed_logins = u32::try_from(number(&value)?)
-                    .map_err(|_| bad("too large".into()))?
+                self.auth.max_failed_logins =
+                    u32::try_from(number(&value)?).map_err(|_| bad("too large".into()))?
             }
             "MYEVENTS_LOCKOUT_SECS" => self.auth.lockout_secs = number(&value)?,
             "MYEVENTS_MAX_SEATS_PER_BOOKING" => {
-                self.bookings.max_seats_per_booking = u32::try_from(number(&value)?)
-                    .map_err(|_| bad("too large".into()))?
+                self.bookings.max_seats_per_booking =
+                    u32::try_from(number(&value)?).map_err(|_| bad("too large".into()))?
             }
             "MYEVENTS_BROKER_URL" => self.broker.url = value.clone(),
             "MYEVENTS_EVENTS_STORAGE_URL" => self.storage.events_url = Some(value.clone()),
@@ -370,8 +382,9 @@ mod tests {
 
     #[test]
     fn a_file_overrides_defaults_and_keeps_the_rest() {
-        let c = Config::from_toml("listen = \"127.0.0.1:1\"\n[bookings]\nmax_seats_per_booking = 4\n")
-            .unwrap();
+        let c =
+            Config::from_toml("listen = \"127.0.0.1:1\"\n[bookings]\nmax_seats_per_booking = 4\n")
+                .unwrap();
         assert_eq!(c.listen, "127.0.0.1:1");
         assert_eq!(c.bookings.max_seats_per_booking, 4);
         assert_eq!(c.metrics_listen, "0.0.0.0:9100");

@@ -51,13 +51,26 @@ mod tests {
 
     #[test]
     fn plausible_addresses_pass_and_are_normalised() {
-        assert_eq!(Email::parse(" Ann@Example.COM ").unwrap().as_str(), "ann@example.com");
+        assert_eq!(
+            Email::parse(" Ann@Example.COM ").unwrap().as_str(),
+            "ann@example.com"
+        );
         assert!(Email::parse("a.b+c@sub.example.org").is_ok());
     }
 
     #[test]
     fn implausible_addresses_are_refused() {
-        for bad in ["", "ann", "@example.com", "ann@", "ann@example", "a b@example.com", "a@b@c.com", "ann@.com", "ann@example..com"] {
+        for bad in [
+            "",
+            "ann",
+            "@example.com",
+            "ann@",
+            "ann@example",
+            "a b@example.com",
+            "a@b@c.com",
+            "ann@.com",
+            "ann@example..com",
+        ] {
             assert!(Email::parse(bad).is_err(), "{bad}");
         }
     }

@@ -30,8 +30,12 @@ pub fn finish(
     in_flight: TaskTracker,
 ) -> anyhow::Result<Router> {
     let app = match web_dir {
+        // Files for GET and HEAD only, so that a POST to an unknown path is a JSON 404.
         Some(dir) => app.fallback_service(
-            ServeDir::new(dir).not_found_service(axum::routing::any(no_route)),
+            axum::routing::get_service(
+                ServeDir::new(dir).not_found_service(axum::routing::any(no_route)),
+            )
+            .fallback(no_route),
         ),
         None => app.fallback(no_route),
     };
@@ -62,8 +66,9 @@ async fn method_not_allowed() -> Response {
 async fn detach(State(in_flight): State<TaskTracker>, req: Request, next: Next) -> Response {
     match in_flight.spawn(next.run(req)).await {
         Ok(response) => response,
-        Err(error) => ApiError::Internal(anyhow::anyhow!("request handler failed: {error}"))
-            .into_response(),
+        Err(error) => {
+            ApiError::Internal(anyhow::anyhow!("request handler failed: {error}")).into_response()
+        }
     }
 }
 
@@ -90,8 +95,8 @@ fn cors(origins: &[String]) -> anyhow::Result<CorsLayer> {
         .max_age(Duration::from_secs(3600)))
 }
 
-/// Serves `app` on `listen` (and on HTTPS when configured) until `shutdown`, then lets in-flight
-/// requests finish for up to the configured grace period.
+/// Serves `app` on `listener` (and on HTTPS when configured) until `shutdown`, then lets
+/// in-flight requests finish for up to the configured grace period.
 pub async fn serve(
     app: Router,
     config: &Config,
@@ -99,6 +104,7 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let grace = Duration::from_secs(config.http.shutdown_grace_secs);
+    let handle = axum_server::Handle::new();
     let mut servers = tokio::task::JoinSet::new();
 
     if let (Some(cert), Some(key)) = (&config.tls.cert, &config.tls.key) {
@@ -106,53 +112,61 @@ pub async fn serve(
         let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
             .await
             .with_context(|| {
-                format!("cannot load TLS certificate {} / key {}", cert.display(), key.display())
+                format!(
+                    "cannot load TLS certificate {} / key {}",
+                    cert.display(),
+                    key.display()
+                )
             })?;
         let addr: SocketAddr = config
             .tls
             .listen
             .parse()
             .with_context(|| format!("tls.listen {:?} is not host:port", config.tls.listen))?;
-        let handle = axum_server::Handle::new();
-        let server = axum_server::bind_rustls(addr, tls)
-            .handle(handle.clone())
-            .serve(app.clone().into_make_service());
+        let tls_listener = std::net::TcpListener::bind(addr)
+            .with_context(|| format!("cannot listen on tls.listen {addr}"))?;
+        tls_listener.set_nonblocking(true)?;
+        let mut server = axum_server::from_tcp_rustls(tls_listener, tls).handle(handle.clone());
+        keep_serving_half_closed(server.http_builder());
         tracing::info!(%addr, "serving HTTPS");
-        let stop = shutdown.clone();
+        let app = app.clone();
         servers.spawn(async move {
-            tokio::select! {
-                result = server => result.context("HTTPS server failed"),
-                _ = stop.cancelled() => {
-                    handle.graceful_shutdown(Some(grace));
-                    Ok(())
-                }
-            }
+            server
+                .serve(app.into_make_service())
+                .await
+                .context("HTTPS server failed")
         });
     }
 
     let addr = listener.local_addr()?;
+    let mut server = axum_server::from_tcp(listener.into_std()?).handle(handle.clone());
+    keep_serving_half_closed(server.http_builder());
     tracing::info!(%addr, "serving HTTP");
-    let stop = shutdown.clone();
     servers.spawn(async move {
-        let server = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned());
-        // Connections still busy after the grace period are cut.
-        let drained = async {
-            shutdown.cancelled().await;
-            tokio::time::sleep(grace).await;
-        };
-        tokio::select! {
-            result = server => result.context("HTTP server failed"),
-            _ = drained => {
-                tracing::warn!("grace period over; closing the connections still open");
-                Ok(())
-            }
-        }
+        server
+            .serve(app.into_make_service())
+            .await
+            .context("HTTP server failed")
     });
 
+    tokio::spawn(async move {
+        shutdown.cancelled().await;
+        // Stops accepting, lets open requests finish, and cuts what is still open after `grace`.
+        handle.graceful_shutdown(Some(grace));
+    });
     while let Some(result) = servers.join_next().await {
         result.context("server task failed")??;
     }
     Ok(())
+}
+
+/// A client that sends its whole request and hangs up (the reference UI reloads the page right
+/// after posting a booking) still gets its request carried out: hyper would otherwise drop the
+/// request when it reads the end of the stream.
+fn keep_serving_half_closed(
+    builder: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
+) {
+    builder.http1().half_close(true);
 }
 
 /// Binds an address given as `host:port`, naming it in the error.

@@ -78,10 +78,12 @@ mod tests {
 
     #[test]
     fn pascal_and_lower_case_keys_both_decode() {
-        let a: Input =
-            parse(br#"{"Name":"x","StartDate":5,"Halls":[{"capacity":3}]}"#).unwrap();
+        let a: Input = parse(br#"{"Name":"x","StartDate":5,"Halls":[{"capacity":3}]}"#).unwrap();
         let b: Input = parse(br#"{"name":"x","startdate":5,"halls":[{"Capacity":3}]}"#).unwrap();
-        assert_eq!((a.name, a.startdate, a.halls[0].capacity), ("x".into(), 5, 3));
+        assert_eq!(
+            (a.name, a.startdate, a.halls[0].capacity),
+            ("x".into(), 5, 3)
+        );
         assert_eq!(b.halls[0].capacity, 3);
     }
 

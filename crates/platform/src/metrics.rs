@@ -29,7 +29,9 @@ static LATENCY: LazyLock<HistogramVec> = LazyLock::new(|| {
         "myevents_http_request_duration_seconds",
         "Time to answer an HTTP request, by method, route and status",
         &["method", "route", "status"],
-        vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]
+        vec![
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0
+        ]
     )
     .expect("metric names are static and valid")
 });

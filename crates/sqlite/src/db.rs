@@ -176,7 +176,12 @@ impl Db {
         if let Ok(mut writer) = self.inner.writer.lock() {
             writer.take();
         }
-        let thread = self.inner.writer_thread.lock().ok().and_then(|mut t| t.take());
+        let thread = self
+            .inner
+            .writer_thread
+            .lock()
+            .ok()
+            .and_then(|mut t| t.take());
         if let Some(thread) = thread {
             let _ = thread.join();
         }
@@ -303,8 +308,11 @@ mod tests {
         for v in [1, 2, 2, 3] {
             let db = db.clone();
             tasks.push(tokio::spawn(async move {
-                db.write(move |c| c.execute("INSERT INTO t (v) VALUES (?1)", [v]).map_err(DbError::from))
-                    .await
+                db.write(move |c| {
+                    c.execute("INSERT INTO t (v) VALUES (?1)", [v])
+                        .map_err(DbError::from)
+                })
+                .await
             }));
         }
         let mut failures = 0;
@@ -325,9 +333,12 @@ mod tests {
     async fn reopening_runs_migrations_again_harmlessly_and_keeps_data() {
         let dir = tempfile::tempdir().unwrap();
         let db = open(&dir);
-        db.write(|c| c.execute("INSERT INTO t (v) VALUES (7)", []).map_err(DbError::from))
-            .await
-            .unwrap();
+        db.write(|c| {
+            c.execute("INSERT INTO t (v) VALUES (7)", [])
+                .map_err(DbError::from)
+        })
+        .await
+        .unwrap();
         db.close();
         let db = open(&dir);
         let v: i64 = db

@@ -36,7 +36,9 @@ pub fn pending(conn: &Connection, limit: usize) -> rusqlite::Result<Vec<(i64, En
     let mut stmt = conn.prepare_cached(
         "SELECT seq, id, name, key, occurred_at, trace, payload FROM outbox ORDER BY seq LIMIT ?1",
     )?;
-    let rows = stmt.query_map([limit as i64], |row| Ok((row.get(0)?, envelope_at(row, 1)?)))?;
+    let rows = stmt.query_map([limit as i64], |row| {
+        Ok((row.get(0)?, envelope_at(row, 1)?))
+    })?;
     rows.collect()
 }
 

@@ -42,10 +42,14 @@ pub struct NewUser {
 pub fn check_password(password: &str) -> Result<(), Invalid> {
     let chars = password.chars().count();
     if chars < MIN_PASSWORD {
-        return Err(Invalid(format!("Password must have at least {MIN_PASSWORD} characters")));
+        return Err(Invalid(format!(
+            "Password must have at least {MIN_PASSWORD} characters"
+        )));
     }
     if password.len() > MAX_PASSWORD {
-        return Err(Invalid(format!("Password must have at most {MAX_PASSWORD} bytes")));
+        return Err(Invalid(format!(
+            "Password must have at most {MAX_PASSWORD} bytes"
+        )));
     }
     Ok(())
 }
@@ -62,7 +66,11 @@ impl Registration {
         if name.chars().count() > 200 {
             return Err(Invalid("Name must have at most 200 characters".into()));
         }
-        Ok(NewUser { email, password, name })
+        Ok(NewUser {
+            email,
+            password,
+            name,
+        })
     }
 }
 
@@ -71,20 +79,47 @@ mod tests {
     use super::*;
 
     fn reg(email: &str, password: &str, name: &str) -> Registration {
-        Registration { email: Some(email.into()), password: Some(password.into()), name: Some(name.into()) }
+        Registration {
+            email: Some(email.into()),
+            password: Some(password.into()),
+            name: Some(name.into()),
+        }
     }
 
     #[test]
     fn a_good_registration_passes_normalised() {
-        let user = reg(" Ann@Example.com", "correct horse", " Ann ").check().unwrap();
-        assert_eq!((user.email.as_str(), user.name.as_str()), ("ann@example.com", "Ann"));
+        let user = reg(" Ann@Example.com", "correct horse", " Ann ")
+            .check()
+            .unwrap();
+        assert_eq!(
+            (user.email.as_str(), user.name.as_str()),
+            ("ann@example.com", "Ann")
+        );
     }
 
     #[test]
     fn bad_registrations_say_why() {
-        assert!(reg("nope", "correct horse", "Ann").check().unwrap_err().0.contains("e-mail"));
-        assert!(reg("a@b.io", "short", "Ann").check().unwrap_err().0.contains("Password"));
-        assert!(reg("a@b.io", "correct horse", " ").check().unwrap_err().0.contains("Name"));
+        assert!(
+            reg("nope", "correct horse", "Ann")
+                .check()
+                .unwrap_err()
+                .0
+                .contains("e-mail")
+        );
+        assert!(
+            reg("a@b.io", "short", "Ann")
+                .check()
+                .unwrap_err()
+                .0
+                .contains("Password")
+        );
+        assert!(
+            reg("a@b.io", "correct horse", " ")
+                .check()
+                .unwrap_err()
+                .0
+                .contains("Name")
+        );
         assert!(reg("a@b.io", &"x".repeat(2000), "Ann").check().is_err());
     }
 }

@@ -51,11 +51,16 @@ async fn register(
         role: Role::Customer,
     };
     let password_hash = password::hash(new.password).await?;
-    let account = Account { user: user.clone(), password_hash };
+    let account = Account {
+        user: user.clone(),
+        password_hash,
+    };
     if state.store.create(account).await? {
         Ok((StatusCode::CREATED, Json(user)))
     } else {
-        Err(ApiError::conflict("an account with this e-mail address exists already"))
+        Err(ApiError::conflict(
+            "an account with this e-mail address exists already",
+        ))
     }
 }
 
@@ -72,7 +77,9 @@ async fn login(
     ApiJson(credentials): ApiJson<Credentials>,
 ) -> Result<Json<Value>, ApiError> {
     let (Some(email), Some(password)) = (credentials.email, credentials.password) else {
-        return Err(ApiError::Unprocessable("Email and Password are required".into()));
+        return Err(ApiError::Unprocessable(
+            "Email and Password are required".into(),
+        ));
     };
     let wrong = || ApiError::Unauthorized("wrong e-mail address or password".into());
     let Ok(email) = Email::parse(&email) else {

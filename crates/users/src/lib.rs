@@ -26,7 +26,12 @@ pub async fn make_admin(
 ) -> anyhow::Result<User> {
     let email = platform::Email::parse(email).map_err(|e| anyhow::anyhow!(e))?;
     domain::check_password(password).map_err(|Invalid(e)| anyhow::anyhow!(e))?;
-    let name = email.as_str().split('@').next().unwrap_or("admin").to_owned();
+    let name = email
+        .as_str()
+        .split('@')
+        .next()
+        .unwrap_or("admin")
+        .to_owned();
     let account = Account {
         user: User {
             id: uuid::Uuid::new_v4().to_string(),

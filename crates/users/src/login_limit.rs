@@ -14,7 +14,11 @@ pub struct LoginLimit {
 
 impl LoginLimit {
     pub fn new(max_failures: u32, window: Duration) -> Self {
-        Self { max_failures: max_failures.max(1), window, failures: Mutex::new(HashMap::new()) }
+        Self {
+            max_failures: max_failures.max(1),
+            window,
+            failures: Mutex::new(HashMap::new()),
+        }
     }
 
     /// `Some(seconds to wait)` when `key` is locked out now.
@@ -26,7 +30,9 @@ impl LoginLimit {
     }
 
     pub fn failed(&self, key: &str, now: Instant) {
-        let Ok(mut failures) = self.failures.lock() else { return };
+        let Ok(mut failures) = self.failures.lock() else {
+            return;
+        };
         // Forget windows that have passed, so the map cannot grow without bound.
         if failures.len() > 10_000 {
             let window = self.window;
@@ -60,7 +66,11 @@ mod tests {
         assert_eq!(limit.locked("a", t0), None);
         limit.failed("a", t0);
         assert!(limit.locked("a", t0).is_some());
-        assert_eq!(limit.locked("b", t0), None, "other addresses are not affected");
+        assert_eq!(
+            limit.locked("b", t0),
+            None,
+            "other addresses are not affected"
+        );
         assert_eq!(limit.locked("a", t0 + Duration::from_secs(61)), None);
     }
 

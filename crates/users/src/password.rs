@@ -1,9 +1,9 @@
 //! Argon2id password hashing. Hashing is deliberately slow (tens of milliseconds), so callers
 //! run it off the async runtime with [`hash`] and [`verify`].
 
+use argon2::Argon2;
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
 
 /// Argon2id with the crate's defaults (19 MiB, 2 passes, 1 lane: OWASP's minimum).
 pub async fn hash(password: String) -> anyhow::Result<String> {
@@ -45,7 +45,11 @@ mod tests {
     async fn a_hash_is_argon2id_and_verifies_only_its_password() {
         let h = super::hash("correct horse".into()).await.unwrap();
         assert!(h.starts_with("$argon2id$"));
-        assert!(super::verify("correct horse".into(), h.clone()).await.unwrap());
+        assert!(
+            super::verify("correct horse".into(), h.clone())
+                .await
+                .unwrap()
+        );
         assert!(!super::verify("wrong horse".into(), h).await.unwrap());
     }
 }

@@ -32,7 +32,10 @@ async function loadRows(signal: AbortSignal): Promise<{ rows: Row[]; salesError?
     }
   }
   const byId = new Map(sales.map((s) => [s.EventID, s]));
-  return { rows: events.map((event) => ({ event, sales: byId.get(event.ID) })), salesError };
+  // The report leaves out events nobody has booked yet: those have sold nothing.
+  const none = (id: string): Sales | undefined =>
+    salesError === undefined ? { EventID: id, SeatsSold: 0, Bookings: 0, Cancellations: 0 } : undefined;
+  return { rows: events.map((event) => ({ event, sales: byId.get(event.ID) ?? none(event.ID) })), salesError };
 }
 
 export function AdminEventsPage() {

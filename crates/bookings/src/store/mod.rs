@@ -63,7 +63,10 @@ pub trait BookingStore: Send + Sync + 'static {
     /// Applies `eventCreated` / `eventCancelled` to the inventory, each message once; an event
     /// cancelled turns its active bookings into `event_cancelled`, each with a
     /// `bookingCancelled`.
-    async fn apply(&self, batch: Vec<(String, DomainEvent)>) -> Result<Vec<bus::Outcome>, StoreError>;
+    async fn apply(
+        &self,
+        batch: Vec<(String, DomainEvent)>,
+    ) -> Result<Vec<bus::Outcome>, StoreError>;
 
     fn outbox(&self) -> Arc<dyn bus::Outbox>;
     async fn check(&self) -> Result<(), String>;

@@ -2,14 +2,12 @@ use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use contracts::{BookingCancelled, CancelReason, DomainEvent, EventBooked, EventCreated, Envelope};
+use contracts::{BookingCancelled, CancelReason, DomainEvent, Envelope, EventBooked, EventCreated};
 use sqlite::rusqlite::{Connection, OptionalExtension, Row, params};
 use sqlite::{Db, DbError, Options, inbox, outbox};
 
 use super::{BookResult, BookingFilter, BookingStore, StoreError};
-use crate::domain::{
-    Availability, BookOutcome, Booking, BookingStatus, NewBooking, SaleStatus,
-};
+use crate::domain::{Availability, BookOutcome, Booking, BookingStatus, NewBooking, SaleStatus};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS inventory (
@@ -103,7 +101,10 @@ fn book(conn: &Connection, request: &NewBooking) -> Result<BookResult, DbError> 
             } else {
                 BookOutcome::KeyReused
             };
-            return Ok(BookResult { outcome, replayed: true });
+            return Ok(BookResult {
+                outcome,
+                replayed: true,
+            });
         }
     }
 
@@ -175,7 +176,10 @@ fn book(conn: &Connection, request: &NewBooking) -> Result<BookResult, DbError> 
         )?
         .execute(params![idem.key, idem.fingerprint, answer, request.date])?;
     }
-    Ok(BookResult { outcome, replayed: false })
+    Ok(BookResult {
+        outcome,
+        replayed: false,
+    })
 }
 
 /// Marks one active booking as `status`, gives its seats back and emits `bookingCancelled`.
@@ -206,7 +210,11 @@ fn release(conn: &Connection, booking_id: &str, reason: CancelReason) -> Result<
     Ok(true)
 }
 
-fn apply_one(conn: &Connection, message_id: &str, event: &DomainEvent) -> Result<bus::Outcome, DbError> {
+fn apply_one(
+    conn: &Connection,
+    message_id: &str,
+    event: &DomainEvent,
+) -> Result<bus::Outcome, DbError> {
     match event {
         DomainEvent::EventCreated(created) => apply_created(conn, message_id, created),
         DomainEvent::EventCancelled(cancelled) => {
@@ -215,7 +223,10 @@ fn apply_one(conn: &Connection, message_id: &str, event: &DomainEvent) -> Result
                 .exists([&cancelled.id])?;
             if !known {
                 // Its eventCreated may still be on the way (a broker without global order).
-                return Ok(bus::Outcome::Retry(format!("event {} is not known yet", cancelled.id)));
+                return Ok(bus::Outcome::Retry(format!(
+                    "event {} is not known yet",
+                    cancelled.id
+                )));
             }
             if !inbox::first_delivery(conn, message_id)? {
                 return Ok(bus::Outcome::Duplicate);
@@ -239,7 +250,11 @@ fn apply_one(conn: &Connection, message_id: &str, event: &DomainEvent) -> Result
     }
 }
 
-fn apply_created(conn: &Connection, message_id: &str, created: &EventCreated) -> Result<bus::Outcome, DbError> {
+fn apply_created(
+    conn: &Connection,
+    message_id: &str,
+    created: &EventCreated,
+) -> Result<bus::Outcome, DbError> {
     let Some(capacity) = created.capacity.filter(|c| *c > 0) else {
         return Ok(bus::Outcome::Poison(format!(
             "eventCreated {} has no capacity, so its seats cannot be sold",
@@ -300,22 +315,31 @@ impl BookingStore for SqliteBookingStore {
         Ok(self
             .db
             .read(move |c| {
-                c.prepare_cached("SELECT capacity, available, status FROM inventory WHERE event_id = ?1")?
-                    .query_row([&event_id], |r| {
-                        let status: String = r.get(2)?;
-                        Ok(Availability {
-                            event_id: event_id.clone(),
-                            capacity: r.get(0)?,
-                            available: r.get(1)?,
-                            status: if status == "active" { SaleStatus::Active } else { SaleStatus::Cancelled },
-                        })
+                c.prepare_cached(
+                    "SELECT capacity, available, status FROM inventory WHERE event_id = ?1",
+                )?
+                .query_row([&event_id], |r| {
+                    let status: String = r.get(2)?;
+                    Ok(Availability {
+                        event_id: event_id.clone(),
+                        capacity: r.get(0)?,
+                        available: r.get(1)?,
+                        status: if status == "active" {
+                            SaleStatus::Active
+                        } else {
+                            SaleStatus::Cancelled
+                        },
                     })
-                    .optional()
+                })
+                .optional()
             })
             .await?)
     }
 
-    async fn apply(&self, batch: Vec<(String, DomainEvent)>) -> Result<Vec<bus::Outcome>, StoreError> {
+    async fn apply(
+        &self,
+        batch: Vec<(String, DomainEvent)>,
+    ) -> Result<Vec<bus::Outcome>, StoreError> {
         Ok(self
             .db
             .write(move |c| {

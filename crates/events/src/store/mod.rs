@@ -57,7 +57,10 @@ pub trait EventStore: Send + Sync + 'static {
     async fn events(&self, page: Page) -> Result<Vec<Event>, StoreError>;
 
     /// Applies `eventBooked` / `bookingCancelled` to the sales figures, each message once.
-    async fn apply(&self, batch: Vec<(String, DomainEvent)>) -> Result<Vec<bus::Outcome>, StoreError>;
+    async fn apply(
+        &self,
+        batch: Vec<(String, DomainEvent)>,
+    ) -> Result<Vec<bus::Outcome>, StoreError>;
     async fn sales(&self, event_id: &str) -> Result<Option<Sales>, StoreError>;
     async fn all_sales(&self) -> Result<Vec<Sales>, StoreError>;
 

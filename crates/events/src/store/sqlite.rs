@@ -41,7 +41,8 @@ CREATE TABLE IF NOT EXISTS sales (
     cancellations INTEGER NOT NULL DEFAULT 0
 );";
 
-const EVENT_COLUMNS: &str = "e.id, e.name, e.duration, e.start_date, e.end_date, e.hall, e.capacity, e.status,
+const EVENT_COLUMNS: &str =
+    "e.id, e.name, e.duration, e.start_date, e.end_date, e.hall, e.capacity, e.status,
      l.id, l.name, l.address, l.country, l.open_time, l.close_time, l.halls";
 
 pub struct SqliteEventStore {
@@ -108,7 +109,15 @@ fn insert_location(conn: &Connection, l: &Location) -> Result<(), DbError> {
         "INSERT INTO locations (id, name, address, country, open_time, close_time, halls)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?
-    .execute(params![l.id, l.name, l.address, l.country, l.open_time, l.close_time, halls])?;
+    .execute(params![
+        l.id,
+        l.name,
+        l.address,
+        l.country,
+        l.open_time,
+        l.close_time,
+        halls
+    ])?;
     let created = DomainEvent::LocationCreated(LocationCreated {
         id: l.id.clone(),
         name: l.name.clone(),
@@ -128,7 +137,11 @@ fn insert_location(conn: &Connection, l: &Location) -> Result<(), DbError> {
     Ok(())
 }
 
-fn select_event(conn: &Connection, filter: &str, arg: &str) -> sqlite::rusqlite::Result<Option<Event>> {
+fn select_event(
+    conn: &Connection,
+    filter: &str,
+    arg: &str,
+) -> sqlite::rusqlite::Result<Option<Event>> {
     conn.prepare_cached(&format!(
         "SELECT {EVENT_COLUMNS} FROM events e JOIN locations l ON l.id = e.location_id WHERE {filter} ORDER BY e.seq LIMIT 1"
     ))?
@@ -143,7 +156,10 @@ fn unix_to_utc(seconds: i64) -> DateTime<chrono::Utc> {
 #[async_trait]
 impl EventStore for SqliteEventStore {
     async fn create_location(&self, location: Location) -> Result<(), StoreError> {
-        Ok(self.db.write(move |c| insert_location(c, &location)).await?)
+        Ok(self
+            .db
+            .write(move |c| insert_location(c, &location))
+            .await?)
     }
 
     async fn location(&self, id: &str) -> Result<Option<Location>, StoreError> {
@@ -231,12 +247,18 @@ impl EventStore for SqliteEventStore {
 
     async fn event(&self, id: &str) -> Result<Option<Event>, StoreError> {
         let id = id.to_owned();
-        Ok(self.db.read(move |c| select_event(c, "e.id = ?1", &id)).await?)
+        Ok(self
+            .db
+            .read(move |c| select_event(c, "e.id = ?1", &id))
+            .await?)
     }
 
     async fn event_by_name(&self, name: &str) -> Result<Option<Event>, StoreError> {
         let name = name.to_owned();
-        Ok(self.db.read(move |c| select_event(c, "e.name = ?1", &name)).await?)
+        Ok(self
+            .db
+            .read(move |c| select_event(c, "e.name = ?1", &name))
+            .await?)
     }
 
     async fn events(&self, page: Page) -> Result<Vec<Event>, StoreError> {
@@ -261,7 +283,10 @@ impl EventStore for SqliteEventStore {
             .await?)
     }
 
-    async fn apply(&self, batch: Vec<(String, DomainEvent)>) -> Result<Vec<bus::Outcome>, StoreError> {
+    async fn apply(
+        &self,
+        batch: Vec<(String, DomainEvent)>,
+    ) -> Result<Vec<bus::Outcome>, StoreError> {
         Ok(self
             .db
             .write(move |c| {

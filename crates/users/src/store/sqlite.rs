@@ -54,7 +54,11 @@ fn account_row(r: &Row<'_>) -> sqlite::rusqlite::Result<Account> {
     })
 }
 
-fn select(conn: &Connection, column: &str, value: &str) -> sqlite::rusqlite::Result<Option<Account>> {
+fn select(
+    conn: &Connection,
+    column: &str,
+    value: &str,
+) -> sqlite::rusqlite::Result<Option<Account>> {
     conn.prepare_cached(&format!(
         "SELECT id, email, name, role, password_hash FROM users WHERE {column} = ?1"
     ))?
@@ -69,7 +73,13 @@ fn insert(conn: &Connection, account: &Account) -> Result<bool, DbError> {
             "INSERT INTO users (id, email, name, role, password_hash) VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT (email) DO NOTHING",
         )?
-        .execute(params![u.id, u.email, u.name, u.role.as_str(), account.password_hash])?;
+        .execute(params![
+            u.id,
+            u.email,
+            u.name,
+            u.role.as_str(),
+            account.password_hash
+        ])?;
     if inserted == 1 {
         let created = DomainEvent::UserCreated(UserCreated {
             id: u.id.clone(),

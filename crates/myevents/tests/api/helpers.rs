@@ -1,0 +1,280 @@
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::{Client, Response, StatusCode};
+use serde_json::{Value, json};
+
+pub const ADMIN_EMAIL: &str = "admin@example.com";
+pub const ADMIN_PASSWORD: &str = "organiser-password";
+
+/// A `myevents serve` process on random ports, killed when dropped.
+pub struct TestServer {
+    child: Option<Child>,
+    pub base: String,
+    pub metrics: String,
+    pub data_dir: PathBuf,
+    pub client: Client,
+    // Keeps the data folder alive as long as the server; `None` when the caller owns it.
+    _dir: Option<tempfile::TempDir>,
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_myevents")
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut server = Self::start_in(dir.path(), &[]).await;
+        server._dir = Some(dir);
+        server
+    }
+
+    /// Starts on `data_dir` (kept by the caller, so a restart finds the same data).
+    pub async fn start_in(data_dir: &Path, env: &[(&str, &str)]) -> TestServer {
+        // reqwest is built without a TLS crypto provider of its own; ring serves the HTTPS test.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let port = free_port();
+        let metrics_port = free_port();
+        let log =
+            std::fs::File::create(data_dir.join(format!("server-{port}.log"))).expect("log file");
+        let mut command = Command::new(binary());
+        command
+            .arg("serve")
+            .env("MYEVENTS_LISTEN", format!("127.0.0.1:{port}"))
+            .env(
+                "MYEVENTS_METRICS_LISTEN",
+                format!("127.0.0.1:{metrics_port}"),
+            )
+            .env("MYEVENTS_DATA_DIR", data_dir)
+            .env("MYEVENTS_ADMIN_EMAIL", ADMIN_EMAIL)
+            .env("MYEVENTS_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            .env("MYEVENTS_WEB_DIR", data_dir.join("no-web"))
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log);
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let child = command.spawn().expect("start myevents");
+        let server = TestServer {
+            child: Some(child),
+            base: format!("http://127.0.0.1:{port}"),
+            metrics: format!("http://127.0.0.1:{metrics_port}"),
+            data_dir: data_dir.to_owned(),
+            client: Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("http client"),
+            _dir: None,
+        };
+        server.wait_ready().await;
+        server
+    }
+
+    async fn wait_ready(&self) {
+        let started = Instant::now();
+        loop {
+            if let Ok(r) = self.client.get(self.url("/health/ready")).send().await
+                && r.status() == StatusCode::OK
+            {
+                return;
+            }
+            if started.elapsed() > Duration::from_secs(20) {
+                panic!("server did not get ready; its log:\n{}", self.log());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn log(&self) -> String {
+        let mut out = String::new();
+        if let Ok(entries) = std::fs::read_dir(&self.data_dir) {
+            for e in entries.flatten() {
+                if e.file_name().to_string_lossy().ends_with(".log") {
+                    out += &std::fs::read_to_string(e.path()).unwrap_or_default();
+                }
+            }
+        }
+        out
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    /// kill -9: no chance to finish anything.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Waits for the process to end by itself (after a signal sent elsewhere).
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("running server");
+        child.wait().expect("server exit status")
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Response {
+        let mut request = self.client.get(self.url(path));
+        if let Some(t) = token {
+            request = request.bearer_auth(t);
+        }
+        request.send().await.expect("GET")
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Response {
+        let mut request = self.client.post(self.url(path)).json(&body);
+        if let Some(t) = token {
+            request = request.bearer_auth(t);
+        }
+        request.send().await.expect("POST")
+    }
+
+    pub async fn delete(&self, path: &str, token: Option<&str>) -> Response {
+        let mut request = self.client.delete(self.url(path));
+        if let Some(t) = token {
+            request = request.bearer_auth(t);
+        }
+        request.send().await.expect("DELETE")
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> String {
+        let r = self
+            .post(
+                "/auth/login",
+                None,
+                json!({"Email": email, "Password": password}),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::OK, "login of {email}");
+        body(r).await["Token"].as_str().expect("Token").to_owned()
+    }
+
+    pub async fn admin_token(&self) -> String {
+        self.login(ADMIN_EMAIL, ADMIN_PASSWORD).await
+    }
+
+    /// Registers a customer and signs them in.
+    pub async fn customer(&self, email: &str) -> String {
+        let r = self
+            .post(
+                "/users",
+                None,
+                json!({"Email": email, "Password": "customer-password", "Name": "C"}),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::CREATED, "register {email}");
+        self.login(email, "customer-password").await
+    }
+
+    pub async fn create_location(&self, token: &str, capacity: u32) -> Value {
+        let r = self
+            .post(
+                "/locations",
+                Some(token),
+                json!({"Name": "Town Hall", "Address": "1 Main St", "Country": "NZ", "OpenTime": 9, "CloseTime": 23,
+                       "Halls": [{"name": "Main", "location": "ground floor", "capacity": capacity},
+                                 {"name": "Studio", "location": "first floor", "capacity": 10}]}),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+        body(r).await
+    }
+
+    /// An event in the Main hall of a new location, bookable once this returns.
+    pub async fn bookable_event(&self, token: &str, capacity: u32) -> String {
+        let location = self.create_location(token, capacity).await;
+        let r = self
+            .post(
+                "/events",
+                Some(token),
+                json!({"Name": "Concert", "StartDate": 1_900_000_000, "EndDate": 1_900_007_200,
+                       "Location": {"ID": location["ID"]}, "Hall": "Main"}),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+        let id = body(r).await["ID"].as_str().expect("event ID").to_owned();
+        self.wait_bookable(&id).await;
+        id
+    }
+
+    /// Waits until the bookings service has learned of the event.
+    pub async fn wait_bookable(&self, event_id: &str) {
+        let path = format!("/events/{event_id}/availability");
+        eventually("the event is bookable", || async {
+            self.get(&path, None).await.status() == StatusCode::OK
+        })
+        .await;
+    }
+
+    pub async fn available(&self, event_id: &str) -> i64 {
+        let r = self
+            .get(&format!("/events/{event_id}/availability"), None)
+            .await;
+        assert_eq!(r.status(), StatusCode::OK);
+        body(r).await["Available"].as_i64().expect("Available")
+    }
+
+    pub async fn book(&self, event_id: &str, seats: i64, email: &str) -> Response {
+        self.post(
+            &format!("/events/{event_id}/bookings"),
+            None,
+            json!({"seats": seats, "email": email}),
+        )
+        .await
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub async fn body(response: Response) -> Value {
+    let text = response.text().await.expect("body");
+    serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text:?}"))
+}
+
+/// Asserts an error answer: the status and a JSON `error` text.
+pub async fn assert_error(response: Response, status: StatusCode) -> Value {
+    assert_eq!(response.status(), status, "status");
+    let json = body(response).await;
+    assert!(
+        json["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "error text in {json}"
+    );
+    json
+}
+
+/// Waits up to 15 s for `check` to hold.
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(15) {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("timed out waiting until {what}");
+}

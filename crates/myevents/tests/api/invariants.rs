@@ -1,0 +1,299 @@
+//! SPEC §2's invariants under load, kill -9, redelivery and shutdown.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestServer, body, eventually};
+
+/// What a burst of clients got: the bookings confirmed with 201.
+async fn burst(s: &TestServer, event: &str, clients: usize, per_client: usize) -> Vec<Value> {
+    let url = Arc::new(s.url(&format!("/events/{event}/bookings")));
+    let mut tasks = Vec::new();
+    for i in 0..clients {
+        let client = s.client.clone();
+        let url = url.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut confirmed = Vec::new();
+            for j in 0..per_client {
+                let seats = 1 + (i + j) % 4;
+                let sent = client
+                    .post(url.as_str())
+                    .json(&json!({"seats": seats, "email": format!("c{i}@example.com")}))
+                    .send()
+                    .await;
+                match sent {
+                    Ok(r) if r.status() == StatusCode::CREATED => match r.json::<Value>().await {
+                        Ok(b) => confirmed.push(b),
+                        Err(_) => break, // the server died while answering
+                    },
+                    Ok(_) => {}
+                    Err(_) => break, // the server is gone
+                }
+            }
+            confirmed
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.expect("client task"));
+    }
+    all
+}
+
+/// Seats of the active bookings of `event`, as an admin sees them.
+async fn active_seats(s: &TestServer, admin: &str, event: &str) -> i64 {
+    let list = body(
+        s.get(&format!("/bookings?event={event}"), Some(admin))
+            .await,
+    )
+    .await;
+    list.as_array()
+        .expect("a list")
+        .iter()
+        .filter(|b| b["Status"] == "active")
+        .map(|b| b["Seats"].as_i64().unwrap())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_hundred_concurrent_clients_never_oversell() {
+    let s = TestServer::start().await;
+    let admin = s.admin_token().await;
+    let event = s.bookable_event(&admin, 100).await;
+    let url = Arc::new(s.url(&format!("/events/{event}/bookings")));
+    let mut clients = Vec::new();
+    for i in 0..200usize {
+        let client = s.client.clone();
+        let url = url.clone();
+        clients.push(tokio::spawn(async move {
+            // A refused client that sees seats left asks again for what is left, so the sale
+            // must end at exactly the capacity.
+            let mut want = 1 + (i % 4) as i64;
+            let mut refusals = 0;
+            loop {
+                let r = client
+                    .post(url.as_str())
+                    .json(&json!({"seats": want, "email": format!("c{i}@example.com")}))
+                    .send()
+                    .await
+                    .expect("the server answers");
+                match r.status() {
+                    StatusCode::CREATED => return (want, refusals),
+                    StatusCode::CONFLICT => {
+                        refusals += 1;
+                        let available = r.json::<Value>().await.unwrap()["Available"]
+                            .as_i64()
+                            .unwrap();
+                        if available == 0 {
+                            return (0, refusals);
+                        }
+                        want = want.min(available);
+                    }
+                    other => panic!("unexpected {other}"),
+                }
+            }
+        }));
+    }
+    let mut confirmed = 0;
+    let mut sold_out = 0;
+    for c in clients {
+        let (seats, _) = c.await.unwrap();
+        confirmed += seats;
+        if seats == 0 {
+            sold_out += 1;
+        }
+    }
+    assert_eq!(
+        confirmed, 100,
+        "confirmed seats add up to exactly the capacity"
+    );
+    assert!(sold_out > 0, "the rest got 409");
+    assert_eq!(s.available(&event).await, 0);
+    assert_eq!(active_seats(&s, &admin, &event).await, 100);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_kill_9_mid_burst_loses_no_confirmed_booking() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = TestServer::start_in(dir.path(), &[]).await;
+    let admin = s.admin_token().await;
+    let event = s.bookable_event(&admin, 100_000).await;
+
+    let pid = s.pid();
+    let killer = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status();
+    });
+    let confirmed = burst(&s, &event, 32, 10_000).await;
+    killer.await.unwrap();
+    s.kill();
+    assert!(
+        !confirmed.is_empty(),
+        "some bookings were confirmed before the kill"
+    );
+
+    let s = TestServer::start_in(dir.path(), &[]).await;
+    let admin = s.admin_token().await;
+    for booking in &confirmed {
+        let id = booking["ID"].as_str().unwrap();
+        let r = s.get(&format!("/bookings/{id}"), Some(&admin)).await;
+        assert_eq!(
+            r.status(),
+            StatusCode::OK,
+            "confirmed booking {id} survived"
+        );
+        assert_eq!(body(r).await["Seats"], booking["Seats"]);
+    }
+    let available = s.available(&event).await;
+    assert_eq!(
+        available + active_seats(&s, &admin, &event).await,
+        100_000,
+        "capacity = available + active seats"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_mid_burst_finishes_in_flight_requests_and_exits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = TestServer::start_in(dir.path(), &[]).await;
+    let admin = s.admin_token().await;
+    let event = s.bookable_event(&admin, 100_000).await;
+    let pid = s.pid();
+    let stopper = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
+    });
+    let confirmed = burst(&s, &event, 16, 10_000).await;
+    stopper.await.unwrap();
+    let status = s.wait_exit();
+    assert!(status.success(), "graceful exit, got {status:?}");
+
+    let s = TestServer::start_in(dir.path(), &[]).await;
+    let admin = s.admin_token().await;
+    let list = body(
+        s.get(&format!("/bookings?event={event}"), Some(&admin))
+            .await,
+    )
+    .await;
+    let stored: std::collections::HashSet<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["ID"].as_str().unwrap())
+        .collect();
+    for booking in &confirmed {
+        assert!(stored.contains(booking["ID"].as_str().unwrap()));
+    }
+    let available = s.available(&event).await;
+    assert_eq!(available + active_seats(&s, &admin, &event).await, 100_000);
+    // Every booking's event reached the sales figures: nothing committed stayed unpublished.
+    let sales_path = format!("/events/{event}/sales");
+    let total = list.as_array().unwrap().len() as i64;
+    eventually("sales count every booking", || async {
+        body(s.get(&sales_path, Some(&admin)).await).await["Bookings"] == total
+    })
+    .await;
+}
+
+/// Availability of `events`, every booking and every sales figure.
+async fn snapshot(s: &TestServer, admin: &str, events: &[&str]) -> Value {
+    let mut availability = Vec::new();
+    for event in events {
+        availability.push(body(s.get(&format!("/events/{event}/availability"), None).await).await);
+    }
+    json!({
+        "availability": availability,
+        "bookings": body(s.get("/bookings", Some(admin)).await).await,
+        "sales": body(s.get("/sales", Some(admin)).await).await,
+    })
+}
+
+/// Runs the whole life of a booking, then makes every consumer read the log again from the
+/// start: the same `eventCreated`, `eventCancelled`, `eventBooked` and `bookingCancelled`
+/// delivered twice must leave the state of once.
+#[tokio::test]
+async fn redelivering_every_event_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = TestServer::start_in(dir.path(), &[]).await;
+    let admin = s.admin_token().await;
+    let kept = s.bookable_event(&admin, 10).await;
+    let cancelled = s.bookable_event(&admin, 10).await;
+    let a = body(s.book(&kept, 3, "a@example.com").await).await;
+    s.book(&kept, 2, "b@example.com").await;
+    s.book(&cancelled, 4, "c@example.com").await;
+    s.delete(
+        &format!(
+            "/bookings/{}?email=a@example.com",
+            a["ID"].as_str().unwrap()
+        ),
+        None,
+    )
+    .await;
+    s.delete(&format!("/events/{cancelled}"), Some(&admin))
+        .await;
+
+    let sales_path = format!("/events/{cancelled}/sales");
+    eventually("everything was applied", || async {
+        body(s.get(&sales_path, Some(&admin)).await).await["Cancellations"] == 1
+    })
+    .await;
+    let before = snapshot(&s, &admin, &[&kept, &cancelled]).await;
+    assert_eq!(before["availability"][0]["Available"], 8);
+    s.kill();
+
+    // Rewind every consumer to the start of the log.
+    let bus = rusqlite::Connection::open(dir.path().join("bus.db")).unwrap();
+    let rewound = bus.execute("UPDATE offsets SET seq = 0", []).unwrap();
+    assert_eq!(rewound, 2, "both consumer groups rewound");
+    drop(bus);
+
+    let s = TestServer::start_in(dir.path(), &[]).await;
+    let metrics_url = format!("{}/metrics", s.metrics);
+    eventually("every event was delivered again", || async {
+        let text = reqwest::get(&metrics_url).await.unwrap().text().await.unwrap();
+        text.contains("myevents_events_applied_total{consumer=\"bookings\",outcome=\"duplicate\",type=\"eventCancelled\"} 1")
+            && text.contains("myevents_events_applied_total{consumer=\"events\",outcome=\"duplicate\",type=\"bookingCancelled\"} 2")
+    })
+    .await;
+    let after = snapshot(&s, &admin, &[&kept, &cancelled]).await;
+    assert_eq!(after, before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_in_separate_processes_talk_through_the_embedded_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let front = TestServer::start_in(dir.path(), &[("MYEVENTS_ROLES", "events,users")]).await;
+    let back = TestServer::start_in(dir.path(), &[("MYEVENTS_ROLES", "bookings")]).await;
+    let admin = front.admin_token().await;
+    let location = front.create_location(&admin, 3).await;
+    let r = front
+        .post("/events", Some(&admin),
+              json!({"Name": "Split", "StartDate": 1, "EndDate": 2, "Location": {"ID": location["ID"]}, "Hall": "Main"}))
+        .await;
+    let event = body(r).await["ID"].as_str().unwrap().to_owned();
+    back.wait_bookable(&event).await;
+    assert_eq!(
+        back.book(&event, 3, "g@example.com").await.status(),
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        back.book(&event, 1, "h@example.com").await.status(),
+        StatusCode::CONFLICT
+    );
+    front
+        .delete(&format!("/events/{event}"), Some(&admin))
+        .await;
+    let sales = format!("/events/{event}/sales");
+    eventually("the cancellation went round both processes", || async {
+        body(front.get(&sales, Some(&admin)).await).await["Cancellations"] == 1
+    })
+    .await;
+    assert!(dir.path().join("events.db").exists() && dir.path().join("bookings.db").exists());
+}

@@ -1,0 +1,9 @@
+//! Black-box tests: each starts the real `myevents` binary on random ports with a fresh data
+//! folder and talks to it over HTTP, as a client would.
+
+mod bookings;
+mod events;
+mod helpers;
+mod invariants;
+mod serving;
+mod users;
