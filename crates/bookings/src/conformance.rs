@@ -31,7 +31,7 @@ pub fn cancelled(event_id: &str) -> DomainEvent {
 
 pub fn request(event_id: &str, seats: u32, user: &str) -> NewBooking {
     NewBooking {
-        id: uuid::Uuid::new_v4().to_string(),
+        id: uuid::Uuid::now_v7().to_string(),
         event_id: event_id.into(),
         seats,
         date: Utc::now().timestamp(),
@@ -66,7 +66,7 @@ async fn available(store: &dyn BookingStore, event_id: &str) -> u32 {
 async fn outbox_count(store: &dyn BookingStore, name: &str) -> usize {
     let pending = store
         .outbox()
-        .pending(100_000)
+        .pending(0, 100_000)
         .await
         .expect("outbox readable");
     pending.iter().filter(|(_, e)| e.name == name).count()

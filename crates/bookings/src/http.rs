@@ -78,7 +78,7 @@ async fn book(
     let result = state
         .store
         .book(NewBooking {
-            id: uuid::Uuid::new_v4().to_string(),
+            id: uuid::Uuid::now_v7().to_string(),
             event_id,
             seats,
             date: chrono::Utc::now().timestamp(),

@@ -8,7 +8,7 @@
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use contracts::Envelope;
@@ -49,6 +49,8 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 const BATCH: usize = 256;
 /// Wakes consumers that another process published for; in-process publishes wake them at once.
 const POLL: Duration = Duration::from_millis(25);
+/// How often a consumer group writes down how far it has read.
+const SAVE_POSITION_EVERY: Duration = Duration::from_secs(1);
 /// A message that asks to be retried this many times in a row is parked.
 const MAX_ATTEMPTS: u32 = 20;
 
@@ -215,6 +217,32 @@ impl Bus for EmbeddedLog {
     }
 }
 
+/// A consumer group's position in the log. It moves in memory as messages are handled and is
+/// written to `offsets` at most once a second (and on shutdown or when a message is parked):
+/// after a crash the group re-reads at most a second of messages, which its inbox recognises.
+/// Writing it per batch would cost the log a commit for every commit it receives.
+struct Position {
+    group: String,
+    at: i64,
+    saved: i64,
+    saved_when: Instant,
+}
+
+impl Position {
+    async fn save(
+        &mut self,
+        log: &EmbeddedLog,
+        parked: Vec<(i64, Envelope, String)>,
+    ) -> Result<(), DbError> {
+        if self.at > self.saved || !parked.is_empty() {
+            log.acknowledge(&self.group, self.at, parked).await?;
+            self.saved = self.at;
+        }
+        self.saved_when = Instant::now();
+        Ok(())
+    }
+}
+
 async fn consume(
     log: EmbeddedLog,
     subscription: Subscription,
@@ -224,25 +252,47 @@ async fn consume(
     let group = subscription.group.as_str();
     let wanted: HashSet<&str> = subscription.events.iter().copied().collect();
     let committed = log.db.committed();
+    let mut failures = 0u32;
+    let mut position = loop {
+        match log.position(group).await {
+            Ok(at) => {
+                break Position {
+                    group: group.to_owned(),
+                    at,
+                    saved: at,
+                    saved_when: Instant::now(),
+                };
+            }
+            Err(error) => {
+                failures += 1;
+                tracing::warn!(group, %error, "cannot read the consumer position; will retry");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff(failures)) => {}
+                    _ = shutdown.cancelled() => return,
+                }
+            }
+        }
+    };
     // The message at the head that asked to be retried, and how often it did.
     let mut retrying: Option<(String, u32)> = None;
-    let mut failures = 0u32;
 
     while !shutdown.is_cancelled() {
         let notified = committed.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
 
-        let step = async {
-            let position = log.position(group).await?;
-            let (batch, head) = log.read_after(position).await?;
-            CONSUMER_LAG
-                .with_label_values(&[group])
-                .set(head.saturating_sub(position));
-            Ok::<_, anyhow::Error>(batch)
-        };
-        let batch = match step.await {
-            Ok(batch) => batch,
+        if position.saved_when.elapsed() >= SAVE_POSITION_EVERY
+            && let Err(error) = position.save(&log, Vec::new()).await
+        {
+            tracing::warn!(group, %error, "cannot record the consumer position; will retry");
+        }
+        let batch = match log.read_after(position.at).await {
+            Ok((batch, head)) => {
+                CONSUMER_LAG
+                    .with_label_values(&[group])
+                    .set(head.saturating_sub(position.at));
+                batch
+            }
             Err(error) => {
                 failures += 1;
                 tracing::warn!(group, %error, "cannot read the embedded log; will retry");
@@ -278,7 +328,7 @@ async fn consume(
         };
         failures = 0;
 
-        // Acknowledge through the last message handled; stop before one to retry.
+        // Move through the last message handled; stop before one to retry.
         let mut through = if outcomes.len() >= envelopes.len() {
             last_seq
         } else {
@@ -317,9 +367,12 @@ async fn consume(
         if retry_after.is_none() && outcomes.len() >= envelopes.len() {
             retrying = None;
         }
-        if let Err(error) = log.acknowledge(group, through, parked).await {
-            // Not acknowledged: the batch comes again and the inbox recognises it.
-            tracing::warn!(group, %error, "cannot record the consumer position; will retry");
+        position.at = position.at.max(through);
+        if !parked.is_empty()
+            && let Err(error) = position.save(&log, parked).await
+        {
+            // Not recorded: the parked messages come again and are parked again.
+            tracing::warn!(group, %error, "cannot park messages; will retry");
             tokio::time::sleep(backoff(1)).await;
         }
         if let Some(delay) = retry_after {
@@ -328,5 +381,8 @@ async fn consume(
                 _ = shutdown.cancelled() => {}
             }
         }
+    }
+    if let Err(error) = position.save(&log, Vec::new()).await {
+        tracing::warn!(group, %error, "cannot record the consumer position on shutdown");
     }
 }

@@ -21,7 +21,7 @@ pub struct Envelope {
 impl Envelope {
     pub fn new(event: &DomainEvent, trace: Option<String>) -> Self {
         Self {
-            id: uuid::Uuid::new_v4().to_string(),
+            id: uuid::Uuid::now_v7().to_string(),
             name: event.name().to_owned(),
             key: event.key().to_owned(),
             occurred_at: Utc::now(),

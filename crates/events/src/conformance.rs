@@ -40,7 +40,11 @@ pub fn event(id: &str, location: Location) -> Event {
 }
 
 async fn outbox_names(store: &dyn EventStore) -> Vec<String> {
-    let pending = store.outbox().pending(1000).await.expect("outbox readable");
+    let pending = store
+        .outbox()
+        .pending(0, 1000)
+        .await
+        .expect("outbox readable");
     pending.into_iter().map(|(_, e)| e.name).collect()
 }
 

@@ -35,7 +35,7 @@ pub fn router(store: Store) -> Router {
 }
 
 fn new_id() -> String {
-    uuid::Uuid::new_v4().to_string()
+    uuid::Uuid::now_v7().to_string()
 }
 
 #[derive(Deserialize)]

@@ -31,12 +31,16 @@ pub fn append(conn: &Connection, envelope: &Envelope) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// The oldest unpublished events, in the order they were committed.
-pub fn pending(conn: &Connection, limit: usize) -> rusqlite::Result<Vec<(i64, Envelope)>> {
+/// The oldest events after position `after`, in the order they were committed.
+pub fn pending(
+    conn: &Connection,
+    after: i64,
+    limit: usize,
+) -> rusqlite::Result<Vec<(i64, Envelope)>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT seq, id, name, key, occurred_at, trace, payload FROM outbox ORDER BY seq LIMIT ?1",
+        "SELECT seq, id, name, key, occurred_at, trace, payload FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2",
     )?;
-    let rows = stmt.query_map([limit as i64], |row| {
+    let rows = stmt.query_map([after, limit as i64], |row| {
         Ok((row.get(0)?, envelope_at(row, 1)?))
     })?;
     rows.collect()
@@ -49,8 +53,11 @@ pub fn delete_through(conn: &Connection, seq: i64) -> rusqlite::Result<()> {
     Ok(())
 }
 
-pub fn backlog(conn: &Connection) -> rusqlite::Result<u64> {
-    conn.query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get::<_, i64>(0))
+/// How many events wait after position `after`.
+/// How many events wait after position `after`.
+pub fn backlog(conn: &Connection, after: i64) -> rusqlite::Result<u64> {
+    conn.prepare_cached("SELECT COUNT(*) FROM outbox WHERE seq > ?1")?
+        .query_row([after], |r| r.get::<_, i64>(0))
         .map(|n| n as u64)
 }
 

@@ -42,7 +42,7 @@ pub async fn accounts_are_unique_by_email(store: Arc<dyn UserStore>) {
         Some("ann@example.com".into())
     );
     assert_eq!(store.by_id("u2").await.unwrap(), None);
-    let pending = store.outbox().pending(10).await.unwrap();
+    let pending = store.outbox().pending(0, 10).await.unwrap();
     let names: Vec<_> = pending.iter().map(|(_, e)| e.name.as_str()).collect();
     assert_eq!(
         names,

@@ -45,7 +45,7 @@ async fn register(
 ) -> Result<(StatusCode, Json<User>), ApiError> {
     let new = registration.check()?;
     let user = User {
-        id: uuid::Uuid::new_v4().to_string(),
+        id: uuid::Uuid::now_v7().to_string(),
         email: new.email.into_string(),
         name: new.name,
         role: Role::Customer,

@@ -34,7 +34,7 @@ pub async fn make_admin(
         .to_owned();
     let account = Account {
         user: User {
-            id: uuid::Uuid::new_v4().to_string(),
+            id: uuid::Uuid::now_v7().to_string(),
             email: email.into_string(),
             name,
             role: platform::Role::Admin,

@@ -29,7 +29,8 @@ CREATE TABLE IF NOT EXISTS bookings (
     email    TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS bookings_by_event ON bookings (event_id, status);
-CREATE INDEX IF NOT EXISTS bookings_by_user ON bookings (user_id);
+-- Guests have no user id; leaving them out keeps a guest flash sale off this index.
+CREATE INDEX IF NOT EXISTS bookings_by_user ON bookings (user_id) WHERE user_id IS NOT NULL;
 CREATE TABLE IF NOT EXISTS idempotency (
     key         TEXT PRIMARY KEY,
     fingerprint TEXT NOT NULL,
@@ -299,10 +300,16 @@ impl BookingStore for SqliteBookingStore {
         Ok(self
             .db
             .read(move |c| {
+                // One statement per filter shape, so each can use its index.
+                let condition = match (&filter.user_id, &filter.event_id) {
+                    (Some(_), Some(_)) => "b.user_id = ?1 AND b.event_id = ?2",
+                    (Some(_), None) => "b.user_id = ?1 AND ?2 IS NULL",
+                    (None, Some(_)) => "?1 IS NULL AND b.event_id = ?2",
+                    (None, None) => "?1 IS NULL AND ?2 IS NULL",
+                };
                 let mut stmt = c.prepare_cached(&format!(
                     "SELECT {BOOKING_COLUMNS} FROM bookings b JOIN inventory i ON i.event_id = b.event_id
-                     WHERE (?1 IS NULL OR b.user_id = ?1) AND (?2 IS NULL OR b.event_id = ?2)
-                     ORDER BY b.seq"
+                     WHERE {condition} ORDER BY b.seq"
                 ))?;
                 let rows = stmt.query_map(params![filter.user_id, filter.event_id], booking_row)?;
                 rows.collect()

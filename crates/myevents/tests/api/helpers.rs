@@ -124,6 +124,17 @@ impl TestServer {
         }
     }
 
+    /// SIGTERM, then waits for the process to end by itself.
+    pub fn stop(&mut self) -> ExitStatus {
+        let pid = self.pid().to_string();
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill -TERM");
+        assert!(sent.success());
+        self.wait_exit()
+    }
+
     /// Waits for the process to end by itself (after a signal sent elsewhere).
     pub fn wait_exit(&mut self) -> ExitStatus {
         let mut child = self.child.take().expect("running server");

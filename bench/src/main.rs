@@ -1,0 +1,363 @@
+//! Load generator for MyEvents. `myevents-bench` starts a release `myevents serve` on a fresh
+//! data folder on disk, then runs:
+//! - `health`: N connections hammering `GET /health/live` — the HTTP ceiling of this machine;
+//! - `flash-sale`: N connections booking one event as fast as they can — durable bookings,
+//!   each answered only after its group commit is on disk —, followed by the oversell check.
+//!
+//! Client and server share the machine, so the figures are what one box can do end to end.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use clap::Parser;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+
+#[derive(Parser, Debug)]
+#[command(about = "MyEvents benchmarks: flash sale and the /health/live ceiling")]
+struct Args {
+    /// `flash-sale`, `health` or `all`.
+    #[arg(default_value = "all")]
+    scenario: String,
+    /// Concurrent clients (one keep-alive connection each).
+    #[arg(long, default_value_t = 64)]
+    clients: usize,
+    /// Seconds each scenario runs.
+    #[arg(long, default_value_t = 20)]
+    seconds: u64,
+    /// The `myevents` binary [default: next to this one].
+    #[arg(long)]
+    server: Option<PathBuf>,
+    /// Where the server keeps its data [default: a fresh folder under ./target].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+const ADMIN_EMAIL: &str = "bench@example.com";
+const ADMIN_PASSWORD: &str = "bench-password";
+const CAPACITY: u64 = 100_000_000;
+
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+async fn start_server(binary: &Path, data_dir: &Path) -> anyhow::Result<Server> {
+    let port = free_port()?;
+    let addr = format!("127.0.0.1:{port}");
+    let child = Command::new(binary)
+        .arg("serve")
+        .env("MYEVENTS_LISTEN", &addr)
+        .env(
+            "MYEVENTS_METRICS_LISTEN",
+            format!("127.0.0.1:{}", free_port()?),
+        )
+        .env("MYEVENTS_DATA_DIR", data_dir)
+        .env("MYEVENTS_ADMIN_EMAIL", ADMIN_EMAIL)
+        .env("MYEVENTS_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .with_context(|| format!("cannot start {}", binary.display()))?;
+    let server = Server { child, addr };
+    let started = Instant::now();
+    loop {
+        if let Ok((status, _)) = call(&server.addr, Method::GET, "/health/ready", None, None).await
+            && status == StatusCode::OK
+        {
+            return Ok(server);
+        }
+        if started.elapsed() > Duration::from_secs(20) {
+            bail!("the server did not get ready");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn connect(addr: &str) -> anyhow::Result<SendRequest<Full<Bytes>>> {
+    let stream = tokio::net::TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(connection);
+    Ok(sender)
+}
+
+fn request(
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&Value>,
+) -> Request<Full<Bytes>> {
+    let mut builder = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "bench");
+    if let Some(t) = token {
+        builder = builder.header("authorization", format!("Bearer {t}"));
+    }
+    let body = match body {
+        Some(b) => {
+            builder = builder.header("content-type", "application/json");
+            Full::new(Bytes::from(b.to_string()))
+        }
+        None => Full::new(Bytes::new()),
+    };
+    builder.body(body).expect("a valid request")
+}
+
+/// One request on a new connection, for setup and checks.
+async fn call(
+    addr: &str,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> anyhow::Result<(StatusCode, Value)> {
+    let mut sender = connect(addr).await?;
+    let response = sender
+        .send_request(request(method, path, token, body.as_ref()))
+        .await?;
+    let status = response.status();
+    let bytes = response.into_body().collect().await?.to_bytes();
+    Ok((
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    ))
+}
+
+#[derive(Default)]
+struct Tally {
+    latencies_us: Vec<u32>,
+    ok: u64,
+    seats: u64,
+    other: u64,
+}
+
+/// `clients` connections sending `make(i)` until `seconds` pass.
+async fn load(
+    addr: &str,
+    clients: usize,
+    seconds: u64,
+    ok_status: StatusCode,
+    make: Arc<dyn Fn(usize) -> (Request<Full<Bytes>>, u64) + Send + Sync>,
+) -> anyhow::Result<(Tally, Duration)> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for i in 0..clients {
+        let mut sender = connect(addr).await?;
+        let stop = stop.clone();
+        let make = make.clone();
+        workers.push(tokio::spawn(async move {
+            let mut tally = Tally::default();
+            let mut n = i;
+            while !stop.load(Ordering::Relaxed) {
+                let (req, seats) = make(n);
+                n += clients;
+                let sent = Instant::now();
+                let Ok(response) = sender.send_request(req).await else {
+                    break;
+                };
+                let status = response.status();
+                if response.into_body().collect().await.is_err() {
+                    break;
+                }
+                tally
+                    .latencies_us
+                    .push(sent.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                if status == ok_status {
+                    tally.ok += 1;
+                    tally.seats += seats;
+                } else {
+                    tally.other += 1;
+                }
+            }
+            tally
+        }));
+    }
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut total = Tally::default();
+    for w in workers {
+        let t = w.await?;
+        total.latencies_us.extend(t.latencies_us);
+        total.ok += t.ok;
+        total.seats += t.seats;
+        total.other += t.other;
+    }
+    let elapsed = started.elapsed();
+    total.latencies_us.sort_unstable();
+    Ok((total, elapsed))
+}
+
+fn percentile_ms(sorted_us: &[u32], p: f64) -> f64 {
+    if sorted_us.is_empty() {
+        return 0.0;
+    }
+    let index = ((sorted_us.len() as f64 - 1.0) * p).round() as usize;
+    f64::from(sorted_us[index]) / 1000.0
+}
+
+fn report(name: &str, tally: &Tally, elapsed: Duration) -> f64 {
+    let rate = tally.ok as f64 / elapsed.as_secs_f64();
+    println!(
+        "{name:<12} {rate:>10.0} ok/s   p50 {:>6.2} ms   p99 {:>6.2} ms   ({} ok, {} other, {:.1} s)",
+        percentile_ms(&tally.latencies_us, 0.50),
+        percentile_ms(&tally.latencies_us, 0.99),
+        tally.ok,
+        tally.other,
+        elapsed.as_secs_f64()
+    );
+    rate
+}
+
+async fn health(addr: &str, args: &Args) -> anyhow::Result<f64> {
+    let make = Arc::new(|_| (request(Method::GET, "/health/live", None, None), 0));
+    let (tally, elapsed) = load(addr, args.clients, args.seconds, StatusCode::OK, make).await?;
+    Ok(report("health/live", &tally, elapsed))
+}
+
+async fn flash_sale(addr: &str, args: &Args) -> anyhow::Result<f64> {
+    let (_, login) = call(
+        addr,
+        Method::POST,
+        "/auth/login",
+        None,
+        Some(json!({"Email": ADMIN_EMAIL, "Password": ADMIN_PASSWORD})),
+    )
+    .await?;
+    let token = login["Token"]
+        .as_str()
+        .context("admin sign-in failed")?
+        .to_owned();
+    let (status, event) = call(
+        addr,
+        Method::POST,
+        "/events",
+        Some(&token),
+        Some(json!({
+            "Name": "Flash sale", "StartDate": 1_900_000_000, "EndDate": 1_900_003_600,
+            "Location": {"Name": "Stadium", "Halls": [{"name": "Arena", "capacity": CAPACITY}]}
+        })),
+    )
+    .await?;
+    if status != StatusCode::CREATED {
+        bail!("cannot create the event: {status} {event}");
+    }
+    let event_id = event["ID"].as_str().context("event ID")?.to_owned();
+    let availability = format!("/events/{event_id}/availability");
+    while call(addr, Method::GET, &availability, None, None).await?.0 != StatusCode::OK {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    let path = format!("/events/{event_id}/bookings");
+    let make = Arc::new(move |n: usize| {
+        let seats = 1 + (n % 4) as u64;
+        let body = json!({"seats": seats, "email": format!("fan{n}@example.com")});
+        (request(Method::POST, &path, None, Some(&body)), seats)
+    });
+    let (tally, elapsed) =
+        load(addr, args.clients, args.seconds, StatusCode::CREATED, make).await?;
+    let rate = report("flash-sale", &tally, elapsed);
+
+    // The oversell check: what clients were told is exactly what the store holds.
+    let (_, now) = call(addr, Method::GET, &availability, None, None).await?;
+    let available = now["Available"].as_u64().context("Available")?;
+    let taken = CAPACITY - available;
+    let sales = format!("/events/{event_id}/sales");
+    let mut sold = 0;
+    for _ in 0..600 {
+        let (_, figures) = call(addr, Method::GET, &sales, Some(&token), None).await?;
+        sold = figures["SeatsSold"].as_u64().unwrap_or(0);
+        if sold == tally.seats {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!(
+        "oversell check: seats confirmed to clients {} / taken in the inventory {} / sold per the events service {} / refused {} -> {}",
+        tally.seats,
+        taken,
+        sold,
+        tally.other,
+        if tally.seats == taken && taken == sold {
+            "OK"
+        } else {
+            "MISMATCH"
+        }
+    );
+    if tally.seats != taken || taken != sold {
+        bail!("oversell check failed");
+    }
+    Ok(rate)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let binary = match &args.server {
+        Some(b) => b.clone(),
+        None => std::env::current_exe()?
+            .parent()
+            .context("no folder")?
+            .join("myevents"),
+    };
+    let scratch = tempfile::Builder::new().prefix("bench-data-").tempdir_in(
+        args.data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("target")),
+    )?;
+    println!(
+        "{} clients, {} s per scenario, {} cores; server {}",
+        args.clients,
+        args.seconds,
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
+        binary.display()
+    );
+    let mut ceiling = None;
+    let mut sale = None;
+    if matches!(args.scenario.as_str(), "health" | "all") {
+        let server = start_server(&binary, &scratch.path().join("health")).await?;
+        ceiling = Some(health(&server.addr, &args).await?);
+    }
+    if matches!(args.scenario.as_str(), "flash-sale" | "all") {
+        let server = start_server(&binary, &scratch.path().join("sale")).await?;
+        sale = Some(flash_sale(&server.addr, &args).await?);
+    }
+    if ceiling.is_none() && sale.is_none() {
+        bail!(
+            "unknown scenario {:?}: flash-sale, health or all",
+            args.scenario
+        );
+    }
+    if let (Some(ceiling), Some(sale)) = (ceiling, sale) {
+        println!(
+            "durable bookings/s are {:.0}% of the /health/live ceiling",
+            100.0 * sale / ceiling
+        );
+    }
+    Ok(())
+}
