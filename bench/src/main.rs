@@ -154,13 +154,16 @@ struct Tally {
     other: u64,
 }
 
+/// Builds the `n`-th request and the seats it asks for.
+type MakeRequest = Arc<dyn Fn(usize) -> (Request<Full<Bytes>>, u64) + Send + Sync>;
+
 /// `clients` connections sending `make(i)` until `seconds` pass.
 async fn load(
     addr: &str,
     clients: usize,
     seconds: u64,
     ok_status: StatusCode,
-    make: Arc<dyn Fn(usize) -> (Request<Full<Bytes>>, u64) + Send + Sync>,
+    make: MakeRequest,
 ) -> anyhow::Result<(Tally, Duration)> {
     let stop = Arc::new(AtomicBool::new(false));
     let mut workers = Vec::new();
