@@ -40,7 +40,7 @@ async function waitReady(base: string, child: ChildProcess, timeoutMs: number): 
 
 /** Starts a real `myevents serve` on free ports with a fresh data directory; returns its teardown. */
 export default async function globalSetup(): Promise<() => Promise<void>> {
-  const bin = process.env.MYEVENTS_BIN ?? '/work/target/debug/myevents';
+  const bin = process.env.MYEVENTS_BIN ?? join(process.env.CARGO_TARGET_DIR ?? resolve(here, '../../target'), 'debug/myevents');
   if (!existsSync(bin)) throw new Error(`backend binary not found: ${bin} (set MYEVENTS_BIN)`);
   const webDir = resolve(here, '../dist');
   if (!existsSync(join(webDir, 'index.html'))) throw new Error(`no built UI in ${webDir}: run npm run build first`);

@@ -1,16 +1,14 @@
 #!/usr/bin/env bash
 # Builds the UI and runs the browser tests (Playwright + Debian Chromium) against a real
 # `myevents serve`. Installs what is missing. Extra arguments go to `playwright test`.
-#   MYEVENTS_BIN   backend binary (default /work/target/debug/myevents, else <repo>/target/debug/myevents)
+#   MYEVENTS_BIN   backend binary (default $CARGO_TARGET_DIR/debug/myevents, else <repo>/target/debug/myevents)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
 
 if [ -z "${MYEVENTS_BIN:-}" ]; then
-  MYEVENTS_BIN=/work/target/debug/myevents
-  repo_bin="$(cd .. && pwd)/target/debug/myevents"
-  if [ ! -x "$MYEVENTS_BIN" ] && [ -x "$repo_bin" ]; then MYEVENTS_BIN=$repo_bin; fi
+  MYEVENTS_BIN="${CARGO_TARGET_DIR:-$(cd .. && pwd)/target}/debug/myevents"
 fi
 export MYEVENTS_BIN
 if [ ! -x "$MYEVENTS_BIN" ]; then
