@@ -93,3 +93,17 @@ impl IntoResponse for ApiError {
         response
     }
 }
+
+/// A store could not be used right now (unreachable, overloaded, failing); the client may try
+/// again. Every service's store trait returns it, whatever the backend.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ApiError::Unavailable(e.to_string())
+    }
+}

@@ -14,5 +14,5 @@ pub mod tls;
 pub use auth::{Admin, Auth, Claims, CurrentUser, MaybeUser, Role};
 pub use config::Config;
 pub use email::Email;
-pub use error::ApiError;
+pub use error::{ApiError, StoreError};
 pub use json::ApiJson;

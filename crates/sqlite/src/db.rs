@@ -25,6 +25,12 @@ pub enum DbError {
     NotCommitted,
 }
 
+impl From<DbError> for platform::StoreError {
+    fn from(e: DbError) -> Self {
+        platform::StoreError::Unavailable(e.to_string())
+    }
+}
+
 impl From<rusqlite::Error> for DbError {
     fn from(e: rusqlite::Error) -> Self {
         DbError::Sqlite(e.to_string())
@@ -172,6 +178,18 @@ impl Db {
         })
         .await
         .map_err(|e| DbError::Sqlite(format!("reader task failed: {e}")))?
+    }
+
+    /// Why this database cannot be read right now, if it cannot (for `/health/ready`).
+    pub async fn check(&self) -> Result<(), String> {
+        self.read(|c| {
+            c.query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| {
+                r.get::<_, i64>(0)
+            })
+        })
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("{}: {e}", self.path().display()))
     }
 
     /// Stops taking writes, lets the writer finish what is queued, and waits for it.

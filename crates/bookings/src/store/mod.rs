@@ -12,23 +12,7 @@ use crate::domain::{Availability, BookOutcome, Booking, NewBooking};
 
 pub use self::sqlite::SqliteBookingStore;
 
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("storage unavailable: {0}")]
-    Unavailable(String),
-}
-
-impl From<::sqlite::DbError> for StoreError {
-    fn from(e: ::sqlite::DbError) -> Self {
-        StoreError::Unavailable(e.to_string())
-    }
-}
-
-impl From<StoreError> for platform::ApiError {
-    fn from(e: StoreError) -> Self {
-        platform::ApiError::Unavailable(e.to_string())
-    }
-}
+pub use platform::StoreError;
 
 /// What [`BookingStore::book`] answered, and whether it is the replay of an earlier answer to
 /// the same idempotency key.

@@ -56,10 +56,6 @@ impl SqliteBookingStore {
         )?;
         Ok(Self { db })
     }
-
-    pub fn close(&self) {
-        self.db.close();
-    }
 }
 
 fn booking_row(row: &Row<'_>) -> sqlite::rusqlite::Result<Booking> {
@@ -369,10 +365,6 @@ impl BookingStore for SqliteBookingStore {
     }
 
     async fn check(&self) -> Result<(), String> {
-        self.db
-            .read(|c| c.query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get::<_, i64>(0)))
-            .await
-            .map(|_| ())
-            .map_err(|e| format!("bookings storage: {e}"))
+        self.db.check().await
     }
 }

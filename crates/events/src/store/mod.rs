@@ -12,24 +12,7 @@ use crate::domain::{Event, Location, Sales};
 
 pub use self::sqlite::SqliteEventStore;
 
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// Storage cannot be used right now; the client may try again.
-    #[error("storage unavailable: {0}")]
-    Unavailable(String),
-}
-
-impl From<::sqlite::DbError> for StoreError {
-    fn from(e: ::sqlite::DbError) -> Self {
-        StoreError::Unavailable(e.to_string())
-    }
-}
-
-impl From<StoreError> for platform::ApiError {
-    fn from(e: StoreError) -> Self {
-        platform::ApiError::Unavailable(e.to_string())
-    }
-}
+pub use platform::StoreError;
 
 /// Which events to list: at most `limit`, after the event with id `after` (in creation order).
 #[derive(Debug, Clone, Default)]

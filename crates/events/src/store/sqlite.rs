@@ -60,10 +60,6 @@ impl SqliteEventStore {
         )?;
         Ok(Self { db })
     }
-
-    pub fn close(&self) {
-        self.db.close();
-    }
 }
 
 fn json_error(column: usize, e: serde_json::Error) -> sqlite::rusqlite::Error {
@@ -353,11 +349,7 @@ impl EventStore for SqliteEventStore {
     }
 
     async fn check(&self) -> Result<(), String> {
-        self.db
-            .read(|c| c.query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get::<_, i64>(0)))
-            .await
-            .map(|_| ())
-            .map_err(|e| format!("events storage: {e}"))
+        self.db.check().await
     }
 }
 

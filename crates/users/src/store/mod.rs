@@ -11,23 +11,7 @@ use crate::domain::User;
 
 pub use self::sqlite::SqliteUserStore;
 
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("storage unavailable: {0}")]
-    Unavailable(String),
-}
-
-impl From<::sqlite::DbError> for StoreError {
-    fn from(e: ::sqlite::DbError) -> Self {
-        StoreError::Unavailable(e.to_string())
-    }
-}
-
-impl From<StoreError> for platform::ApiError {
-    fn from(e: StoreError) -> Self {
-        platform::ApiError::Unavailable(e.to_string())
-    }
-}
+pub use platform::StoreError;
 
 /// An account as stored: the user and its Argon2id hash.
 #[derive(Debug, Clone, PartialEq, Eq)]

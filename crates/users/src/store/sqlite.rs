@@ -35,10 +35,6 @@ impl SqliteUserStore {
         )?;
         Ok(Self { db })
     }
-
-    pub fn close(&self) {
-        self.db.close();
-    }
 }
 
 fn account_row(r: &Row<'_>) -> sqlite::rusqlite::Result<Account> {
@@ -133,10 +129,6 @@ impl UserStore for SqliteUserStore {
     }
 
     async fn check(&self) -> Result<(), String> {
-        self.db
-            .read(|c| c.query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get::<_, i64>(0)))
-            .await
-            .map(|_| ())
-            .map_err(|e| format!("users storage: {e}"))
+        self.db.check().await
     }
 }
