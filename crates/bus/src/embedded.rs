@@ -5,7 +5,6 @@
 //! its position in `offsets` and moves it only after its handler applied the messages before it;
 //! a message that can never be applied is copied to `dead_letters` and passed over.
 
-use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,7 +17,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::{CONSUMER_LAG, record_outcome};
-use crate::relay::backoff;
+use crate::relay::{GATHER, backoff};
 use crate::{Bus, BusError, Handler, Outcome, Subscription};
 
 const MIGRATION: &str = "
@@ -53,6 +52,13 @@ const POLL: Duration = Duration::from_millis(25);
 const SAVE_POSITION_EVERY: Duration = Duration::from_secs(1);
 /// A message that asks to be retried this many times in a row is parked.
 const MAX_ATTEMPTS: u32 = 20;
+
+/// What a consumer read: its messages, and how far the log was scanned for them.
+struct Slice {
+    messages: Vec<(i64, Envelope)>,
+    scanned_through: i64,
+    head: i64,
+}
 
 /// A parked message, as an operator sees it.
 #[derive(Debug, Clone, PartialEq)]
@@ -120,20 +126,44 @@ impl EmbeddedLog {
             .await
     }
 
-    async fn read_after(&self, seq: i64) -> Result<(Vec<(i64, Envelope)>, i64), DbError> {
+    /// The next messages named `names` after position `after`. Filtering in SQL spares a
+    /// consumer from decoding every other service's traffic.
+    async fn read_after(&self, after: i64, names: Arc<[&'static str]>) -> Result<Slice, DbError> {
         self.db
             .read(move |c| {
-                let mut stmt = c.prepare_cached(
-                    "SELECT seq, id, name, key, occurred_at, trace, payload FROM log WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-                )?;
-                let rows = stmt
-                    .query_map(params![seq, BATCH as i64], |row| {
-                        Ok((row.get(0)?, sqlite::outbox::envelope_at(row, 1)?))
-                    })?
-                    .collect::<Result<Vec<_>, _>>()?;
+                // The head first: rows committed later have higher positions, so every wanted
+                // row up to it is in the answer unless the batch is full.
                 let head: i64 =
                     c.query_row("SELECT COALESCE(MAX(seq), 0) FROM log", [], |r| r.get(0))?;
-                Ok((rows, head))
+                let placeholders = (0..names.len())
+                    .map(|i| format!("?{}", i + 4))
+                    .collect::<Vec<_>>();
+                let mut stmt = c.prepare_cached(&format!(
+                    "SELECT seq, id, name, key, occurred_at, trace, payload FROM log
+                     WHERE seq > ?1 AND seq <= ?2 AND name IN ({}) ORDER BY seq LIMIT ?3",
+                    placeholders.join(", ")
+                ))?;
+                let mut args: Vec<sqlite::rusqlite::types::Value> =
+                    vec![after.into(), head.into(), (BATCH as i64).into()];
+                args.extend(
+                    names
+                        .iter()
+                        .map(|n| sqlite::rusqlite::types::Value::Text((*n).to_owned())),
+                );
+                let messages = stmt
+                    .query_map(sqlite::rusqlite::params_from_iter(args), |row| {
+                        Ok((row.get(0)?, sqlite::outbox::envelope_at(row, 1)?))
+                    })?
+                    .collect::<Result<Vec<(i64, Envelope)>, _>>()?;
+                let scanned_through = match messages.last() {
+                    Some((seq, _)) if messages.len() == BATCH => *seq,
+                    _ => head.max(after),
+                };
+                Ok(Slice {
+                    messages,
+                    scanned_through,
+                    head,
+                })
             })
             .await
     }
@@ -250,7 +280,7 @@ async fn consume(
     shutdown: CancellationToken,
 ) {
     let group = subscription.group.as_str();
-    let wanted: HashSet<&str> = subscription.events.iter().copied().collect();
+    let wanted: Arc<[&'static str]> = subscription.events.clone().into();
     let committed = log.db.committed();
     let mut failures = 0u32;
     let mut position = loop {
@@ -286,13 +316,8 @@ async fn consume(
         {
             tracing::warn!(group, %error, "cannot record the consumer position; will retry");
         }
-        let batch = match log.read_after(position.at).await {
-            Ok((batch, head)) => {
-                CONSUMER_LAG
-                    .with_label_values(&[group])
-                    .set(head.saturating_sub(position.at));
-                batch
-            }
+        let slice = match log.read_after(position.at, wanted.clone()).await {
+            Ok(slice) => slice,
             Err(error) => {
                 failures += 1;
                 tracing::warn!(group, %error, "cannot read the embedded log; will retry");
@@ -300,19 +325,24 @@ async fn consume(
                 continue;
             }
         };
-        let Some(&(last_seq, _)) = batch.last() else {
+        CONSUMER_LAG
+            .with_label_values(&[group])
+            .set(slice.head.saturating_sub(position.at));
+        let last_seq = slice.scanned_through;
+        if slice.messages.is_empty() {
+            if last_seq > position.at {
+                position.at = last_seq; // only other consumers' messages
+                continue;
+            }
             tokio::select! {
                 _ = notified => {}
                 _ = tokio::time::sleep(POLL) => {}
                 _ = shutdown.cancelled() => {}
             }
             continue;
-        };
+        }
 
-        let (seqs, envelopes): (Vec<i64>, Vec<Envelope>) = batch
-            .into_iter()
-            .filter(|(_, e)| wanted.contains(e.name.as_str()))
-            .unzip();
+        let (seqs, envelopes): (Vec<i64>, Vec<Envelope>) = slice.messages.into_iter().unzip();
         let outcomes = if envelopes.is_empty() {
             Vec::new()
         } else {
@@ -375,9 +405,15 @@ async fn consume(
             tracing::warn!(group, %error, "cannot park messages; will retry");
             tokio::time::sleep(backoff(1)).await;
         }
-        if let Some(delay) = retry_after {
+        // After a partial batch, let a few more messages gather (see `relay::GATHER`).
+        let pause = retry_after.unwrap_or(if envelopes.len() < BATCH {
+            GATHER
+        } else {
+            Duration::ZERO
+        });
+        if !pause.is_zero() {
             tokio::select! {
-                _ = tokio::time::sleep(delay) => {}
+                _ = tokio::time::sleep(pause) => {}
                 _ = shutdown.cancelled() => {}
             }
         }

@@ -21,6 +21,8 @@ use crate::Bus;
 use crate::metrics::{OUTBOX_BACKLOG, PUBLISHED};
 
 const BATCH: usize = 512;
+/// After a round that published something, how long events may gather before the next one.
+pub(crate) const GATHER: Duration = Duration::from_millis(2);
 /// A commit wakes the relay at once; this catches writes from another process (`admin create`).
 const IDLE_POLL: Duration = Duration::from_secs(1);
 
@@ -107,7 +109,14 @@ pub fn spawn_relay(
                         _ = shutdown.cancelled() => {}
                     }
                 }
-                Ok(_) => failures = 0,
+                Ok(sent) => {
+                    failures = 0;
+                    // Under load, let a few commits gather before the next round: one publish
+                    // per round instead of one per commit halves the broker's work.
+                    if sent < BATCH && !shutdown.is_cancelled() {
+                        tokio::time::sleep(GATHER).await;
+                    }
+                }
                 Err(error) => {
                     failures += 1;
                     tracing::warn!(service, %error, "outbox relay cannot publish; will retry");
