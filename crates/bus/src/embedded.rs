@@ -133,8 +133,9 @@ impl EmbeddedLog {
             .read(move |c| {
                 // The head first: rows committed later have higher positions, so every wanted
                 // row up to it is in the answer unless the batch is full.
-                let head: i64 =
-                    c.query_row("SELECT COALESCE(MAX(seq), 0) FROM log", [], |r| r.get(0))?;
+                let head: i64 = c
+                    .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM log")?
+                    .query_row([], |r| r.get(0))?;
                 let placeholders = (0..names.len())
                     .map(|i| format!("?{}", i + 4))
                     .collect::<Vec<_>>();
