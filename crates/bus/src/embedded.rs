@@ -1,9 +1,10 @@
 //! The embedded broker: a durable, ordered log in a SQLite file, so that one process (or several
 //! on one machine, sharing the file) keeps every delivery promise with no server to install.
 //!
-//! Publishing appends to `log` (a message id already there is ignored). Each consumer group keeps
-//! its position in `offsets` and moves it only after its handler applied the messages before it;
-//! a message that can never be applied is copied to `dead_letters` and passed over.
+//! Publishing appends to `log` (a message id already there is ignored). Each consumer group reads
+//! only the event names it subscribed to, moves its position only past messages its handler has
+//! applied, and writes that position to `offsets` about once a second (see [`Position`]); a
+//! message that can never be applied is copied to `dead_letters` and passed over.
 
 use std::path::Path;
 use std::sync::Arc;

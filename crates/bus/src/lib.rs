@@ -10,6 +10,7 @@
 
 pub mod conformance;
 pub mod embedded;
+pub mod inbox;
 mod metrics;
 pub mod relay;
 

@@ -2,7 +2,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use contracts::{BookingCancelled, CancelReason, DomainEvent, Envelope, EventBooked, EventCreated};
+use contracts::{BookingCancelled, CancelReason, DomainEvent, Envelope, EventBooked};
 use sqlite::rusqlite::{Connection, OptionalExtension, Row, params};
 use sqlite::{Db, DbError, Options, inbox, outbox};
 
@@ -213,13 +213,26 @@ fn release(conn: &Connection, booking_id: &str, reason: CancelReason) -> Result<
     Ok(true)
 }
 
-fn apply_one(
-    conn: &Connection,
-    message_id: &str,
-    event: &DomainEvent,
-) -> Result<bus::Outcome, DbError> {
+/// Applies one event to the inventory (see [`BookingStore::apply`]); the inbox is
+/// `bus::inbox::apply_once`'s business.
+fn apply_one(conn: &Connection, event: &DomainEvent) -> Result<bus::Outcome, DbError> {
     match event {
-        DomainEvent::EventCreated(created) => apply_created(conn, message_id, created),
+        DomainEvent::EventCreated(created) => {
+            let Some(capacity) = created.capacity.filter(|c| *c > 0) else {
+                return Ok(bus::Outcome::Poison(format!(
+                    "eventCreated {} has no capacity, so its seats cannot be sold",
+                    created.id
+                )));
+            };
+            // An event is created once; another eventCreated for it (a new message id) changes
+            // nothing.
+            conn.prepare_cached(
+                "INSERT OR IGNORE INTO inventory (event_id, name, capacity, available, status)
+                 VALUES (?1, ?2, ?3, ?3, 'active')",
+            )?
+            .execute(params![created.id, created.name, capacity])?;
+            Ok(bus::Outcome::Applied)
+        }
         DomainEvent::EventCancelled(cancelled) => {
             let known = conn
                 .prepare_cached("SELECT 1 FROM inventory WHERE event_id = ?1")?
@@ -231,13 +244,12 @@ fn apply_one(
                     cancelled.id
                 )));
             }
-            if !inbox::first_delivery(conn, message_id)? {
-                return Ok(bus::Outcome::Duplicate);
-            }
             conn.prepare_cached("UPDATE inventory SET status = 'cancelled' WHERE event_id = ?1")?
                 .execute([&cancelled.id])?;
             let active: Vec<String> = conn
-                .prepare_cached("SELECT id FROM bookings WHERE event_id = ?1 AND status = 'active' ORDER BY seq")?
+                .prepare_cached(
+                    "SELECT id FROM bookings WHERE event_id = ?1 AND status = 'active' ORDER BY seq",
+                )?
                 .query_map([&cancelled.id], |r| r.get(0))?
                 .collect::<Result<_, _>>()?;
             for booking_id in active {
@@ -245,35 +257,8 @@ fn apply_one(
             }
             Ok(bus::Outcome::Applied)
         }
-        _ => Ok(if inbox::first_delivery(conn, message_id)? {
-            bus::Outcome::Applied
-        } else {
-            bus::Outcome::Duplicate
-        }),
+        _ => Ok(bus::Outcome::Applied),
     }
-}
-
-fn apply_created(
-    conn: &Connection,
-    message_id: &str,
-    created: &EventCreated,
-) -> Result<bus::Outcome, DbError> {
-    let Some(capacity) = created.capacity.filter(|c| *c > 0) else {
-        return Ok(bus::Outcome::Poison(format!(
-            "eventCreated {} has no capacity, so its seats cannot be sold",
-            created.id
-        )));
-    };
-    if !inbox::first_delivery(conn, message_id)? {
-        return Ok(bus::Outcome::Duplicate);
-    }
-    // An event is created once; a second eventCreated for it (another message id) changes nothing.
-    conn.prepare_cached(
-        "INSERT OR IGNORE INTO inventory (event_id, name, capacity, available, status)
-         VALUES (?1, ?2, ?3, ?3, 'active')",
-    )?
-    .execute(params![created.id, created.name, capacity])?;
-    Ok(bus::Outcome::Applied)
 }
 
 #[async_trait]
@@ -352,18 +337,7 @@ impl BookingStore for SqliteBookingStore {
     ) -> Result<Vec<bus::Outcome>, StoreError> {
         Ok(self
             .db
-            .write(move |c| {
-                let mut outcomes = Vec::with_capacity(batch.len());
-                for (message_id, event) in &batch {
-                    let outcome = apply_one(c, message_id, event)?;
-                    let stop = matches!(outcome, bus::Outcome::Retry(_));
-                    outcomes.push(outcome);
-                    if stop {
-                        break;
-                    }
-                }
-                Ok::<_, DbError>(outcomes)
-            })
+            .write(move |c| bus::inbox::apply_once(c, &batch, apply_one))
             .await?)
     }
 

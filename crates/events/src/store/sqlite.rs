@@ -285,33 +285,7 @@ impl EventStore for SqliteEventStore {
     ) -> Result<Vec<bus::Outcome>, StoreError> {
         Ok(self
             .db
-            .write(move |c| {
-                let mut outcomes = Vec::with_capacity(batch.len());
-                for (message_id, event) in &batch {
-                    if !inbox::first_delivery(c, message_id)? {
-                        outcomes.push(bus::Outcome::Duplicate);
-                        continue;
-                    }
-                    let (event_id, seats, bookings, cancellations) = match event {
-                        DomainEvent::EventBooked(b) => (&b.event_id, i64::from(b.seats), 1, 0),
-                        DomainEvent::BookingCancelled(b) => (&b.event_id, -i64::from(b.seats), 0, 1),
-                        _ => {
-                            outcomes.push(bus::Outcome::Applied);
-                            continue;
-                        }
-                    };
-                    c.prepare_cached(
-                        "INSERT INTO sales (event_id, seats_sold, bookings, cancellations) VALUES (?1, ?2, ?3, ?4)
-                         ON CONFLICT (event_id) DO UPDATE SET
-                             seats_sold = seats_sold + excluded.seats_sold,
-                             bookings = bookings + excluded.bookings,
-                             cancellations = cancellations + excluded.cancellations",
-                    )?
-                    .execute(params![event_id, seats, bookings, cancellations])?;
-                    outcomes.push(bus::Outcome::Applied);
-                }
-                Ok::<_, DbError>(outcomes)
-            })
+            .write(move |c| bus::inbox::apply_once(c, &batch, count_sale))
             .await?)
     }
 
@@ -351,6 +325,24 @@ impl EventStore for SqliteEventStore {
     async fn check(&self) -> Result<(), String> {
         self.db.check().await
     }
+}
+
+/// Adds one booking or cancellation to its event's sales figures.
+fn count_sale(conn: &Connection, event: &DomainEvent) -> Result<bus::Outcome, DbError> {
+    let (event_id, seats, bookings, cancellations) = match event {
+        DomainEvent::EventBooked(b) => (&b.event_id, i64::from(b.seats), 1, 0),
+        DomainEvent::BookingCancelled(b) => (&b.event_id, -i64::from(b.seats), 0, 1),
+        _ => return Ok(bus::Outcome::Applied),
+    };
+    conn.prepare_cached(
+        "INSERT INTO sales (event_id, seats_sold, bookings, cancellations) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (event_id) DO UPDATE SET
+             seats_sold = seats_sold + excluded.seats_sold,
+             bookings = bookings + excluded.bookings,
+             cancellations = cancellations + excluded.cancellations",
+    )?
+    .execute(params![event_id, seats, bookings, cancellations])?;
+    Ok(bus::Outcome::Applied)
 }
 
 fn sales_row(r: &Row<'_>) -> sqlite::rusqlite::Result<Sales> {
