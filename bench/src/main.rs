@@ -148,6 +148,8 @@ async fn call(
 
 #[derive(Default)]
 struct Tally {
+    /// Share of the machine's CPU time that was busy during the run (client and server).
+    busy_share: f64,
     latencies_us: Vec<u32>,
     ok: u64,
     seats: u64,
@@ -199,8 +201,10 @@ async fn load(
         }));
     }
     let started = Instant::now();
+    let cpu_before = machine_cpu_ticks();
     tokio::time::sleep(Duration::from_secs(seconds)).await;
     stop.store(true, Ordering::Relaxed);
+    let cpu_after = machine_cpu_ticks();
     let mut total = Tally::default();
     for w in workers {
         let t = w.await?;
@@ -211,7 +215,27 @@ async fn load(
     }
     let elapsed = started.elapsed();
     total.latencies_us.sort_unstable();
+    if let (Some((busy0, all0)), Some((busy1, all1))) = (cpu_before, cpu_after) {
+        total.busy_share = (busy1 - busy0) as f64 / (all1 - all0).max(1) as f64;
+    }
     Ok((total, elapsed))
+}
+
+/// Busy and total CPU time of the whole machine so far, in clock ticks (`/proc/stat`), so that a
+/// run can say how much CPU each answer cost — a steadier figure than throughput on a shared box.
+fn machine_cpu_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal
+    let idle = fields.get(3)? + fields.get(4).unwrap_or(&0);
+    let total: u64 = fields.iter().take(8).sum();
+    Some((total - idle, total))
 }
 
 fn percentile_ms(sorted_us: &[u32], p: f64) -> f64 {
@@ -224,10 +248,15 @@ fn percentile_ms(sorted_us: &[u32], p: f64) -> f64 {
 
 fn report(name: &str, tally: &Tally, elapsed: Duration) -> f64 {
     let rate = tally.ok as f64 / elapsed.as_secs_f64();
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1) as f64;
+    let cpu_us = tally.busy_share * cores * 1e6 / rate.max(1.0);
     println!(
-        "{name:<12} {rate:>10.0} ok/s   p50 {:>6.2} ms   p99 {:>6.2} ms   ({} ok, {} other, {:.1} s)",
+        "{name:<12} {rate:>10.0} ok/s   p50 {:>6.2} ms   p99 {:>6.2} ms   machine {:>3.0}% busy, {cpu_us:.0} µs CPU per answer   ({} ok, {} other, {:.1} s)",
         percentile_ms(&tally.latencies_us, 0.50),
         percentile_ms(&tally.latencies_us, 0.99),
+        tally.busy_share * 100.0,
         tally.ok,
         tally.other,
         elapsed.as_secs_f64()
