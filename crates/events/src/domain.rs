@@ -193,8 +193,10 @@ pub fn new_event(input: EventInput, location: Location, id: String) -> Result<Ev
     let (Some(start), Some(end)) = (input.startdate, input.enddate) else {
         return invalid("StartDate and EndDate (Unix seconds) are required");
     };
-    if start < 0 || end < 0 {
-        return invalid("StartDate and EndDate must be Unix seconds after 1970");
+    // Year 9999 is as far as RFC 3339 (the dates of eventCreated) can say.
+    const LAST_SECOND: i64 = 253_402_300_799;
+    if !(0..=LAST_SECOND).contains(&start) || !(0..=LAST_SECOND).contains(&end) {
+        return invalid("StartDate and EndDate must be Unix seconds between 1970 and 9999");
     }
     if end < start {
         return invalid("EndDate must not be before StartDate");
@@ -338,6 +340,10 @@ mod tests {
             },
             EventInput {
                 duration: Some(-1),
+                ..input()
+            },
+            EventInput {
+                enddate: Some(i64::MAX),
                 ..input()
             },
         ];
