@@ -1,10 +1,11 @@
 //! The embedded broker: a durable, ordered log in a SQLite file, so that one process (or several
 //! on one machine, sharing the file) keeps every delivery promise with no server to install.
 //!
-//! Publishing appends to `log` (a message id already there is ignored). Each consumer group reads
-//! only the event names it subscribed to, moves its position only past messages its handler has
-//! applied, and writes that position to `offsets` about once a second (see [`Position`]); a
-//! message that can never be applied is copied to `dead_letters` and passed over.
+//! Publishing appends to `log`; a relay that publishes again after a crash may append a message
+//! twice, which consumers' inboxes recognise. Each consumer group reads only the event names it
+//! subscribed to, moves its position only past messages its handler has applied, and writes that
+//! position to `offsets` about once a second (see [`Position`]); a message that can never be
+//! applied is copied to `dead_letters` and passed over.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -24,7 +25,7 @@ use crate::{Bus, BusError, Handler, Outcome, Subscription};
 const MIGRATION: &str = "
 CREATE TABLE IF NOT EXISTS log (
     seq         INTEGER PRIMARY KEY AUTOINCREMENT,
-    id          TEXT NOT NULL UNIQUE,
+    id          TEXT NOT NULL, -- not unique: a republished event is recognised by inboxes
     name        TEXT NOT NULL,
     key         TEXT NOT NULL,
     occurred_at TEXT NOT NULL,
@@ -212,6 +213,7 @@ impl Bus for EmbeddedLog {
         self.db
             .write(move |c| {
                 let mut stmt = c.prepare_cached(
+                    // OR IGNORE: logs made before the id index was dropped still have it.
                     "INSERT OR IGNORE INTO log (id, name, key, occurred_at, trace, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 )?;
                 for e in &batch {

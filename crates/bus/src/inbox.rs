@@ -18,20 +18,20 @@ pub fn apply_once(
 ) -> Result<Vec<Outcome>, DbError> {
     let mut outcomes = Vec::with_capacity(batch.len());
     for (message_id, event) in batch {
-        if inbox::contains(conn, message_id)? {
+        // Recorded first, one statement on the common path; taken back if not applied.
+        if !inbox::first_delivery(conn, message_id)? {
             outcomes.push(Outcome::Duplicate);
             continue;
         }
         let outcome = apply(conn, event)?;
-        match &outcome {
-            Outcome::Applied => inbox::record(conn, message_id)?,
-            Outcome::Retry(_) => {
-                outcomes.push(outcome);
-                break;
-            }
-            Outcome::Poison(_) | Outcome::Duplicate => {}
+        if outcome != Outcome::Applied {
+            inbox::forget(conn, message_id)?;
         }
+        let stop = matches!(outcome, Outcome::Retry(_));
         outcomes.push(outcome);
+        if stop {
+            break;
+        }
     }
     Ok(outcomes)
 }

@@ -9,15 +9,17 @@ CREATE TABLE IF NOT EXISTS inbox (
     applied_at INTEGER NOT NULL
 ) WITHOUT ROWID;";
 
-/// Whether `message_id` was applied before.
-pub fn contains(conn: &Connection, message_id: &str) -> rusqlite::Result<bool> {
-    conn.prepare_cached("SELECT 1 FROM inbox WHERE message_id = ?1")?
-        .exists([message_id])
+/// Records `message_id`; true the first time, false for a redelivery.
+pub fn first_delivery(conn: &Connection, message_id: &str) -> rusqlite::Result<bool> {
+    let inserted = conn
+        .prepare_cached("INSERT OR IGNORE INTO inbox (message_id, applied_at) VALUES (?1, ?2)")?
+        .execute(params![message_id, chrono::Utc::now().timestamp()])?;
+    Ok(inserted == 1)
 }
 
-/// Records `message_id` as applied.
-pub fn record(conn: &Connection, message_id: &str) -> rusqlite::Result<()> {
-    conn.prepare_cached("INSERT INTO inbox (message_id, applied_at) VALUES (?1, ?2)")?
-        .execute(params![message_id, chrono::Utc::now().timestamp()])?;
+/// Takes back a [`first_delivery`] whose message was not applied after all.
+pub fn forget(conn: &Connection, message_id: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached("DELETE FROM inbox WHERE message_id = ?1")?
+        .execute([message_id])?;
     Ok(())
 }
