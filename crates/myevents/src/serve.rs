@@ -184,69 +184,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     // Background work stops after the HTTP servers have drained, so that the events of the last
     // requests are still relayed.
     let background = CancellationToken::new();
-    let mut tasks: Vec<JoinHandle<()>> = Vec::new();
-    let mut router = Router::new();
-    let mut openapi = Vec::new();
-    if let Some(store) = &stores.events {
-        router = router.merge(events::router(store.clone()));
-        openapi.push(events::openapi());
-        tasks.push(bus::spawn_relay(
-            "events",
-            store.outbox(),
-            bus.clone(),
-            background.clone(),
-        ));
-        let consumer = Arc::new(events::SalesConsumer(store.clone()));
-        tasks.push(bus.subscribe(events::subscription(), consumer, background.clone()));
-    }
-    if let Some(store) = &stores.bookings {
-        router = router.merge(bookings::router(
-            store.clone(),
-            config.bookings.max_seats_per_booking,
-        ));
-        openapi.push(bookings::openapi());
-        tasks.push(bus::spawn_relay(
-            "bookings",
-            store.outbox(),
-            bus.clone(),
-            background.clone(),
-        ));
-        let consumer = Arc::new(bookings::InventoryConsumer(store.clone()));
-        tasks.push(bus.subscribe(bookings::subscription(), consumer, background.clone()));
-    }
-    if let Some(store) = &stores.users {
-        router = router.merge(users::router(
-            store.clone(),
-            config.auth.max_failed_logins,
-            Duration::from_secs(config.auth.lockout_secs),
-        ));
-        openapi.push(users::openapi());
-        tasks.push(bus::spawn_relay(
-            "users",
-            store.outbox(),
-            bus.clone(),
-            background.clone(),
-        ));
-    }
-    openapi.push(health_openapi());
-    let document = Arc::new(platform::openapi::document(&openapi));
-    router = router
-        .route(
-            "/health/live",
-            get(|| async { Json(json!({"status": "ok"})) }),
-        )
-        .merge(
-            Router::new()
-                .route("/health/ready", get(ready))
-                .with_state(Readiness {
-                    stores: stores.clone(),
-                    bus: bus.clone(),
-                }),
-        )
-        .route(
-            "/openapi.json",
-            get(move || async move { Json(document.as_ref().clone()) }),
-        );
+    let (router, tasks) = start_services(&config, &stores, &bus, &background);
 
     let in_flight = TaskTracker::new();
     let app = platform::http::finish(router, &config, web_dir(&config), auth, in_flight.clone())?;
@@ -289,6 +227,66 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     log.close();
     tracing::info!("stopped");
     served
+}
+
+/// The routes of every role this process runs, plus health and OpenAPI; starts each role's
+/// outbox relay and consumer. The same code whether the process runs one role or all.
+fn start_services(
+    config: &Config,
+    stores: &Stores,
+    bus: &Arc<dyn Bus>,
+    background: &CancellationToken,
+) -> (Router, Vec<JoinHandle<()>>) {
+    let mut router = Router::new();
+    let mut openapi = vec![health_openapi()];
+    let mut tasks = Vec::new();
+    let relay =
+        |service, outbox| bus::spawn_relay(service, outbox, bus.clone(), background.clone());
+    if let Some(store) = &stores.events {
+        router = router.merge(events::router(store.clone()));
+        openapi.push(events::openapi());
+        tasks.push(relay("events", store.outbox()));
+        let consumer = Arc::new(events::SalesConsumer(store.clone()));
+        tasks.push(bus.subscribe(events::subscription(), consumer, background.clone()));
+    }
+    if let Some(store) = &stores.bookings {
+        let max_seats = config.bookings.max_seats_per_booking;
+        router = router.merge(bookings::router(store.clone(), max_seats));
+        openapi.push(bookings::openapi());
+        tasks.push(relay("bookings", store.outbox()));
+        let consumer = Arc::new(bookings::InventoryConsumer(store.clone()));
+        tasks.push(bus.subscribe(bookings::subscription(), consumer, background.clone()));
+    }
+    if let Some(store) = &stores.users {
+        let lockout = Duration::from_secs(config.auth.lockout_secs);
+        router = router.merge(users::router(
+            store.clone(),
+            config.auth.max_failed_logins,
+            lockout,
+        ));
+        openapi.push(users::openapi());
+        tasks.push(relay("users", store.outbox()));
+    }
+    let document = Arc::new(platform::openapi::document(&openapi));
+    let readiness = Readiness {
+        stores: stores.clone(),
+        bus: bus.clone(),
+    };
+    let router = router
+        .route(
+            "/health/live",
+            get(|| async { Json(json!({"status": "ok"})) }),
+        )
+        .merge(
+            Router::new()
+                .route("/health/ready", get(ready))
+                .with_state(readiness),
+        )
+        .route(
+            "/openapi.json",
+            get(move || async move { Json(document.as_ref().clone()) }),
+        );
+    (router, tasks)
 }
 
 async fn ready(State(readiness): State<Readiness>) -> impl IntoResponse {
