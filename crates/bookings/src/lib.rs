@@ -17,11 +17,11 @@ pub use http::router;
 pub use openapi::paths as openapi;
 pub use store::{BookingStore, SqliteBookingStore};
 
-/// The consumer group of this service (the reference's AMQP queue is `booking`'s) and what it
-/// listens to.
+/// The consumer group of this service — `booking`, the reference's AMQP queue name — and what
+/// it listens to.
 pub fn subscription() -> bus::Subscription {
     bus::Subscription {
-        group: "bookings".into(),
+        group: "booking".into(),
         events: vec![DomainEvent::EVENT_CREATED, DomainEvent::EVENT_CANCELLED],
     }
 }

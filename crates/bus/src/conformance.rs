@@ -101,6 +101,14 @@ fn subscription(group: &str) -> Subscription {
     }
 }
 
+async fn declare(bus: &dyn Bus, groups: &[&str]) {
+    for group in groups {
+        bus.declare(&subscription(group))
+            .await
+            .expect("declare the subscription");
+    }
+}
+
 /// Waits up to 10 s for `done` to hold.
 pub async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
     for _ in 0..200 {
@@ -119,6 +127,7 @@ where
     F: Future<Output = B>,
 {
     let bus = Arc::new(open().await);
+    declare(bus.as_ref(), &["fan-a", "fan-b"]).await;
     let stop = CancellationToken::new();
     let (a, b) = (Recorder::new(), Recorder::new());
     let ta = bus.subscribe(subscription("fan-a"), a.clone(), stop.clone());
@@ -147,6 +156,7 @@ where
     F: Future<Output = B>,
 {
     let bus = Arc::new(open().await);
+    declare(bus.as_ref(), &["restart"]).await;
     let failing = Recorder::new();
     failing.set_failing(true);
     let stop = CancellationToken::new();
@@ -187,6 +197,7 @@ where
     F: Future<Output = B>,
 {
     let bus = Arc::new(open().await);
+    declare(bus.as_ref(), &["dup"]).await;
     let recorder = Recorder::new();
     let stop = CancellationToken::new();
     let task = bus.subscribe(subscription("dup"), recorder.clone(), stop.clone());
@@ -217,6 +228,7 @@ where
     F: Future<Output = B>,
 {
     let bus = Arc::new(open().await);
+    declare(bus.as_ref(), &["poison"]).await;
     let recorder = Recorder::new();
     recorder.set_poison_key("bad");
     let stop = CancellationToken::new();

@@ -8,6 +8,7 @@
 //! Backends sit side by side: [`embedded`] (a durable log in a SQLite file, the default) now;
 //! AMQP, Kafka and SQS later, behind the same trait and conformance suite.
 
+pub mod amqp;
 pub mod conformance;
 pub mod embedded;
 pub mod inbox;
@@ -65,6 +66,13 @@ pub struct Subscription {
 pub trait Bus: Send + Sync + 'static {
     /// Publishes `batch` in order and returns once the broker holds it durably.
     async fn publish(&self, batch: &[Envelope]) -> Result<(), BusError>;
+
+    /// Creates what the broker needs to keep `subscription`'s events while no consumer runs
+    /// (RabbitMQ: its durable queue and bindings). Subscribing does it too; calling it first
+    /// makes sure nothing published from now on is missed.
+    async fn declare(&self, _subscription: &Subscription) -> Result<(), BusError> {
+        Ok(())
+    }
 
     /// Starts delivering `subscription`'s events to `handler` until `shutdown` fires.
     fn subscribe(

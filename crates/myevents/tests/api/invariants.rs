@@ -259,7 +259,7 @@ async fn redelivering_every_event_changes_nothing() {
     let metrics_url = format!("{}/metrics", s.metrics);
     eventually("every event was delivered again", || async {
         let text = reqwest::get(&metrics_url).await.unwrap().text().await.unwrap();
-        text.contains("myevents_events_applied_total{consumer=\"bookings\",outcome=\"duplicate\",type=\"eventCancelled\"} 1")
+        text.contains("myevents_events_applied_total{consumer=\"booking\",outcome=\"duplicate\",type=\"eventCancelled\"} 1")
             && text.contains("myevents_events_applied_total{consumer=\"events\",outcome=\"duplicate\",type=\"bookingCancelled\"} 2")
     })
     .await;

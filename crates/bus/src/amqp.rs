@@ -1,0 +1,422 @@
+//! RabbitMQ (AMQP 0-9-1) with the reference's wire format (SPEC §4): a durable topic exchange
+//! `events`, routing key = event name, header `x-event-name`, JSON body; one durable queue per
+//! consuming service; publisher confirms; a message is acknowledged only after it was applied;
+//! one that can never be applied is dead-lettered to `<queue>.dead-letter`, not dropped.
+//!
+//! Both sides reconnect with backoff when the broker goes away: the publisher on its next
+//! publish (the outbox keeps what was committed meanwhile), the consumer in its loop.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use contracts::Envelope;
+use futures_util::{FutureExt, StreamExt};
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use tokio::sync::Mutex;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::record_outcome;
+use crate::relay::backoff;
+use crate::{Bus, BusError, Handler, Outcome, Subscription};
+
+const PREFETCH: u16 = 256;
+/// A message that asks to be retried this many times in a row is dead-lettered.
+const MAX_ATTEMPTS: u32 = 20;
+const EVENT_NAME_HEADER: &str = "x-event-name";
+const KEY_HEADER: &str = "x-entity-key";
+const TRACE_HEADER: &str = "traceparent";
+
+#[derive(Clone)]
+pub struct AmqpBus {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    url: String,
+    /// Prefixed to the exchange and queue names; empty in production, unique per test run.
+    namespace: String,
+    publisher: Mutex<Option<(Connection, Channel)>>,
+}
+
+impl AmqpBus {
+    /// A bus on the broker at `url` (`amqp://user:pass@host:5672/vhost`). Nothing is connected
+    /// yet: a service starts even when its broker is not up.
+    pub fn new(url: &str) -> Self {
+        Self::with_namespace(url, "")
+    }
+
+    pub fn with_namespace(url: &str, namespace: &str) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                url: url.to_owned(),
+                namespace: namespace.to_owned(),
+                publisher: Mutex::new(None),
+            }),
+        }
+    }
+
+    fn exchange(&self) -> String {
+        format!("{}events", self.inner.namespace)
+    }
+
+    fn queue(&self, group: &str) -> String {
+        format!("{}{group}", self.inner.namespace)
+    }
+
+    async fn connect(&self) -> Result<(Connection, Channel), lapin::Error> {
+        let connection =
+            Connection::connect(&self.inner.url, ConnectionProperties::default()).await?;
+        let channel = connection.create_channel().await?;
+        channel
+            .exchange_declare(
+                &self.exchange(),
+                ExchangeKind::Topic,
+                ExchangeDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        Ok((connection, channel))
+    }
+
+    /// Declares `group`'s durable queue, bound to every event it wants, and its dead-letter queue.
+    async fn declare_queue(
+        &self,
+        channel: &Channel,
+        subscription: &Subscription,
+    ) -> Result<String, lapin::Error> {
+        let queue = self.queue(&subscription.group);
+        let dead = format!("{queue}.dead-letter");
+        let durable = QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
+        let mut dead_arguments = FieldTable::default();
+        let mut arguments = FieldTable::default();
+        if !self.inner.namespace.is_empty() {
+            // A namespaced bus is a test's: its queues go away a minute after their last use.
+            for args in [&mut dead_arguments, &mut arguments] {
+                args.insert("x-expires".into(), AMQPValue::LongUInt(60_000));
+            }
+        }
+        channel
+            .queue_declare(&dead, durable, dead_arguments)
+            .await?;
+        // Rejected without requeue → routed by the default exchange to the dead-letter queue.
+        arguments.insert(
+            "x-dead-letter-exchange".into(),
+            AMQPValue::LongString("".into()),
+        );
+        arguments.insert(
+            "x-dead-letter-routing-key".into(),
+            AMQPValue::LongString(dead.as_str().into()),
+        );
+        channel.queue_declare(&queue, durable, arguments).await?;
+        for name in &subscription.events {
+            channel
+                .queue_bind(
+                    &queue,
+                    &self.exchange(),
+                    name,
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await?;
+        }
+        Ok(queue)
+    }
+
+    async fn publish_on(&self, channel: &Channel, batch: &[Envelope]) -> Result<(), lapin::Error> {
+        let mut confirms = Vec::with_capacity(batch.len());
+        for envelope in batch {
+            let confirm = channel
+                .basic_publish(
+                    &self.exchange(),
+                    &envelope.name,
+                    BasicPublishOptions::default(),
+                    envelope.payload.as_bytes(),
+                    properties(envelope),
+                )
+                .await?;
+            confirms.push(confirm);
+        }
+        for confirm in confirms {
+            if confirm.await?.is_nack() {
+                return Err(lapin::Error::InvalidChannelState(
+                    lapin::ChannelState::Error,
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn properties(envelope: &Envelope) -> BasicProperties {
+    let mut headers = FieldTable::default();
+    headers.insert(
+        EVENT_NAME_HEADER.into(),
+        AMQPValue::LongString(envelope.name.as_str().into()),
+    );
+    headers.insert(
+        KEY_HEADER.into(),
+        AMQPValue::LongString(envelope.key.as_str().into()),
+    );
+    if let Some(trace) = &envelope.trace {
+        headers.insert(
+            TRACE_HEADER.into(),
+            AMQPValue::LongString(trace.as_str().into()),
+        );
+    }
+    BasicProperties::default()
+        .with_content_type("application/json".into())
+        .with_delivery_mode(2)
+        .with_message_id(envelope.id.as_str().into())
+        .with_timestamp(envelope.occurred_at.timestamp().max(0) as u64)
+        .with_headers(headers)
+}
+
+fn header(properties: &BasicProperties, name: &str) -> Option<String> {
+    match properties.headers().as_ref()?.inner().get(name)? {
+        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        AMQPValue::ShortString(s) => Some(s.as_str().to_owned()),
+        _ => None,
+    }
+}
+
+/// The envelope of a delivery; a message from a publisher that set no message id (the
+/// reference's) gets one, so it is applied but cannot be recognised if redelivered.
+fn envelope_of(delivery: &lapin::message::Delivery) -> Envelope {
+    let p = &delivery.properties;
+    let name =
+        header(p, EVENT_NAME_HEADER).unwrap_or_else(|| delivery.routing_key.as_str().to_owned());
+    Envelope {
+        id: p
+            .message_id()
+            .as_ref()
+            .map(ShortString::to_string)
+            .unwrap_or_else(|| uuid_like(delivery)),
+        key: header(p, KEY_HEADER).unwrap_or_default(),
+        occurred_at: p
+            .timestamp()
+            .and_then(|t| DateTime::<Utc>::from_timestamp(t as i64, 0))
+            .unwrap_or_else(Utc::now),
+        trace: header(p, TRACE_HEADER),
+        payload: String::from_utf8_lossy(&delivery.data).into_owned(),
+        name,
+    }
+}
+
+fn uuid_like(delivery: &lapin::message::Delivery) -> String {
+    format!(
+        "amqp-{}-{}",
+        Utc::now().timestamp_nanos_opt().unwrap_or(0),
+        delivery.delivery_tag
+    )
+}
+
+#[async_trait]
+impl Bus for AmqpBus {
+    async fn publish(&self, batch: &[Envelope]) -> Result<(), BusError> {
+        let mut publisher = self.inner.publisher.lock().await;
+        if publisher.is_none() {
+            let (connection, channel) = self.connect().await.map_err(unavailable)?;
+            channel
+                .confirm_select(ConfirmSelectOptions::default())
+                .await
+                .map_err(unavailable)?;
+            *publisher = Some((connection, channel));
+        }
+        let Some((_, channel)) = publisher.as_ref() else {
+            return Err(BusError::Unavailable("no channel".into()));
+        };
+        let result = self.publish_on(channel, batch).await;
+        if result.is_err() {
+            // Reconnect on the next publish; the relay publishes this batch again.
+            *publisher = None;
+        }
+        result.map_err(unavailable)
+    }
+
+    async fn declare(&self, subscription: &Subscription) -> Result<(), BusError> {
+        let (connection, channel) = self.connect().await.map_err(unavailable)?;
+        let declared = self.declare_queue(&channel, subscription).await;
+        let _ = connection.close(200, "declared").await;
+        declared.map(|_| ()).map_err(unavailable)
+    }
+
+    fn subscribe(
+        &self,
+        subscription: Subscription,
+        handler: Arc<dyn Handler>,
+        shutdown: CancellationToken,
+    ) -> JoinHandle<()> {
+        let bus = self.clone();
+        tokio::spawn(async move {
+            let mut failures = 0u32;
+            while !shutdown.is_cancelled() {
+                match bus
+                    .consume(&subscription, handler.as_ref(), &shutdown)
+                    .await
+                {
+                    Ok(()) => break,
+                    Err(error) => {
+                        failures += 1;
+                        tracing::warn!(group = %subscription.group, %error, "AMQP consumer lost its broker; reconnecting");
+                        tokio::select! {
+                            _ = tokio::time::sleep(backoff(failures)) => {}
+                            _ = shutdown.cancelled() => {}
+                        }
+                    }
+                }
+            }
+        })
+    }
+
+    async fn check(&self) -> Result<(), String> {
+        let connected = self
+            .inner
+            .publisher
+            .lock()
+            .await
+            .as_ref()
+            .is_some_and(|(c, _)| c.status().connected());
+        if connected {
+            return Ok(());
+        }
+        match Connection::connect(&self.inner.url, ConnectionProperties::default()).await {
+            Ok(connection) => {
+                let _ = connection.close(200, "readiness check").await;
+                Ok(())
+            }
+            Err(e) => Err(format!("RabbitMQ: {e}")),
+        }
+    }
+}
+
+fn unavailable(e: lapin::Error) -> BusError {
+    BusError::Unavailable(format!("RabbitMQ: {e}"))
+}
+
+impl AmqpBus {
+    /// Delivers until `shutdown` (Ok) or until the connection fails (Err).
+    async fn consume(
+        &self,
+        subscription: &Subscription,
+        handler: &dyn Handler,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<()> {
+        let group = subscription.group.as_str();
+        let (connection, channel) = self.connect().await?;
+        let queue = self.declare_queue(&channel, subscription).await?;
+        channel
+            .basic_qos(PREFETCH, BasicQosOptions::default())
+            .await?;
+        let mut consumer = channel
+            .basic_consume(
+                &queue,
+                "",
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        let mut attempts: HashMap<String, u32> = HashMap::new();
+        let mut failures = 0u32;
+        loop {
+            let first = tokio::select! {
+                next = consumer.next() => next,
+                _ = shutdown.cancelled() => {
+                    // Unacknowledged deliveries go back to the queue when the channel closes.
+                    let _ = connection.close(200, "shutting down").await;
+                    return Ok(());
+                }
+            };
+            let Some(first) = first else {
+                anyhow::bail!("the broker ended the consumer");
+            };
+            let mut deliveries = vec![first?];
+            while deliveries.len() < PREFETCH as usize {
+                match consumer.next().now_or_never() {
+                    Some(Some(Ok(delivery))) => deliveries.push(delivery),
+                    _ => break,
+                }
+            }
+            let envelopes: Vec<Envelope> = deliveries.iter().map(envelope_of).collect();
+            let outcomes = match handler.handle(&envelopes).await {
+                Ok(outcomes) => {
+                    failures = 0;
+                    outcomes
+                }
+                Err(error) => {
+                    failures += 1;
+                    tracing::warn!(group, %error, "consumer cannot apply events; will retry");
+                    Vec::new()
+                }
+            };
+            let mut retry = false;
+            for (i, (delivery, envelope)) in deliveries.iter().zip(&envelopes).enumerate() {
+                let outcome = outcomes
+                    .get(i)
+                    .cloned()
+                    .unwrap_or_else(|| Outcome::Retry("not handled".into()));
+                let outcome = match outcome {
+                    Outcome::Retry(error) => {
+                        let n = attempts.entry(envelope.id.clone()).or_insert(0);
+                        *n += 1;
+                        if *n >= MAX_ATTEMPTS {
+                            attempts.remove(&envelope.id);
+                            Outcome::Poison(format!("kept failing: {error}"))
+                        } else {
+                            Outcome::Retry(error)
+                        }
+                    }
+                    other => other,
+                };
+                if i < outcomes.len() {
+                    record_outcome(group, &envelope.name, &outcome);
+                }
+                match outcome {
+                    Outcome::Applied | Outcome::Duplicate => {
+                        attempts.remove(&envelope.id);
+                        delivery.acker.ack(BasicAckOptions::default()).await?;
+                    }
+                    Outcome::Poison(error) => {
+                        tracing::error!(group, id = %envelope.id, name = %envelope.name, %error, "dead-lettering a message that cannot be applied");
+                        delivery
+                            .acker
+                            .nack(BasicNackOptions {
+                                requeue: false,
+                                ..Default::default()
+                            })
+                            .await?;
+                    }
+                    Outcome::Retry(_) => {
+                        retry = true;
+                        delivery
+                            .acker
+                            .nack(BasicNackOptions {
+                                requeue: true,
+                                ..Default::default()
+                            })
+                            .await?;
+                    }
+                }
+            }
+            if retry {
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff(failures.max(1))) => {}
+                    _ = shutdown.cancelled() => {}
+                }
+            }
+        }
+    }
+}
