@@ -12,6 +12,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 use bus::Bus;
+use bus::amqp::AmqpBus;
 use bus::embedded::EmbeddedLog;
 use platform::{Auth, Config};
 use serde_json::json;
@@ -91,20 +92,26 @@ fn open_stores(config: &Config, roles: &[Role]) -> anyhow::Result<Stores> {
 }
 
 /// The bus from `broker.url`: `embedded` (a log in `data_dir/bus.db`, shared by every process
-/// using that folder) or `embedded:PATH`.
-fn open_bus(config: &Config) -> anyhow::Result<EmbeddedLog> {
+/// using that folder), `embedded:PATH`, or `amqp://…` (RabbitMQ; not contacted until used, so a
+/// service starts while its broker is still down).
+fn open_bus(config: &Config) -> anyhow::Result<Arc<dyn Bus>> {
     let url = config.broker.url.as_str();
+    if url.starts_with("amqp://") || url.starts_with("amqps://") {
+        return Ok(Arc::new(AmqpBus::with_namespace(
+            url,
+            &config.broker.namespace,
+        )));
+    }
     let path = if url == "embedded" {
         config.data_dir.join("bus.db")
     } else if let Some(path) = url.strip_prefix("embedded:").filter(|p| !p.is_empty()) {
         PathBuf::from(path.trim_start_matches("//"))
     } else {
-        bail!(
-            "broker URL {url:?} is not supported by this build: only the embedded log is available yet"
-        );
+        bail!("broker URL {url:?} is not supported by this build: use embedded or amqp://");
     };
-    EmbeddedLog::open(&path)
-        .with_context(|| format!("cannot open the embedded log {}", path.display()))
+    let log = EmbeddedLog::open(&path)
+        .with_context(|| format!("cannot open the embedded log {}", path.display()))?;
+    Ok(Arc::new(log))
 }
 
 /// The token secret: configured, or generated once into `data_dir/jwt-secret` so that every
@@ -162,11 +169,10 @@ fn names(roles: &[Role]) -> String {
 
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let roles = Role::parse_list(&config.roles)?;
+    let bus = open_bus(&config)?;
     let listener = platform::http::bind("listen", &config.listen).await?;
     let metrics_listener = platform::http::bind("metrics_listen", &config.metrics_listen).await?;
     let auth = Arc::new(Auth::new(&jwt_secret(&config)?, config.auth.token_ttl_secs));
-    let log = open_bus(&config)?;
-    let bus: Arc<dyn Bus> = Arc::new(log.clone());
     let stores = open_stores(&config, &roles)?;
 
     if let (Some(users), Some(email), Some(password)) = (
@@ -224,9 +230,49 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     // waits for it (see `sqlite::Db`).
     drop(stores);
     drop(bus);
-    log.close();
     tracing::info!("stopped");
     served
+}
+
+/// Every consumer group of the system, whichever process runs it.
+fn all_subscriptions() -> [bus::Subscription; 2] {
+    [events::subscription(), bookings::subscription()]
+}
+
+/// Starts the outbox relays once the broker keeps every consumer group's events (RabbitMQ drops
+/// what it cannot route, so a group's queue must exist before anything is published for it).
+/// Until then, and while the broker is down, committed events wait in the outboxes.
+fn start_relays(
+    outboxes: Vec<(&'static str, Arc<dyn bus::Outbox>)>,
+    bus: Arc<dyn Bus>,
+    background: CancellationToken,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut failures = 0u32;
+        'declare: loop {
+            for subscription in all_subscriptions() {
+                if let Err(error) = bus.declare(&subscription).await {
+                    failures += 1;
+                    tracing::warn!(%error, "cannot prepare the broker yet; will retry");
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(200 * u64::from(failures.min(25)))) => {}
+                        _ = background.cancelled() => return,
+                    }
+                    continue 'declare;
+                }
+            }
+            break;
+        }
+        let relays: Vec<JoinHandle<()>> = outboxes
+            .into_iter()
+            .map(|(service, outbox)| {
+                bus::spawn_relay(service, outbox, bus.clone(), background.clone())
+            })
+            .collect();
+        for relay in relays {
+            let _ = relay.await;
+        }
+    })
 }
 
 /// The routes of every role this process runs, plus health and OpenAPI; starts each role's
@@ -240,12 +286,11 @@ fn start_services(
     let mut router = Router::new();
     let mut openapi = vec![health_openapi()];
     let mut tasks = Vec::new();
-    let relay =
-        |service, outbox| bus::spawn_relay(service, outbox, bus.clone(), background.clone());
+    let mut outboxes: Vec<(&'static str, Arc<dyn bus::Outbox>)> = Vec::new();
     if let Some(store) = &stores.events {
         router = router.merge(events::router(store.clone()));
         openapi.push(events::openapi());
-        tasks.push(relay("events", store.outbox()));
+        outboxes.push(("events", store.outbox()));
         let consumer = Arc::new(events::SalesConsumer(store.clone()));
         tasks.push(bus.subscribe(events::subscription(), consumer, background.clone()));
     }
@@ -253,7 +298,7 @@ fn start_services(
         let max_seats = config.bookings.max_seats_per_booking;
         router = router.merge(bookings::router(store.clone(), max_seats));
         openapi.push(bookings::openapi());
-        tasks.push(relay("bookings", store.outbox()));
+        outboxes.push(("bookings", store.outbox()));
         let consumer = Arc::new(bookings::InventoryConsumer(store.clone()));
         tasks.push(bus.subscribe(bookings::subscription(), consumer, background.clone()));
     }
@@ -265,8 +310,9 @@ fn start_services(
             lockout,
         ));
         openapi.push(users::openapi());
-        tasks.push(relay("users", store.outbox()));
+        outboxes.push(("users", store.outbox()));
     }
+    tasks.push(start_relays(outboxes, bus.clone(), background.clone()));
     let document = Arc::new(platform::openapi::document(&openapi));
     let readiness = Readiness {
         stores: stores.clone(),

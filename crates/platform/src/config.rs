@@ -97,8 +97,10 @@ pub struct Bookings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Broker {
-    /// `embedded` (a log in `data_dir/bus.db`) or `embedded:PATH`.
+    /// `embedded` (a log in `data_dir/bus.db`), `embedded:PATH`, or `amqp://user:pass@host/vhost`.
     pub url: String,
+    /// Prefix of the exchange and queue names on a shared broker (tests use one of their own).
+    pub namespace: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -183,6 +185,7 @@ impl Default for Broker {
     fn default() -> Self {
         Self {
             url: "embedded".into(),
+            namespace: String::new(),
         }
     }
 }
@@ -237,6 +240,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "bookings.max_seats_per_booking",
     ),
     ("MYEVENTS_BROKER_URL", "broker.url"),
+    ("MYEVENTS_BROKER_NAMESPACE", "broker.namespace"),
     ("MYEVENTS_STORAGE_URL", "storage.url"),
     ("MYEVENTS_EVENTS_STORAGE_URL", "storage.events_url"),
     ("MYEVENTS_BOOKINGS_STORAGE_URL", "storage.bookings_url"),
@@ -324,6 +328,7 @@ impl Config {
                     u32::try_from(number(&value)?).map_err(|_| bad("too large".into()))?
             }
             "MYEVENTS_BROKER_URL" => self.broker.url = value.clone(),
+            "MYEVENTS_BROKER_NAMESPACE" => self.broker.namespace = value.clone(),
             "MYEVENTS_EVENTS_STORAGE_URL" => self.storage.events_url = Some(value.clone()),
             "MYEVENTS_BOOKINGS_STORAGE_URL" => self.storage.bookings_url = Some(value.clone()),
             "MYEVENTS_USERS_STORAGE_URL" => self.storage.users_url = Some(value.clone()),

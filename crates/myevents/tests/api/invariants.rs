@@ -267,6 +267,109 @@ async fn redelivering_every_event_changes_nothing() {
     assert_eq!(after, before);
 }
 
+/// Events, bookings and users each in a process of its own, each with its own data folder,
+/// connected only by `broker`: admin sign-in → location → event → booking → sold out → customer
+/// cancel → event cancel cascading to every booking.
+async fn one_process_per_service(broker: &[(&str, &str)]) {
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let secret = ("MYEVENTS_JWT_SECRET", "one-secret-for-every-service");
+    let start = |dir: &tempfile::TempDir, role: &'static str| {
+        let mut env = vec![("MYEVENTS_ROLES", role), secret];
+        env.extend_from_slice(broker);
+        let path = dir.path().to_owned();
+        async move { TestServer::start_in(&path, &env).await }
+    };
+    let users = start(&dirs[0], "users").await;
+    let events = start(&dirs[1], "events").await;
+    let bookings = start(&dirs[2], "bookings").await;
+
+    let admin = users.admin_token().await;
+    let ann = users.customer("ann@example.com").await;
+    let location = events.create_location(&admin, 3).await;
+    let r = events
+        .post("/events", Some(&admin),
+              json!({"Name": "Split", "StartDate": 1, "EndDate": 2, "Location": {"ID": location["ID"]}, "Hall": "Main"}))
+        .await;
+    let event = body(r).await["ID"].as_str().unwrap().to_owned();
+    bookings.wait_bookable(&event).await;
+
+    let path = format!("/events/{event}/bookings");
+    let mine = bookings.post(&path, Some(&ann), json!({"seats": 1})).await;
+    assert_eq!(mine.status(), StatusCode::CREATED);
+    let mine = body(mine).await;
+    assert_eq!(
+        bookings.book(&event, 2, "g@example.com").await.status(),
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        bookings.book(&event, 1, "h@example.com").await.status(),
+        StatusCode::CONFLICT,
+        "sold out"
+    );
+
+    let mine_path = format!("/bookings/{}", mine["ID"].as_str().unwrap());
+    let cancelled = bookings.delete(&mine_path, Some(&ann)).await;
+    assert_eq!(body(cancelled).await["Status"], "cancelled");
+    assert_eq!(bookings.available(&event).await, 1);
+
+    assert_eq!(
+        events
+            .delete(&format!("/events/{event}"), Some(&admin))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    eventually(
+        "every booking of the cancelled event is event_cancelled",
+        || async {
+            let list = body(
+                bookings
+                    .get(&format!("/bookings?event={event}"), Some(&admin))
+                    .await,
+            )
+            .await;
+            let mut statuses: Vec<&str> = list
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|b| b["Status"].as_str().unwrap())
+                .collect();
+            statuses.sort_unstable();
+            // Ann's, which she cancelled, and the guest's, which went with the event.
+            statuses == ["cancelled", "event_cancelled"]
+        },
+    )
+    .await;
+    let sales = format!("/events/{event}/sales");
+    eventually(
+        "the events service saw every booking and cancellation",
+        || async {
+            body(events.get(&sales, Some(&admin)).await).await
+                == json!({"EventID": event, "SeatsSold": 0, "Bookings": 2, "Cancellations": 2})
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_process_per_service_over_the_embedded_log() {
+    let shared = tempfile::tempdir().unwrap();
+    let url = format!("embedded:{}", shared.path().join("bus.db").display());
+    one_process_per_service(&[("MYEVENTS_BROKER_URL", &url)]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_process_per_service_over_rabbitmq() {
+    let url = std::env::var("MYEVENTS_TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned());
+    let namespace = format!("e2e-{}.", std::process::id());
+    one_process_per_service(&[
+        ("MYEVENTS_BROKER_URL", &url),
+        ("MYEVENTS_BROKER_NAMESPACE", &namespace),
+    ])
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn services_in_separate_processes_talk_through_the_embedded_log() {
     let dir = tempfile::tempdir().unwrap();

@@ -198,6 +198,8 @@ async fn https_is_served_beside_http_with_a_generated_certificate() {
 
 fn run(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
     let out = Command::new(binary())
+        .env("MYEVENTS_LISTEN", "127.0.0.1:0")
+        .env("MYEVENTS_METRICS_LISTEN", "127.0.0.1:0")
         .args(args)
         .envs(env.iter().copied())
         .output()
@@ -240,11 +242,9 @@ fn bad_configuration_is_an_error_that_names_it() {
     );
     let (ok, text) = run(&["serve", "--role", "events,tickets"], &[]);
     assert!(!ok && text.contains("tickets"), "{text}");
-    let (ok, text) = run(
-        &["serve"],
-        &[("AMQP_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672")],
-    );
-    assert!(!ok && text.contains("amqp://"), "{text}");
+    // Kafka is not built in yet: the reference's variable selects it and the start says so.
+    let (ok, text) = run(&["serve"], &[("KAFKA_BROKERS", "127.0.0.1:9092")]);
+    assert!(!ok && text.contains("kafka://"), "{text}");
 }
 
 #[tokio::test]
@@ -373,4 +373,45 @@ async fn a_role_subset_serves_only_its_routes() {
     let doc = body(s.get("/openapi.json", None).await).await;
     assert!(doc["paths"]["/bookings"].is_null());
     assert!(doc["paths"]["/events"].is_object());
+}
+
+#[tokio::test]
+async fn a_service_starts_without_its_broker_and_says_why_it_is_not_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut child = Command::new(binary())
+        .arg("serve")
+        .env("MYEVENTS_LISTEN", format!("127.0.0.1:{port}"))
+        .env(
+            "MYEVENTS_METRICS_LISTEN",
+            format!("127.0.0.1:{}", free_port()),
+        )
+        .env("MYEVENTS_DATA_DIR", dir.path())
+        // The reference's variable; nothing listens on port 1.
+        .env("AMQP_BROKER_URL", "amqp://guest:guest@127.0.0.1:1/%2f")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    eventually("the process is live", || async {
+        client
+            .get(format!("{base}/health/live"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == StatusCode::OK)
+    })
+    .await;
+    let r = client
+        .get(format!("{base}/health/ready"))
+        .send()
+        .await
+        .unwrap();
+    let answer = assert_error(r, StatusCode::SERVICE_UNAVAILABLE).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        answer["error"].as_str().unwrap().contains("RabbitMQ"),
+        "{answer}"
+    );
 }
