@@ -25,3 +25,10 @@ ensure_rabbitmq() {
   echo "RabbitMQ did not start within 120 s" >&2
   return 1
 }
+
+# The interoperability test talks to RabbitMQ through Python's pika, as a foreign client would.
+ensure_pika() {
+  python3 -c 'import pika' 2>/dev/null && return 0
+  echo "installing pika (PyPI)"
+  python3 -m pip install -q --disable-pip-version-check pika
+}

@@ -4,6 +4,7 @@
 mod bookings;
 mod events;
 mod helpers;
+mod interop;
 mod invariants;
 mod serving;
 mod users;
