@@ -89,10 +89,6 @@ impl EmbeddedLog {
         Ok(Self { db })
     }
 
-    pub fn close(&self) {
-        self.db.close();
-    }
-
     pub async fn dead_letters(&self) -> Result<Vec<DeadLetter>, DbError> {
         self.db
             .read(|c| {

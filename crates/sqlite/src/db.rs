@@ -194,18 +194,7 @@ impl Db {
 
     /// Stops taking writes, lets the writer finish what is queued, and waits for it.
     pub fn close(&self) {
-        if let Ok(mut writer) = self.inner.writer.lock() {
-            writer.take();
-        }
-        let thread = self
-            .inner
-            .writer_thread
-            .lock()
-            .ok()
-            .and_then(|mut t| t.take());
-        if let Some(thread) = thread {
-            let _ = thread.join();
-        }
+        self.inner.stop_writer();
     }
 }
 
@@ -213,6 +202,12 @@ impl Drop for Inner {
     /// The last handle gone: the writer finishes what is queued, and we wait for it, so that a
     /// process that drops its stores before exiting has written everything it answered for.
     fn drop(&mut self) {
+        self.stop_writer();
+    }
+}
+
+impl Inner {
+    fn stop_writer(&self) {
         if let Ok(mut writer) = self.writer.lock() {
             writer.take();
         }
@@ -220,9 +215,7 @@ impl Drop for Inner {
             let _ = thread.join();
         }
     }
-}
 
-impl Inner {
     fn take_reader(&self) -> Result<Connection, DbError> {
         let pooled = self.readers.lock().map_err(|_| DbError::Closed)?.pop();
         match pooled {
