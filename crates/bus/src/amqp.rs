@@ -204,7 +204,7 @@ fn envelope_of(delivery: &lapin::message::Delivery) -> Envelope {
             .message_id()
             .as_ref()
             .map(ShortString::to_string)
-            .unwrap_or_else(|| uuid_like(delivery)),
+            .unwrap_or_else(|| uuid::Uuid::now_v7().to_string()),
         key: header(p, KEY_HEADER).unwrap_or_default(),
         occurred_at: p
             .timestamp()
@@ -214,14 +214,6 @@ fn envelope_of(delivery: &lapin::message::Delivery) -> Envelope {
         payload: String::from_utf8_lossy(&delivery.data).into_owned(),
         name,
     }
-}
-
-fn uuid_like(delivery: &lapin::message::Delivery) -> String {
-    format!(
-        "amqp-{}-{}",
-        Utc::now().timestamp_nanos_opt().unwrap_or(0),
-        delivery.delivery_tag
-    )
 }
 
 #[async_trait]

@@ -22,7 +22,7 @@ use contracts::{DomainEvent, Envelope};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use relay::{Outbox, SqliteOutbox, spawn_relay};
+pub use relay::{Outbox, SqliteOutbox, backoff, spawn_relay};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {

@@ -182,7 +182,7 @@ impl Relay {
     }
 }
 
-/// 100 ms, 200 ms, … up to 5 s.
-pub(crate) fn backoff(failures: u32) -> Duration {
+/// How long to wait after `failures` failures in a row: 100 ms, 200 ms, … up to 5 s.
+pub fn backoff(failures: u32) -> Duration {
     Duration::from_millis(100u64.saturating_mul(1 << failures.min(6)).min(5_000))
 }

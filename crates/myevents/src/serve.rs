@@ -255,7 +255,7 @@ fn start_relays(
                     failures += 1;
                     tracing::warn!(%error, "cannot prepare the broker yet; will retry");
                     tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_millis(200 * u64::from(failures.min(25)))) => {}
+                        _ = tokio::time::sleep(bus::backoff(failures)) => {}
                         _ = background.cancelled() => return,
                     }
                     continue 'declare;
