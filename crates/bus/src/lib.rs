@@ -12,8 +12,10 @@ pub mod amqp;
 pub mod conformance;
 pub mod embedded;
 pub mod inbox;
+pub mod kafka;
 mod metrics;
 pub mod relay;
+pub mod sqs;
 
 use std::sync::Arc;
 

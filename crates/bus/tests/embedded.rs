@@ -34,3 +34,19 @@ async fn a_poison_message_is_parked_and_the_rest_flow() {
     assert_eq!(parked.len(), 1);
     assert_eq!(parked[0].consumer, "poison");
 }
+
+/// The embedded log has no server: its "restart" is every handle closing and the file being
+/// opened again, which `open` does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_restart_loses_nothing_published_around_it() {
+    let dir = tempfile::tempdir().unwrap();
+    conformance::a_broker_restart_loses_nothing_published_around_it(log_at(&dir), || async {})
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_waiting_in_the_broker_survive_its_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    conformance::messages_waiting_in_the_broker_survive_its_restart(log_at(&dir), || async {})
+        .await;
+}

@@ -14,6 +14,8 @@ use axum::{Json, Router};
 use bus::Bus;
 use bus::amqp::AmqpBus;
 use bus::embedded::EmbeddedLog;
+use bus::kafka::KafkaBus;
+use bus::sqs::SqsBus;
 use platform::{Auth, Config};
 use serde_json::json;
 use tokio::task::JoinHandle;
@@ -102,12 +104,28 @@ fn open_bus(config: &Config) -> anyhow::Result<Arc<dyn Bus>> {
             &config.broker.namespace,
         )));
     }
+    if let Some(brokers) = url.strip_prefix("kafka://") {
+        if brokers.is_empty() {
+            bail!("broker URL {url:?} names no Kafka broker: use kafka://host:port[,host:port]");
+        }
+        return Ok(Arc::new(KafkaBus::with_namespace(
+            brokers,
+            &config.broker.namespace,
+        )));
+    }
+    if url.starts_with("sqs://") {
+        let bus = SqsBus::with_namespace(url, &config.broker.namespace)
+            .with_context(|| format!("broker URL {url:?}"))?;
+        return Ok(Arc::new(bus));
+    }
     let path = if url == "embedded" {
         config.data_dir.join("bus.db")
     } else if let Some(path) = url.strip_prefix("embedded:").filter(|p| !p.is_empty()) {
         PathBuf::from(path.trim_start_matches("//"))
     } else {
-        bail!("broker URL {url:?} is not supported by this build: use embedded or amqp://");
+        bail!(
+            "broker URL {url:?} is not supported: use embedded, embedded:PATH, amqp://…, kafka://… or sqs://…"
+        );
     };
     let log = EmbeddedLog::open(&path)
         .with_context(|| format!("cannot open the embedded log {}", path.display()))?;

@@ -371,6 +371,34 @@ async fn one_process_per_service_over_rabbitmq() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_process_per_service_over_kafka() {
+    let brokers = std::env::var("MYEVENTS_TEST_KAFKA_BROKERS")
+        .unwrap_or_else(|_| "127.0.0.1:9092".to_owned());
+    let namespace = format!(
+        "e2e-{}-{}.",
+        std::process::id(),
+        uuid::Uuid::now_v7().simple()
+    );
+    one_process_per_service(&[
+        ("MYEVENTS_BROKER_URL", &format!("kafka://{brokers}")),
+        ("MYEVENTS_BROKER_NAMESPACE", &namespace),
+    ])
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_process_per_service_over_sqs() {
+    let url = std::env::var("MYEVENTS_TEST_SQS_URL")
+        .unwrap_or_else(|_| "sqs://127.0.0.1:5000".to_owned());
+    let namespace = format!("e2e-{}-", uuid::Uuid::now_v7().simple());
+    one_process_per_service(&[
+        ("MYEVENTS_BROKER_URL", &url),
+        ("MYEVENTS_BROKER_NAMESPACE", &namespace),
+    ])
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn services_in_separate_processes_talk_through_the_embedded_log() {
     let dir = tempfile::tempdir().unwrap();
     let front = TestServer::start_in(dir.path(), &[("MYEVENTS_ROLES", "events,users")]).await;
