@@ -88,6 +88,47 @@ pub trait Bus: Send + Sync + 'static {
     async fn check(&self) -> Result<(), String>;
 }
 
+/// Runs a broker consumer for `subscription` until `shutdown`: `consume` delivers until it
+/// returns `Ok` (shut down) or fails (connection lost, broker gone), and after a failure it is
+/// started again after a growing pause. `broker` names it in the log.
+pub(crate) fn keep_consuming<B, F, Fut>(
+    broker: &'static str,
+    bus: B,
+    subscription: Subscription,
+    handler: Arc<dyn Handler>,
+    shutdown: CancellationToken,
+    consume: F,
+) -> JoinHandle<()>
+where
+    B: Send + Sync + 'static,
+    F: Fn(B, Subscription, Arc<dyn Handler>, CancellationToken) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+    B: Clone,
+{
+    tokio::spawn(async move {
+        let mut failures = 0u32;
+        while !shutdown.is_cancelled() {
+            let run = consume(
+                bus.clone(),
+                subscription.clone(),
+                handler.clone(),
+                shutdown.clone(),
+            );
+            match run.await {
+                Ok(()) => break,
+                Err(error) => {
+                    failures += 1;
+                    tracing::warn!(broker, group = %subscription.group, %error, "consumer lost its broker; starting it again");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff(failures)) => {}
+                        _ = shutdown.cancelled() => {}
+                    }
+                }
+            }
+        }
+    })
+}
+
 /// Decodes `batch` and hands the well-formed prefix to `apply`, which returns one outcome per
 /// event it was given (or a prefix ending in `Retry`). A message that cannot be decoded ends the
 /// prefix and is reported as `Poison`; what follows it is delivered again by the next batch.

@@ -590,26 +590,18 @@ impl Bus for SqsBus {
         handler: Arc<dyn Handler>,
         shutdown: CancellationToken,
     ) -> JoinHandle<()> {
-        let bus = self.clone();
-        tokio::spawn(async move {
-            let mut failures = 0u32;
-            while !shutdown.is_cancelled() {
-                match bus
-                    .consume(&subscription, handler.as_ref(), &shutdown)
+        crate::keep_consuming(
+            "SQS",
+            self.clone(),
+            subscription,
+            handler,
+            shutdown,
+            |bus, subscription, handler, shutdown| async move {
+                bus.consume(&subscription, handler.as_ref(), &shutdown)
                     .await
-                {
-                    Ok(()) => break,
-                    Err(error) => {
-                        failures += 1;
-                        tracing::warn!(group = %subscription.group, %error, "SQS consumer failed; declaring its queue again");
-                        tokio::select! {
-                            _ = tokio::time::sleep(backoff(failures)) => {}
-                            _ = shutdown.cancelled() => {}
-                        }
-                    }
-                }
-            }
-        })
+                    .map_err(anyhow::Error::msg)
+            },
+        )
     }
 
     async fn check(&self) -> Result<(), String> {
