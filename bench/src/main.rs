@@ -447,9 +447,12 @@ async fn create_event(
         "Name": format!("Propagation {n}"), "StartDate": 1_900_000_000, "EndDate": 1_900_003_600,
         "Location": {"ID": location}, "Hall": "Main"
     });
+    // A connection takes a moment to be ready for the next request after an answer.
+    sender.ready().await?;
     let response = sender
         .send_request(request(Method::POST, "/events", Some(token), Some(&body)))
-        .await?;
+        .await
+        .context("POST /events")?;
     let answered = Instant::now();
     let status = response.status();
     let bytes = response.into_body().collect().await?.to_bytes();
@@ -465,9 +468,11 @@ async fn create_event(
 
 async fn bookable(sender: &mut SendRequest<Full<Bytes>>, event: &str) -> anyhow::Result<bool> {
     let path = format!("/events/{event}/availability");
+    sender.ready().await?;
     let response = sender
         .send_request(request(Method::GET, &path, None, None))
-        .await?;
+        .await
+        .context("GET availability")?;
     let status = response.status();
     response.into_body().collect().await?;
     Ok(status == StatusCode::OK)
