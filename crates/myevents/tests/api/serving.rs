@@ -242,9 +242,26 @@ fn bad_configuration_is_an_error_that_names_it() {
     );
     let (ok, text) = run(&["serve", "--role", "events,tickets"], &[]);
     assert!(!ok && text.contains("tickets"), "{text}");
-    // Kafka is not built in yet: the reference's variable selects it and the start says so.
-    let (ok, text) = run(&["serve"], &[("KAFKA_BROKERS", "127.0.0.1:9092")]);
-    assert!(!ok && text.contains("kafka://"), "{text}");
+    // A broker this build does not know, or the reference's Kafka variable naming no broker,
+    // is refused with the forms that work.
+    let (ok, text) = run(
+        &["serve"],
+        &[("MYEVENTS_BROKER_URL", "nats://127.0.0.1:4222")],
+    );
+    assert!(
+        !ok && text.contains("kafka://") && text.contains("sqs://"),
+        "{text}"
+    );
+    let (ok, text) = run(&["serve"], &[("KAFKA_BROKERS", " ")]);
+    assert!(!ok && text.contains("names no Kafka broker"), "{text}");
+    let (ok, text) = run(
+        &["serve"],
+        &[("MYEVENTS_BROKER_URL", "sqs://127.0.0.1:5000?zone=x")],
+    );
+    assert!(
+        !ok && text.contains("sqs://127.0.0.1:5000?zone=x"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
