@@ -21,6 +21,13 @@ wait_port() { # port seconds name
   return 1
 }
 
+# Building librdkafka (the Kafka client) from source needs cmake.
+ensure_build_tools() {
+  command -v cmake >/dev/null 2>&1 && return 0
+  echo "installing cmake (Debian package), needed to build librdkafka"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cmake >/dev/null
+}
+
 ensure_rabbitmq() {
   if port_open 5672; then
     echo "RabbitMQ answers on 127.0.0.1:5672; reusing it"
