@@ -6,7 +6,6 @@
 //! Both sides reconnect with backoff when the broker goes away: the publisher on its next
 //! publish (the outbox keeps what was committed meanwhile), the consumer in its loop.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -28,8 +27,6 @@ use crate::relay::backoff;
 use crate::{Bus, BusError, Handler, Outcome, Subscription};
 
 const PREFETCH: u16 = 256;
-/// A message that asks to be retried this many times in a row is dead-lettered.
-const MAX_ATTEMPTS: u32 = 20;
 const EVENT_NAME_HEADER: &str = "x-event-name";
 const KEY_HEADER: &str = "x-entity-key";
 const TRACE_HEADER: &str = "traceparent";
@@ -312,7 +309,7 @@ impl AmqpBus {
                 FieldTable::default(),
             )
             .await?;
-        let mut attempts: HashMap<String, u32> = HashMap::new();
+        let mut attempts = crate::Attempts::default();
         let mut failures = 0u32;
         loop {
             let first = tokio::select! {
@@ -351,25 +348,12 @@ impl AmqpBus {
                     .get(i)
                     .cloned()
                     .unwrap_or_else(|| Outcome::Retry("not handled".into()));
-                let outcome = match outcome {
-                    Outcome::Retry(error) => {
-                        let n = attempts.entry(envelope.id.clone()).or_insert(0);
-                        *n += 1;
-                        if *n >= MAX_ATTEMPTS {
-                            attempts.remove(&envelope.id);
-                            Outcome::Poison(format!("kept failing: {error}"))
-                        } else {
-                            Outcome::Retry(error)
-                        }
-                    }
-                    other => other,
-                };
+                let outcome = attempts.settle(&envelope.id, outcome);
                 if i < outcomes.len() {
                     record_outcome(group, &envelope.name, &outcome);
                 }
                 match outcome {
                     Outcome::Applied | Outcome::Duplicate => {
-                        attempts.remove(&envelope.id);
                         delivery.acker.ack(BasicAckOptions::default()).await?;
                     }
                     Outcome::Poison(error) => {

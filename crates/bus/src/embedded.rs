@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::metrics::{CONSUMER_LAG, record_outcome};
 use crate::relay::{GATHER, backoff};
-use crate::{Bus, BusError, Handler, Outcome, Subscription};
+use crate::{Bus, BusError, Handler, MAX_ATTEMPTS, Outcome, Subscription};
 
 const MIGRATION: &str = "
 CREATE TABLE IF NOT EXISTS log (
@@ -52,8 +52,6 @@ const BATCH: usize = 256;
 const POLL: Duration = Duration::from_millis(25);
 /// How often a consumer group writes down how far it has read.
 const SAVE_POSITION_EVERY: Duration = Duration::from_secs(1);
-/// A message that asks to be retried this many times in a row is parked.
-const MAX_ATTEMPTS: u32 = 20;
 
 /// What a consumer read: its messages, and how far the log was scanned for them.
 struct Slice {

@@ -38,8 +38,6 @@ use crate::{Bus, BusError, Handler, Outcome, Subscription};
 const PARTITIONS: i32 = 3;
 /// Most messages handed to a handler at once.
 const BATCH: usize = 256;
-/// A message that asks to be retried this many times in a row is dead-lettered.
-const MAX_ATTEMPTS: u32 = 20;
 /// How long a send may wait for the broker before it fails (the relay then tries again).
 const SEND_TIMEOUT_MS: &str = "10000";
 const ID_HEADER: &str = "message-id";
@@ -351,7 +349,7 @@ impl KafkaBus {
         let consumer = self.consumer(group)?;
         consumer.subscribe(&[&topic])?;
         let wanted: HashSet<&str> = subscription.events.iter().copied().collect();
-        let mut attempts: HashMap<String, u32> = HashMap::new();
+        let mut attempts = crate::Attempts::default();
         let mut failures = 0u32;
         loop {
             let first = tokio::select! {
@@ -394,28 +392,17 @@ impl KafkaBus {
             let mut retry = false;
             for (n, &i) in handed.iter().enumerate() {
                 let envelope = &envelopes[i];
-                let outcome = match outcomes.get(n).cloned() {
-                    None => Outcome::Retry("not handled".into()),
-                    Some(Outcome::Retry(error)) => {
-                        let count = attempts.entry(envelope.id.clone()).or_insert(0);
-                        *count += 1;
-                        if *count >= MAX_ATTEMPTS {
-                            Outcome::Poison(format!("kept failing: {error}"))
-                        } else {
-                            Outcome::Retry(error)
-                        }
-                    }
-                    Some(other) => other,
-                };
+                let outcome = outcomes
+                    .get(n)
+                    .cloned()
+                    .unwrap_or_else(|| Outcome::Retry("not handled".into()));
+                let outcome = attempts.settle(&envelope.id, outcome);
                 if n < outcomes.len() {
                     record_outcome(group, &envelope.name, &outcome);
                 }
                 match outcome {
-                    Outcome::Applied | Outcome::Duplicate => {
-                        attempts.remove(&envelope.id);
-                    }
+                    Outcome::Applied | Outcome::Duplicate => {}
                     Outcome::Poison(error) => {
-                        attempts.remove(&envelope.id);
                         tracing::error!(group, id = %envelope.id, name = %envelope.name, %error, "dead-lettering a message that cannot be applied");
                         let parked = self
                             .send(

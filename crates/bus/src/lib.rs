@@ -88,6 +88,37 @@ pub trait Bus: Send + Sync + 'static {
     async fn check(&self) -> Result<(), String>;
 }
 
+/// A message that asks to be retried this many times in a row is parked as poison.
+pub const MAX_ATTEMPTS: u32 = 20;
+
+/// Counts the retries of each message for brokers that redeliver without counting them
+/// (RabbitMQ, Kafka), so that a message that keeps failing is parked rather than retried forever.
+#[derive(Default)]
+pub(crate) struct Attempts(std::collections::HashMap<String, u32>);
+
+impl Attempts {
+    /// What to do with message `id` given the handler's `outcome`: a retry asked for the
+    /// [`MAX_ATTEMPTS`]-th time becomes poison; any other outcome forgets the count.
+    pub(crate) fn settle(&mut self, id: &str, outcome: Outcome) -> Outcome {
+        match outcome {
+            Outcome::Retry(error) => {
+                let count = self.0.entry(id.to_owned()).or_insert(0);
+                *count += 1;
+                if *count >= MAX_ATTEMPTS {
+                    self.0.remove(id);
+                    Outcome::Poison(format!("kept failing: {error}"))
+                } else {
+                    Outcome::Retry(error)
+                }
+            }
+            other => {
+                self.0.remove(id);
+                other
+            }
+        }
+    }
+}
+
 /// Runs a broker consumer for `subscription` until `shutdown`: `consume` delivers until it
 /// returns `Ok` (shut down) or fails (connection lost, broker gone), and after a failure it is
 /// started again after a growing pause. `broker` names it in the log.

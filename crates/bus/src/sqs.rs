@@ -47,8 +47,7 @@ use crate::metrics::record_outcome;
 use crate::relay::backoff;
 use crate::{Bus, BusError, Handler, Outcome, Subscription};
 
-/// A message that asks to be retried this many times in a row is dead-lettered.
-pub const MAX_ATTEMPTS: u32 = 20;
+pub use crate::MAX_ATTEMPTS;
 /// After this many receives SQS itself moves a message to the dead-letter queue: a safety net for
 /// one that crashes its consumer before it can be parked with a reason.
 const MAX_RECEIVES: u32 = MAX_ATTEMPTS + 5;
