@@ -21,11 +21,14 @@ wait_port() { # port seconds name
   return 1
 }
 
-# Building librdkafka (the Kafka client) from source needs cmake.
+# Building librdkafka (the Kafka client) from source needs cmake and libcurl's headers (its
+# OAuth/OIDC support includes curl/curl.h whatever the crate's features say).
 ensure_build_tools() {
-  command -v cmake >/dev/null 2>&1 && return 0
-  echo "installing cmake (Debian package), needed to build librdkafka"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cmake >/dev/null
+  if command -v cmake >/dev/null 2>&1 && compgen -G '/usr/include/*/curl/curl.h' >/dev/null; then
+    return 0
+  fi
+  echo "installing cmake and libcurl4-openssl-dev (Debian packages), needed to build librdkafka"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cmake libcurl4-openssl-dev >/dev/null
 }
 
 ensure_rabbitmq() {

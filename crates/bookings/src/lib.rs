@@ -6,6 +6,7 @@ pub mod domain;
 mod http;
 mod metrics;
 mod openapi;
+pub mod replay;
 pub mod store;
 
 use std::sync::Arc;

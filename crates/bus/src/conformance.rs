@@ -128,6 +128,60 @@ pub async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
     panic!("timed out waiting until {what}");
 }
 
+/// Each entity's message ids in order. The promise is order per entity (Kafka partitions and
+/// SQS message groups interleave different entities freely), so that is what is compared.
+fn per_entity(events: Vec<Envelope>) -> HashMap<String, Vec<String>> {
+    let mut by_key: HashMap<String, Vec<String>> = HashMap::new();
+    for e in events {
+        by_key.entry(e.key).or_default().push(e.id);
+    }
+    by_key
+}
+
+/// A broker with history (`myevents replay`) gives back everything published, each entity's
+/// messages in order, whether or not a consumer has read them, and nothing published after.
+pub async fn the_history_holds_everything_published<B, F>(open: impl Fn() -> F)
+where
+    B: Bus,
+    F: Future<Output = B>,
+{
+    let bus = open().await;
+    declare(&bus, &["history"]).await;
+    let sent: Vec<Envelope> = (0..40).map(|i| cancelled(&format!("h{}", i % 5))).collect();
+    for chunk in sent.chunks(6) {
+        bus.publish(chunk).await.expect("publish");
+    }
+    let history = bus.history().await.expect("read the history");
+    assert_eq!(history.len(), sent.len(), "every message, once");
+    assert_eq!(per_entity(history), per_entity(sent.clone()));
+    // Reading it consumed nothing: a consumer group still gets every message.
+    let stop = CancellationToken::new();
+    let recorder = Recorder::new();
+    let task = bus.subscribe(subscription("history"), recorder.clone(), stop.clone());
+    eventually("the group got every message", || {
+        recorder.applied().len() == sent.len()
+    })
+    .await;
+    stop.cancel();
+    let _ = task.await;
+    assert_eq!(bus.history().await.expect("read again").len(), sent.len());
+}
+
+/// A broker that forgets what it delivered says so instead of replaying part of the past.
+pub async fn a_broker_without_history_says_so<B, F>(open: impl Fn() -> F)
+where
+    B: Bus,
+    F: Future<Output = B>,
+{
+    let bus = open().await;
+    match bus.history().await {
+        Err(crate::BusError::Unsupported(reason)) => {
+            assert!(reason.contains("no history"), "{reason}");
+        }
+        other => panic!("expected a refusal, got {:?}", other.map(|h| h.len())),
+    }
+}
+
 /// Every group gets every event, and one entity's events arrive in order.
 pub async fn every_group_gets_every_event_in_order<B, F>(open: impl Fn() -> F)
 where
@@ -148,15 +202,6 @@ where
         a.applied().len() == 50 && b.applied().len() == 50
     })
     .await;
-    // The promise is order per entity (Kafka partitions and SQS message groups interleave
-    // different entities freely), so compare each entity's sequence.
-    let per_entity = |events: Vec<Envelope>| {
-        let mut by_key: HashMap<String, Vec<String>> = HashMap::new();
-        for e in events {
-            by_key.entry(e.key).or_default().push(e.id);
-        }
-        by_key
-    };
     let sent_per_entity = per_entity(sent.clone());
     assert_eq!(
         per_entity(a.applied()),

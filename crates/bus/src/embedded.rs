@@ -243,6 +243,20 @@ impl Bus for EmbeddedLog {
             .map(|_| ())
             .map_err(|e| format!("embedded log: {e}"))
     }
+
+    /// The whole log, in order: it keeps every message (it has no retention yet).
+    async fn history(&self) -> Result<Vec<Envelope>, BusError> {
+        self.db
+            .read(|c| {
+                let mut stmt = c.prepare(
+                    "SELECT id, name, key, occurred_at, trace, payload FROM log ORDER BY seq",
+                )?;
+                let rows = stmt.query_map([], |row| sqlite::outbox::envelope_at(row, 0))?;
+                rows.collect()
+            })
+            .await
+            .map_err(|e| BusError::Unavailable(format!("embedded log: {e}")))
+    }
 }
 
 /// A consumer group's position in the log. It moves in memory as messages are handled and is

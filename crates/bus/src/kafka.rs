@@ -18,7 +18,7 @@ use futures_util::FutureExt;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
@@ -321,6 +321,80 @@ impl Bus for KafkaBus {
         })
         .await
         .map_err(|e| format!("Kafka: {e}"))?
+    }
+
+    /// Reads every partition of the topic from its first offset to its end, outside any
+    /// consumer group's offsets (nothing is committed).
+    async fn history(&self) -> Result<Vec<Envelope>, BusError> {
+        let topic = self.topic();
+        let mut config = self.config();
+        config
+            .set(
+                "group.id",
+                format!("{}replay-{}", self.inner.namespace, uuid::Uuid::now_v7()),
+            )
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "false");
+        tokio::task::spawn_blocking(move || read_topic(&config, &topic))
+            .await
+            .map_err(|e| BusError::Unavailable(format!("Kafka: {e}")))?
+            .map_err(unavailable)
+    }
+}
+
+/// Every message of `topic`, read until every partition has reached the high watermark it had
+/// at the start and nothing more has arrived for [`QUIET`]. The watermark alone is not enough:
+/// some brokers (tansu on object storage) report it late, after the messages are readable.
+fn read_topic(config: &ClientConfig, topic: &str) -> Result<Vec<Envelope>, KafkaError> {
+    const TIMEOUT: Duration = Duration::from_secs(10);
+    const QUIET: Duration = Duration::from_secs(2);
+    const POLL: Duration = Duration::from_millis(100);
+    let consumer: BaseConsumer = config.create()?;
+    let metadata = consumer.fetch_metadata(Some(topic), TIMEOUT)?;
+    let Some(described) = metadata.topics().iter().find(|t| t.name() == topic) else {
+        return Ok(Vec::new());
+    };
+    // A topic never created has no history; any other error is one.
+    if let Some(error) = described.error() {
+        if RDKafkaErrorCode::from(error) == RDKafkaErrorCode::UnknownTopicOrPartition {
+            return Ok(Vec::new());
+        }
+        return Err(KafkaError::MetadataFetch(error.into()));
+    }
+    let mut ends = HashMap::new();
+    let mut assignment = TopicPartitionList::new();
+    for partition in described.partitions() {
+        let (_, high) = consumer.fetch_watermarks(topic, partition.id(), TIMEOUT)?;
+        ends.insert(partition.id(), high);
+        assignment.add_partition_offset(topic, partition.id(), Offset::Beginning)?;
+    }
+    consumer.assign(&assignment)?;
+    let mut history = Vec::new();
+    let mut next: HashMap<i32, i64> = HashMap::new();
+    let mut quiet = Duration::ZERO;
+    loop {
+        match consumer.poll(POLL) {
+            Some(message) => {
+                let message = message?;
+                quiet = Duration::ZERO;
+                next.insert(message.partition(), message.offset() + 1);
+                history.push(envelope_of(&message));
+            }
+            None => {
+                quiet += POLL;
+                let reached = ends
+                    .iter()
+                    .all(|(p, &end)| next.get(p).copied().unwrap_or(0) >= end);
+                if quiet >= QUIET && reached {
+                    return Ok(history);
+                }
+                if quiet >= TIMEOUT * 3 {
+                    return Err(KafkaError::MessageConsumption(
+                        RDKafkaErrorCode::RequestTimedOut,
+                    ));
+                }
+            }
+        }
     }
 }
 

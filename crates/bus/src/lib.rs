@@ -30,6 +30,9 @@ pub use relay::{Outbox, SqliteOutbox, backoff, spawn_relay};
 pub enum BusError {
     #[error("broker unavailable: {0}")]
     Unavailable(String),
+    /// The broker cannot do this at all (RabbitMQ and SQS keep no history to replay).
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 /// What a consumer made of one message.
@@ -86,6 +89,16 @@ pub trait Bus: Send + Sync + 'static {
 
     /// Why the bus cannot be used right now, if it cannot.
     async fn check(&self) -> Result<(), String>;
+
+    /// Every message the broker holds, from the start of its history to its end at the time
+    /// of the call, each entity's in order; what `myevents replay` rebuilds a service from.
+    /// Brokers that forget a message once it is delivered (RabbitMQ, SQS) keep no history.
+    async fn history(&self) -> Result<Vec<Envelope>, BusError> {
+        Err(BusError::Unsupported(
+            "this broker keeps no history to replay: a replay needs Kafka or the embedded log"
+                .into(),
+        ))
+    }
 }
 
 /// A message that asks to be retried this many times in a row is parked as poison.

@@ -75,3 +75,8 @@ async fn a_broker_that_does_not_answer_is_reported_not_ready() {
         .expect_err("nothing listens on port 1");
     assert!(reason.contains("RabbitMQ"), "{reason}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_without_history_says_so() {
+    conformance::a_broker_without_history_says_so(broker()).await;
+}

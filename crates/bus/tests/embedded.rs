@@ -50,3 +50,9 @@ async fn messages_waiting_in_the_broker_survive_its_restart() {
     conformance::messages_waiting_in_the_broker_survive_its_restart(log_at(&dir), || async {})
         .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_history_holds_everything_published() {
+    let dir = tempfile::tempdir().unwrap();
+    conformance::the_history_holds_everything_published(log_at(&dir)).await;
+}

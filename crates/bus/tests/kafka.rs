@@ -186,3 +186,8 @@ async fn messages_waiting_in_the_broker_survive_its_restart() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_history_holds_everything_published() {
+    conformance::the_history_holds_everything_published(broker()).await;
+}

@@ -268,3 +268,8 @@ fn attribute(message: &Message, name: &str) -> Option<String> {
         .string_value()
         .map(str::to_owned)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_without_history_says_so() {
+    conformance::a_broker_without_history_says_so(broker()).await;
+}

@@ -42,6 +42,9 @@ pub enum Command {
     },
     /// Create or update the databases of the configured roles, then exit.
     Migrate(ServeArgs),
+    /// Rebuild a stopped service's database from the history of the bus (Kafka or the
+    /// embedded log): `myevents replay --role bookings`. The old database is kept beside it.
+    Replay(ServeArgs),
 }
 
 #[derive(Debug, Subcommand)]

@@ -3,6 +3,7 @@
 //! service with its own store, all connected only through the bus.
 
 pub mod cli;
+mod replay;
 mod roles;
 mod serve;
 
@@ -30,6 +31,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let config = load_config(cli.config.as_deref(), Some(&args), None)?;
             init_logging(&config);
             serve::migrate(&config).await
+        }
+        Command::Replay(args) => {
+            let config = load_config(cli.config.as_deref(), Some(&args), None)?;
+            init_logging(&config);
+            replay::replay(&config).await
         }
         Command::Admin {
             command:

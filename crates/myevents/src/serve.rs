@@ -41,7 +41,7 @@ struct Readiness {
 
 /// The SQLite file of `service`, from its storage URL: `sqlite` (the default) means
 /// `data_dir/<service>.db`; `sqlite://PATH` names the file.
-fn sqlite_path(config: &Config, service: &str) -> anyhow::Result<PathBuf> {
+pub(crate) fn sqlite_path(config: &Config, service: &str) -> anyhow::Result<PathBuf> {
     let url = config.storage_url(service);
     if url == "sqlite" {
         return Ok(config.data_dir.join(format!("{service}.db")));
@@ -96,7 +96,7 @@ fn open_stores(config: &Config, roles: &[Role]) -> anyhow::Result<Stores> {
 /// The bus from `broker.url`: `embedded` (a log in `data_dir/bus.db`, shared by every process
 /// using that folder), `embedded:PATH`, or `amqp://…` (RabbitMQ; not contacted until used, so a
 /// service starts while its broker is still down).
-fn open_bus(config: &Config) -> anyhow::Result<Arc<dyn Bus>> {
+pub(crate) fn open_bus(config: &Config) -> anyhow::Result<Arc<dyn Bus>> {
     let url = config.broker.url.as_str();
     if url.starts_with("amqp://") || url.starts_with("amqps://") {
         return Ok(Arc::new(AmqpBus::with_namespace(

@@ -54,7 +54,6 @@ pub fn delete_through(conn: &Connection, seq: i64) -> rusqlite::Result<()> {
 }
 
 /// How many events wait after position `after`.
-/// How many events wait after position `after`.
 pub fn backlog(conn: &Connection, after: i64) -> rusqlite::Result<u64> {
     conn.prepare_cached("SELECT COUNT(*) FROM outbox WHERE seq > ?1")?
         .query_row([after], |r| r.get::<_, i64>(0))

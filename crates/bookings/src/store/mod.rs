@@ -6,9 +6,10 @@ mod sqlite;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use contracts::DomainEvent;
+use contracts::{DomainEvent, Envelope};
 
 use crate::domain::{Availability, BookOutcome, Booking, NewBooking};
+use crate::replay::Rebuilt;
 
 pub use self::sqlite::SqliteBookingStore;
 
@@ -51,6 +52,10 @@ pub trait BookingStore: Send + Sync + 'static {
         &self,
         batch: Vec<(String, DomainEvent)>,
     ) -> Result<Vec<bus::Outcome>, StoreError>;
+
+    /// Writes a state rebuilt from the bus history (`myevents replay`) into this store, which
+    /// must hold no inventory and no bookings yet, with `outbox` as the events still to publish.
+    async fn restore(&self, rebuilt: Rebuilt, outbox: Vec<Envelope>) -> Result<(), StoreError>;
 
     fn outbox(&self) -> Arc<dyn bus::Outbox>;
     async fn check(&self) -> Result<(), String>;

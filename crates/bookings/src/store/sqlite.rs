@@ -8,6 +8,7 @@ use sqlite::{Db, DbError, Options, inbox, outbox};
 
 use super::{BookResult, BookingFilter, BookingStore, StoreError};
 use crate::domain::{Availability, BookOutcome, Booking, BookingStatus, NewBooking, SaleStatus};
+use crate::replay::Rebuilt;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS inventory (
@@ -261,6 +262,57 @@ fn apply_one(conn: &Connection, event: &DomainEvent) -> Result<bus::Outcome, DbE
     }
 }
 
+/// See [`BookingStore::restore`].
+fn restore(conn: &Connection, rebuilt: &Rebuilt, outbox: &[Envelope]) -> Result<(), DbError> {
+    let holds: i64 = conn.query_row(
+        "SELECT (SELECT COUNT(*) FROM inventory) + (SELECT COUNT(*) FROM bookings)",
+        [],
+        |r| r.get(0),
+    )?;
+    if holds > 0 {
+        return Err(DbError::Sqlite(
+            "a replay writes into an empty bookings database only".into(),
+        ));
+    }
+    for event in &rebuilt.inventory {
+        conn.prepare_cached(
+            "INSERT INTO inventory (event_id, name, capacity, available, status) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![
+            event.event_id,
+            event.name,
+            event.capacity,
+            event.available,
+            if event.cancelled { "cancelled" } else { "active" }
+        ])?;
+    }
+    for b in &rebuilt.bookings {
+        conn.prepare_cached(
+            "INSERT INTO bookings (id, event_id, seats, date, status, user_id, email)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?
+        .execute(params![
+            b.id,
+            b.event_id,
+            b.seats,
+            b.date,
+            b.status.as_str(),
+            b.user_id,
+            b.email
+        ])?;
+    }
+    for id in &rebuilt.message_ids {
+        inbox::first_delivery(conn, id)?;
+    }
+    for envelope in outbox {
+        outbox::append(conn, envelope)?;
+    }
+    for owed in &rebuilt.owed {
+        outbox::append(conn, &Envelope::new(owed, None))?;
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl BookingStore for SqliteBookingStore {
     async fn book(&self, booking: NewBooking) -> Result<BookResult, StoreError> {
@@ -338,6 +390,13 @@ impl BookingStore for SqliteBookingStore {
         Ok(self
             .db
             .write(move |c| bus::inbox::apply_once(c, &batch, apply_one))
+            .await?)
+    }
+
+    async fn restore(&self, rebuilt: Rebuilt, outbox: Vec<Envelope>) -> Result<(), StoreError> {
+        Ok(self
+            .db
+            .write(move |c| restore(c, &rebuilt, &outbox))
             .await?)
     }
 

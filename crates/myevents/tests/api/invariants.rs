@@ -6,7 +6,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestServer, body, eventually};
+use crate::helpers::{TestServer, binary, body, eventually};
 
 /// What a burst of clients got: the bookings confirmed with 201.
 async fn burst(s: &TestServer, event: &str, clients: usize, per_client: usize) -> Vec<Value> {
@@ -267,10 +267,46 @@ async fn redelivering_every_event_changes_nothing() {
     assert_eq!(after, before);
 }
 
+/// Whether `myevents replay` can rebuild from the broker: it needs one that keeps history.
+#[derive(PartialEq)]
+enum Replay {
+    Rebuilds,
+    Refused,
+}
+
+/// Every booking and the availability of `events`, as the bookings service answers them.
+async fn bookings_state(s: &TestServer, admin: &str, events: &[&str]) -> Value {
+    let mut availability = Vec::new();
+    for event in events {
+        availability.push(body(s.get(&format!("/events/{event}/availability"), None).await).await);
+    }
+    json!({"bookings": body(s.get("/bookings", Some(admin)).await).await, "availability": availability})
+}
+
+/// Runs `myevents replay --role bookings` on `data_dir` with `env`; its output and success.
+fn replay_bookings(data_dir: &std::path::Path, env: &[(&str, &str)]) -> (String, bool) {
+    let mut command = std::process::Command::new(binary());
+    command
+        .args(["replay", "--role", "bookings"])
+        .env("MYEVENTS_DATA_DIR", data_dir);
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let out = command.output().expect("run myevents replay");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (text, out.status.success())
+}
+
 /// Events, bookings and users each in a process of its own, each with its own data folder,
 /// connected only by `broker`: admin sign-in → location → event → booking → sold out → customer
-/// cancel → event cancel cascading to every booking.
-async fn one_process_per_service(broker: &[(&str, &str)]) {
+/// cancel → event cancel cascading to every booking. Then the bookings service is stopped and
+/// rebuilt from the broker's history with `myevents replay`, and must answer exactly as before
+/// (or, on a broker without history, the replay is refused and nothing changes).
+async fn one_process_per_service(broker: &[(&str, &str)], replay: Replay) {
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let secret = ("MYEVENTS_JWT_SECRET", "one-secret-for-every-service");
     let start = |dir: &tempfile::TempDir, role: &'static str| {
@@ -281,7 +317,7 @@ async fn one_process_per_service(broker: &[(&str, &str)]) {
     };
     let users = start(&dirs[0], "users").await;
     let events = start(&dirs[1], "events").await;
-    let bookings = start(&dirs[2], "bookings").await;
+    let mut bookings = start(&dirs[2], "bookings").await;
 
     let admin = users.admin_token().await;
     let ann = users.customer("ann@example.com").await;
@@ -349,13 +385,58 @@ async fn one_process_per_service(broker: &[(&str, &str)]) {
         },
     )
     .await;
+
+    // A second event that stays on sale, so the replay has active bookings to rebuild.
+    let r = events
+        .post("/events", Some(&admin),
+              json!({"Name": "Kept", "StartDate": 1, "EndDate": 2, "Location": {"ID": location["ID"]}, "Hall": "Main"}))
+        .await;
+    let kept = body(r).await["ID"].as_str().unwrap().to_owned();
+    bookings.wait_bookable(&kept).await;
+    let kept_path = format!("/events/{kept}/bookings");
+    let anns = bookings
+        .post(&kept_path, Some(&ann), json!({"seats": 2}))
+        .await;
+    assert_eq!(anns.status(), StatusCode::CREATED);
+    let before = bookings_state(&bookings, &admin, &[&event, &kept]).await;
+    assert_eq!(before["availability"][1]["Available"], 1);
+    assert!(bookings.stop().success());
+
+    let mut env = vec![("MYEVENTS_ROLES", "bookings"), secret];
+    env.extend_from_slice(broker);
+    let (output, succeeded) = replay_bookings(dirs[2].path(), &env);
+    match replay {
+        Replay::Rebuilds => {
+            assert!(succeeded, "replay failed:\n{output}");
+            assert!(output.contains("3 bookings (1 active)"), "{output}");
+        }
+        Replay::Refused => {
+            assert!(
+                !succeeded,
+                "a broker without history cannot replay:\n{output}"
+            );
+            assert!(output.contains("keeps no history"), "{output}");
+        }
+    }
+    let bookings = start(&dirs[2], "bookings").await;
+    let after = bookings_state(&bookings, &admin, &[&event, &kept]).await;
+    assert_eq!(after, before, "the replayed service answers as before");
+    // And it goes on selling from where it was.
+    assert_eq!(
+        bookings.book(&kept, 1, "k@example.com").await.status(),
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        bookings.book(&kept, 1, "l@example.com").await.status(),
+        StatusCode::CONFLICT
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_process_per_service_over_the_embedded_log() {
     let shared = tempfile::tempdir().unwrap();
     let url = format!("embedded:{}", shared.path().join("bus.db").display());
-    one_process_per_service(&[("MYEVENTS_BROKER_URL", &url)]).await;
+    one_process_per_service(&[("MYEVENTS_BROKER_URL", &url)], Replay::Rebuilds).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -363,10 +444,13 @@ async fn one_process_per_service_over_rabbitmq() {
     let url = std::env::var("MYEVENTS_TEST_AMQP_URL")
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned());
     let namespace = format!("e2e-{}.", std::process::id());
-    one_process_per_service(&[
-        ("MYEVENTS_BROKER_URL", &url),
-        ("MYEVENTS_BROKER_NAMESPACE", &namespace),
-    ])
+    one_process_per_service(
+        &[
+            ("MYEVENTS_BROKER_URL", &url),
+            ("MYEVENTS_BROKER_NAMESPACE", &namespace),
+        ],
+        Replay::Refused,
+    )
     .await;
 }
 
@@ -379,10 +463,13 @@ async fn one_process_per_service_over_kafka() {
         std::process::id(),
         uuid::Uuid::now_v7().simple()
     );
-    one_process_per_service(&[
-        ("MYEVENTS_BROKER_URL", &format!("kafka://{brokers}")),
-        ("MYEVENTS_BROKER_NAMESPACE", &namespace),
-    ])
+    one_process_per_service(
+        &[
+            ("MYEVENTS_BROKER_URL", &format!("kafka://{brokers}")),
+            ("MYEVENTS_BROKER_NAMESPACE", &namespace),
+        ],
+        Replay::Rebuilds,
+    )
     .await;
 }
 
@@ -391,10 +478,13 @@ async fn one_process_per_service_over_sqs() {
     let url = std::env::var("MYEVENTS_TEST_SQS_URL")
         .unwrap_or_else(|_| "sqs://127.0.0.1:5000".to_owned());
     let namespace = format!("e2e-{}-", uuid::Uuid::now_v7().simple());
-    one_process_per_service(&[
-        ("MYEVENTS_BROKER_URL", &url),
-        ("MYEVENTS_BROKER_NAMESPACE", &namespace),
-    ])
+    one_process_per_service(
+        &[
+            ("MYEVENTS_BROKER_URL", &url),
+            ("MYEVENTS_BROKER_NAMESPACE", &namespace),
+        ],
+        Replay::Refused,
+    )
     .await;
 }
 

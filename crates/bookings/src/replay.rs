@@ -1,0 +1,311 @@
+//! Rebuilding the bookings service's state from the history of the bus (`myevents replay`).
+//!
+//! Everything the service holds except idempotency records can be told from the events on the
+//! bus: the inventory from `eventCreated` / `eventCancelled`, the bookings from the service's own
+//! `eventBooked` / `bookingCancelled`. The fold here is pure and order-tolerant: the seats left
+//! are computed at the end (capacity minus the seats of active bookings), so it does not matter
+//! whether a broker delivered one event's history before or after another's, and a message seen
+//! twice (a relay that published again after a crash) counts once.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use contracts::{CancelReason, DomainEvent};
+
+use crate::domain::BookingStatus;
+
+/// One event's seats as rebuilt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RebuiltEvent {
+    pub event_id: String,
+    pub name: String,
+    pub capacity: u32,
+    pub available: u32,
+    pub cancelled: bool,
+}
+
+/// One booking as rebuilt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RebuiltBooking {
+    pub id: String,
+    pub event_id: String,
+    pub seats: u32,
+    pub date: i64,
+    pub status: BookingStatus,
+    pub user_id: Option<String>,
+    pub email: String,
+}
+
+/// What a replay rebuilt, ready for a store to write into an empty database.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Rebuilt {
+    pub inventory: Vec<RebuiltEvent>,
+    /// In booking-id order, which is time order (UUIDv7).
+    pub bookings: Vec<RebuiltBooking>,
+    /// Every message id folded in, for the inbox: a redelivery after the replay changes nothing.
+    pub message_ids: Vec<String>,
+    /// `bookingCancelled` owed to the other services: bookings of a cancelled event that the
+    /// history shows still active (the live service had not applied the `eventCancelled` yet).
+    pub owed: Vec<DomainEvent>,
+    /// Facts the history could not place (a booking of an event it never created, …), each
+    /// said in words for the operator.
+    pub ignored: Vec<String>,
+}
+
+/// Folds the bus history into the bookings service's state; see the module comment.
+#[derive(Debug, Default)]
+pub struct Rebuild {
+    events: BTreeMap<String, RebuiltEvent>,
+    cancelled_events: HashSet<String>,
+    bookings: BTreeMap<String, RebuiltBooking>,
+    /// Booking id → the status its `bookingCancelled` gave it.
+    cancellations: HashMap<String, BookingStatus>,
+    message_ids: Vec<String>,
+    seen: HashSet<String>,
+    ignored: Vec<String>,
+    owed: Vec<DomainEvent>,
+}
+
+impl Rebuild {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn apply(&mut self, message_id: &str, event: &DomainEvent) {
+        if !self.seen.insert(message_id.to_owned()) {
+            return;
+        }
+        self.message_ids.push(message_id.to_owned());
+        match event {
+            DomainEvent::EventCreated(created) => match created.capacity.filter(|c| *c > 0) {
+                Some(capacity) => {
+                    // The first eventCreated of an event wins, as in the live consumer.
+                    self.events
+                        .entry(created.id.clone())
+                        .or_insert_with(|| RebuiltEvent {
+                            event_id: created.id.clone(),
+                            name: created.name.clone(),
+                            capacity,
+                            available: capacity,
+                            cancelled: false,
+                        });
+                }
+                None => self.ignored.push(format!(
+                    "eventCreated {} has no capacity (the live service parks it too)",
+                    created.id
+                )),
+            },
+            DomainEvent::EventCancelled(cancelled) => {
+                self.cancelled_events.insert(cancelled.id.clone());
+            }
+            DomainEvent::EventBooked(booked) => {
+                self.bookings
+                    .entry(booked.booking_id.clone())
+                    .or_insert_with(|| RebuiltBooking {
+                        id: booked.booking_id.clone(),
+                        event_id: booked.event_id.clone(),
+                        seats: booked.seats,
+                        date: booked.booked_at.timestamp(),
+                        status: BookingStatus::Active,
+                        user_id: Some(booked.user_id.clone()).filter(|u| !u.is_empty()),
+                        email: booked.email.clone(),
+                    });
+            }
+            DomainEvent::BookingCancelled(cancelled) => {
+                let status = match cancelled.reason {
+                    CancelReason::Customer => BookingStatus::Cancelled,
+                    CancelReason::EventCancelled => BookingStatus::EventCancelled,
+                };
+                // A booking is cancelled once; the first cancellation is the one that happened.
+                self.cancellations
+                    .entry(cancelled.booking_id.clone())
+                    .or_insert(status);
+            }
+            DomainEvent::LocationCreated(_) | DomainEvent::UserCreated(_) => {}
+        }
+    }
+
+    pub fn finish(mut self) -> Rebuilt {
+        for id in &self.cancelled_events {
+            match self.events.get_mut(id) {
+                Some(event) => event.cancelled = true,
+                None => self
+                    .ignored
+                    .push(format!("eventCancelled {id} names an event never created")),
+            }
+        }
+        let mut bookings = Vec::with_capacity(self.bookings.len());
+        for (id, mut booking) in self.bookings {
+            if let Some(status) = self.cancellations.get(&id) {
+                booking.status = *status;
+            }
+            let Some(event) = self.events.get_mut(&booking.event_id) else {
+                self.ignored.push(format!(
+                    "booking {id} is of event {}, which was never created",
+                    booking.event_id
+                ));
+                continue;
+            };
+            if booking.status == BookingStatus::Active && event.cancelled {
+                // What the live consumer does on eventCancelled, and tells the other services.
+                booking.status = BookingStatus::EventCancelled;
+                self.owed
+                    .push(DomainEvent::BookingCancelled(contracts::BookingCancelled {
+                        booking_id: id.clone(),
+                        event_id: booking.event_id.clone(),
+                        seats: booking.seats,
+                        reason: CancelReason::EventCancelled,
+                    }));
+            }
+            if booking.status == BookingStatus::Active {
+                if booking.seats > event.available {
+                    // Cannot happen with a history this service wrote; said rather than hidden.
+                    self.ignored.push(format!(
+                        "booking {id} takes {} seats but only {} are left of event {}",
+                        booking.seats, event.available, event.event_id
+                    ));
+                    continue;
+                }
+                event.available -= booking.seats;
+            }
+            bookings.push(booking);
+        }
+        Rebuilt {
+            inventory: self.events.into_values().collect(),
+            bookings,
+            message_ids: self.message_ids,
+            owed: self.owed,
+            ignored: self.ignored,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::DateTime;
+    use contracts::{
+        BookingCancelled, CancelReason, DomainEvent, EventBooked, EventCancelled, EventCreated,
+    };
+
+    use super::Rebuild;
+    use crate::domain::BookingStatus;
+
+    fn created(id: &str, capacity: u32) -> DomainEvent {
+        DomainEvent::EventCreated(EventCreated {
+            id: id.into(),
+            name: format!("Show {id}"),
+            location_id: "l".into(),
+            start_date: DateTime::from_timestamp(1, 0).unwrap(),
+            end_date: DateTime::from_timestamp(2, 0).unwrap(),
+            hall: "Main".into(),
+            capacity: Some(capacity),
+        })
+    }
+
+    fn booked(event: &str, booking: &str, seats: u32) -> DomainEvent {
+        DomainEvent::EventBooked(EventBooked {
+            event_id: event.into(),
+            user_id: String::new(),
+            booking_id: booking.into(),
+            seats,
+            email: "g@example.com".into(),
+            booked_at: DateTime::from_timestamp(100, 0).unwrap(),
+        })
+    }
+
+    fn cancelled(event: &str, booking: &str, seats: u32, reason: CancelReason) -> DomainEvent {
+        DomainEvent::BookingCancelled(BookingCancelled {
+            booking_id: booking.into(),
+            event_id: event.into(),
+            seats,
+            reason,
+        })
+    }
+
+    #[test]
+    fn seats_left_are_capacity_minus_active_bookings_whatever_the_order() {
+        let history = [
+            ("m1", created("e1", 10)),
+            ("m2", booked("e1", "b1", 3)),
+            ("m3", booked("e1", "b2", 4)),
+            ("m4", cancelled("e1", "b1", 3, CancelReason::Customer)),
+            ("m5", created("e2", 5)),
+            ("m6", booked("e2", "b3", 5)),
+            (
+                "m7",
+                DomainEvent::EventCancelled(EventCancelled { id: "e2".into() }),
+            ),
+            ("m8", cancelled("e2", "b3", 5, CancelReason::EventCancelled)),
+        ];
+        let mut forwards = Rebuild::new();
+        let mut backwards = Rebuild::new();
+        for (id, event) in &history {
+            forwards.apply(id, event);
+        }
+        for (id, event) in history.iter().rev() {
+            backwards.apply(id, event);
+        }
+        let forwards = forwards.finish();
+        let mut backwards = backwards.finish();
+        backwards.message_ids.reverse();
+        assert_eq!(forwards, backwards);
+
+        assert!(forwards.ignored.is_empty(), "{:?}", forwards.ignored);
+        let e1 = &forwards.inventory[0];
+        assert_eq!((e1.capacity, e1.available, e1.cancelled), (10, 6, false));
+        let e2 = &forwards.inventory[1];
+        assert_eq!((e2.capacity, e2.available, e2.cancelled), (5, 5, true));
+        let statuses: Vec<_> = forwards.bookings.iter().map(|b| b.status).collect();
+        assert_eq!(
+            statuses,
+            [
+                BookingStatus::Cancelled,
+                BookingStatus::Active,
+                BookingStatus::EventCancelled
+            ]
+        );
+        assert_eq!(forwards.message_ids.len(), 8);
+    }
+
+    #[test]
+    fn bookings_of_a_cancelled_event_end_event_cancelled_and_their_cancellation_is_owed() {
+        let mut rebuild = Rebuild::new();
+        rebuild.apply("m1", &created("e1", 4));
+        rebuild.apply("m2", &booked("e1", "b1", 2));
+        rebuild.apply("m3", &booked("e1", "b2", 1));
+        rebuild.apply("m4", &cancelled("e1", "b2", 1, CancelReason::Customer));
+        rebuild.apply(
+            "m5",
+            &DomainEvent::EventCancelled(EventCancelled { id: "e1".into() }),
+        );
+        let rebuilt = rebuild.finish();
+        assert_eq!(rebuilt.inventory[0].available, 4);
+        assert_eq!(rebuilt.bookings[0].status, BookingStatus::EventCancelled);
+        assert_eq!(rebuilt.bookings[1].status, BookingStatus::Cancelled);
+        assert_eq!(
+            rebuilt.owed,
+            [cancelled("e1", "b1", 2, CancelReason::EventCancelled)]
+        );
+    }
+
+    #[test]
+    fn a_message_seen_twice_counts_once_and_unplaceable_facts_are_reported() {
+        let mut rebuild = Rebuild::new();
+        rebuild.apply("m1", &created("e1", 4));
+        rebuild.apply("m2", &booked("e1", "b1", 2));
+        rebuild.apply("m2", &booked("e1", "b1", 2));
+        // The same booking published again under a new message id (a relay retry).
+        rebuild.apply("m3", &booked("e1", "b1", 2));
+        rebuild.apply("m4", &booked("ghost", "b2", 1));
+        let rebuilt = rebuild.finish();
+        assert_eq!(rebuilt.inventory[0].available, 2);
+        assert_eq!(rebuilt.bookings.len(), 1);
+        assert_eq!(rebuilt.message_ids, ["m1", "m2", "m3", "m4"]);
+        assert_eq!(rebuilt.ignored.len(), 1);
+        assert!(rebuilt.owed.is_empty());
+        assert!(
+            rebuilt.ignored[0].contains("ghost"),
+            "{:?}",
+            rebuilt.ignored
+        );
+    }
+}

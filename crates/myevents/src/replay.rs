@@ -1,0 +1,148 @@
+//! `myevents replay --role bookings`: rebuilds the bookings service's database from the history
+//! of the bus (Kafka or the embedded log), with the service stopped.
+//!
+//! The rebuilt state goes into a new file first; only when it is complete does it take the
+//! place of the current database, which is kept beside it as `<file>.before-replay-<Unix seconds>`.
+//! Events the current database has not published yet are carried over into the new outbox, so
+//! nothing committed is lost. Idempotency records are not on the bus and do not survive: a
+//! client retrying a request made before the replay books again.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use bookings::BookingStore;
+use bookings::replay::Rebuild;
+use platform::Config;
+
+use crate::Role;
+use crate::serve::{open_bus, sqlite_path};
+
+pub async fn replay(config: &Config) -> anyhow::Result<()> {
+    let roles = Role::parse_list(&config.roles)?;
+    if roles != [Role::Bookings] {
+        bail!(
+            "replay rebuilds the bookings service only (--role bookings): the events and users \
+             services own facts (locations, passwords) that the bus does not carry in full"
+        );
+    }
+    let path = sqlite_path(config, "bookings")?;
+    let bus = open_bus(config)?;
+    let history = bus
+        .history()
+        .await
+        .context("cannot read the history of the bus")?;
+
+    // What the current database committed but may not have published yet: facts of this
+    // service like those on the bus, and still to be published.
+    let carried = if path.exists() {
+        let current = bookings::SqliteBookingStore::open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        let pending = current
+            .outbox()
+            .pending(0, usize::MAX)
+            .await
+            .context("cannot read the outbox of the current database")?;
+        pending.into_iter().map(|(_, envelope)| envelope).collect()
+    } else {
+        Vec::new()
+    };
+
+    let mut rebuild = Rebuild::new();
+    let mut undecodable = 0usize;
+    for envelope in history.iter().chain(&carried) {
+        match envelope.decode() {
+            Ok(event) => rebuild.apply(&envelope.id, &event),
+            Err(_) => undecodable += 1,
+        }
+    }
+    let rebuilt = rebuild.finish();
+    let summary = format!(
+        "{} messages replayed: {} events, {} bookings ({} active), {} cancellations owed to other services",
+        history.len() + carried.len(),
+        rebuilt.inventory.len(),
+        rebuilt.bookings.len(),
+        rebuilt
+            .bookings
+            .iter()
+            .filter(|b| b.status == bookings::domain::BookingStatus::Active)
+            .count(),
+        rebuilt.owed.len(),
+    );
+    let ignored = rebuilt.ignored.clone();
+
+    let fresh = with_suffix(&path, ".replay");
+    remove_database(&fresh)?;
+    {
+        let store = bookings::SqliteBookingStore::open(&fresh)
+            .with_context(|| format!("cannot create {}", fresh.display()))?;
+        store
+            .restore(rebuilt, carried)
+            .await
+            .context("cannot write the rebuilt state")?;
+        // Dropping the store waits for its writer, so the file is complete after this block.
+    }
+
+    let kept = with_suffix(&path, &format!(".before-replay-{}", unix_now()));
+    if path.exists() {
+        move_database(&path, &kept)?;
+    }
+    move_database(&fresh, &path)?;
+
+    println!("{summary}");
+    if undecodable > 0 {
+        println!("{undecodable} messages were not domain events and were passed over");
+    }
+    for fact in &ignored {
+        println!("not replayed: {fact}");
+    }
+    if kept.exists() {
+        println!(
+            "{} is rebuilt; the database before the replay is kept as {}",
+            path.display(),
+            kept.display()
+        );
+    } else {
+        println!("{} is rebuilt", path.display());
+    }
+    Ok(())
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// A SQLite database and its WAL files.
+const PARTS: [&str; 3] = ["", "-wal", "-shm"];
+
+fn remove_database(path: &Path) -> anyhow::Result<()> {
+    for part in PARTS {
+        let file = with_suffix(path, part);
+        match std::fs::remove_file(&file) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("cannot remove {}", file.display())),
+        }
+    }
+    Ok(())
+}
+
+fn move_database(from: &Path, to: &Path) -> anyhow::Result<()> {
+    for part in PARTS {
+        let (source, target) = (with_suffix(from, part), with_suffix(to, part));
+        if source.exists() {
+            std::fs::rename(&source, &target).with_context(|| {
+                format!("cannot move {} to {}", source.display(), target.display())
+            })?;
+        }
+    }
+    Ok(())
+}
