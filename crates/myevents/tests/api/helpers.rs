@@ -41,6 +41,33 @@ impl TestServer {
 
     /// Starts on `data_dir` (kept by the caller, so a restart finds the same data).
     pub async fn start_in(data_dir: &Path, env: &[(&str, &str)]) -> TestServer {
+        let server = Self::spawn_in(data_dir, env);
+        server.wait_for("/health/ready").await;
+        server
+    }
+
+    /// Starts on `data_dir` and waits only until it is live: for a server whose broker or
+    /// database is down on purpose.
+    pub async fn start_live_in(data_dir: &Path, env: &[(&str, &str)]) -> TestServer {
+        let server = Self::spawn_in(data_dir, env);
+        server.wait_for("/health/live").await;
+        server
+    }
+
+    /// Whether `/health/ready` answers 200 now.
+    pub async fn is_ready(&self) -> bool {
+        self.answers_ok("/health/ready").await
+    }
+
+    async fn answers_ok(&self, path: &str) -> bool {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == StatusCode::OK)
+    }
+
+    fn spawn_in(data_dir: &Path, env: &[(&str, &str)]) -> TestServer {
         // reqwest is built without a TLS crypto provider of its own; ring serves the HTTPS test.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let port = free_port();
@@ -66,7 +93,7 @@ impl TestServer {
             command.env(k, v);
         }
         let child = command.spawn().expect("start myevents");
-        let server = TestServer {
+        TestServer {
             child: Some(child),
             base: format!("http://127.0.0.1:{port}"),
             metrics: format!("http://127.0.0.1:{metrics_port}"),
@@ -76,21 +103,18 @@ impl TestServer {
                 .build()
                 .expect("http client"),
             _dir: None,
-        };
-        server.wait_ready().await;
-        server
+        }
     }
 
-    async fn wait_ready(&self) {
+    /// Waits up to 20 s until `path` answers 200.
+    async fn wait_for(&self, path: &str) {
         let started = Instant::now();
-        loop {
-            if let Ok(r) = self.client.get(self.url("/health/ready")).send().await
-                && r.status() == StatusCode::OK
-            {
-                return;
-            }
+        while !self.answers_ok(path).await {
             if started.elapsed() > Duration::from_secs(20) {
-                panic!("server did not get ready; its log:\n{}", self.log());
+                panic!(
+                    "{path} did not answer 200; the server's log:\n{}",
+                    self.log()
+                );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

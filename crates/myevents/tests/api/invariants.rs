@@ -519,3 +519,85 @@ async fn services_in_separate_processes_talk_through_the_embedded_log() {
     .await;
     assert!(dir.path().join("events.db").exists() && dir.path().join("bookings.db").exists());
 }
+
+/// A Kafka broker (tansu, topics in memory) of this test's own on `port`, killed when dropped.
+struct OwnKafka(std::process::Child);
+
+impl OwnKafka {
+    fn start(port: u16) -> OwnKafka {
+        let bin = std::env::var("MYEVENTS_TANSU_BIN").unwrap_or_else(|_| "tansu".to_owned());
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = std::process::Command::new(&bin)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "memory://tansu/"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start tansu ({bin}; scripts/test sets MYEVENTS_TANSU_BIN): {e}")
+            });
+        OwnKafka(child)
+    }
+}
+
+impl Drop for OwnKafka {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Services pointed at a broker that is not up yet start, say they are not ready and why, keep
+/// what they commit meanwhile, and turn ready and deliver it once the broker answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_started_before_their_broker_deliver_once_it_is_up() {
+    let port = crate::helpers::free_port();
+    let url = format!("kafka://127.0.0.1:{port}");
+    let broker = [
+        ("MYEVENTS_BROKER_URL", url.as_str()),
+        ("MYEVENTS_JWT_SECRET", "one-secret-for-every-service"),
+    ];
+    let (front_dir, back_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut front_env = vec![("MYEVENTS_ROLES", "events,users")];
+    front_env.extend_from_slice(&broker);
+    let mut back_env = vec![("MYEVENTS_ROLES", "bookings")];
+    back_env.extend_from_slice(&broker);
+    let front = TestServer::start_live_in(front_dir.path(), &front_env).await;
+    let back = TestServer::start_live_in(back_dir.path(), &back_env).await;
+
+    let not_ready = crate::helpers::assert_error(
+        back.get("/health/ready", None).await,
+        StatusCode::SERVICE_UNAVAILABLE,
+    )
+    .await;
+    assert!(
+        not_ready["error"].as_str().unwrap().contains("Kafka"),
+        "{not_ready}"
+    );
+    // Committed while the broker is down: it waits in the outbox.
+    let admin = front.admin_token().await;
+    let location = front.create_location(&admin, 5).await;
+    let r = front
+        .post("/events", Some(&admin),
+              json!({"Name": "Early", "StartDate": 1, "EndDate": 2, "Location": {"ID": location["ID"]}, "Hall": "Main"}))
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let event = body(r).await["ID"].as_str().unwrap().to_owned();
+
+    let _kafka = OwnKafka::start(port);
+    eventually("both services are ready", || async {
+        front.is_ready().await && back.is_ready().await
+    })
+    .await;
+    back.wait_bookable(&event).await;
+    assert_eq!(
+        back.book(&event, 5, "g@example.com").await.status(),
+        StatusCode::CREATED
+    );
+}
