@@ -466,14 +466,16 @@ impl KafkaBus {
             let mut retry = false;
             for (n, &i) in handed.iter().enumerate() {
                 let envelope = &envelopes[i];
-                let outcome = outcomes
-                    .get(n)
-                    .cloned()
-                    .unwrap_or_else(|| Outcome::Retry("not handled".into()));
-                let outcome = attempts.settle(&envelope.id, outcome);
-                if n < outcomes.len() {
-                    record_outcome(group, &envelope.name, &outcome);
-                }
+                // Messages after the handled prefix were not tried: they come again without
+                // counting as attempts, or one stuck behind a retry would be parked untried.
+                let outcome = match outcomes.get(n) {
+                    Some(outcome) => {
+                        let outcome = attempts.settle(&envelope.id, outcome.clone());
+                        record_outcome(group, &envelope.name, &outcome);
+                        outcome
+                    }
+                    None => Outcome::Retry("not handled".into()),
+                };
                 match outcome {
                     Outcome::Applied | Outcome::Duplicate => {}
                     Outcome::Poison(error) => {

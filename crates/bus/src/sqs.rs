@@ -683,15 +683,14 @@ impl SqsBus {
                 }
             };
             for (i, (message, envelope)) in deliveries.into_iter().enumerate() {
-                let outcome = outcomes
-                    .get(i)
-                    .cloned()
-                    .unwrap_or_else(|| Outcome::Retry("not handled".into()));
-                let outcome = match outcome {
-                    Outcome::Retry(error) if receive_count(&message) >= MAX_ATTEMPTS => {
+                // Messages after the handled prefix were not tried; they are held without
+                // being judged, or one stuck behind a retry would be parked untried.
+                let outcome = match outcomes.get(i).cloned() {
+                    Some(Outcome::Retry(error)) if receive_count(&message) >= MAX_ATTEMPTS => {
                         Outcome::Poison(format!("kept failing: {error}"))
                     }
-                    other => other,
+                    Some(outcome) => outcome,
+                    None => Outcome::Retry("not handled".into()),
                 };
                 if i < outcomes.len() {
                     record_outcome(group, &envelope.name, &outcome);
