@@ -23,12 +23,15 @@ wait_port() { # port seconds name
 
 # Building librdkafka (the Kafka client) from source needs cmake and libcurl's headers (its
 # OAuth/OIDC support includes curl/curl.h whatever the crate's features say).
+# The gRPC code (the Notificator, etcd's client) is generated at build time by protoc.
 ensure_build_tools() {
-  if command -v cmake >/dev/null 2>&1 && compgen -G '/usr/include/*/curl/curl.h' >/dev/null; then
+  if command -v cmake >/dev/null 2>&1 && command -v protoc >/dev/null 2>&1 \
+    && compgen -G '/usr/include/*/curl/curl.h' >/dev/null; then
     return 0
   fi
-  echo "installing cmake and libcurl4-openssl-dev (Debian packages), needed to build librdkafka"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cmake libcurl4-openssl-dev >/dev/null
+  echo "installing cmake, libcurl4-openssl-dev and protobuf-compiler (Debian packages)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cmake \
+    libcurl4-openssl-dev protobuf-compiler >/dev/null
 }
 
 ensure_rabbitmq() {

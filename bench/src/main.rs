@@ -89,6 +89,8 @@ async fn start_server_with(
         .arg("serve")
         .envs(env.iter().copied())
         .env("MYEVENTS_LISTEN", &addr)
+        // Any free port: several servers run side by side.
+        .env("MYEVENTS_GRPC_LISTEN", "127.0.0.1:0")
         .env(
             "MYEVENTS_METRICS_LISTEN",
             format!("127.0.0.1:{}", free_port()?),

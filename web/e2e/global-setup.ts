@@ -57,6 +57,7 @@ export default async function globalSetup(): Promise<() => Promise<void>> {
       ...process.env,
       MYEVENTS_LISTEN: `127.0.0.1:${port}`,
       MYEVENTS_METRICS_LISTEN: `127.0.0.1:${metricsPort}`,
+      MYEVENTS_GRPC_LISTEN: '127.0.0.1:0',
       MYEVENTS_DATA_DIR: dataDir,
       MYEVENTS_WEB_DIR: webDir,
       MYEVENTS_ADMIN_EMAIL: ADMIN_EMAIL,

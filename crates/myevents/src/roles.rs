@@ -6,16 +6,23 @@ pub enum Role {
     Events,
     Bookings,
     Users,
+    Notifications,
 }
 
 impl Role {
-    pub const ALL: [Role; 3] = [Role::Events, Role::Bookings, Role::Users];
+    pub const ALL: [Role; 4] = [
+        Role::Events,
+        Role::Bookings,
+        Role::Users,
+        Role::Notifications,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Role::Events => "events",
             Role::Bookings => "bookings",
             Role::Users => "users",
+            Role::Notifications => "notifications",
         }
     }
 
@@ -24,14 +31,16 @@ impl Role {
         let mut roles = Vec::new();
         for name in names.iter().map(|n| n.trim().to_lowercase()) {
             let Some(role) = Role::ALL.into_iter().find(|r| r.name() == name) else {
-                bail!("unknown role {name:?}: expected events, bookings or users");
+                bail!("unknown role {name:?}: expected events, bookings, users or notifications");
             };
             if !roles.contains(&role) {
                 roles.push(role);
             }
         }
         if roles.is_empty() {
-            bail!("no role to run: give --role events,bookings,users (or some of them)");
+            bail!(
+                "no role to run: give --role events,bookings,users,notifications (or some of them)"
+            );
         }
         Ok(roles)
     }

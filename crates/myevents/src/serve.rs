@@ -30,6 +30,7 @@ struct Stores {
     events: Option<Arc<dyn events::EventStore>>,
     bookings: Option<Arc<dyn bookings::BookingStore>>,
     users: Option<Arc<dyn users::UserStore>>,
+    notifications: Option<Arc<dyn notifications::NotificationStore>>,
 }
 
 /// What `/health/ready` asks.
@@ -81,6 +82,15 @@ pub fn open_users(config: &Config) -> anyhow::Result<Arc<dyn users::UserStore>> 
     Ok(Arc::new(store))
 }
 
+fn open_notifications(
+    config: &Config,
+) -> anyhow::Result<Arc<dyn notifications::NotificationStore>> {
+    let path = sqlite_path(config, "notifications")?;
+    let store = notifications::SqliteNotificationStore::open(&path)
+        .with_context(|| format!("cannot open the notifications database {}", path.display()))?;
+    Ok(Arc::new(store))
+}
+
 fn open_stores(config: &Config, roles: &[Role]) -> anyhow::Result<Stores> {
     let mut stores = Stores::default();
     for role in roles {
@@ -88,6 +98,7 @@ fn open_stores(config: &Config, roles: &[Role]) -> anyhow::Result<Stores> {
             Role::Events => stores.events = Some(open_events(config)?),
             Role::Bookings => stores.bookings = Some(open_bookings(config)?),
             Role::Users => stores.users = Some(open_users(config)?),
+            Role::Notifications => stores.notifications = Some(open_notifications(config)?),
         }
     }
     Ok(stores)
@@ -208,7 +219,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     // Background work stops after the HTTP servers have drained, so that the events of the last
     // requests are still relayed.
     let background = CancellationToken::new();
-    let (router, tasks) = start_services(&config, &stores, &bus, &background);
+    let (router, mut tasks) = start_services(&config, &stores, &bus, &background);
+    if let Some(store) = &stores.notifications {
+        tasks.extend(start_notifications(&config, store.clone(), &background).await?);
+    }
 
     let in_flight = TaskTracker::new();
     let app = platform::http::finish(router, &config, web_dir(&config), auth, in_flight.clone())?;
@@ -252,9 +266,54 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     served
 }
 
+/// The parts of the notifications service that are not HTTP: its mail sender, the gRPC
+/// Notificator and, when etcd is configured, its registration there. The consumer starts with
+/// the other consumers in [`start_services`].
+async fn start_notifications(
+    config: &Config,
+    store: Arc<dyn notifications::NotificationStore>,
+    background: &CancellationToken,
+) -> anyhow::Result<Vec<JoinHandle<()>>> {
+    let settings = &config.notifications;
+    let transport =
+        notifications::mail::from_url(&settings.mail_url, &config.data_dir, &settings.from)
+            .map_err(anyhow::Error::msg)
+            .context("invalid notifications settings")?;
+    let listener = platform::http::bind("notifications.grpc_listen", &settings.grpc_listen).await?;
+    let bound = listener.local_addr()?;
+    let mut tasks = vec![notifications::sender::spawn_sender(
+        store.clone(),
+        transport,
+        background.clone(),
+    )];
+    let stop = background.clone();
+    tasks.push(tokio::spawn(async move {
+        if let Err(error) = notifications::grpc::serve(listener, store, stop).await {
+            tracing::error!(%error, "the gRPC Notificator failed");
+        }
+    }));
+    tracing::info!(address = %bound, "gRPC Notificator listening");
+    if !settings.etcd_endpoints.is_empty() {
+        let advertise = settings
+            .advertise
+            .clone()
+            .unwrap_or_else(|| format!("127.0.0.1:{}", bound.port()));
+        tasks.push(notifications::discovery::spawn_registration(
+            settings.etcd_endpoints.clone(),
+            advertise,
+            background.clone(),
+        ));
+    }
+    Ok(tasks)
+}
+
 /// Every consumer group of the system, whichever process runs it.
-fn all_subscriptions() -> [bus::Subscription; 2] {
-    [events::subscription(), bookings::subscription()]
+fn all_subscriptions() -> [bus::Subscription; 3] {
+    [
+        events::subscription(),
+        bookings::subscription(),
+        notifications::subscription(),
+    ]
 }
 
 /// Starts the outbox relays once the broker keeps every consumer group's events (RabbitMQ drops
@@ -330,6 +389,10 @@ fn start_services(
         openapi.push(users::openapi());
         outboxes.push(("users", store.outbox()));
     }
+    if let Some(store) = &stores.notifications {
+        let consumer = Arc::new(notifications::MailConsumer(store.clone()));
+        tasks.push(bus.subscribe(notifications::subscription(), consumer, background.clone()));
+    }
     tasks.push(start_relays(outboxes, bus.clone(), background.clone()));
     let document = Arc::new(platform::openapi::document(&openapi));
     let readiness = Readiness {
@@ -359,6 +422,7 @@ async fn ready(State(readiness): State<Readiness>) -> impl IntoResponse {
         events,
         bookings,
         users,
+        notifications,
     } = &readiness.stores;
     if let Some(s) = events
         && let Err(e) = s.check().await
@@ -371,6 +435,11 @@ async fn ready(State(readiness): State<Readiness>) -> impl IntoResponse {
         reasons.push(e);
     }
     if let Some(s) = users
+        && let Err(e) = s.check().await
+    {
+        reasons.push(e);
+    }
+    if let Some(s) = notifications
         && let Err(e) = s.check().await
     {
         reasons.push(e);

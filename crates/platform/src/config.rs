@@ -34,7 +34,7 @@ pub struct Config {
     pub metrics_listen: String,
     /// Where the embedded databases live.
     pub data_dir: PathBuf,
-    /// Services this process runs: events, bookings, users (all by default).
+    /// Services this process runs: events, bookings, users, notifications (all by default).
     pub roles: Vec<String>,
     /// Built web UI to serve at `/`; `web/dist` when present.
     pub web_dir: Option<PathBuf>,
@@ -47,6 +47,7 @@ pub struct Config {
     pub bookings: Bookings,
     pub broker: Broker,
     pub storage: Storage,
+    pub notifications: Notifications,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -111,6 +112,35 @@ pub struct Storage {
     pub events_url: Option<String>,
     pub bookings_url: Option<String>,
     pub users_url: Option<String>,
+    pub notifications_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Notifications {
+    /// Where mail goes: `file` (one `.eml` per mail in `data_dir/mail`), `file:DIR`, or
+    /// `smtp://[user:password@]host[:port][?tls=none|starttls|tls]`.
+    pub mail_url: String,
+    /// The sender of every mail.
+    pub from: String,
+    /// Address of the gRPC Notificator.
+    pub grpc_listen: String,
+    /// etcd endpoints (`http://host:2379`); empty: no registration.
+    pub etcd_endpoints: Vec<String>,
+    /// The address registered in etcd for others to call; the gRPC port on 127.0.0.1 if unset.
+    pub advertise: Option<String>,
+}
+
+impl Default for Notifications {
+    fn default() -> Self {
+        Self {
+            mail_url: "file".into(),
+            from: "MyEvents <tickets@myevents.example>".into(),
+            grpc_listen: "0.0.0.0:50051".into(),
+            etcd_endpoints: Vec::new(),
+            advertise: None,
+        }
+    }
 }
 
 impl Default for Config {
@@ -119,7 +149,12 @@ impl Default for Config {
             listen: "0.0.0.0:8181".into(),
             metrics_listen: "0.0.0.0:9100".into(),
             data_dir: PathBuf::from("./data"),
-            roles: vec!["events".into(), "bookings".into(), "users".into()],
+            roles: vec![
+                "events".into(),
+                "bookings".into(),
+                "users".into(),
+                "notifications".into(),
+            ],
             web_dir: None,
             log_format: "text".into(),
             tls: Tls::default(),
@@ -129,6 +164,7 @@ impl Default for Config {
             bookings: Bookings::default(),
             broker: Broker::default(),
             storage: Storage::default(),
+            notifications: Notifications::default(),
         }
     }
 }
@@ -197,6 +233,7 @@ impl Default for Storage {
             events_url: None,
             bookings_url: None,
             users_url: None,
+            notifications_url: None,
         }
     }
 }
@@ -245,6 +282,18 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("MYEVENTS_EVENTS_STORAGE_URL", "storage.events_url"),
     ("MYEVENTS_BOOKINGS_STORAGE_URL", "storage.bookings_url"),
     ("MYEVENTS_USERS_STORAGE_URL", "storage.users_url"),
+    (
+        "MYEVENTS_NOTIFICATIONS_STORAGE_URL",
+        "storage.notifications_url",
+    ),
+    ("MYEVENTS_MAIL_URL", "notifications.mail_url"),
+    ("MYEVENTS_MAIL_FROM", "notifications.from"),
+    ("MYEVENTS_GRPC_LISTEN", "notifications.grpc_listen"),
+    (
+        "MYEVENTS_ETCD_ENDPOINTS",
+        "notifications.etcd_endpoints, comma-separated",
+    ),
+    ("MYEVENTS_GRPC_ADVERTISE", "notifications.advertise"),
 ];
 
 impl Config {
@@ -332,6 +381,14 @@ impl Config {
             "MYEVENTS_EVENTS_STORAGE_URL" => self.storage.events_url = Some(value.clone()),
             "MYEVENTS_BOOKINGS_STORAGE_URL" => self.storage.bookings_url = Some(value.clone()),
             "MYEVENTS_USERS_STORAGE_URL" => self.storage.users_url = Some(value.clone()),
+            "MYEVENTS_NOTIFICATIONS_STORAGE_URL" => {
+                self.storage.notifications_url = Some(value.clone())
+            }
+            "MYEVENTS_MAIL_URL" => self.notifications.mail_url = value.clone(),
+            "MYEVENTS_MAIL_FROM" => self.notifications.from = value.clone(),
+            "MYEVENTS_GRPC_LISTEN" => self.notifications.grpc_listen = value.clone(),
+            "MYEVENTS_ETCD_ENDPOINTS" => self.notifications.etcd_endpoints = list(&value),
+            "MYEVENTS_GRPC_ADVERTISE" => self.notifications.advertise = Some(value.clone()),
             _ => {}
         }
         Ok(())
@@ -374,6 +431,7 @@ impl Config {
             "events" => &self.storage.events_url,
             "bookings" => &self.storage.bookings_url,
             "users" => &self.storage.users_url,
+            "notifications" => &self.storage.notifications_url,
             _ => &None,
         };
         own.as_deref().unwrap_or(&self.storage.url)

@@ -78,6 +78,8 @@ impl TestServer {
         command
             .arg("serve")
             .env("MYEVENTS_LISTEN", format!("127.0.0.1:{port}"))
+            // Any free port: several servers run side by side.
+            .env("MYEVENTS_GRPC_LISTEN", "127.0.0.1:0")
             .env(
                 "MYEVENTS_METRICS_LISTEN",
                 format!("127.0.0.1:{metrics_port}"),

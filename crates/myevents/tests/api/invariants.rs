@@ -246,13 +246,36 @@ async fn redelivering_every_event_changes_nothing() {
     .await;
     let before = snapshot(&s, &admin, &[&kept, &cancelled]).await;
     assert_eq!(before["availability"][0]["Available"], 8);
+    let mail_dir = dir.path().join("mail");
+    let mails = || {
+        let mut names: Vec<String> = std::fs::read_dir(&mail_dir)
+            .map(|d| {
+                d.filter_map(|f| f.ok())
+                    .map(|f| f.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    };
+    // Three bookings, one cancelled by its customer, one with its event: five mails.
+    eventually("a mail for every booking fact", || async {
+        mails().iter().filter(|m| m.starts_with("booked-")).count() == 3
+            && mails()
+                .iter()
+                .filter(|m| m.starts_with("cancelled-"))
+                .count()
+                == 2
+    })
+    .await;
+    let mails_before = mails();
     // A clean stop writes down how far each consumer has read.
     assert!(s.stop().success());
 
     // Rewind every consumer to the start of the log.
     let bus = rusqlite::Connection::open(dir.path().join("bus.db")).unwrap();
     let rewound = bus.execute("UPDATE offsets SET seq = 0", []).unwrap();
-    assert_eq!(rewound, 2, "both consumer groups rewound");
+    assert_eq!(rewound, 3, "every consumer group rewound");
     drop(bus);
 
     let s = TestServer::start_in(dir.path(), &[]).await;
@@ -263,8 +286,15 @@ async fn redelivering_every_event_changes_nothing() {
             && text.contains("myevents_events_applied_total{consumer=\"events\",outcome=\"duplicate\",type=\"bookingCancelled\"} 2")
     })
     .await;
+    let metrics_url = format!("{}/metrics", s.metrics);
+    eventually("the notifications service saw every event again", || async {
+        let text = reqwest::get(&metrics_url).await.unwrap().text().await.unwrap();
+        text.contains("myevents_events_applied_total{consumer=\"notifications\",outcome=\"duplicate\",type=\"bookingCancelled\"} 2")
+    })
+    .await;
     let after = snapshot(&s, &admin, &[&kept, &cancelled]).await;
     assert_eq!(after, before);
+    assert_eq!(mails(), mails_before, "no mail sent twice");
 }
 
 /// Whether `myevents replay` can rebuild from the broker: it needs one that keeps history.

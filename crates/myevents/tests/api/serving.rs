@@ -199,6 +199,8 @@ async fn https_is_served_beside_http_with_a_generated_certificate() {
 fn run(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
     let out = Command::new(binary())
         .env("MYEVENTS_LISTEN", "127.0.0.1:0")
+        // Any free port: several servers run side by side.
+        .env("MYEVENTS_GRPC_LISTEN", "127.0.0.1:0")
         .env("MYEVENTS_METRICS_LISTEN", "127.0.0.1:0")
         .args(args)
         .envs(env.iter().copied())
@@ -280,6 +282,8 @@ async fn a_config_file_sets_what_it_names_and_flags_win() {
             "--listen",
             &format!("127.0.0.1:{port}"),
         ])
+        // Any free port: several servers run side by side.
+        .env("MYEVENTS_GRPC_LISTEN", "127.0.0.1:0")
         .env(
             "MYEVENTS_METRICS_LISTEN",
             format!("127.0.0.1:{}", free_port()),
@@ -399,6 +403,8 @@ async fn a_service_starts_without_its_broker_and_says_why_it_is_not_ready() {
     let mut child = Command::new(binary())
         .arg("serve")
         .env("MYEVENTS_LISTEN", format!("127.0.0.1:{port}"))
+        // Any free port: several servers run side by side.
+        .env("MYEVENTS_GRPC_LISTEN", "127.0.0.1:0")
         .env(
             "MYEVENTS_METRICS_LISTEN",
             format!("127.0.0.1:{}", free_port()),

@@ -1,0 +1,177 @@
+//! What every [`NotificationStore`] backend must do. Each function takes a fresh, empty store.
+
+use std::sync::Arc;
+
+use chrono::DateTime;
+use contracts::{
+    BookingCancelled, CancelReason, DomainEvent, EventBooked, EventCreated, UserCreated,
+};
+
+use crate::store::{MailStatus, NotificationStore};
+
+pub fn created(id: &str) -> DomainEvent {
+    DomainEvent::EventCreated(EventCreated {
+        id: id.into(),
+        name: format!("Show {id}"),
+        location_id: "l1".into(),
+        start_date: DateTime::from_timestamp(1_900_000_000, 0).unwrap_or_default(),
+        end_date: DateTime::from_timestamp(1_900_007_200, 0).unwrap_or_default(),
+        hall: "Main".into(),
+        capacity: Some(10),
+    })
+}
+
+pub fn booked(event: &str, booking: &str, email: &str) -> DomainEvent {
+    DomainEvent::EventBooked(EventBooked {
+        event_id: event.into(),
+        user_id: String::new(),
+        booking_id: booking.into(),
+        seats: 2,
+        email: email.into(),
+        booked_at: DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default(),
+    })
+}
+
+pub fn cancelled(event: &str, booking: &str, reason: CancelReason) -> DomainEvent {
+    DomainEvent::BookingCancelled(BookingCancelled {
+        booking_id: booking.into(),
+        event_id: event.into(),
+        seats: 2,
+        reason,
+    })
+}
+
+pub fn welcome(user: &str) -> DomainEvent {
+    DomainEvent::UserCreated(UserCreated {
+        id: user.into(),
+        email: format!("{user}@example.com"),
+        name: "Ann".into(),
+    })
+}
+
+fn batch(events: &[(&str, DomainEvent)]) -> Vec<(String, DomainEvent)> {
+    events
+        .iter()
+        .map(|(id, e)| ((*id).to_owned(), e.clone()))
+        .collect()
+}
+
+async fn mail_ids(store: &Arc<dyn NotificationStore>) -> Vec<String> {
+    let mut ids: Vec<String> = store
+        .mails()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.mail.id)
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// Each fact queues its mail, addressed to the customer of the booking, and the same facts
+/// delivered again — with the same message ids, or republished under new ones — queue nothing.
+pub async fn every_fact_queues_one_mail_and_redelivery_none(store: Arc<dyn NotificationStore>) {
+    let history = [
+        ("m1", created("e1")),
+        ("m2", booked("e1", "b1", "ann@example.com")),
+        ("m3", cancelled("e1", "b1", CancelReason::Customer)),
+        ("m4", booked("e1", "b2", "bob@example.com")),
+        ("m5", cancelled("e1", "b2", CancelReason::EventCancelled)),
+        ("m6", welcome("u1")),
+    ];
+    let outcomes = store.apply(batch(&history)).await.unwrap();
+    assert_eq!(outcomes, vec![bus::Outcome::Applied; 6]);
+    let expected = [
+        "booked-b1",
+        "booked-b2",
+        "cancelled-b1",
+        "cancelled-b2",
+        "welcome-u1",
+    ];
+    assert_eq!(mail_ids(&store).await, expected);
+    let mails = store.mails().await.unwrap();
+    let bob = mails.iter().find(|m| m.mail.id == "cancelled-b2").unwrap();
+    assert_eq!(bob.mail.to, "bob@example.com");
+    assert!(
+        bob.mail.subject.starts_with("Event cancelled"),
+        "{:?}",
+        bob.mail
+    );
+    assert!(bob.mail.text.contains("Show e1"), "{:?}", bob.mail);
+
+    let again = store.apply(batch(&history)).await.unwrap();
+    assert_eq!(again, vec![bus::Outcome::Duplicate; 6]);
+    let republished: Vec<(&str, DomainEvent)> = history
+        .iter()
+        .map(|(id, e)| (if *id == "m2" { "m2-again" } else { *id }, e.clone()))
+        .collect();
+    store.apply(batch(&republished)).await.unwrap();
+    assert_eq!(mail_ids(&store).await, expected, "still one mail per fact");
+}
+
+/// A booking whose event is not known yet asks to be retried and queues nothing.
+pub async fn a_booking_before_its_event_is_retried(store: Arc<dyn NotificationStore>) {
+    let outcomes = store
+        .apply(batch(&[("m1", booked("e9", "b9", "a@example.com"))]))
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcomes[..], [bus::Outcome::Retry(_)]),
+        "{outcomes:?}"
+    );
+    assert!(store.mails().await.unwrap().is_empty());
+    let outcomes = store
+        .apply(batch(&[
+            ("m0", created("e9")),
+            ("m1", booked("e9", "b9", "a@example.com")),
+        ]))
+        .await
+        .unwrap();
+    assert_eq!(outcomes, vec![bus::Outcome::Applied; 2]);
+    assert_eq!(mail_ids(&store).await, ["booked-b9"]);
+}
+
+/// A mail is due until sent; a failed attempt makes it wait, and enough of them give it up.
+pub async fn mails_are_due_until_sent_and_given_up_after_repeated_failures(
+    store: Arc<dyn NotificationStore>,
+) {
+    store
+        .apply(batch(&[("m1", welcome("u1")), ("m2", welcome("u2"))]))
+        .await
+        .unwrap();
+    let due: Vec<String> = store
+        .due(10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(due, ["welcome-u1", "welcome-u2"]);
+    store.mark_sent("welcome-u1").await.unwrap();
+    store
+        .mark_failed("welcome-u2", "connection refused", 2)
+        .await
+        .unwrap();
+    assert!(
+        store.due(10).await.unwrap().is_empty(),
+        "one sent, one waiting to retry"
+    );
+    store
+        .mark_failed("welcome-u2", "connection refused", 2)
+        .await
+        .unwrap();
+    let statuses: Vec<(String, MailStatus, u32)> = store
+        .mails()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| (m.mail.id, m.status, m.attempts))
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            ("welcome-u1".to_owned(), MailStatus::Sent, 1),
+            ("welcome-u2".to_owned(), MailStatus::Failed, 2)
+        ]
+    );
+}

@@ -1,0 +1,248 @@
+//! The mails MyEvents sends, one per fact, and what each says. No I/O here.
+//!
+//! Each mail's id is derived from the fact it reports (`booked-<booking id>`, …), not drawn at
+//! random: the same fact told twice (a redelivered message) names the same mail, which the store
+//! keeps once and the file transport writes once.
+
+use chrono::{DateTime, Utc};
+
+/// A fact worth an e-mail, with what the mail needs to say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fact {
+    Booked {
+        booking_id: String,
+        event: EventInfo,
+        seats: u32,
+        email: String,
+    },
+    /// The customer (or an admin for them) cancelled the booking.
+    BookingCancelled {
+        booking_id: String,
+        event: EventInfo,
+        seats: u32,
+        email: String,
+    },
+    /// The organiser cancelled the event; the booking went with it.
+    EventCancelled {
+        booking_id: String,
+        event: EventInfo,
+        seats: u32,
+        email: String,
+    },
+    Welcome {
+        user_id: String,
+        name: String,
+        email: String,
+    },
+}
+
+/// What the notifications service knows of an event, from its `eventCreated`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventInfo {
+    pub name: String,
+    pub starts: DateTime<Utc>,
+}
+
+/// One e-mail, ready for a transport.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mail {
+    /// Unique per fact; also the Message-ID's local part and the `.eml` file's name.
+    pub id: String,
+    pub to: String,
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+}
+
+impl Mail {
+    /// A mail asked for directly (the gRPC `SendEmail`): `content` as its text.
+    pub fn direct(id: String, to: String, content: &str) -> Mail {
+        Mail {
+            id,
+            to,
+            subject: "A message from MyEvents".into(),
+            text: content.to_owned(),
+            html: format!("<pre>{}</pre>", escape(content)),
+        }
+    }
+}
+
+impl Fact {
+    pub fn mail(&self) -> Mail {
+        match self {
+            Fact::Booked {
+                booking_id,
+                event,
+                seats,
+                email,
+            } => booking_mail(
+                format!("booked-{booking_id}"),
+                email,
+                format!("Your tickets for {}", event.name),
+                "Your booking is confirmed.",
+                booking_id,
+                event,
+                *seats,
+            ),
+            Fact::BookingCancelled {
+                booking_id,
+                event,
+                seats,
+                email,
+            } => booking_mail(
+                format!("cancelled-{booking_id}"),
+                email,
+                format!("Booking cancelled: {}", event.name),
+                "Your booking is cancelled, as you asked; the seats are released.",
+                booking_id,
+                event,
+                *seats,
+            ),
+            Fact::EventCancelled {
+                booking_id,
+                event,
+                seats,
+                email,
+            } => booking_mail(
+                format!("cancelled-{booking_id}"),
+                email,
+                format!("Event cancelled: {}", event.name),
+                "We are sorry: the organiser has cancelled this event, and your booking with it.",
+                booking_id,
+                event,
+                *seats,
+            ),
+            Fact::Welcome {
+                user_id,
+                name,
+                email,
+            } => {
+                let text = format!(
+                    "Hello {name},\n\nwelcome to MyEvents. You can now book seats and find your \
+                     bookings under My bookings.\n"
+                );
+                let html = format!(
+                    "<p>Hello {},</p><p>welcome to MyEvents. You can now book seats and find \
+                     your bookings under <em>My bookings</em>.</p>",
+                    escape(name)
+                );
+                Mail {
+                    id: format!("welcome-{user_id}"),
+                    to: email.clone(),
+                    subject: "Welcome to MyEvents".into(),
+                    text,
+                    html,
+                }
+            }
+        }
+    }
+}
+
+fn booking_mail(
+    id: String,
+    to: &str,
+    subject: String,
+    lead: &str,
+    booking_id: &str,
+    event: &EventInfo,
+    seats: u32,
+) -> Mail {
+    let when = event.starts.format("%A %-d %B %Y, %H:%M UTC").to_string();
+    let seat_word = if seats == 1 { "seat" } else { "seats" };
+    let text = format!(
+        "{lead}\n\nEvent:   {}\nDate:    {when}\nSeats:   {seats}\nBooking: {booking_id}\n",
+        event.name
+    );
+    let html = format!(
+        "<p>{}</p><table><tr><th align=\"left\">Event</th><td>{}</td></tr>\
+         <tr><th align=\"left\">Date</th><td>{when}</td></tr>\
+         <tr><th align=\"left\">Seats</th><td>{seats} {seat_word}</td></tr>\
+         <tr><th align=\"left\">Booking</th><td>{}</td></tr></table>",
+        escape(lead),
+        escape(&event.name),
+        escape(booking_id)
+    );
+    Mail {
+        id,
+        to: to.to_owned(),
+        subject,
+        text,
+        html,
+    }
+}
+
+/// Text into HTML: names come from organisers and customers.
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn show() -> EventInfo {
+        EventInfo {
+            name: "Rock & <Roll>".into(),
+            starts: DateTime::from_timestamp(1_900_000_000, 0).unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_booking_mail_names_the_event_date_seats_and_booking_in_text_and_html() {
+        let mail = Fact::Booked {
+            booking_id: "b1".into(),
+            event: show(),
+            seats: 2,
+            email: "ann@example.com".into(),
+        }
+        .mail();
+        assert_eq!(mail.id, "booked-b1");
+        assert_eq!(mail.to, "ann@example.com");
+        assert_eq!(mail.subject, "Your tickets for Rock & <Roll>");
+        for needle in [
+            "Rock & <Roll>",
+            "Sunday 17 March 2030, 17:46 UTC",
+            "Seats:   2",
+            "b1",
+        ] {
+            assert!(mail.text.contains(needle), "{needle} in {}", mail.text);
+        }
+        assert!(
+            mail.html.contains("Rock &amp; &lt;Roll&gt;"),
+            "{}",
+            mail.html
+        );
+        assert!(mail.html.contains("2 seats"), "{}", mail.html);
+    }
+
+    #[test]
+    fn each_fact_has_its_own_mail_id_and_the_same_fact_the_same_id() {
+        let booked = |id: &str| Fact::Booked {
+            booking_id: id.into(),
+            event: show(),
+            seats: 1,
+            email: "a@example.com".into(),
+        };
+        let cancelled = Fact::EventCancelled {
+            booking_id: "b1".into(),
+            event: show(),
+            seats: 1,
+            email: "a@example.com".into(),
+        };
+        assert_eq!(booked("b1").mail().id, booked("b1").mail().id);
+        assert_ne!(booked("b1").mail().id, booked("b2").mail().id);
+        assert_ne!(booked("b1").mail().id, cancelled.mail().id);
+        assert!(cancelled.mail().subject.starts_with("Event cancelled"));
+    }
+}

@@ -1,0 +1,191 @@
+//! Mail transports: SMTP (lettre) for production, and `.eml` files in a folder, the embedded
+//! default, so that a newcomer can read what MyEvents would have sent.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use lettre::message::header::ContentType;
+use lettre::message::{Mailbox, MultiPart, SinglePart};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+
+use crate::domain::Mail;
+
+#[async_trait]
+pub trait Transport: Send + Sync + 'static {
+    /// Hands `mail` over for delivery; `Ok` once the receiving side has taken it.
+    async fn send(&self, mail: &Mail) -> Result<(), String>;
+}
+
+/// A transport from `notifications.mail_url`:
+/// - `file` (`data_dir/mail`) or `file:DIR`: one `<mail id>.eml` per mail;
+/// - `smtp://[user:password@]host[:port][?tls=opportunistic|required]` (STARTTLS) or
+///   `smtps://…` (TLS from the first byte), as lettre reads them.
+pub fn from_url(url: &str, data_dir: &Path, from: &str) -> Result<Arc<dyn Transport>, String> {
+    let from: Mailbox = from
+        .parse()
+        .map_err(|e| format!("notifications.from {from:?} is not a mailbox: {e}"))?;
+    if url == "file" {
+        return Ok(Arc::new(FileTransport::new(data_dir.join("mail"), from)));
+    }
+    if let Some(dir) = url.strip_prefix("file:").filter(|d| !d.is_empty()) {
+        return Ok(Arc::new(FileTransport::new(
+            PathBuf::from(dir.trim_start_matches("//")),
+            from,
+        )));
+    }
+    if url.starts_with("smtp://") || url.starts_with("smtps://") {
+        let smtp = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
+            .map_err(|e| format!("mail URL {url:?}: {e}"))?
+            .build();
+        return Ok(Arc::new(SmtpTransport { smtp, from }));
+    }
+    Err(format!(
+        "mail URL {url:?} is not supported: use file, file:DIR, smtp://… or smtps://…"
+    ))
+}
+
+/// The message on the wire: plain text and HTML alternatives, with a Message-ID made from the
+/// mail's id, so that a mail sent twice (see `crate::sender`) is recognisable as one.
+pub fn message(from: &Mailbox, mail: &Mail) -> Result<Message, String> {
+    let to: Mailbox = mail
+        .to
+        .parse()
+        .map_err(|e| format!("{:?} is not a mailbox: {e}", mail.to))?;
+    Message::builder()
+        .from(from.clone())
+        .to(to)
+        .subject(mail.subject.clone())
+        .message_id(Some(format!("<{}@myevents>", mail.id)))
+        .multipart(
+            MultiPart::alternative()
+                .singlepart(
+                    SinglePart::builder()
+                        .header(ContentType::TEXT_PLAIN)
+                        .body(mail.text.clone()),
+                )
+                .singlepart(
+                    SinglePart::builder()
+                        .header(ContentType::TEXT_HTML)
+                        .body(mail.html.clone()),
+                ),
+        )
+        .map_err(|e| format!("cannot build mail {}: {e}", mail.id))
+}
+
+/// Writes each mail to `<dir>/<mail id>.eml`. A file that exists already is that mail sent
+/// before, so sending is idempotent: the file transport sends each mail exactly once even if
+/// the process dies between writing a file and recording it sent.
+pub struct FileTransport {
+    dir: PathBuf,
+    from: Mailbox,
+}
+
+impl FileTransport {
+    pub fn new(dir: PathBuf, from: Mailbox) -> Self {
+        Self { dir, from }
+    }
+
+    fn path_of(&self, id: &str) -> PathBuf {
+        // Ids are ours (`booked-<uuid>`, …); anything else is replaced so a name cannot escape
+        // the folder.
+        let safe: String = id
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        self.dir.join(format!("{safe}.eml"))
+    }
+}
+
+#[async_trait]
+impl Transport for FileTransport {
+    async fn send(&self, mail: &Mail) -> Result<(), String> {
+        let path = self.path_of(&mail.id);
+        if tokio::fs::try_exists(&path).await.unwrap_or(false) {
+            return Ok(());
+        }
+        let bytes = message(&self.from, mail)?.formatted();
+        tokio::fs::create_dir_all(&self.dir)
+            .await
+            .map_err(|e| format!("cannot create {}: {e}", self.dir.display()))?;
+        // Written aside and renamed, so a reader never sees half a mail and a crash leaves no
+        // partial file that would count as sent.
+        let partial = path.with_extension("eml.partial");
+        tokio::fs::write(&partial, &bytes)
+            .await
+            .map_err(|e| format!("cannot write {}: {e}", partial.display()))?;
+        tokio::fs::rename(&partial, &path)
+            .await
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))
+    }
+}
+
+pub struct SmtpTransport {
+    smtp: AsyncSmtpTransport<Tokio1Executor>,
+    from: Mailbox,
+}
+
+#[async_trait]
+impl Transport for SmtpTransport {
+    async fn send(&self, mail: &Mail) -> Result<(), String> {
+        let message = message(&self.from, mail)?;
+        self.smtp
+            .send(message)
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("SMTP: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mail(id: &str) -> Mail {
+        Mail {
+            id: id.into(),
+            to: "ann@example.com".into(),
+            subject: "Your tickets".into(),
+            text: "Seats: 2".into(),
+            html: "<p>Seats: 2</p>".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_file_transport_writes_one_eml_per_mail_and_a_second_send_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let transport = from_url(
+            &format!("file:{}", dir.path().display()),
+            Path::new("."),
+            "MyEvents <t@myevents.example>",
+        )
+        .unwrap();
+        transport.send(&mail("booked-1")).await.unwrap();
+        let path = dir.path().join("booked-1.eml");
+        let first = std::fs::read_to_string(&path).unwrap();
+        assert!(first.contains("Message-ID: <booked-1@myevents>"), "{first}");
+        assert!(first.contains("To: ann@example.com"), "{first}");
+        assert!(first.contains("text/html"), "{first}");
+        transport.send(&mail("booked-1")).await.unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), first);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn unsupported_urls_and_bad_senders_are_refused_with_the_reason() {
+        let here = Path::new(".");
+        let err = from_url("pigeon://loft", here, "a@example.com")
+            .err()
+            .unwrap();
+        assert!(err.contains("pigeon://loft"), "{err}");
+        let err = from_url("file", here, "not a mailbox").err().unwrap();
+        assert!(err.contains("notifications.from"), "{err}");
+        assert!(from_url("smtp://127.0.0.1:2525", here, "a@example.com").is_ok());
+    }
+}

@@ -1,0 +1,297 @@
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use contracts::DomainEvent;
+use sqlite::rusqlite::{Connection, OptionalExtension, params};
+use sqlite::{Db, DbError, Options, inbox};
+use tokio::sync::Notify;
+
+use super::{MailStatus, NotificationStore, StoreError, StoredMail};
+use crate::domain::{EventInfo, Fact, Mail};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS events (
+    id         TEXT PRIMARY KEY,
+    name       TEXT NOT NULL,
+    start_date INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS bookings (
+    id       TEXT PRIMARY KEY,
+    event_id TEXT NOT NULL,
+    email    TEXT NOT NULL,
+    seats    INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS mails (
+    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+    id           TEXT NOT NULL UNIQUE,
+    recipient    TEXT NOT NULL,
+    subject      TEXT NOT NULL,
+    text         TEXT NOT NULL,
+    html         TEXT NOT NULL,
+    status       TEXT NOT NULL DEFAULT 'pending',
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    next_attempt INTEGER NOT NULL DEFAULT 0, -- Unix milliseconds
+    last_error   TEXT
+);
+CREATE INDEX IF NOT EXISTS mails_due ON mails (status, next_attempt);";
+
+pub struct SqliteNotificationStore {
+    db: Db,
+}
+
+impl SqliteNotificationStore {
+    pub fn open(path: &Path) -> Result<Self, DbError> {
+        let db = Db::open(
+            path,
+            Options {
+                migrations: vec![SCHEMA, inbox::MIGRATION],
+                ..Options::default()
+            },
+        )?;
+        Ok(Self { db })
+    }
+}
+
+fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+/// Queues `mail` unless a mail with its id is queued already (the same fact told twice).
+fn insert_mail(conn: &Connection, mail: &Mail) -> sqlite::rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT OR IGNORE INTO mails (id, recipient, subject, text, html) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![mail.id, mail.to, mail.subject, mail.text, mail.html])?;
+    Ok(())
+}
+
+fn event_info(conn: &Connection, id: &str) -> sqlite::rusqlite::Result<Option<EventInfo>> {
+    conn.prepare_cached("SELECT name, start_date FROM events WHERE id = ?1")?
+        .query_row([id], |r| {
+            let start: i64 = r.get(1)?;
+            Ok(EventInfo {
+                name: r.get(0)?,
+                starts: DateTime::from_timestamp(start, 0).unwrap_or_default(),
+            })
+        })
+        .optional()
+}
+
+/// Applies one event; the inbox is `bus::inbox::apply_once`'s business.
+fn apply_one(conn: &Connection, event: &DomainEvent) -> Result<bus::Outcome, DbError> {
+    let fact = match event {
+        DomainEvent::EventCreated(created) => {
+            conn.prepare_cached(
+                "INSERT OR IGNORE INTO events (id, name, start_date) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![
+                created.id,
+                created.name,
+                created.start_date.timestamp()
+            ])?;
+            return Ok(bus::Outcome::Applied);
+        }
+        DomainEvent::EventBooked(booked) => {
+            // The event's eventCreated comes first on every broker (same key); if it has not
+            // yet, the booking is retried rather than mailed without its event.
+            let Some(event) = event_info(conn, &booked.event_id)? else {
+                return Ok(bus::Outcome::Retry(format!(
+                    "event {} is not known yet",
+                    booked.event_id
+                )));
+            };
+            conn.prepare_cached(
+                "INSERT OR IGNORE INTO bookings (id, event_id, email, seats) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![booked.booking_id, booked.event_id, booked.email, booked.seats])?;
+            Fact::Booked {
+                booking_id: booked.booking_id.clone(),
+                event,
+                seats: booked.seats,
+                email: booked.email.clone(),
+            }
+        }
+        DomainEvent::BookingCancelled(cancelled) => {
+            let booking: Option<(String, String)> = conn
+                .prepare_cached("SELECT event_id, email FROM bookings WHERE id = ?1")?
+                .query_row([&cancelled.booking_id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            let Some((event_id, email)) = booking else {
+                return Ok(bus::Outcome::Retry(format!(
+                    "booking {} is not known yet",
+                    cancelled.booking_id
+                )));
+            };
+            let Some(event) = event_info(conn, &event_id)? else {
+                return Ok(bus::Outcome::Retry(format!(
+                    "event {event_id} is not known yet"
+                )));
+            };
+            let (booking_id, seats) = (cancelled.booking_id.clone(), cancelled.seats);
+            match cancelled.reason {
+                contracts::CancelReason::Customer => Fact::BookingCancelled {
+                    booking_id,
+                    event,
+                    seats,
+                    email,
+                },
+                contracts::CancelReason::EventCancelled => Fact::EventCancelled {
+                    booking_id,
+                    event,
+                    seats,
+                    email,
+                },
+            }
+        }
+        DomainEvent::UserCreated(user) => Fact::Welcome {
+            user_id: user.id.clone(),
+            name: user.name.clone(),
+            email: user.email.clone(),
+        },
+        DomainEvent::LocationCreated(_) | DomainEvent::EventCancelled(_) => {
+            return Ok(bus::Outcome::Applied);
+        }
+    };
+    insert_mail(conn, &fact.mail())?;
+    Ok(bus::Outcome::Applied)
+}
+
+/// Seconds before the next attempt after `attempts` failures: 2, 4, 8 … up to 5 minutes.
+fn retry_delay_ms(attempts: u32) -> i64 {
+    1000 * (1i64 << attempts.min(8)).min(300)
+}
+
+#[async_trait]
+impl NotificationStore for SqliteNotificationStore {
+    async fn apply(
+        &self,
+        batch: Vec<(String, DomainEvent)>,
+    ) -> Result<Vec<bus::Outcome>, StoreError> {
+        Ok(self
+            .db
+            .write(move |c| bus::inbox::apply_once(c, &batch, apply_one))
+            .await?)
+    }
+
+    async fn queue(&self, mail: Mail) -> Result<(), StoreError> {
+        Ok(self
+            .db
+            .write(move |c| insert_mail(c, &mail).map_err(DbError::from))
+            .await?)
+    }
+
+    async fn due(&self, limit: usize) -> Result<Vec<Mail>, StoreError> {
+        Ok(self
+            .db
+            .read(move |c| {
+                let mut stmt = c.prepare_cached(
+                    "SELECT id, recipient, subject, text, html FROM mails
+                     WHERE status = 'pending' AND next_attempt <= ?1 ORDER BY seq LIMIT ?2",
+                )?;
+                let rows = stmt.query_map(params![now_ms(), limit as i64], |r| {
+                    Ok(Mail {
+                        id: r.get(0)?,
+                        to: r.get(1)?,
+                        subject: r.get(2)?,
+                        text: r.get(3)?,
+                        html: r.get(4)?,
+                    })
+                })?;
+                rows.collect()
+            })
+            .await?)
+    }
+
+    async fn mark_sent(&self, id: &str) -> Result<(), StoreError> {
+        let id = id.to_owned();
+        Ok(self
+            .db
+            .write(move |c| {
+                c.prepare_cached(
+                    "UPDATE mails SET status = 'sent', attempts = attempts + 1 WHERE id = ?1",
+                )?
+                .execute([&id])
+                .map(|_| ())
+                .map_err(DbError::from)
+            })
+            .await?)
+    }
+
+    async fn mark_failed(
+        &self,
+        id: &str,
+        error: &str,
+        give_up_after: u32,
+    ) -> Result<(), StoreError> {
+        let (id, error) = (id.to_owned(), error.to_owned());
+        Ok(self
+            .db
+            .write(move |c| {
+                let attempts: u32 = c
+                    .prepare_cached("SELECT attempts FROM mails WHERE id = ?1")?
+                    .query_row([&id], |r| r.get(0))
+                    .optional()?
+                    .unwrap_or(0)
+                    + 1;
+                let status = if attempts >= give_up_after {
+                    "failed"
+                } else {
+                    "pending"
+                };
+                c.prepare_cached(
+                    "UPDATE mails SET status = ?2, attempts = ?3, next_attempt = ?4, last_error = ?5
+                     WHERE id = ?1",
+                )?
+                .execute(params![
+                    id,
+                    status,
+                    attempts,
+                    now_ms() + retry_delay_ms(attempts),
+                    error
+                ])
+                .map(|_| ())
+                .map_err(DbError::from)
+            })
+            .await?)
+    }
+
+    async fn mails(&self) -> Result<Vec<StoredMail>, StoreError> {
+        Ok(self
+            .db
+            .read(|c| {
+                let mut stmt = c.prepare(
+                    "SELECT id, recipient, subject, text, html, status, attempts FROM mails ORDER BY seq",
+                )?;
+                let rows = stmt.query_map([], |r| {
+                    let status: String = r.get(5)?;
+                    Ok(StoredMail {
+                        mail: Mail {
+                            id: r.get(0)?,
+                            to: r.get(1)?,
+                            subject: r.get(2)?,
+                            text: r.get(3)?,
+                            html: r.get(4)?,
+                        },
+                        status: match status.as_str() {
+                            "sent" => MailStatus::Sent,
+                            "failed" => MailStatus::Failed,
+                            _ => MailStatus::Pending,
+                        },
+                        attempts: r.get(6)?,
+                    })
+                })?;
+                rows.collect()
+            })
+            .await?)
+    }
+
+    fn committed(&self) -> Arc<Notify> {
+        self.db.committed()
+    }
+
+    async fn check(&self) -> Result<(), String> {
+        self.db.check().await
+    }
+}
