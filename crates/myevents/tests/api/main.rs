@@ -6,5 +6,6 @@ mod events;
 mod helpers;
 mod interop;
 mod invariants;
+mod notifications;
 mod serving;
 mod users;
