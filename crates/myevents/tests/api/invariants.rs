@@ -331,13 +331,13 @@ fn replay_bookings(data_dir: &std::path::Path, env: &[(&str, &str)]) -> (String,
     (text, out.status.success())
 }
 
-/// Events, bookings and users each in a process of its own, each with its own data folder,
+/// Events, bookings, users and notifications each in a process of its own, each with its own data folder,
 /// connected only by `broker`: admin sign-in → location → event → booking → sold out → customer
-/// cancel → event cancel cascading to every booking. Then the bookings service is stopped and
+/// cancel → event cancel cascading to every booking, each fact mailed once. Then the bookings service is stopped and
 /// rebuilt from the broker's history with `myevents replay`, and must answer exactly as before
 /// (or, on a broker without history, the replay is refused and nothing changes).
 async fn one_process_per_service(broker: &[(&str, &str)], replay: Replay) {
-    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let dirs: Vec<tempfile::TempDir> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
     let secret = ("MYEVENTS_JWT_SECRET", "one-secret-for-every-service");
     let start = |dir: &tempfile::TempDir, role: &'static str| {
         let mut env = vec![("MYEVENTS_ROLES", role), secret];
@@ -348,6 +348,7 @@ async fn one_process_per_service(broker: &[(&str, &str)], replay: Replay) {
     let users = start(&dirs[0], "users").await;
     let events = start(&dirs[1], "events").await;
     let mut bookings = start(&dirs[2], "bookings").await;
+    let _notifications = start(&dirs[3], "notifications").await;
 
     let admin = users.admin_token().await;
     let ann = users.customer("ann@example.com").await;
@@ -412,6 +413,34 @@ async fn one_process_per_service(broker: &[(&str, &str)], replay: Replay) {
         || async {
             body(events.get(&sales, Some(&admin)).await).await
                 == json!({"EventID": event, "SeatsSold": 0, "Bookings": 2, "Cancellations": 2})
+        },
+    )
+    .await;
+    let mail_dir = dirs[3].path().join("mail");
+    eventually(
+        "the notifications service mailed every fact once",
+        || async {
+            let mut kinds: Vec<String> = std::fs::read_dir(&mail_dir)
+                .map(|d| {
+                    d.filter_map(|f| f.ok())
+                        .filter_map(|f| {
+                            let name = f.file_name().to_string_lossy().into_owned();
+                            name.split('-').next().map(str::to_owned)
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            kinds.sort();
+            // Two bookings, both cancelled; welcomes for the admin and Ann.
+            kinds
+                == [
+                    "booked",
+                    "booked",
+                    "cancelled",
+                    "cancelled",
+                    "welcome",
+                    "welcome",
+                ]
         },
     )
     .await;
