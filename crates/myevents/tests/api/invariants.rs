@@ -331,11 +331,12 @@ fn replay_bookings(data_dir: &std::path::Path, env: &[(&str, &str)]) -> (String,
     (text, out.status.success())
 }
 
-/// Events, bookings, users and notifications each in a process of its own, each with its own data folder,
-/// connected only by `broker`: admin sign-in → location → event → booking → sold out → customer
-/// cancel → event cancel cascading to every booking, each fact mailed once. Then the bookings service is stopped and
-/// rebuilt from the broker's history with `myevents replay`, and must answer exactly as before
-/// (or, on a broker without history, the replay is refused and nothing changes).
+/// Events, bookings, users and notifications each in a process of its own, each with its own
+/// data folder, connected only by `broker`: admin sign-in → location → event → booking → sold
+/// out → customer cancel → event cancel cascading to every booking, each fact mailed once. Then
+/// the bookings service is stopped and rebuilt from the broker's history with `myevents replay`,
+/// and must answer exactly as before (or, on a broker without history, the replay is refused and
+/// nothing changes).
 async fn one_process_per_service(broker: &[(&str, &str)], replay: Replay) {
     let dirs: Vec<tempfile::TempDir> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
     let secret = ("MYEVENTS_JWT_SECRET", "one-secret-for-every-service");
