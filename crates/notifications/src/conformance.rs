@@ -147,7 +147,7 @@ pub async fn mails_are_due_until_sent_and_given_up_after_repeated_failures(
         .map(|m| m.id)
         .collect();
     assert_eq!(due, ["welcome-u1", "welcome-u2"]);
-    store.mark_sent("welcome-u1").await.unwrap();
+    store.mark_sent(vec!["welcome-u1".into()]).await.unwrap();
     store
         .mark_failed("welcome-u2", "connection refused", 2)
         .await

@@ -107,23 +107,27 @@ impl FileTransport {
 impl Transport for FileTransport {
     async fn send(&self, mail: &Mail) -> Result<(), String> {
         let path = self.path_of(&mail.id);
-        if tokio::fs::try_exists(&path).await.unwrap_or(false) {
-            return Ok(());
-        }
         let bytes = message(&self.from, mail)?.formatted();
-        tokio::fs::create_dir_all(&self.dir)
+        let dir = self.dir.clone();
+        // One blocking task for the whole write rather than a thread hop per file operation.
+        tokio::task::spawn_blocking(move || write_once(&dir, &path, &bytes))
             .await
-            .map_err(|e| format!("cannot create {}: {e}", self.dir.display()))?;
-        // Written aside and renamed, so a reader never sees half a mail and a crash leaves no
-        // partial file that would count as sent.
-        let partial = path.with_extension("eml.partial");
-        tokio::fs::write(&partial, &bytes)
-            .await
-            .map_err(|e| format!("cannot write {}: {e}", partial.display()))?;
-        tokio::fs::rename(&partial, &path)
-            .await
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))
+            .map_err(|e| format!("cannot write {}: {e}", mail.id))?
     }
+}
+
+/// Writes `bytes` to `path` unless it exists (the same mail, sent before). Written aside and
+/// renamed, so a reader never sees half a mail and a crash leaves no partial file that would
+/// count as sent.
+fn write_once(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), String> {
+    if path.exists() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let partial = path.with_extension("eml.partial");
+    std::fs::write(&partial, bytes)
+        .map_err(|e| format!("cannot write {}: {e}", partial.display()))?;
+    std::fs::rename(&partial, path).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 pub struct SmtpTransport {

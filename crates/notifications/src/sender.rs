@@ -19,7 +19,7 @@ use crate::store::NotificationStore;
 
 /// Failed attempts (2 s, 4 s, … apart) before a mail is given up as `failed`.
 pub const GIVE_UP_AFTER: u32 = 10;
-const BATCH: usize = 32;
+const BATCH: usize = 256;
 /// A commit wakes the sender at once; this catches mails whose retry time has come.
 const POLL: Duration = Duration::from_secs(1);
 
@@ -41,17 +41,24 @@ pub fn spawn_sender(
                     Vec::new()
                 }
             };
+            // Sent mails are recorded together, one write for the batch.
+            let mut sent = Vec::with_capacity(due.len());
             for mail in &due {
-                let recorded = match transport.send(mail).await {
-                    Ok(()) => store.mark_sent(&mail.id).await,
+                match transport.send(mail).await {
+                    Ok(()) => sent.push(mail.id.clone()),
                     Err(error) => {
                         tracing::warn!(id = %mail.id, to = %mail.to, %error, "mail not sent; will retry");
-                        store.mark_failed(&mail.id, &error, GIVE_UP_AFTER).await
+                        if let Err(error) = store.mark_failed(&mail.id, &error, GIVE_UP_AFTER).await
+                        {
+                            tracing::warn!(id = %mail.id, %error, "cannot record a failed attempt");
+                        }
                     }
-                };
-                if let Err(error) = recorded {
-                    tracing::warn!(id = %mail.id, %error, "cannot record a mail's delivery; it may be sent again");
                 }
+            }
+            if !sent.is_empty()
+                && let Err(error) = store.mark_sent(sent).await
+            {
+                tracing::warn!(%error, "cannot record mails as sent; they may be sent again");
             }
             if due.len() == BATCH {
                 continue;

@@ -48,7 +48,7 @@ pub trait NotificationStore: Send + Sync + 'static {
     async fn queue(&self, mail: Mail) -> Result<(), StoreError>;
     /// Mails due for a (new) attempt, oldest first.
     async fn due(&self, limit: usize) -> Result<Vec<Mail>, StoreError>;
-    async fn mark_sent(&self, id: &str) -> Result<(), StoreError>;
+    async fn mark_sent(&self, ids: Vec<String>) -> Result<(), StoreError>;
     /// Records a failed attempt; after `give_up_after` attempts the mail is `Failed`.
     async fn mark_failed(
         &self,

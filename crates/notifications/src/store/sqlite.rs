@@ -204,17 +204,17 @@ impl NotificationStore for SqliteNotificationStore {
             .await?)
     }
 
-    async fn mark_sent(&self, id: &str) -> Result<(), StoreError> {
-        let id = id.to_owned();
+    async fn mark_sent(&self, ids: Vec<String>) -> Result<(), StoreError> {
         Ok(self
             .db
             .write(move |c| {
-                c.prepare_cached(
+                let mut stmt = c.prepare_cached(
                     "UPDATE mails SET status = 'sent', attempts = attempts + 1 WHERE id = ?1",
-                )?
-                .execute([&id])
-                .map(|_| ())
-                .map_err(DbError::from)
+                )?;
+                for id in &ids {
+                    stmt.execute([id])?;
+                }
+                Ok::<_, DbError>(())
             })
             .await?)
     }
