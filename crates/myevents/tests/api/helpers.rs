@@ -41,6 +41,13 @@ impl TestServer {
 
     /// Starts on `data_dir` (kept by the caller, so a restart finds the same data).
     pub async fn start_in(data_dir: &Path, env: &[(&str, &str)]) -> TestServer {
+        let server = Self::spawn_in(data_dir, env);
+        server.wait_ready().await;
+        server
+    }
+
+    /// Starts without waiting until it is ready (a test may keep a dependency down on purpose).
+    pub fn spawn_in(data_dir: &Path, env: &[(&str, &str)]) -> TestServer {
         // reqwest is built without a TLS crypto provider of its own; ring serves the HTTPS test.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let port = free_port();
@@ -66,7 +73,7 @@ impl TestServer {
             command.env(k, v);
         }
         let child = command.spawn().expect("start myevents");
-        let server = TestServer {
+        TestServer {
             child: Some(child),
             base: format!("http://127.0.0.1:{port}"),
             metrics: format!("http://127.0.0.1:{metrics_port}"),
@@ -76,9 +83,18 @@ impl TestServer {
                 .build()
                 .expect("http client"),
             _dir: None,
-        };
-        server.wait_ready().await;
-        server
+        }
+    }
+
+    pub async fn wait_live(&self) {
+        eventually("the process is live", || async {
+            self.client
+                .get(self.url("/health/live"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == StatusCode::OK)
+        })
+        .await;
     }
 
     async fn wait_ready(&self) {

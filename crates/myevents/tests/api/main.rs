@@ -6,5 +6,6 @@ mod events;
 mod helpers;
 mod interop;
 mod invariants;
+mod postgres;
 mod serving;
 mod users;
