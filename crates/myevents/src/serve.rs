@@ -73,7 +73,7 @@ pub(crate) fn storage(config: &Config, service: &str) -> anyhow::Result<Storage>
 
 /// Whether opening a store must also create its tables.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Schema {
+pub(crate) enum Tables {
     /// `myevents migrate` and one-off commands: a database that does not answer is an error.
     Required,
     /// `myevents serve`: a service starts while its database is down, says so on
@@ -81,19 +81,19 @@ pub(crate) enum Schema {
     WhenReachable,
 }
 
-/// Creates a PostgreSQL store's tables with `migrating`, as `schema` asks: waits for them when
+/// Creates a PostgreSQL store's tables with `migrating`, as `tables` asks: waits for them when
 /// required, and otherwise lets it run in the background (the store creates them on first use
 /// anyway).
 async fn prepare(
     service: &'static str,
     migrating: impl Future<Output = Result<(), postgres::PgError>> + Send + 'static,
-    schema: Schema,
+    tables: Tables,
 ) -> anyhow::Result<()> {
-    match schema {
-        Schema::Required => migrating
+    match tables {
+        Tables::Required => migrating
             .await
             .with_context(|| format!("cannot prepare the {service} database")),
-        Schema::WhenReachable => {
+        Tables::WhenReachable => {
             tokio::spawn(async move {
                 if let Err(error) = migrating.await {
                     tracing::warn!(service, %error, "the database does not answer yet; its tables are created when it does");
@@ -106,7 +106,7 @@ async fn prepare(
 
 async fn open_events(
     config: &Config,
-    schema: Schema,
+    tables: Tables,
 ) -> anyhow::Result<Arc<dyn events::EventStore>> {
     Ok(match storage(config, "events")? {
         Storage::Sqlite(path) => Arc::new(
@@ -119,7 +119,7 @@ async fn open_events(
                 let store = store.clone();
                 async move { store.migrate().await }
             };
-            prepare("events", migrating, schema).await?;
+            prepare("events", migrating, tables).await?;
             store
         }
     })
@@ -127,7 +127,7 @@ async fn open_events(
 
 async fn open_bookings(
     config: &Config,
-    schema: Schema,
+    tables: Tables,
 ) -> anyhow::Result<Arc<dyn bookings::BookingStore>> {
     Ok(match storage(config, "bookings")? {
         Storage::Sqlite(path) => Arc::new(
@@ -140,7 +140,7 @@ async fn open_bookings(
                 let store = store.clone();
                 async move { store.migrate().await }
             };
-            prepare("bookings", migrating, schema).await?;
+            prepare("bookings", migrating, tables).await?;
             store
         }
     })
@@ -148,7 +148,7 @@ async fn open_bookings(
 
 pub(crate) async fn open_users(
     config: &Config,
-    schema: Schema,
+    tables: Tables,
 ) -> anyhow::Result<Arc<dyn users::UserStore>> {
     Ok(match storage(config, "users")? {
         Storage::Sqlite(path) => Arc::new(
@@ -161,19 +161,19 @@ pub(crate) async fn open_users(
                 let store = store.clone();
                 async move { store.migrate().await }
             };
-            prepare("users", migrating, schema).await?;
+            prepare("users", migrating, tables).await?;
             store
         }
     })
 }
 
-async fn open_stores(config: &Config, roles: &[Role], schema: Schema) -> anyhow::Result<Stores> {
+async fn open_stores(config: &Config, roles: &[Role], tables: Tables) -> anyhow::Result<Stores> {
     let mut stores = Stores::default();
     for role in roles {
         match role {
-            Role::Events => stores.events = Some(open_events(config, schema).await?),
-            Role::Bookings => stores.bookings = Some(open_bookings(config, schema).await?),
-            Role::Users => stores.users = Some(open_users(config, schema).await?),
+            Role::Events => stores.events = Some(open_events(config, tables).await?),
+            Role::Bookings => stores.bookings = Some(open_bookings(config, tables).await?),
+            Role::Users => stores.users = Some(open_users(config, tables).await?),
         }
     }
     Ok(stores)
@@ -257,7 +257,7 @@ fn web_dir(config: &Config) -> Option<PathBuf> {
 
 pub async fn migrate(config: &Config) -> anyhow::Result<()> {
     let roles = Role::parse_list(&config.roles)?;
-    open_stores(config, &roles, Schema::Required).await?;
+    open_stores(config, &roles, Tables::Required).await?;
     open_bus(config)?;
     println!("databases of {} are up to date", names(&roles));
     Ok(())
@@ -277,7 +277,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let listener = platform::http::bind("listen", &config.listen).await?;
     let metrics_listener = platform::http::bind("metrics_listen", &config.metrics_listen).await?;
     let auth = Arc::new(Auth::new(&jwt_secret(&config)?, config.auth.token_ttl_secs));
-    let stores = open_stores(&config, &roles, Schema::WhenReachable).await?;
+    let stores = open_stores(&config, &roles, Tables::WhenReachable).await?;
 
     // Background work stops after the HTTP servers have drained, so that the events of the last
     // requests are still relayed.

@@ -107,7 +107,12 @@ impl Pg {
             .get_or_try_init(|| self.run_migrations())
             .await
             .map(|_| ())
-            .map_err(|e| PgError::Sql(format!("{}: migration failed: {e}", self.inner.name)))
+            .map_err(|e| {
+                PgError::Sql(format!(
+                    "{}: cannot create the tables: {e}",
+                    self.inner.name
+                ))
+            })
     }
 
     async fn run_migrations(&self) -> Result<(), sqlx::Error> {
@@ -181,25 +186,26 @@ impl Pg {
 
     /// Why this database cannot be used right now, if it cannot (for `/health/ready`).
     pub async fn check(&self) -> Result<(), String> {
+        let name = &self.inner.name;
         let error = match self.pool().await {
             Ok(pool) => match sqlx::query("SELECT 1").execute(pool).await {
                 Ok(_) => return Ok(()),
-                Err(e) => PgError::from(e),
+                Err(e) => format!("{name}: {e}"),
             },
-            Err(e) => e,
+            // Names the database already.
+            Err(e) => e.to_string(),
         };
         // The pool retries a refused connection until its timeout and then only says that it
         // timed out; one direct attempt tells the operator why.
-        let reason = match tokio::time::timeout(
+        match tokio::time::timeout(
             ACQUIRE_TIMEOUT,
             PgConnection::connect_with(&self.inner.connect),
         )
         .await
         {
-            Ok(Err(e)) => e.to_string(),
-            _ => error.to_string(),
-        };
-        Err(format!("{}: {reason}", self.inner.name))
+            Ok(Err(e)) => Err(format!("{name}: {e}")),
+            _ => Err(error),
+        }
     }
 }
 
