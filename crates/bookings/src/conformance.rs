@@ -437,3 +437,48 @@ pub async fn a_rebuilt_state_is_restored_into_an_empty_store(store: Arc<dyn Book
         "a store that holds bookings is not overwritten"
     );
 }
+
+/// Customers cancel their bookings while the event itself is cancelled: every booking ends
+/// cancelled exactly once (one `bookingCancelled` each, all seats back), and no request fails.
+pub async fn customers_cancel_while_the_event_is_cancelled(store: Arc<dyn BookingStore>) {
+    setup(store.as_ref(), "e1", 100).await;
+    let mut ids = Vec::new();
+    for i in 0..40 {
+        let booking = booked(
+            store
+                .book(request("e1", 2, &format!("c{i}")))
+                .await
+                .unwrap()
+                .outcome,
+        );
+        ids.push(booking.id);
+    }
+    let mut tasks = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
+        if i == ids.len() / 2 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                store
+                    .apply(vec![("m-cancel".into(), cancelled("e1"))])
+                    .await
+                    .map(|_| ())
+            }));
+        }
+        let (store, id) = (store.clone(), id.clone());
+        tasks.push(tokio::spawn(
+            async move { store.cancel(&id).await.map(|_| ()) },
+        ));
+    }
+    for task in tasks {
+        task.await.expect("task").expect("no request fails");
+    }
+    for id in &ids {
+        let status = store.booking(id).await.unwrap().expect("known").status;
+        assert_ne!(status, BookingStatus::Active, "{id}");
+    }
+    assert_eq!(available(store.as_ref(), "e1").await, 100);
+    assert_eq!(
+        outbox_count(store.as_ref(), "bookingCancelled").await,
+        ids.len()
+    );
+}

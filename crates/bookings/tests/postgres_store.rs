@@ -36,4 +36,5 @@ conformance_tests!(
     concurrent_clients_never_oversell,
     concurrent_retries_with_one_key_book_once,
     a_rebuilt_state_is_restored_into_an_empty_store,
+    customers_cancel_while_the_event_is_cancelled,
 );

@@ -223,6 +223,15 @@ async fn release(
     booking_id: &str,
     reason: CancelReason,
 ) -> Result<Option<Envelope>, sqlx::Error> {
+    // Locks the event's inventory row before the booking's, the order in which booking and
+    // cancelling an event take them: the other order could deadlock with an event cancellation.
+    sqlx::query(
+        "SELECT 1 FROM inventory i JOIN bookings b ON b.event_id = i.event_id
+         WHERE b.id = $1 FOR UPDATE OF i",
+    )
+    .bind(booking_id)
+    .execute(&mut *conn)
+    .await?;
     let released = sqlx::query(
         "UPDATE bookings SET status = $1 WHERE id = $2 AND status = 'active' RETURNING event_id, seats",
     )
