@@ -113,26 +113,24 @@ async fn every_service_in_one_postgres_database() {
 }
 
 /// `myevents migrate` creates the tables of every configured service, harmlessly a second time,
-/// and fails when the database does not answer.
+/// and fails when the database does not answer; `myevents admin create` writes to PostgreSQL.
 #[tokio::test]
-async fn migrate_prepares_postgres_and_refuses_a_database_that_does_not_answer() {
+async fn migrate_and_admin_create_work_on_postgres() {
     let db = TestDatabase::create().await.expect("a PostgreSQL server");
     let dir = tempfile::tempdir().unwrap();
-    let migrate = |url: &str| {
-        Command::new(binary())
-            .arg("migrate")
+    let myevents = |args: &[&str], url: &str| {
+        let out = Command::new(binary())
+            .args(args)
             .env("MYEVENTS_DATA_DIR", dir.path())
             .env("MYEVENTS_STORAGE_URL", url)
             .output()
-            .expect("run myevents migrate")
+            .expect("run myevents");
+        let text = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out.status.success(), text)
     };
     for _ in 0..2 {
-        let out = migrate(&db.url);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let (ok, text) = myevents(&["migrate"], &db.url);
+        assert!(ok, "{text}");
     }
     let mut conn = PgConnection::connect(&db.url).await.unwrap();
     let tables: i64 = sqlx::query_scalar(
@@ -144,16 +142,28 @@ async fn migrate_prepares_postgres_and_refuses_a_database_that_does_not_answer()
     // events: locations, events, sales, outbox, inbox; bookings: inventory, bookings,
     // idempotency, outbox, inbox; users: users, outbox.
     assert_eq!(tables, 12);
+
+    let admin = [
+        "admin",
+        "create",
+        "--email",
+        "boss@example.com",
+        "--password",
+        "boss-password",
+    ];
+    let (ok, text) = myevents(&admin, &db.url);
+    assert!(ok, "{text}");
+    let role: String = sqlx::query_scalar("SELECT role FROM users.users WHERE email = $1")
+        .bind("boss@example.com")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(role, "admin");
     conn.close().await.unwrap();
 
     let nowhere = format!("postgres://postgres@127.0.0.1:{}/myevents", free_port());
-    let out = migrate(&nowhere);
-    assert!(!out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("cannot prepare the"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (ok, text) = myevents(&["migrate"], &nowhere);
+    assert!(!ok && text.contains("cannot prepare the"), "{text}");
 }
 
 /// A TCP relay to the PostgreSQL server that a test can cut and restore, as if the database went
