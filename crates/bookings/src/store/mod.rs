@@ -1,16 +1,20 @@
 //! Where the bookings service keeps its inventory and bookings. One trait, one module per
 //! backend, one conformance suite ([`crate::conformance`]) that every backend passes.
 
+mod postgres;
 mod sqlite;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use contracts::{DomainEvent, Envelope};
+use contracts::{BookingCancelled, CancelReason, DomainEvent, Envelope, EventBooked};
 
-use crate::domain::{Availability, BookOutcome, Booking, NewBooking};
+use crate::domain::{
+    Availability, BookOutcome, Booking, BookingStatus, Idempotency, NewBooking, SaleStatus,
+};
 use crate::replay::Rebuilt;
 
+pub use self::postgres::PgBookingStore;
 pub use self::sqlite::SqliteBookingStore;
 
 pub use platform::StoreError;
@@ -59,4 +63,79 @@ pub trait BookingStore: Send + Sync + 'static {
 
     fn outbox(&self) -> Arc<dyn bus::Outbox>;
     async fn check(&self) -> Result<(), String>;
+}
+
+/// The `eventBooked` a booking emits if it is taken. Made before the transaction, so that the
+/// transaction spends its time on SQL only.
+fn booked_event(request: &NewBooking) -> Envelope {
+    let booked = DomainEvent::EventBooked(EventBooked {
+        event_id: request.event_id.clone(),
+        user_id: request.customer.user_id.clone().unwrap_or_default(),
+        booking_id: request.id.clone(),
+        seats: request.seats,
+        email: request.customer.email.clone(),
+        booked_at: chrono::DateTime::from_timestamp(request.date, 0).unwrap_or_default(),
+    });
+    Envelope::new(&booked, None)
+}
+
+/// The `bookingCancelled` a released booking emits.
+fn booking_cancelled(
+    booking_id: &str,
+    event_id: String,
+    seats: u32,
+    reason: CancelReason,
+) -> Envelope {
+    let cancelled = DomainEvent::BookingCancelled(BookingCancelled {
+        booking_id: booking_id.to_owned(),
+        event_id,
+        seats,
+        reason,
+    });
+    Envelope::new(&cancelled, None)
+}
+
+/// The status a booking released for `reason` ends in.
+fn cancelled_status(reason: CancelReason) -> BookingStatus {
+    match reason {
+        CancelReason::Customer => BookingStatus::Cancelled,
+        CancelReason::EventCancelled => BookingStatus::EventCancelled,
+    }
+}
+
+/// The answer to a request whose idempotency key was seen before, with `fingerprint` and
+/// `answer` (JSON) stored then: the same answer for the same request, `KeyReused` otherwise.
+fn replay(idem: &Idempotency, fingerprint: &str, answer: &str) -> serde_json::Result<BookResult> {
+    let outcome = if fingerprint == idem.fingerprint {
+        serde_json::from_str(answer)?
+    } else {
+        BookOutcome::KeyReused
+    };
+    Ok(BookResult {
+        outcome,
+        replayed: true,
+    })
+}
+
+/// Why seats were not taken, from the event's (available, status) if it is known.
+fn refusal(state: Option<(u32, String)>) -> BookOutcome {
+    match state {
+        None => BookOutcome::UnknownEvent,
+        Some((_, status)) if status != "active" => BookOutcome::EventCancelled,
+        Some((available, _)) => BookOutcome::NotEnoughSeats { available },
+    }
+}
+
+/// How a store reports an event's seats.
+fn availability(event_id: String, capacity: u32, available: u32, status: &str) -> Availability {
+    Availability {
+        event_id,
+        capacity,
+        available,
+        status: if status == "active" {
+            SaleStatus::Active
+        } else {
+            SaleStatus::Cancelled
+        },
+    }
 }

@@ -2,12 +2,15 @@ use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use contracts::{BookingCancelled, CancelReason, DomainEvent, Envelope, EventBooked};
+use contracts::{CancelReason, DomainEvent, Envelope};
 use sqlite::rusqlite::{Connection, OptionalExtension, Row, params};
 use sqlite::{Db, DbError, Options, inbox, outbox};
 
-use super::{BookResult, BookingFilter, BookingStore, StoreError};
-use crate::domain::{Availability, BookOutcome, Booking, BookingStatus, NewBooking, SaleStatus};
+use super::{
+    BookResult, BookingFilter, BookingStore, StoreError, availability, booked_event,
+    booking_cancelled, cancelled_status, refusal, replay,
+};
+use crate::domain::{Availability, BookOutcome, Booking, BookingStatus, NewBooking};
 use crate::replay::Rebuilt;
 
 const SCHEMA: &str = "
@@ -86,20 +89,6 @@ fn json_failure(e: serde_json::Error) -> DbError {
     DbError::Sqlite(format!("cannot encode an idempotent answer: {e}"))
 }
 
-/// The `eventBooked` a booking emits if it is taken. Made before the transaction, so that the
-/// single writer thread spends its time on SQL only.
-fn booked_event(request: &NewBooking) -> Envelope {
-    let booked = DomainEvent::EventBooked(EventBooked {
-        event_id: request.event_id.clone(),
-        user_id: request.customer.user_id.clone().unwrap_or_default(),
-        booking_id: request.id.clone(),
-        seats: request.seats,
-        email: request.customer.email.clone(),
-        booked_at: chrono::DateTime::from_timestamp(request.date, 0).unwrap_or_default(),
-    });
-    Envelope::new(&booked, None)
-}
-
 /// The booking transaction; see [`BookingStore::book`].
 fn book(conn: &Connection, request: &NewBooking, booked: &Envelope) -> Result<BookResult, DbError> {
     if let Some(idem) = &request.idempotency {
@@ -108,15 +97,7 @@ fn book(conn: &Connection, request: &NewBooking, booked: &Envelope) -> Result<Bo
             .query_row([&idem.key], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
         if let Some((fingerprint, answer)) = earlier {
-            let outcome = if fingerprint == idem.fingerprint {
-                serde_json::from_str(&answer).map_err(json_failure)?
-            } else {
-                BookOutcome::KeyReused
-            };
-            return Ok(BookResult {
-                outcome,
-                replayed: true,
-            });
+            return replay(idem, &fingerprint, &answer).map_err(json_failure);
         }
     }
 
@@ -163,11 +144,7 @@ fn book(conn: &Connection, request: &NewBooking, booked: &Envelope) -> Result<Bo
                 .prepare_cached("SELECT available, status FROM inventory WHERE event_id = ?1")?
                 .query_row([&request.event_id], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()?;
-            match state {
-                None => BookOutcome::UnknownEvent,
-                Some((_, status)) if status != "active" => BookOutcome::EventCancelled,
-                Some((available, _)) => BookOutcome::NotEnoughSeats { available },
-            }
+            refusal(state)
         }
     };
 
@@ -189,10 +166,7 @@ fn book(conn: &Connection, request: &NewBooking, booked: &Envelope) -> Result<Bo
 /// Marks one active booking as `status`, gives its seats back and emits `bookingCancelled`.
 /// False when it was not active (nothing changes: seats return exactly once).
 fn release(conn: &Connection, booking_id: &str, reason: CancelReason) -> Result<bool, DbError> {
-    let status = match reason {
-        CancelReason::Customer => BookingStatus::Cancelled,
-        CancelReason::EventCancelled => BookingStatus::EventCancelled,
-    };
+    let status = cancelled_status(reason);
     let released: Option<(String, u32)> = conn
         .prepare_cached(
             "UPDATE bookings SET status = ?1 WHERE id = ?2 AND status = 'active' RETURNING event_id, seats",
@@ -204,13 +178,10 @@ fn release(conn: &Connection, booking_id: &str, reason: CancelReason) -> Result<
     };
     conn.prepare_cached("UPDATE inventory SET available = available + ?1 WHERE event_id = ?2")?
         .execute(params![seats, event_id])?;
-    let cancelled = DomainEvent::BookingCancelled(BookingCancelled {
-        booking_id: booking_id.to_owned(),
-        event_id,
-        seats,
-        reason,
-    });
-    outbox::append(conn, &Envelope::new(&cancelled, None))?;
+    outbox::append(
+        conn,
+        &booking_cancelled(booking_id, event_id, seats, reason),
+    )?;
     Ok(true)
 }
 
@@ -367,16 +338,12 @@ impl BookingStore for SqliteBookingStore {
                 )?
                 .query_row([&event_id], |r| {
                     let status: String = r.get(2)?;
-                    Ok(Availability {
-                        event_id: event_id.clone(),
-                        capacity: r.get(0)?,
-                        available: r.get(1)?,
-                        status: if status == "active" {
-                            SaleStatus::Active
-                        } else {
-                            SaleStatus::Cancelled
-                        },
-                    })
+                    Ok(availability(
+                        event_id.clone(),
+                        r.get(0)?,
+                        r.get(1)?,
+                        &status,
+                    ))
                 })
                 .optional()
             })

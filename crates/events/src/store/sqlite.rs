@@ -2,12 +2,13 @@ use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use chrono::DateTime;
-use contracts::{DomainEvent, Envelope, EventCancelled, EventCreated, LocationCreated};
+use contracts::DomainEvent;
 use sqlite::rusqlite::{Connection, OptionalExtension, Row, params};
 use sqlite::{Db, DbError, Options, inbox, outbox};
 
-use super::{EventStore, Page, StoreError};
+use super::{
+    EventStore, Page, StoreError, event_cancelled, event_created, location_created, sale_delta,
+};
 use crate::domain::{Event, EventStatus, Hall, Location, Sales};
 
 const SCHEMA: &str = "
@@ -114,22 +115,7 @@ fn insert_location(conn: &Connection, l: &Location) -> Result<(), DbError> {
         l.close_time,
         halls
     ])?;
-    let created = DomainEvent::LocationCreated(LocationCreated {
-        id: l.id.clone(),
-        name: l.name.clone(),
-        address: l.address.clone(),
-        country: l.country.clone(),
-        halls: l
-            .halls
-            .iter()
-            .map(|h| contracts::Hall {
-                name: h.name.clone(),
-                location: h.location.clone(),
-                capacity: h.capacity,
-            })
-            .collect(),
-    });
-    outbox::append(conn, &Envelope::new(&created, None))?;
+    outbox::append(conn, &location_created(l))?;
     Ok(())
 }
 
@@ -143,10 +129,6 @@ fn select_event(
     ))?
     .query_row([arg], event_row)
     .optional()
-}
-
-fn unix_to_utc(seconds: i64) -> DateTime<chrono::Utc> {
-    DateTime::from_timestamp(seconds, 0).unwrap_or_default()
 }
 
 #[async_trait]
@@ -207,16 +189,7 @@ impl EventStore for SqliteEventStore {
                     event.capacity,
                     event.status.as_str()
                 ])?;
-                let created = DomainEvent::EventCreated(EventCreated {
-                    id: event.id.clone(),
-                    name: event.name.clone(),
-                    location_id: event.location.id.clone(),
-                    start_date: unix_to_utc(event.start_date),
-                    end_date: unix_to_utc(event.end_date),
-                    hall: event.hall.clone(),
-                    capacity: Some(event.capacity),
-                });
-                outbox::append(c, &Envelope::new(&created, None))?;
+                outbox::append(c, &event_created(&event))?;
                 Ok::<_, DbError>(())
             })
             .await?)
@@ -233,8 +206,7 @@ impl EventStore for SqliteEventStore {
                     )?
                     .execute([&id])?;
                 if changed == 1 {
-                    let cancelled = DomainEvent::EventCancelled(EventCancelled { id: id.clone() });
-                    outbox::append(c, &Envelope::new(&cancelled, None))?;
+                    outbox::append(c, &event_cancelled(&id))?;
                 }
                 Ok::<_, DbError>(select_event(c, "e.id = ?1", &id)?)
             })
@@ -329,10 +301,8 @@ impl EventStore for SqliteEventStore {
 
 /// Adds one booking or cancellation to its event's sales figures.
 fn count_sale(conn: &Connection, event: &DomainEvent) -> Result<bus::Outcome, DbError> {
-    let (event_id, seats, bookings, cancellations) = match event {
-        DomainEvent::EventBooked(b) => (&b.event_id, i64::from(b.seats), 1, 0),
-        DomainEvent::BookingCancelled(b) => (&b.event_id, -i64::from(b.seats), 0, 1),
-        _ => return Ok(bus::Outcome::Applied),
+    let Some((event_id, seats, bookings, cancellations)) = sale_delta(event) else {
+        return Ok(bus::Outcome::Applied);
     };
     conn.prepare_cached(
         "INSERT INTO sales (event_id, seats_sold, bookings, cancellations) VALUES (?1, ?2, ?3, ?4)

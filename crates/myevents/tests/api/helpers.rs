@@ -54,6 +54,10 @@ impl TestServer {
         server
     }
 
+    pub async fn wait_live(&self) {
+        self.wait_for("/health/live").await;
+    }
+
     /// Whether `/health/ready` answers 200 now.
     pub async fn is_ready(&self) -> bool {
         self.answers_ok("/health/ready").await
@@ -67,7 +71,8 @@ impl TestServer {
             .is_ok_and(|r| r.status() == StatusCode::OK)
     }
 
-    fn spawn_in(data_dir: &Path, env: &[(&str, &str)]) -> TestServer {
+    /// Starts without waiting until it is ready (a test may keep a dependency down on purpose).
+    pub fn spawn_in(data_dir: &Path, env: &[(&str, &str)]) -> TestServer {
         // reqwest is built without a TLS crypto provider of its own; ring serves the HTTPS test.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let port = free_port();

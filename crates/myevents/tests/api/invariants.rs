@@ -299,7 +299,7 @@ async fn redelivering_every_event_changes_nothing() {
 
 /// Whether `myevents replay` can rebuild from the broker: it needs one that keeps history.
 #[derive(PartialEq)]
-enum Replay {
+pub(crate) enum Replay {
     Rebuilds,
     Refused,
 }
@@ -332,12 +332,13 @@ fn replay_bookings(data_dir: &std::path::Path, env: &[(&str, &str)]) -> (String,
 }
 
 /// Events, bookings, users and notifications each in a process of its own, each with its own
-/// data folder, connected only by `broker`: admin sign-in → location → event → booking → sold
+/// data folder, connected only by `broker` (and any other variables given there, such as a
+/// storage URL): admin sign-in → location → event → booking → sold
 /// out → customer cancel → event cancel cascading to every booking, each fact mailed once. Then
 /// the bookings service is stopped and rebuilt from the broker's history with `myevents replay`,
 /// and must answer exactly as before (or, on a broker without history, the replay is refused and
 /// nothing changes).
-async fn one_process_per_service(broker: &[(&str, &str)], replay: Replay) {
+pub(crate) async fn one_process_per_service(broker: &[(&str, &str)], replay: Replay) {
     let dirs: Vec<tempfile::TempDir> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
     let secret = ("MYEVENTS_JWT_SECRET", "one-secret-for-every-service");
     let start = |dir: &tempfile::TempDir, role: &'static str| {

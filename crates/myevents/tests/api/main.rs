@@ -7,5 +7,6 @@ mod helpers;
 mod interop;
 mod invariants;
 mod notifications;
+mod postgres;
 mod serving;
 mod users;

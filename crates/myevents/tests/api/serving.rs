@@ -399,40 +399,15 @@ async fn a_role_subset_serves_only_its_routes() {
 #[tokio::test]
 async fn a_service_starts_without_its_broker_and_says_why_it_is_not_ready() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let mut child = Command::new(binary())
-        .arg("serve")
-        .env("MYEVENTS_LISTEN", format!("127.0.0.1:{port}"))
-        // Any free port: several servers run side by side.
-        .env("MYEVENTS_GRPC_LISTEN", "127.0.0.1:0")
-        .env(
-            "MYEVENTS_METRICS_LISTEN",
-            format!("127.0.0.1:{}", free_port()),
-        )
-        .env("MYEVENTS_DATA_DIR", dir.path())
-        // The reference's variable; nothing listens on port 1.
-        .env("AMQP_BROKER_URL", "amqp://guest:guest@127.0.0.1:1/%2f")
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let client = reqwest::Client::new();
-    let base = format!("http://127.0.0.1:{port}");
-    eventually("the process is live", || async {
-        client
-            .get(format!("{base}/health/live"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == StatusCode::OK)
-    })
+    // The reference's variable; nothing listens on port 1.
+    let env = [("AMQP_BROKER_URL", "amqp://guest:guest@127.0.0.1:1/%2f")];
+    let s = TestServer::spawn_in(dir.path(), &env);
+    s.wait_live().await;
+    let answer = assert_error(
+        s.get("/health/ready", None).await,
+        StatusCode::SERVICE_UNAVAILABLE,
+    )
     .await;
-    let r = client
-        .get(format!("{base}/health/ready"))
-        .send()
-        .await
-        .unwrap();
-    let answer = assert_error(r, StatusCode::SERVICE_UNAVAILABLE).await;
-    let _ = child.kill();
-    let _ = child.wait();
     assert!(
         answer["error"].as_str().unwrap().contains("RabbitMQ"),
         "{answer}"

@@ -1,14 +1,17 @@
 //! Where the users service keeps accounts. One trait, one module per backend, one conformance
 //! suite ([`crate::conformance`]) that every backend passes.
 
+mod postgres;
 mod sqlite;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use contracts::{DomainEvent, Envelope, UserCreated};
 
 use crate::domain::User;
 
+pub use self::postgres::PgUserStore;
 pub use self::sqlite::SqliteUserStore;
 
 pub use platform::StoreError;
@@ -32,4 +35,14 @@ pub trait UserStore: Send + Sync + 'static {
 
     fn outbox(&self) -> Arc<dyn bus::Outbox>;
     async fn check(&self) -> Result<(), String>;
+}
+
+/// The `userCreated` a new account emits, whatever stores it.
+fn user_created(u: &User) -> Envelope {
+    let created = DomainEvent::UserCreated(UserCreated {
+        id: u.id.clone(),
+        email: u.email.clone(),
+        name: u.name.clone(),
+    });
+    Envelope::new(&created, None)
 }

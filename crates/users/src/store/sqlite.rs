@@ -2,12 +2,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use contracts::{DomainEvent, Envelope, UserCreated};
 use platform::Role;
 use sqlite::rusqlite::{Connection, OptionalExtension, Row, params};
 use sqlite::{Db, DbError, Options, outbox};
 
-use super::{Account, StoreError, UserStore};
+use super::{Account, StoreError, UserStore, user_created};
 use crate::domain::User;
 
 const SCHEMA: &str = "
@@ -77,12 +76,7 @@ fn insert(conn: &Connection, account: &Account) -> Result<bool, DbError> {
             account.password_hash
         ])?;
     if inserted == 1 {
-        let created = DomainEvent::UserCreated(UserCreated {
-            id: u.id.clone(),
-            email: u.email.clone(),
-            name: u.name.clone(),
-        });
-        outbox::append(conn, &Envelope::new(&created, None))?;
+        outbox::append(conn, &user_created(u))?;
     }
     Ok(inserted == 1)
 }

@@ -1,0 +1,446 @@
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use contracts::{CancelReason, DomainEvent, Envelope};
+use postgres::sqlx::postgres::PgRow;
+use postgres::sqlx::{self, PgConnection, Row};
+use postgres::{Options, Pg, PgError, inbox, int, outbox};
+
+use super::{
+    BookResult, BookingFilter, BookingStore, StoreError, availability, booked_event,
+    booking_cancelled, cancelled_status, refusal, replay,
+};
+use crate::domain::{Availability, BookOutcome, Booking, BookingStatus, NewBooking};
+use crate::replay::Rebuilt;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS inventory (
+    event_id  TEXT PRIMARY KEY,
+    name      TEXT NOT NULL,
+    capacity  BIGINT NOT NULL CHECK (capacity > 0),
+    -- The last line of defence against overselling: no write can take it below zero.
+    available BIGINT NOT NULL CHECK (available >= 0 AND available <= capacity),
+    status    TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS bookings (
+    seq      BIGSERIAL PRIMARY KEY,
+    id       TEXT NOT NULL UNIQUE,
+    event_id TEXT NOT NULL REFERENCES inventory (event_id),
+    seats    BIGINT NOT NULL CHECK (seats > 0),
+    date     BIGINT NOT NULL,
+    status   TEXT NOT NULL,
+    user_id  TEXT,
+    email    TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS bookings_by_event ON bookings (event_id, status);
+-- Guests have no user id; leaving them out keeps a guest flash sale off this index.
+CREATE INDEX IF NOT EXISTS bookings_by_user ON bookings (user_id) WHERE user_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS idempotency (
+    key         TEXT PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    answer      TEXT NOT NULL, -- the BookOutcome as JSON
+    created_at  BIGINT NOT NULL
+);";
+
+const SELECT_BOOKINGS: &str = "SELECT b.id, b.event_id, i.name, b.seats, b.date, b.status,
+        COALESCE(b.user_id, '') AS user_id, b.email
+     FROM bookings b JOIN inventory i ON i.event_id = b.event_id";
+
+/// The bookings service's tables in PostgreSQL, in the schema `bookings` unless told otherwise.
+pub struct PgBookingStore {
+    pg: Pg,
+}
+
+impl PgBookingStore {
+    /// Prepares the store without connecting; see [`Pg::connect_lazy`].
+    pub fn connect(url: &str) -> Result<Self, PgError> {
+        Self::connect_in(url, "bookings")
+    }
+
+    /// The same in another schema (`myevents replay` builds the new state beside the old).
+    pub fn connect_in(url: &str, schema: &str) -> Result<Self, PgError> {
+        let pg = Pg::connect_lazy(
+            url,
+            Options {
+                schema: schema.into(),
+                migrations: vec![SCHEMA, outbox::MIGRATION, inbox::MIGRATION],
+                // A flash sale waits on one inventory row: more connections than this only
+                // queue in the database instead of in the pool.
+                max_connections: 16,
+            },
+        )?;
+        Ok(Self { pg })
+    }
+
+    /// Creates the tables now rather than on first use.
+    pub async fn migrate(&self) -> Result<(), PgError> {
+        self.pg.migrate().await
+    }
+}
+
+fn booking_row(row: &PgRow) -> Result<Booking, sqlx::Error> {
+    let status: String = row.try_get("status")?;
+    Ok(Booking {
+        id: row.try_get("id")?,
+        event_id: row.try_get("event_id")?,
+        event_name: row.try_get("name")?,
+        seats: int(row, "seats")?,
+        date: row.try_get("date")?,
+        // Only this module writes the column.
+        status: BookingStatus::parse(&status).unwrap_or(BookingStatus::Active),
+        user_id: row.try_get("user_id")?,
+        email: row.try_get("email")?,
+    })
+}
+
+async fn select_booking<'c>(
+    executor: impl sqlx::PgExecutor<'c>,
+    id: &str,
+) -> Result<Option<Booking>, PgError> {
+    let row = postgres::query(format!("{SELECT_BOOKINGS} WHERE b.id = $1"))
+        .bind(id)
+        .fetch_optional(executor)
+        .await?;
+    Ok(row.as_ref().map(booking_row).transpose()?)
+}
+
+fn json_failure(e: serde_json::Error) -> PgError {
+    PgError::Sql(format!("cannot encode an idempotent answer: {e}"))
+}
+
+/// The booking transaction; see [`BookingStore::book`]. Returns the answer and, if seats were
+/// taken, the `eventBooked` to commit with it.
+async fn book(
+    conn: &mut PgConnection,
+    request: &NewBooking,
+) -> Result<(BookResult, Option<Envelope>), PgError> {
+    if let Some(idem) = &request.idempotency {
+        // Claim the key first: a concurrent request with the same key waits here until this
+        // transaction ends, then finds the answer instead of booking a second time.
+        let claimed = sqlx::query(
+            "INSERT INTO idempotency (key, fingerprint, answer, created_at) VALUES ($1, $2, '', $3)
+             ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(&idem.key)
+        .bind(&idem.fingerprint)
+        .bind(request.date)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+        if claimed == 0 {
+            let earlier = sqlx::query("SELECT fingerprint, answer FROM idempotency WHERE key = $1")
+                .bind(&idem.key)
+                .fetch_one(&mut *conn)
+                .await?;
+            let fingerprint: String = earlier.try_get("fingerprint")?;
+            let answer: String = earlier.try_get("answer")?;
+            return Ok((
+                replay(idem, &fingerprint, &answer).map_err(json_failure)?,
+                None,
+            ));
+        }
+    }
+
+    // Checks and takes the seats in one step; concurrent bookings of the event queue on its row
+    // and each sees what the one before left.
+    let taken: Option<String> = sqlx::query_scalar(
+        "UPDATE inventory SET available = available - $1
+         WHERE event_id = $2 AND status = 'active' AND available >= $1
+         RETURNING name",
+    )
+    .bind(i64::from(request.seats))
+    .bind(&request.event_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+
+    let (outcome, booked) = match taken {
+        Some(event_name) => {
+            let customer = &request.customer;
+            sqlx::query(
+                "INSERT INTO bookings (id, event_id, seats, date, status, user_id, email)
+                 VALUES ($1, $2, $3, $4, 'active', $5, $6)",
+            )
+            .bind(&request.id)
+            .bind(&request.event_id)
+            .bind(i64::from(request.seats))
+            .bind(request.date)
+            .bind(&customer.user_id)
+            .bind(&customer.email)
+            .execute(&mut *conn)
+            .await?;
+            let booking = Booking {
+                id: request.id.clone(),
+                event_id: request.event_id.clone(),
+                event_name,
+                seats: request.seats,
+                date: request.date,
+                status: BookingStatus::Active,
+                user_id: customer.user_id.clone().unwrap_or_default(),
+                email: customer.email.clone(),
+            };
+            (BookOutcome::Booked { booking }, Some(booked_event(request)))
+        }
+        None => {
+            let state = sqlx::query("SELECT available, status FROM inventory WHERE event_id = $1")
+                .bind(&request.event_id)
+                .fetch_optional(&mut *conn)
+                .await?;
+            let state = match state {
+                Some(row) => Some((int(&row, "available")?, row.try_get("status")?)),
+                None => None,
+            };
+            (refusal(state), None)
+        }
+    };
+
+    if let Some(idem) = &request.idempotency {
+        if outcome.is_final() {
+            let answer = serde_json::to_string(&outcome).map_err(json_failure)?;
+            sqlx::query("UPDATE idempotency SET answer = $2 WHERE key = $1")
+                .bind(&idem.key)
+                .bind(answer)
+                .execute(&mut *conn)
+                .await?;
+        } else {
+            sqlx::query("DELETE FROM idempotency WHERE key = $1")
+                .bind(&idem.key)
+                .execute(&mut *conn)
+                .await?;
+        }
+    }
+    let result = BookResult {
+        outcome,
+        replayed: false,
+    };
+    Ok((result, booked))
+}
+
+/// Marks one active booking as cancelled for `reason` and gives its seats back; its
+/// `bookingCancelled`, or `None` when it was not active (nothing changes: seats return exactly
+/// once, since a concurrent release waits on the booking's row and then finds it inactive).
+async fn release(
+    conn: &mut PgConnection,
+    booking_id: &str,
+    reason: CancelReason,
+) -> Result<Option<Envelope>, sqlx::Error> {
+    // Locks the event's inventory row before the booking's, the order in which booking and
+    // cancelling an event take them: the other order could deadlock with an event cancellation.
+    sqlx::query(
+        "SELECT 1 FROM inventory i JOIN bookings b ON b.event_id = i.event_id
+         WHERE b.id = $1 FOR UPDATE OF i",
+    )
+    .bind(booking_id)
+    .execute(&mut *conn)
+    .await?;
+    let released = sqlx::query(
+        "UPDATE bookings SET status = $1 WHERE id = $2 AND status = 'active' RETURNING event_id, seats",
+    )
+    .bind(cancelled_status(reason).as_str())
+    .bind(booking_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = released else {
+        return Ok(None);
+    };
+    let event_id: String = row.try_get("event_id")?;
+    let seats: u32 = int(&row, "seats")?;
+    sqlx::query("UPDATE inventory SET available = available + $1 WHERE event_id = $2")
+        .bind(i64::from(seats))
+        .bind(&event_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(Some(booking_cancelled(booking_id, event_id, seats, reason)))
+}
+
+/// Applies one event to the inventory (see [`BookingStore::apply`]); the inbox is
+/// `postgres::inbox::apply_once`'s business.
+async fn apply_one(
+    conn: &mut PgConnection,
+    event: &DomainEvent,
+) -> Result<inbox::Applied, sqlx::Error> {
+    match event {
+        DomainEvent::EventCreated(created) => {
+            let Some(capacity) = created.capacity.filter(|c| *c > 0) else {
+                let why = format!(
+                    "eventCreated {} has no capacity, so its seats cannot be sold",
+                    created.id
+                );
+                return Ok((bus::Outcome::Poison(why), Vec::new()));
+            };
+            // An event is created once; another eventCreated for it (a new message id) changes
+            // nothing.
+            sqlx::query(
+                "INSERT INTO inventory (event_id, name, capacity, available, status)
+                 VALUES ($1, $2, $3, $3, 'active') ON CONFLICT (event_id) DO NOTHING",
+            )
+            .bind(&created.id)
+            .bind(&created.name)
+            .bind(i64::from(capacity))
+            .execute(&mut *conn)
+            .await?;
+            Ok((bus::Outcome::Applied, Vec::new()))
+        }
+        DomainEvent::EventCancelled(cancelled) => {
+            let known =
+                sqlx::query("UPDATE inventory SET status = 'cancelled' WHERE event_id = $1")
+                    .bind(&cancelled.id)
+                    .execute(&mut *conn)
+                    .await?
+                    .rows_affected();
+            if known == 0 {
+                // Its eventCreated may still be on the way (a broker without global order).
+                let why = format!("event {} is not known yet", cancelled.id);
+                return Ok((bus::Outcome::Retry(why), Vec::new()));
+            }
+            // After the update above: a booking committed before it is seen here, and none can
+            // be taken after it.
+            let active: Vec<String> = sqlx::query_scalar(
+                "SELECT id FROM bookings WHERE event_id = $1 AND status = 'active' ORDER BY seq",
+            )
+            .bind(&cancelled.id)
+            .fetch_all(&mut *conn)
+            .await?;
+            let mut caused = Vec::with_capacity(active.len());
+            for booking_id in active {
+                caused.extend(release(conn, &booking_id, CancelReason::EventCancelled).await?);
+            }
+            Ok((bus::Outcome::Applied, caused))
+        }
+        _ => Ok((bus::Outcome::Applied, Vec::new())),
+    }
+}
+
+/// See [`BookingStore::restore`]; returns the events to commit into the outbox.
+async fn restore(
+    conn: &mut PgConnection,
+    rebuilt: &Rebuilt,
+    outbox: Vec<Envelope>,
+) -> Result<Vec<Envelope>, PgError> {
+    let holds: i64 = sqlx::query_scalar(
+        "SELECT (SELECT COUNT(*) FROM inventory) + (SELECT COUNT(*) FROM bookings)",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    if holds > 0 {
+        return Err(PgError::Sql(
+            "a replay writes into an empty bookings database only".into(),
+        ));
+    }
+    for event in &rebuilt.inventory {
+        sqlx::query(
+            "INSERT INTO inventory (event_id, name, capacity, available, status) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&event.event_id)
+        .bind(&event.name)
+        .bind(i64::from(event.capacity))
+        .bind(i64::from(event.available))
+        .bind(if event.cancelled { "cancelled" } else { "active" })
+        .execute(&mut *conn)
+        .await?;
+    }
+    for b in &rebuilt.bookings {
+        sqlx::query(
+            "INSERT INTO bookings (id, event_id, seats, date, status, user_id, email)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&b.id)
+        .bind(&b.event_id)
+        .bind(i64::from(b.seats))
+        .bind(b.date)
+        .bind(b.status.as_str())
+        .bind(&b.user_id)
+        .bind(&b.email)
+        .execute(&mut *conn)
+        .await?;
+    }
+    for id in &rebuilt.message_ids {
+        inbox::first_delivery(conn, id).await?;
+    }
+    let mut caused = outbox;
+    caused.extend(rebuilt.owed.iter().map(|owed| Envelope::new(owed, None)));
+    Ok(caused)
+}
+
+#[async_trait]
+impl BookingStore for PgBookingStore {
+    async fn book(&self, booking: NewBooking) -> Result<BookResult, StoreError> {
+        let mut tx = self.pg.begin().await?;
+        let (result, booked) = book(&mut tx, &booking).await?;
+        self.pg.commit(tx, booked.as_slice()).await?;
+        Ok(result)
+    }
+
+    async fn cancel(&self, booking_id: &str) -> Result<Option<Booking>, StoreError> {
+        let mut tx = self.pg.begin().await?;
+        let cancelled = release(&mut tx, booking_id, CancelReason::Customer)
+            .await
+            .map_err(PgError::from)?;
+        let booking = select_booking(&mut *tx, booking_id).await?;
+        self.pg.commit(tx, cancelled.as_slice()).await?;
+        Ok(booking)
+    }
+
+    async fn booking(&self, id: &str) -> Result<Option<Booking>, StoreError> {
+        Ok(select_booking(self.pg.pool().await?, id).await?)
+    }
+
+    async fn bookings(&self, filter: BookingFilter) -> Result<Vec<Booking>, StoreError> {
+        // One statement per filter shape, so each can use its index.
+        let condition = match (&filter.user_id, &filter.event_id) {
+            (Some(_), Some(_)) => "b.user_id = $1 AND b.event_id = $2",
+            (Some(_), None) => "b.user_id = $1 AND $2::text IS NULL",
+            (None, Some(_)) => "$1::text IS NULL AND b.event_id = $2",
+            (None, None) => "$1::text IS NULL AND $2::text IS NULL",
+        };
+        let query = format!("{SELECT_BOOKINGS} WHERE {condition} ORDER BY b.seq");
+        let query = postgres::query(query)
+            .bind(filter.user_id)
+            .bind(filter.event_id);
+        Ok(self.pg.fetch_all(query, booking_row).await?)
+    }
+
+    async fn availability(&self, event_id: &str) -> Result<Option<Availability>, StoreError> {
+        let query =
+            sqlx::query("SELECT capacity, available, status FROM inventory WHERE event_id = $1")
+                .bind(event_id);
+        Ok(self
+            .pg
+            .fetch_optional(query, |r| {
+                let status: String = r.try_get("status")?;
+                Ok(availability(
+                    event_id.to_owned(),
+                    int(r, "capacity")?,
+                    int(r, "available")?,
+                    &status,
+                ))
+            })
+            .await?)
+    }
+
+    async fn apply(
+        &self,
+        batch: Vec<(String, DomainEvent)>,
+    ) -> Result<Vec<bus::Outcome>, StoreError> {
+        let mut tx = self.pg.begin().await?;
+        let (outcomes, caused) =
+            inbox::apply_once(&mut tx, &batch, |c, e| Box::pin(apply_one(c, e)))
+                .await
+                .map_err(PgError::from)?;
+        self.pg.commit(tx, &caused).await?;
+        Ok(outcomes)
+    }
+
+    async fn restore(&self, rebuilt: Rebuilt, outbox: Vec<Envelope>) -> Result<(), StoreError> {
+        let mut tx = self.pg.begin().await?;
+        let caused = restore(&mut tx, &rebuilt, outbox).await?;
+        Ok(self.pg.commit(tx, &caused).await?)
+    }
+
+    fn outbox(&self) -> Arc<dyn bus::Outbox> {
+        Arc::new(postgres::PgOutbox(self.pg.clone()))
+    }
+
+    async fn check(&self) -> Result<(), String> {
+        self.pg.check().await
+    }
+}

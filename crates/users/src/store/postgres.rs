@@ -1,0 +1,136 @@
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use contracts::Envelope;
+use platform::Role;
+use postgres::sqlx::postgres::PgRow;
+use postgres::sqlx::{self, PgConnection, Row};
+use postgres::{Options, Pg, PgError, outbox};
+
+use super::{Account, StoreError, UserStore, user_created};
+use crate::domain::User;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS users (
+    seq           BIGSERIAL PRIMARY KEY,
+    id            TEXT NOT NULL UNIQUE,
+    email         TEXT NOT NULL UNIQUE,
+    name          TEXT NOT NULL,
+    role          TEXT NOT NULL,
+    password_hash TEXT NOT NULL
+);";
+
+const SELECT: &str = "SELECT id, email, name, role, password_hash FROM users";
+
+/// The users service's tables in PostgreSQL, in the schema `users`.
+pub struct PgUserStore {
+    pg: Pg,
+}
+
+impl PgUserStore {
+    /// Prepares the store without connecting; see [`Pg::connect_lazy`].
+    pub fn connect(url: &str) -> Result<Self, PgError> {
+        let pg = Pg::connect_lazy(
+            url,
+            Options {
+                schema: "users".into(),
+                migrations: vec![SCHEMA, outbox::MIGRATION],
+                max_connections: 4,
+            },
+        )?;
+        Ok(Self { pg })
+    }
+
+    /// Creates the tables now rather than on first use.
+    pub async fn migrate(&self) -> Result<(), PgError> {
+        self.pg.migrate().await
+    }
+}
+
+fn account_row(r: &PgRow) -> Result<Account, sqlx::Error> {
+    let role: String = r.try_get("role")?;
+    Ok(Account {
+        user: User {
+            id: r.try_get("id")?,
+            email: r.try_get("email")?,
+            name: r.try_get("name")?,
+            role: Role::parse(&role).unwrap_or(Role::Customer),
+        },
+        password_hash: r.try_get("password_hash")?,
+    })
+}
+
+/// Inserts the account unless its e-mail is taken; its `userCreated` if it did.
+async fn insert(conn: &mut PgConnection, account: &Account) -> Result<Option<Envelope>, PgError> {
+    let u = &account.user;
+    let inserted = sqlx::query(
+        "INSERT INTO users (id, email, name, role, password_hash) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (email) DO NOTHING",
+    )
+    .bind(&u.id)
+    .bind(&u.email)
+    .bind(&u.name)
+    .bind(u.role.as_str())
+    .bind(&account.password_hash)
+    .execute(conn)
+    .await?
+    .rows_affected();
+    Ok((inserted == 1).then(|| user_created(u)))
+}
+
+#[async_trait]
+impl UserStore for PgUserStore {
+    async fn create(&self, account: Account) -> Result<bool, StoreError> {
+        let mut tx = self.pg.begin().await?;
+        let created = insert(&mut tx, &account).await?;
+        self.pg.commit(tx, created.as_slice()).await?;
+        Ok(created.is_some())
+    }
+
+    async fn by_email(&self, email: &str) -> Result<Option<Account>, StoreError> {
+        let query = format!("{SELECT} WHERE email = $1");
+        Ok(self
+            .pg
+            .fetch_optional(postgres::query(query).bind(email), account_row)
+            .await?)
+    }
+
+    async fn by_id(&self, id: &str) -> Result<Option<User>, StoreError> {
+        let query = format!("{SELECT} WHERE id = $1");
+        let account = self
+            .pg
+            .fetch_optional(postgres::query(query).bind(id), account_row)
+            .await?;
+        Ok(account.map(|a| a.user))
+    }
+
+    async fn set_admin(&self, account: Account) -> Result<User, StoreError> {
+        let mut tx = self.pg.begin().await?;
+        let created = insert(&mut tx, &account).await?;
+        if created.is_none() {
+            sqlx::query("UPDATE users SET role = 'admin', password_hash = $1 WHERE email = $2")
+                .bind(&account.password_hash)
+                .bind(&account.user.email)
+                .execute(&mut *tx)
+                .await
+                .map_err(PgError::from)?;
+        }
+        let query = format!("{SELECT} WHERE email = $1");
+        let row = postgres::query(query)
+            .bind(&account.user.email)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(PgError::from)?;
+        let admin = account_row(&row).map_err(PgError::from)?.user;
+        self.pg.commit(tx, created.as_slice()).await?;
+        Ok(admin)
+    }
+
+    fn outbox(&self) -> Arc<dyn bus::Outbox> {
+        Arc::new(postgres::PgOutbox(self.pg.clone()))
+    }
+
+    async fn check(&self) -> Result<(), String> {
+        self.pg.check().await
+    }
+}
