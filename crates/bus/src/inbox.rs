@@ -1,6 +1,5 @@
 //! The consumer side of a SQLite store: each delivered message applied once, in order.
 
-use contracts::DomainEvent;
 use sqlite::rusqlite::Connection;
 use sqlite::{DbError, inbox};
 
@@ -11,10 +10,15 @@ use crate::Outcome;
 /// returns decides what is recorded: `Applied` goes into the inbox with its effect; `Retry` and
 /// `Poison` record nothing, so `apply` must not have written anything for them. Processing stops
 /// after the first `Retry`, as [`crate::Handler::handle`] requires.
-pub fn apply_once(
+///
+/// `E` is what each message carries for `apply`: usually the [`DomainEvent`]; a consumer that
+/// needs more of the envelope (when it happened) passes a pair.
+///
+/// [`DomainEvent`]: contracts::DomainEvent
+pub fn apply_once<E>(
     conn: &Connection,
-    batch: &[(String, DomainEvent)],
-    mut apply: impl FnMut(&Connection, &DomainEvent) -> Result<Outcome, DbError>,
+    batch: &[(String, E)],
+    mut apply: impl FnMut(&Connection, &E) -> Result<Outcome, DbError>,
 ) -> Result<Vec<Outcome>, DbError> {
     let mut outcomes = Vec::with_capacity(batch.len());
     for (message_id, event) in batch {

@@ -2,12 +2,12 @@
 
 use std::sync::Arc;
 
-use chrono::DateTime;
+use chrono::{DateTime, Duration, Utc};
 use contracts::{
     BookingCancelled, CancelReason, DomainEvent, EventBooked, EventCreated, UserCreated,
 };
 
-use crate::store::{MailStatus, NotificationStore};
+use crate::store::{Delivered, MailStatus, NotificationStore};
 
 pub fn created(id: &str) -> DomainEvent {
     DomainEvent::EventCreated(EventCreated {
@@ -49,10 +49,11 @@ pub fn welcome(user: &str) -> DomainEvent {
     })
 }
 
-fn batch(events: &[(&str, DomainEvent)]) -> Vec<(String, DomainEvent)> {
+/// `events` as delivered now.
+fn batch(events: &[(&str, DomainEvent)]) -> Vec<Delivered> {
     events
         .iter()
-        .map(|(id, e)| ((*id).to_owned(), e.clone()))
+        .map(|(id, e)| ((*id).to_owned(), e.clone(), Utc::now()))
         .collect()
 }
 
@@ -131,8 +132,8 @@ pub async fn a_booking_before_its_event_is_retried(store: Arc<dyn NotificationSt
     assert_eq!(mail_ids(&store).await, ["booked-b9"]);
 }
 
-/// A mail is due until sent; a failed attempt makes it wait, and enough of them give it up.
-pub async fn mails_are_due_until_sent_and_given_up_after_repeated_failures(
+/// A mail is due until sent; a failed attempt makes it wait, and a permanent refusal ends it.
+pub async fn mails_are_due_until_sent_and_given_up_when_refused_for_good(
     store: Arc<dyn NotificationStore>,
 ) {
     store
@@ -149,7 +150,7 @@ pub async fn mails_are_due_until_sent_and_given_up_after_repeated_failures(
     assert_eq!(due, ["welcome-u1", "welcome-u2"]);
     store.mark_sent(vec!["welcome-u1".into()]).await.unwrap();
     store
-        .mark_failed("welcome-u2", "connection refused", 2)
+        .mark_failed("welcome-u2", "connection refused", false)
         .await
         .unwrap();
     assert!(
@@ -157,7 +158,7 @@ pub async fn mails_are_due_until_sent_and_given_up_after_repeated_failures(
         "one sent, one waiting to retry"
     );
     store
-        .mark_failed("welcome-u2", "connection refused", 2)
+        .mark_failed("welcome-u2", "550 no such user", true)
         .await
         .unwrap();
     let statuses: Vec<(String, MailStatus, u32)> = store
@@ -173,5 +174,43 @@ pub async fn mails_are_due_until_sent_and_given_up_after_repeated_failures(
             ("welcome-u1".to_owned(), MailStatus::Sent, 1),
             ("welcome-u2".to_owned(), MailStatus::Failed, 2)
         ]
+    );
+}
+
+/// Facts from before the store was first opened (a service added to a running system) are
+/// learnt but not mailed; what happens to them from then on is.
+pub async fn facts_from_before_the_first_start_are_learnt_not_mailed(
+    store: Arc<dyn NotificationStore>,
+) {
+    let last_week = Utc::now() - Duration::days(7);
+    let old: Vec<Delivered> = [
+        ("m1", created("e1")),
+        ("m2", booked("e1", "b1", "ann@example.com")),
+        ("m3", welcome("u1")),
+    ]
+    .into_iter()
+    .map(|(id, e)| (id.to_owned(), e, last_week))
+    .collect();
+    assert_eq!(
+        store.apply(old).await.unwrap(),
+        vec![bus::Outcome::Applied; 3]
+    );
+    assert!(
+        store.mails().await.unwrap().is_empty(),
+        "nothing from last week"
+    );
+    store
+        .apply(batch(&[(
+            "m4",
+            cancelled("e1", "b1", CancelReason::Customer),
+        )]))
+        .await
+        .unwrap();
+    let mails = store.mails().await.unwrap();
+    assert_eq!(mails.len(), 1);
+    assert_eq!(mails[0].mail.id, "cancelled-b1");
+    assert_eq!(
+        mails[0].mail.to, "ann@example.com",
+        "learnt from last week's booking"
     );
 }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use contracts::{DomainEvent, Envelope};
 
-pub use store::{NotificationStore, SqliteNotificationStore};
+pub use store::{Delivered, NotificationStore, SqliteNotificationStore};
 
 /// The consumer group of this service and what it listens to.
 pub fn subscription() -> bus::Subscription {
@@ -36,6 +36,15 @@ pub struct MailConsumer(pub Arc<dyn NotificationStore>);
 #[async_trait]
 impl bus::Handler for MailConsumer {
     async fn handle(&self, batch: &[Envelope]) -> anyhow::Result<Vec<bus::Outcome>> {
-        bus::apply_decoded(batch, |decoded| async { Ok(self.0.apply(decoded).await?) }).await
+        // The decoded prefix is the batch's prefix, in order: each keeps its envelope's time.
+        bus::apply_decoded(batch, |decoded| async {
+            let delivered = decoded
+                .into_iter()
+                .zip(batch)
+                .map(|((id, event), envelope)| (id, event, envelope.occurred_at))
+                .collect();
+            Ok(self.0.apply(delivered).await?)
+        })
+        .await
     }
 }

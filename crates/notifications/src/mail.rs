@@ -14,7 +14,33 @@ use crate::domain::Mail;
 #[async_trait]
 pub trait Transport: Send + Sync + 'static {
     /// Hands `mail` over for delivery; `Ok` once the receiving side has taken it.
-    async fn send(&self, mail: &Mail) -> Result<(), String>;
+    async fn send(&self, mail: &Mail) -> Result<(), SendError>;
+}
+
+/// Why a mail was not sent, and whether trying again can help.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct SendError {
+    /// The mail can never be sent as it is (an address refused for good): no more attempts.
+    pub permanent: bool,
+    pub message: String,
+}
+
+impl SendError {
+    pub fn permanent(message: String) -> Self {
+        Self {
+            permanent: true,
+            message,
+        }
+    }
+
+    /// A failure that may pass: a server down, a disk full.
+    pub fn transient(message: String) -> Self {
+        Self {
+            permanent: false,
+            message,
+        }
+    }
 }
 
 /// A transport from `notifications.mail_url`:
@@ -47,11 +73,11 @@ pub fn from_url(url: &str, data_dir: &Path, from: &str) -> Result<Arc<dyn Transp
 
 /// The message on the wire: plain text and HTML alternatives, with a Message-ID made from the
 /// mail's id, so that a mail sent twice (see `crate::sender`) is recognisable as one.
-pub fn message(from: &Mailbox, mail: &Mail) -> Result<Message, String> {
+pub fn message(from: &Mailbox, mail: &Mail) -> Result<Message, SendError> {
     let to: Mailbox = mail
         .to
         .parse()
-        .map_err(|e| format!("{:?} is not a mailbox: {e}", mail.to))?;
+        .map_err(|e| SendError::permanent(format!("{:?} is not a mailbox: {e}", mail.to)))?;
     Message::builder()
         .from(from.clone())
         .to(to)
@@ -70,7 +96,7 @@ pub fn message(from: &Mailbox, mail: &Mail) -> Result<Message, String> {
                         .body(mail.html.clone()),
                 ),
         )
-        .map_err(|e| format!("cannot build mail {}: {e}", mail.id))
+        .map_err(|e| SendError::permanent(format!("cannot build mail {}: {e}", mail.id)))
 }
 
 /// Writes each mail to `<dir>/<mail id>.eml`. A file that exists already is that mail sent
@@ -105,14 +131,16 @@ impl FileTransport {
 
 #[async_trait]
 impl Transport for FileTransport {
-    async fn send(&self, mail: &Mail) -> Result<(), String> {
+    async fn send(&self, mail: &Mail) -> Result<(), SendError> {
         let path = self.path_of(&mail.id);
         let bytes = message(&self.from, mail)?.formatted();
         let dir = self.dir.clone();
         // One blocking task for the whole write rather than a thread hop per file operation.
         tokio::task::spawn_blocking(move || write_once(&dir, &path, &bytes))
             .await
-            .map_err(|e| format!("cannot write {}: {e}", mail.id))?
+            .map_err(|e| format!("cannot write {}: {e}", mail.id))
+            .and_then(|written| written)
+            .map_err(SendError::transient)
     }
 }
 
@@ -137,13 +165,18 @@ pub struct SmtpTransport {
 
 #[async_trait]
 impl Transport for SmtpTransport {
-    async fn send(&self, mail: &Mail) -> Result<(), String> {
+    async fn send(&self, mail: &Mail) -> Result<(), SendError> {
         let message = message(&self.from, mail)?;
-        self.smtp
-            .send(message)
-            .await
-            .map(|_| ())
-            .map_err(|e| format!("SMTP: {e}"))
+        self.smtp.send(message).await.map(|_| ()).map_err(|e| {
+            // A 5xx answer will be the same next time; anything else (no connection, 4xx,
+            // a timeout) may pass.
+            let text = format!("SMTP: {e}");
+            if e.is_permanent() {
+                SendError::permanent(text)
+            } else {
+                SendError::transient(text)
+            }
+        })
     }
 }
 

@@ -1,27 +1,40 @@
 //! Sends the mails the store has queued, and records each as sent.
 //!
 //! One mail per fact: the consumer queues a fact's mail once (its id is the fact's, and the
-//! inbox drops redelivered messages), and the sender marks it sent after the transport took it.
-//! The one gap left is a process that dies after the transport took a mail and before the mark
-//! is committed: the mail is sent again on restart. The file transport closes that gap (a mail
-//! whose file exists is not written again); over SMTP it cannot be closed from this side (the
-//! server has the mail, we do not know it), so the second copy carries the same Message-ID,
-//! which mail clients use to show it once.
+//! inbox drops redelivered messages), and the sender records it sent after the transport took
+//! it. The one gap left is a process that dies after the transport took a mail and before the
+//! record is committed: that mail is sent again on restart. The sender keeps the gap small — it
+//! records every few mails, stops taking new mails on shutdown and records what it sent, and
+//! never sends again a mail it could not record (it keeps retrying the record instead). The
+//! file transport closes the gap (a mail whose file exists is not written again); over SMTP it
+//! cannot be closed from this side (the server has the mail, we do not know it), so the second
+//! copy carries the same Message-ID, which mail clients use to show it once.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
+use prometheus::{IntCounterVec, register_int_counter_vec};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::mail::Transport;
 use crate::store::NotificationStore;
 
-/// Failed attempts (2 s, 4 s, … apart) before a mail is given up as `failed`.
-pub const GIVE_UP_AFTER: u32 = 10;
 const BATCH: usize = 256;
+/// Sent mails are recorded at least this often, so a crash resends at most this many.
+const RECORD_EVERY: usize = 16;
 /// A commit wakes the sender at once; this catches mails whose retry time has come.
 const POLL: Duration = Duration::from_secs(1);
+
+static MAILS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "myevents_mails_total",
+        "Mails handed to the transport, by outcome (sent, retry, failed)",
+        &["outcome"]
+    )
+    .expect("metric names are static and valid")
+});
 
 pub fn spawn_sender(
     store: Arc<dyn NotificationStore>,
@@ -30,10 +43,28 @@ pub fn spawn_sender(
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let committed = store.committed();
-        while !shutdown.is_cancelled() {
+        // Sent, but not yet recorded as sent: never sent again, recorded before anything new.
+        let mut unrecorded: Vec<String> = Vec::new();
+        let mut failures = 0u32;
+        loop {
             let notified = committed.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
+            if !record(store.as_ref(), &mut unrecorded).await {
+                failures += 1;
+                if shutdown.is_cancelled() {
+                    break;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(bus::backoff(failures)) => {}
+                    _ = shutdown.cancelled() => {}
+                }
+                continue;
+            }
+            failures = 0;
+            if shutdown.is_cancelled() {
+                break;
+            }
             let due = match store.due(BATCH).await {
                 Ok(due) => due,
                 Err(error) => {
@@ -41,24 +72,33 @@ pub fn spawn_sender(
                     Vec::new()
                 }
             };
-            // Sent mails are recorded together, one write for the batch.
-            let mut sent = Vec::with_capacity(due.len());
-            for mail in &due {
+            let taken: HashSet<String> = unrecorded.iter().cloned().collect();
+            for mail in due.iter().filter(|m| !taken.contains(&m.id)) {
+                if shutdown.is_cancelled() {
+                    break;
+                }
                 match transport.send(mail).await {
-                    Ok(()) => sent.push(mail.id.clone()),
+                    Ok(()) => {
+                        MAILS.with_label_values(&["sent"]).inc();
+                        unrecorded.push(mail.id.clone());
+                    }
                     Err(error) => {
-                        tracing::warn!(id = %mail.id, to = %mail.to, %error, "mail not sent; will retry");
-                        if let Err(error) = store.mark_failed(&mail.id, &error, GIVE_UP_AFTER).await
+                        let outcome = if error.permanent { "failed" } else { "retry" };
+                        MAILS.with_label_values(&[outcome]).inc();
+                        tracing::warn!(id = %mail.id, to = %mail.to, %error, permanent = error.permanent, "mail not sent");
+                        if let Err(error) = store
+                            .mark_failed(&mail.id, &error.message, error.permanent)
+                            .await
                         {
                             tracing::warn!(id = %mail.id, %error, "cannot record a failed attempt");
                         }
                     }
                 }
-            }
-            if !sent.is_empty()
-                && let Err(error) = store.mark_sent(sent).await
-            {
-                tracing::warn!(%error, "cannot record mails as sent; they may be sent again");
+                if unrecorded.len() >= RECORD_EVERY
+                    && !record(store.as_ref(), &mut unrecorded).await
+                {
+                    break;
+                }
             }
             if due.len() == BATCH {
                 continue;
@@ -69,5 +109,28 @@ pub fn spawn_sender(
                 _ = shutdown.cancelled() => {}
             }
         }
+        if !unrecorded.is_empty() {
+            tracing::warn!(
+                count = unrecorded.len(),
+                "stopping with sent mails not recorded; they will be sent again"
+            );
+        }
     })
+}
+
+/// Records `unrecorded` as sent; true when nothing is left to record.
+async fn record(store: &dyn NotificationStore, unrecorded: &mut Vec<String>) -> bool {
+    if unrecorded.is_empty() {
+        return true;
+    }
+    match store.mark_sent(unrecorded.clone()).await {
+        Ok(()) => {
+            unrecorded.clear();
+            true
+        }
+        Err(error) => {
+            tracing::warn!(%error, count = unrecorded.len(), "cannot record sent mails; will retry before sending more");
+            false
+        }
+    }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use notifications::conformance;
 use notifications::domain::Mail;
-use notifications::mail::{FileTransport, Transport};
+use notifications::mail::{FileTransport, SendError, Transport};
 use notifications::store::MailStatus;
 use notifications::{NotificationStore, SqliteNotificationStore};
 use tokio_util::sync::CancellationToken;
@@ -31,9 +31,15 @@ async fn a_booking_before_its_event_is_retried() {
 }
 
 #[tokio::test]
-async fn mails_are_due_until_sent_and_given_up_after_repeated_failures() {
+async fn mails_are_due_until_sent_and_given_up_when_refused_for_good() {
     let (_dir, store) = fresh();
-    conformance::mails_are_due_until_sent_and_given_up_after_repeated_failures(store).await;
+    conformance::mails_are_due_until_sent_and_given_up_when_refused_for_good(store).await;
+}
+
+#[tokio::test]
+async fn facts_from_before_the_first_start_are_learnt_not_mailed() {
+    let (_dir, store) = fresh();
+    conformance::facts_from_before_the_first_start_are_learnt_not_mailed(store).await;
 }
 
 /// The file transport, but the process "dies" right after the file is written: the mail is
@@ -42,9 +48,11 @@ struct DiesAfterWriting(FileTransport);
 
 #[async_trait]
 impl Transport for DiesAfterWriting {
-    async fn send(&self, mail: &Mail) -> Result<(), String> {
+    async fn send(&self, mail: &Mail) -> Result<(), SendError> {
         self.0.send(mail).await?;
-        Err("killed before recording the mail as sent".into())
+        Err(SendError::transient(
+            "killed before recording the mail as sent".into(),
+        ))
     }
 }
 
@@ -72,7 +80,11 @@ async fn a_crash_between_sending_and_recording_leaves_one_mail() {
     let outbox = dir.path().join("mail");
     let from: lettre::message::Mailbox = "MyEvents <t@myevents.example>".parse().unwrap();
     store
-        .apply(vec![("m1".into(), conformance::welcome("u1"))])
+        .apply(vec![(
+            "m1".into(),
+            conformance::welcome("u1"),
+            chrono::Utc::now(),
+        )])
         .await
         .unwrap();
 

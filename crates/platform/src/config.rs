@@ -118,12 +118,14 @@ pub struct Storage {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Notifications {
-    /// Where mail goes: `file` (one `.eml` per mail in `data_dir/mail`), `file:DIR`, or
-    /// `smtp://[user:password@]host[:port][?tls=none|starttls|tls]`.
+    /// Where mail goes: `file` (one `.eml` per mail in `data_dir/mail`), `file:DIR`,
+    /// `smtp://[user:password@]host[:port][?tls=opportunistic|required]` (STARTTLS; without
+    /// `tls` the connection is plain, credentials included), or `smtps://…` (TLS throughout).
     pub mail_url: String,
     /// The sender of every mail.
     pub from: String,
-    /// Address of the gRPC Notificator.
+    /// Address of the gRPC Notificator. Loopback by default: `SendEmail` has no authentication,
+    /// so opening it wider is a decision for the operator's network.
     pub grpc_listen: String,
     /// etcd endpoints (`http://host:2379`); empty: no registration.
     pub etcd_endpoints: Vec<String>,
@@ -136,7 +138,7 @@ impl Default for Notifications {
         Self {
             mail_url: "file".into(),
             from: "MyEvents <tickets@myevents.example>".into(),
-            grpc_listen: "0.0.0.0:50051".into(),
+            grpc_listen: "127.0.0.1:50051".into(),
             etcd_endpoints: Vec::new(),
             advertise: None,
         }

@@ -113,11 +113,12 @@ impl TestServer {
         }
     }
 
-    /// Waits up to 20 s until `path` answers 200.
+    /// Waits up to 60 s (a loaded 2-core CI machine starts many servers at once) until `path`
+    /// answers 200.
     async fn wait_for(&self, path: &str) {
         let started = Instant::now();
         while !self.answers_ok(path).await {
-            if started.elapsed() > Duration::from_secs(20) {
+            if started.elapsed() > Duration::from_secs(60) {
                 panic!(
                     "{path} did not answer 200; the server's log:\n{}",
                     self.log()

@@ -7,6 +7,7 @@ mod sqlite;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use contracts::DomainEvent;
 use tokio::sync::Notify;
 
@@ -16,13 +17,17 @@ pub use self::sqlite::SqliteNotificationStore;
 
 pub use platform::StoreError;
 
+/// A delivered message: its id, its event, and when the event happened.
+pub type Delivered = (String, DomainEvent, DateTime<Utc>);
+
 /// Where a mail stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MailStatus {
     /// Waiting for the sender (again, after a failed attempt).
     Pending,
     Sent,
-    /// Given up after too many failed attempts; an operator's matter.
+    /// Refused for good (the receiving server said the address does not exist, …); an
+    /// operator's matter.
     Failed,
 }
 
@@ -38,24 +43,19 @@ pub struct StoredMail {
 pub trait NotificationStore: Send + Sync + 'static {
     /// Applies delivered events, each message once: `eventCreated` and `eventBooked` teach it
     /// the event and the customer; `eventBooked`, `bookingCancelled` and `userCreated` queue
-    /// their mail in the same transaction.
-    async fn apply(
-        &self,
-        batch: Vec<(String, DomainEvent)>,
-    ) -> Result<Vec<bus::Outcome>, StoreError>;
+    /// their mail in the same transaction — if the fact happened after the store was first
+    /// opened (less a minute for clocks): a service added to a running system, or given a
+    /// fresh database, learns from the past without mailing all of it again.
+    async fn apply(&self, batch: Vec<Delivered>) -> Result<Vec<bus::Outcome>, StoreError>;
     /// Queues a mail asked for directly (the gRPC `SendEmail`); a mail with this id already
     /// queued is left as it is.
     async fn queue(&self, mail: Mail) -> Result<(), StoreError>;
     /// Mails due for a (new) attempt, oldest first.
     async fn due(&self, limit: usize) -> Result<Vec<Mail>, StoreError>;
     async fn mark_sent(&self, ids: Vec<String>) -> Result<(), StoreError>;
-    /// Records a failed attempt; after `give_up_after` attempts the mail is `Failed`.
-    async fn mark_failed(
-        &self,
-        id: &str,
-        error: &str,
-        give_up_after: u32,
-    ) -> Result<(), StoreError>;
+    /// Records a failed attempt: a `permanent` failure (the address refused) makes the mail
+    /// `Failed`; another waits 2 s, 4 s, … up to 5 minutes and is tried again, without end.
+    async fn mark_failed(&self, id: &str, error: &str, permanent: bool) -> Result<(), StoreError>;
     async fn mails(&self) -> Result<Vec<StoredMail>, StoreError>;
     /// Woken after every commit, so the sender need not poll.
     fn committed(&self) -> Arc<Notify>;

@@ -8,7 +8,7 @@ use sqlite::rusqlite::{Connection, OptionalExtension, params};
 use sqlite::{Db, DbError, Options, inbox};
 use tokio::sync::Notify;
 
-use super::{MailStatus, NotificationStore, StoreError, StoredMail};
+use super::{Delivered, MailStatus, NotificationStore, StoreError, StoredMail};
 use crate::domain::{EventInfo, Fact, Mail};
 
 const SCHEMA: &str = "
@@ -35,7 +35,11 @@ CREATE TABLE IF NOT EXISTS mails (
     next_attempt INTEGER NOT NULL DEFAULT 0, -- Unix milliseconds
     last_error   TEXT
 );
-CREATE INDEX IF NOT EXISTS mails_due ON mails (status, next_attempt);";
+CREATE INDEX IF NOT EXISTS mails_due ON mails (status, next_attempt);
+-- When this database was first opened: facts from before are learnt, not mailed.
+CREATE TABLE IF NOT EXISTS mail_since (at INTEGER NOT NULL);
+INSERT INTO mail_since (at) SELECT CAST(strftime('%s', 'now') AS INTEGER) - 60
+    WHERE NOT EXISTS (SELECT 1 FROM mail_since);";
 
 pub struct SqliteNotificationStore {
     db: Db,
@@ -79,8 +83,9 @@ fn event_info(conn: &Connection, id: &str) -> sqlite::rusqlite::Result<Option<Ev
         .optional()
 }
 
-/// Applies one event; the inbox is `bus::inbox::apply_once`'s business.
-fn apply_one(conn: &Connection, event: &DomainEvent) -> Result<bus::Outcome, DbError> {
+/// Applies one event, mailing its fact if `mail` (see [`NotificationStore::apply`]); the inbox
+/// is `bus::inbox::apply_once`'s business.
+fn apply_one(conn: &Connection, event: &DomainEvent, mail: bool) -> Result<bus::Outcome, DbError> {
     let fact = match event {
         DomainEvent::EventCreated(created) => {
             conn.prepare_cached(
@@ -154,24 +159,34 @@ fn apply_one(conn: &Connection, event: &DomainEvent) -> Result<bus::Outcome, DbE
             return Ok(bus::Outcome::Applied);
         }
     };
-    insert_mail(conn, &fact.mail())?;
+    if mail {
+        insert_mail(conn, &fact.mail())?;
+    }
     Ok(bus::Outcome::Applied)
 }
 
-/// Seconds before the next attempt after `attempts` failures: 2, 4, 8 … up to 5 minutes.
+/// Milliseconds before the next attempt after `attempts` failures: 2 s, 4 s, 8 s … 5 minutes.
 fn retry_delay_ms(attempts: u32) -> i64 {
-    1000 * (1i64 << attempts.min(8)).min(300)
+    1000 * (1i64 << attempts.min(9)).min(300)
 }
 
 #[async_trait]
 impl NotificationStore for SqliteNotificationStore {
-    async fn apply(
-        &self,
-        batch: Vec<(String, DomainEvent)>,
-    ) -> Result<Vec<bus::Outcome>, StoreError> {
+    async fn apply(&self, batch: Vec<Delivered>) -> Result<Vec<bus::Outcome>, StoreError> {
+        let batch: Vec<(String, (DomainEvent, DateTime<Utc>))> = batch
+            .into_iter()
+            .map(|(id, event, at)| (id, (event, at)))
+            .collect();
         Ok(self
             .db
-            .write(move |c| bus::inbox::apply_once(c, &batch, apply_one))
+            .write(move |c| {
+                let since: i64 = c
+                    .prepare_cached("SELECT at FROM mail_since")?
+                    .query_row([], |r| r.get(0))?;
+                bus::inbox::apply_once(c, &batch, |c, (event, at)| {
+                    apply_one(c, event, at.timestamp() >= since)
+                })
+            })
             .await?)
     }
 
@@ -219,12 +234,7 @@ impl NotificationStore for SqliteNotificationStore {
             .await?)
     }
 
-    async fn mark_failed(
-        &self,
-        id: &str,
-        error: &str,
-        give_up_after: u32,
-    ) -> Result<(), StoreError> {
+    async fn mark_failed(&self, id: &str, error: &str, permanent: bool) -> Result<(), StoreError> {
         let (id, error) = (id.to_owned(), error.to_owned());
         Ok(self
             .db
@@ -235,11 +245,7 @@ impl NotificationStore for SqliteNotificationStore {
                     .optional()?
                     .unwrap_or(0)
                     + 1;
-                let status = if attempts >= give_up_after {
-                    "failed"
-                } else {
-                    "pending"
-                };
+                let status = if permanent { "failed" } else { "pending" };
                 c.prepare_cached(
                     "UPDATE mails SET status = ?2, attempts = ?3, next_attempt = ?4, last_error = ?5
                      WHERE id = ?1",
