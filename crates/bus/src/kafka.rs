@@ -9,7 +9,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -156,7 +156,9 @@ impl KafkaBus {
         let options = AdminOptions::new().request_timeout(Some(Duration::from_secs(10)));
         let results = admin
             .create_topics(
-                &[NewTopic::new(topic, PARTITIONS, TopicReplication::Fixed(1))],
+                // The topic is the system's history (`myevents replay`): kept without end.
+                &[NewTopic::new(topic, PARTITIONS, TopicReplication::Fixed(1))
+                    .set("retention.ms", "-1")],
                 &options,
             )
             .await
@@ -338,19 +340,24 @@ impl Bus for KafkaBus {
         tokio::task::spawn_blocking(move || read_topic(&config, &topic))
             .await
             .map_err(|e| BusError::Unavailable(format!("Kafka: {e}")))?
-            .map_err(unavailable)
     }
 }
 
 /// Every message of `topic`, read until every partition has reached the high watermark it had
-/// at the start and nothing more has arrived for [`QUIET`]. The watermark alone is not enough:
-/// some brokers (tansu on object storage) report it late, after the messages are readable.
-fn read_topic(config: &ClientConfig, topic: &str) -> Result<Vec<Envelope>, KafkaError> {
+/// at the start and then nothing more has arrived for [`QUIET`] (or [`AFTER_END`] has passed,
+/// for a topic that others keep writing to). The watermark alone is not enough: some brokers
+/// (tansu on object storage) report it late, after the messages are readable. A partition that
+/// no longer starts at offset 0 has lost its beginning to retention, and is refused: a history
+/// without it would rebuild a service that misses facts.
+fn read_topic(config: &ClientConfig, topic: &str) -> Result<Vec<Envelope>, BusError> {
     const TIMEOUT: Duration = Duration::from_secs(10);
     const QUIET: Duration = Duration::from_secs(2);
+    const AFTER_END: Duration = Duration::from_secs(10);
     const POLL: Duration = Duration::from_millis(100);
-    let consumer: BaseConsumer = config.create()?;
-    let metadata = consumer.fetch_metadata(Some(topic), TIMEOUT)?;
+    let consumer: BaseConsumer = config.create().map_err(unavailable)?;
+    let metadata = consumer
+        .fetch_metadata(Some(topic), TIMEOUT)
+        .map_err(unavailable)?;
     let Some(described) = metadata.topics().iter().find(|t| t.name() == topic) else {
         return Ok(Vec::new());
     };
@@ -359,41 +366,56 @@ fn read_topic(config: &ClientConfig, topic: &str) -> Result<Vec<Envelope>, Kafka
         if RDKafkaErrorCode::from(error) == RDKafkaErrorCode::UnknownTopicOrPartition {
             return Ok(Vec::new());
         }
-        return Err(KafkaError::MetadataFetch(error.into()));
+        return Err(unavailable(KafkaError::MetadataFetch(error.into())));
     }
     let mut ends = HashMap::new();
     let mut assignment = TopicPartitionList::new();
     for partition in described.partitions() {
-        let (_, high) = consumer.fetch_watermarks(topic, partition.id(), TIMEOUT)?;
+        let (low, high) = consumer
+            .fetch_watermarks(topic, partition.id(), TIMEOUT)
+            .map_err(unavailable)?;
+        if low > 0 {
+            return Err(BusError::Unsupported(format!(
+                "Kafka topic {topic} partition {} starts at offset {low}: retention removed its \
+                 beginning, so its history is incomplete",
+                partition.id()
+            )));
+        }
         ends.insert(partition.id(), high);
-        assignment.add_partition_offset(topic, partition.id(), Offset::Beginning)?;
+        assignment
+            .add_partition_offset(topic, partition.id(), Offset::Beginning)
+            .map_err(unavailable)?;
     }
-    consumer.assign(&assignment)?;
+    consumer.assign(&assignment).map_err(unavailable)?;
     let mut history = Vec::new();
     let mut next: HashMap<i32, i64> = HashMap::new();
     let mut quiet = Duration::ZERO;
+    let mut reached_at: Option<Instant> = None;
     loop {
         match consumer.poll(POLL) {
             Some(message) => {
-                let message = message?;
+                let message = message.map_err(unavailable)?;
                 quiet = Duration::ZERO;
                 next.insert(message.partition(), message.offset() + 1);
                 history.push(envelope_of(&message));
             }
-            None => {
-                quiet += POLL;
-                let reached = ends
-                    .iter()
-                    .all(|(p, &end)| next.get(p).copied().unwrap_or(0) >= end);
-                if quiet >= QUIET && reached {
-                    return Ok(history);
-                }
-                if quiet >= TIMEOUT * 3 {
-                    return Err(KafkaError::MessageConsumption(
-                        RDKafkaErrorCode::RequestTimedOut,
-                    ));
-                }
+            None => quiet += POLL,
+        }
+        if reached_at.is_none()
+            && ends
+                .iter()
+                .all(|(p, &end)| next.get(p).copied().unwrap_or(0) >= end)
+        {
+            reached_at = Some(Instant::now());
+        }
+        match reached_at {
+            Some(at) if quiet >= QUIET || at.elapsed() >= AFTER_END => return Ok(history),
+            None if quiet >= TIMEOUT * 3 => {
+                return Err(BusError::Unavailable(format!(
+                    "Kafka: topic {topic} stopped delivering before its end"
+                )));
             }
+            _ => {}
         }
     }
 }

@@ -3,6 +3,7 @@
 //! service with its own store, all connected only through the bus.
 
 pub mod cli;
+mod lock;
 mod replay;
 mod roles;
 mod serve;

@@ -28,6 +28,11 @@ pub async fn replay(config: &Config) -> anyhow::Result<()> {
         );
     }
     let target = storage(config, "bookings")?;
+    // Held until the new file has taken the old one's place.
+    let _lock = match &target {
+        Storage::Sqlite(path) => Some(crate::lock::lock_database(path, "bookings")?),
+        Storage::Postgres(_) => None,
+    };
     let bus = open_bus(config)?;
     let history = bus
         .history()

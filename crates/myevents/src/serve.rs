@@ -31,6 +31,8 @@ struct Stores {
     bookings: Option<Arc<dyn bookings::BookingStore>>,
     users: Option<Arc<dyn users::UserStore>>,
     notifications: Option<Arc<dyn notifications::NotificationStore>>,
+    /// The SQLite databases this process serves, locked against a second server or a replay.
+    locks: Vec<Arc<crate::lock::DatabaseLock>>,
 }
 
 /// What `/health/ready` asks.
@@ -186,6 +188,11 @@ fn open_notifications(
 async fn open_stores(config: &Config, roles: &[Role], tables: Tables) -> anyhow::Result<Stores> {
     let mut stores = Stores::default();
     for role in roles {
+        if let Storage::Sqlite(path) = storage(config, role.name())? {
+            stores
+                .locks
+                .push(Arc::new(crate::lock::lock_database(&path, role.name())?));
+        }
         match role {
             Role::Events => stores.events = Some(open_events(config, tables).await?),
             Role::Bookings => stores.bookings = Some(open_bookings(config, tables).await?),
@@ -559,6 +566,7 @@ async fn ready(State(readiness): State<Readiness>) -> impl IntoResponse {
         bookings,
         users,
         notifications,
+        ..
     } = &readiness.stores;
     if let Some(s) = events
         && let Err(e) = s.check().await

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use etcd_client::{Client, EventType, GetOptions, PutOptions, WatchOptions};
+use etcd_client::{Client, ConnectOptions, EventType, GetOptions, PutOptions, WatchOptions};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
@@ -18,6 +18,14 @@ use crate::grpc::proto::notificator_client::NotificatorClient;
 pub const PREFIX: &str = "/services/notificator/";
 /// Seconds a lease outlives its last keep-alive: how long a killed instance stays listed.
 const LEASE_TTL: i64 = 5;
+
+/// Bounds every call to etcd, so that a connection that hangs without closing is noticed.
+fn options() -> ConnectOptions {
+    ConnectOptions::new()
+        .with_connect_timeout(Duration::from_secs(3))
+        .with_timeout(Duration::from_secs(3))
+        .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2))
+}
 
 fn pause(failures: u32) -> Duration {
     Duration::from_millis(200 * u64::from(failures.min(10)))
@@ -54,27 +62,41 @@ async fn register(
     advertise: &str,
     shutdown: &CancellationToken,
 ) -> Result<(), etcd_client::Error> {
-    let mut client = Client::connect(endpoints, None).await?;
-    let lease = client.lease_grant(LEASE_TTL, None).await?.id();
     let key = format!("{PREFIX}{advertise}");
-    client
-        .put(
-            key.as_str(),
-            advertise,
-            Some(PutOptions::new().with_lease(lease)),
-        )
-        .await?;
+    let registering = async {
+        let mut client = Client::connect(endpoints, Some(options())).await?;
+        let lease = client.lease_grant(LEASE_TTL, None).await?.id();
+        client
+            .put(
+                key.as_str(),
+                advertise,
+                Some(PutOptions::new().with_lease(lease)),
+            )
+            .await?;
+        Ok::<_, etcd_client::Error>((client, lease))
+    };
+    // An etcd that does not answer must not hold up the shutdown.
+    let (mut client, lease) = tokio::select! {
+        registered = registering => registered?,
+        _ = shutdown.cancelled() => return Ok(()),
+    };
     tracing::info!(%key, "registered in etcd");
     let (mut keeper, mut answers) = client.lease_keep_alive(lease).await?;
+    let mut answered = tokio::time::Instant::now();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs((LEASE_TTL / 3).max(1) as u64)) => {
+                // Silence for a whole lease: the lease may have expired unseen; start over.
+                if answered.elapsed() > Duration::from_secs(LEASE_TTL as u64) {
+                    return Err(etcd_client::Error::LeaseKeepAliveError("etcd stopped answering".into()));
+                }
                 keeper.keep_alive().await?;
             }
             answer = answers.message() => {
                 if answer?.is_none_or(|a| a.ttl() <= 0) {
                     return Err(etcd_client::Error::LeaseKeepAliveError("the lease is gone".into()));
                 }
+                answered = tokio::time::Instant::now();
             }
             _ = shutdown.cancelled() => {
                 // Leave the rotation now rather than when the lease runs out.
@@ -135,7 +157,7 @@ impl NotificatorPool {
         endpoints: &[String],
         shutdown: &CancellationToken,
     ) -> Result<(), etcd_client::Error> {
-        let mut client = Client::connect(endpoints, None).await?;
+        let mut client = Client::connect(endpoints, Some(options())).await?;
         let listed = client
             .get(PREFIX, Some(GetOptions::new().with_prefix()))
             .await?;
