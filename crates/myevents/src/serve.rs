@@ -170,19 +170,26 @@ pub(crate) async fn open_users(
     })
 }
 
-fn open_notifications(
+async fn open_notifications(
     config: &Config,
+    tables: Tables,
 ) -> anyhow::Result<Arc<dyn notifications::NotificationStore>> {
-    let path = match storage(config, "notifications")? {
-        Storage::Sqlite(path) => path,
-        Storage::Postgres(_) => bail!(
-            "the notifications service keeps its state in SQLite only in this build: set \
-             storage.notifications_url (MYEVENTS_NOTIFICATIONS_STORAGE_URL) to sqlite"
+    Ok(match storage(config, "notifications")? {
+        Storage::Sqlite(path) => Arc::new(
+            notifications::SqliteNotificationStore::open(&path).with_context(|| {
+                format!("cannot open the notifications database {}", path.display())
+            })?,
         ),
-    };
-    let store = notifications::SqliteNotificationStore::open(&path)
-        .with_context(|| format!("cannot open the notifications database {}", path.display()))?;
-    Ok(Arc::new(store))
+        Storage::Postgres(url) => {
+            let store = Arc::new(notifications::PgNotificationStore::connect(&url)?);
+            let migrating = {
+                let store = store.clone();
+                async move { store.migrate().await }
+            };
+            prepare("notifications", migrating, tables).await?;
+            store
+        }
+    })
 }
 
 async fn open_stores(config: &Config, roles: &[Role], tables: Tables) -> anyhow::Result<Stores> {
@@ -197,7 +204,9 @@ async fn open_stores(config: &Config, roles: &[Role], tables: Tables) -> anyhow:
             Role::Events => stores.events = Some(open_events(config, tables).await?),
             Role::Bookings => stores.bookings = Some(open_bookings(config, tables).await?),
             Role::Users => stores.users = Some(open_users(config, tables).await?),
-            Role::Notifications => stores.notifications = Some(open_notifications(config)?),
+            Role::Notifications => {
+                stores.notifications = Some(open_notifications(config, tables).await?)
+            }
         }
     }
     Ok(stores)

@@ -68,6 +68,30 @@ impl Mail {
 }
 
 impl Fact {
+    /// The fact a `bookingCancelled` reports, by its reason.
+    pub fn cancellation(
+        booking_id: String,
+        event: EventInfo,
+        seats: u32,
+        email: String,
+        reason: contracts::CancelReason,
+    ) -> Fact {
+        match reason {
+            contracts::CancelReason::Customer => Fact::BookingCancelled {
+                booking_id,
+                event,
+                seats,
+                email,
+            },
+            contracts::CancelReason::EventCancelled => Fact::EventCancelled {
+                booking_id,
+                event,
+                seats,
+                email,
+            },
+        }
+    }
+
     pub fn mail(&self) -> Mail {
         match self {
             Fact::Booked {

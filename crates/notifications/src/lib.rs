@@ -15,7 +15,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use contracts::{DomainEvent, Envelope};
 
-pub use store::{Delivered, NotificationStore, SqliteNotificationStore};
+pub use store::{Delivered, NotificationStore, PgNotificationStore, SqliteNotificationStore};
 
 /// The consumer group of this service and what it listens to.
 pub fn subscription() -> bus::Subscription {

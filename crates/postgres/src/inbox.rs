@@ -6,7 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use bus::Outcome;
-use contracts::{DomainEvent, Envelope};
+use contracts::Envelope;
 use sqlx::PgConnection;
 
 pub const MIGRATION: &str = "
@@ -40,13 +40,18 @@ pub async fn first_delivery(
 /// no events). Processing stops after the first `Retry`, as `bus::Handler::handle` requires.
 /// Returns the outcomes and the events the applied messages cause, for the caller to commit
 /// with `Pg::commit`.
-pub async fn apply_once<F>(
+///
+/// `E` is what each message carries for `apply`: usually the [`DomainEvent`]; a consumer that
+/// needs more of the envelope (when it happened) passes a pair.
+///
+/// [`DomainEvent`]: contracts::DomainEvent
+pub async fn apply_once<E, F>(
     conn: &mut PgConnection,
-    batch: &[(String, DomainEvent)],
+    batch: &[(String, E)],
     mut apply: F,
 ) -> Result<(Vec<Outcome>, Vec<Envelope>), sqlx::Error>
 where
-    F: for<'c> FnMut(&'c mut PgConnection, &'c DomainEvent) -> ApplyFuture<'c>,
+    F: for<'c> FnMut(&'c mut PgConnection, &'c E) -> ApplyFuture<'c>,
 {
     let mut outcomes = Vec::with_capacity(batch.len());
     let mut caused = Vec::new();

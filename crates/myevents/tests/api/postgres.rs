@@ -18,13 +18,8 @@ async fn the_story_with(storage: &str) -> (TestDatabase, PgConnection) {
     let db = TestDatabase::create().await.expect("a PostgreSQL server");
     let shared = tempfile::tempdir().unwrap();
     let bus = format!("embedded:{}", shared.path().join("bus.db").display());
-    // The notifications service has no PostgreSQL store yet: it stays on SQLite.
     one_process_per_service(
-        &[
-            ("MYEVENTS_BROKER_URL", &bus),
-            (storage, &db.url),
-            ("MYEVENTS_NOTIFICATIONS_STORAGE_URL", "sqlite"),
-        ],
+        &[("MYEVENTS_BROKER_URL", &bus), (storage, &db.url)],
         Replay::Rebuilds,
     )
     .await;
@@ -128,8 +123,6 @@ async fn migrate_and_admin_create_work_on_postgres() {
             .args(args)
             .env("MYEVENTS_DATA_DIR", dir.path())
             .env("MYEVENTS_STORAGE_URL", url)
-            // No PostgreSQL store for notifications yet.
-            .env("MYEVENTS_ROLES", "events,bookings,users")
             .output()
             .expect("run myevents");
         let text = String::from_utf8_lossy(&out.stderr).into_owned();

@@ -2,6 +2,7 @@
 //! address and word its mails) and the mails themselves until they are sent. One trait, one
 //! module per backend.
 
+mod postgres;
 mod sqlite;
 
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use tokio::sync::Notify;
 
 use crate::domain::Mail;
 
+pub use self::postgres::PgNotificationStore;
 pub use self::sqlite::SqliteNotificationStore;
 
 pub use platform::StoreError;

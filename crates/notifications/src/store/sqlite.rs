@@ -134,21 +134,13 @@ fn apply_one(conn: &Connection, event: &DomainEvent, mail: bool) -> Result<bus::
                     "event {event_id} is not known yet"
                 )));
             };
-            let (booking_id, seats) = (cancelled.booking_id.clone(), cancelled.seats);
-            match cancelled.reason {
-                contracts::CancelReason::Customer => Fact::BookingCancelled {
-                    booking_id,
-                    event,
-                    seats,
-                    email,
-                },
-                contracts::CancelReason::EventCancelled => Fact::EventCancelled {
-                    booking_id,
-                    event,
-                    seats,
-                    email,
-                },
-            }
+            Fact::cancellation(
+                cancelled.booking_id.clone(),
+                event,
+                cancelled.seats,
+                email,
+                cancelled.reason,
+            )
         }
         DomainEvent::UserCreated(user) => Fact::Welcome {
             user_id: user.id.clone(),
