@@ -109,11 +109,19 @@ async fn replay_into_file(path: &Path, history: Vec<Envelope>) -> anyhow::Result
         // Dropping the store waits for its writer, so the file is complete after this block.
     }
 
+    // The swap leaves a complete database at `path` at every instant: both files are folded
+    // into single files first, the old one gets a second name, and the new one replaces it in
+    // one rename.
     let kept = with_suffix(path, &format!(".before-replay-{}", unix_now()));
+    fold_wal(&fresh)?;
     if path.exists() {
-        move_database(path, &kept)?;
+        fold_wal(path)?;
+        std::fs::hard_link(path, &kept).with_context(|| {
+            format!("cannot keep {} as {}", path.display(), kept.display())
+        })?;
     }
-    move_database(&fresh, path)?;
+    std::fs::rename(&fresh, path)
+        .with_context(|| format!("cannot move {} to {}", fresh.display(), path.display()))?;
     if kept.exists() {
         println!(
             "{} is rebuilt; the database before the replay is kept as {}",
@@ -180,13 +188,18 @@ fn remove_database(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn move_database(from: &Path, to: &Path) -> anyhow::Result<()> {
-    for part in PARTS {
-        let (source, target) = (with_suffix(from, part), with_suffix(to, part));
-        if source.exists() {
-            std::fs::rename(&source, &target).with_context(|| {
-                format!("cannot move {} to {}", source.display(), target.display())
-            })?;
+/// Copies what the write-ahead log of `path` holds into the database file and removes the log,
+/// so that the file alone is the whole database and can be linked and renamed.
+fn fold_wal(path: &Path) -> anyhow::Result<()> {
+    let conn = sqlite::rusqlite::Connection::open(path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE); PRAGMA journal_mode = DELETE;")
+        .with_context(|| format!("cannot fold the log of {} into it", path.display()))?;
+    drop(conn);
+    for part in ["-wal", "-shm"] {
+        let file = with_suffix(path, part);
+        if file.exists() {
+            bail!("{} is still in use: stop what uses it first", file.display());
         }
     }
     Ok(())
