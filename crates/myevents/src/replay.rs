@@ -116,9 +116,8 @@ async fn replay_into_file(path: &Path, history: Vec<Envelope>) -> anyhow::Result
     fold_wal(&fresh)?;
     if path.exists() {
         fold_wal(path)?;
-        std::fs::hard_link(path, &kept).with_context(|| {
-            format!("cannot keep {} as {}", path.display(), kept.display())
-        })?;
+        std::fs::hard_link(path, &kept)
+            .with_context(|| format!("cannot keep {} as {}", path.display(), kept.display()))?;
     }
     std::fs::rename(&fresh, path)
         .with_context(|| format!("cannot move {} to {}", fresh.display(), path.display()))?;
@@ -199,7 +198,10 @@ fn fold_wal(path: &Path) -> anyhow::Result<()> {
     for part in ["-wal", "-shm"] {
         let file = with_suffix(path, part);
         if file.exists() {
-            bail!("{} is still in use: stop what uses it first", file.display());
+            bail!(
+                "{} is still in use: stop what uses it first",
+                file.display()
+            );
         }
     }
     Ok(())
