@@ -53,7 +53,7 @@ pub fn welcome(user: &str) -> DomainEvent {
 fn batch(events: &[(&str, DomainEvent)]) -> Vec<Delivered> {
     events
         .iter()
-        .map(|(id, e)| ((*id).to_owned(), e.clone(), Utc::now()))
+        .map(|(id, e)| ((*id).to_owned(), (e.clone(), Utc::now())))
         .collect()
 }
 
@@ -189,7 +189,7 @@ pub async fn facts_from_before_the_first_start_are_learnt_not_mailed(
         ("m3", welcome("u1")),
     ]
     .into_iter()
-    .map(|(id, e)| (id.to_owned(), e, last_week))
+    .map(|(id, e)| (id.to_owned(), (e, last_week)))
     .collect();
     assert_eq!(
         store.apply(old).await.unwrap(),

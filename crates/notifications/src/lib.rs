@@ -41,7 +41,7 @@ impl bus::Handler for MailConsumer {
             let delivered = decoded
                 .into_iter()
                 .zip(batch)
-                .map(|((id, event), envelope)| (id, event, envelope.occurred_at))
+                .map(|((id, event), envelope)| (id, (event, envelope.occurred_at)))
                 .collect();
             Ok(self.0.apply(delivered).await?)
         })

@@ -82,8 +82,7 @@ async fn a_crash_between_sending_and_recording_leaves_one_mail() {
     store
         .apply(vec![(
             "m1".into(),
-            conformance::welcome("u1"),
-            chrono::Utc::now(),
+            (conformance::welcome("u1"), chrono::Utc::now()),
         )])
         .await
         .unwrap();

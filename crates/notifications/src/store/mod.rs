@@ -19,8 +19,9 @@ pub use self::sqlite::SqliteNotificationStore;
 
 pub use platform::StoreError;
 
-/// A delivered message: its id, its event, and when the event happened.
-pub type Delivered = (String, DomainEvent, DateTime<Utc>);
+/// A delivered message: its id, and its event with when it happened (the shape the inboxes'
+/// `apply_once` takes).
+pub type Delivered = (String, (DomainEvent, DateTime<Utc>));
 
 /// Where a mail stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

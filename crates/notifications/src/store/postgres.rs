@@ -196,10 +196,6 @@ fn mail_row(r: &PgRow) -> Result<Mail, sqlx::Error> {
 #[async_trait]
 impl NotificationStore for PgNotificationStore {
     async fn apply(&self, batch: Vec<Delivered>) -> Result<Vec<bus::Outcome>, StoreError> {
-        let batch: Vec<(String, (DomainEvent, DateTime<Utc>))> = batch
-            .into_iter()
-            .map(|(id, event, at)| (id, (event, at)))
-            .collect();
         let mut tx = self.pg.begin().await?;
         let since: i64 = sqlx::query_scalar("SELECT at FROM mail_since")
             .fetch_one(&mut *tx)

@@ -165,10 +165,6 @@ fn retry_delay_ms(attempts: u32) -> i64 {
 #[async_trait]
 impl NotificationStore for SqliteNotificationStore {
     async fn apply(&self, batch: Vec<Delivered>) -> Result<Vec<bus::Outcome>, StoreError> {
-        let batch: Vec<(String, (DomainEvent, DateTime<Utc>))> = batch
-            .into_iter()
-            .map(|(id, event, at)| (id, (event, at)))
-            .collect();
         Ok(self
             .db
             .write(move |c| {
