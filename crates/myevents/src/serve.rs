@@ -107,6 +107,20 @@ async fn prepare(
     }
 }
 
+/// `store` once its tables are prepared as `tables` asks (see [`prepare`]).
+async fn with_tables<S, F>(
+    service: &'static str,
+    store: Arc<S>,
+    tables: Tables,
+    migrate: impl FnOnce(Arc<S>) -> F,
+) -> anyhow::Result<Arc<S>>
+where
+    F: Future<Output = Result<(), postgres::PgError>> + Send + 'static,
+{
+    prepare(service, migrate(store.clone()), tables).await?;
+    Ok(store)
+}
+
 async fn open_events(
     config: &Config,
     tables: Tables,
@@ -118,12 +132,13 @@ async fn open_events(
         ),
         Storage::Postgres(url) => {
             let store = Arc::new(events::PgEventStore::connect(&url)?);
-            let migrating = {
-                let store = store.clone();
-                async move { store.migrate().await }
-            };
-            prepare("events", migrating, tables).await?;
-            store
+            with_tables(
+                "events",
+                store,
+                tables,
+                |s| async move { s.migrate().await },
+            )
+            .await?
         }
     })
 }
@@ -139,12 +154,13 @@ async fn open_bookings(
         ),
         Storage::Postgres(url) => {
             let store = Arc::new(bookings::PgBookingStore::connect(&url)?);
-            let migrating = {
-                let store = store.clone();
-                async move { store.migrate().await }
-            };
-            prepare("bookings", migrating, tables).await?;
-            store
+            with_tables(
+                "bookings",
+                store,
+                tables,
+                |s| async move { s.migrate().await },
+            )
+            .await?
         }
     })
 }
@@ -160,12 +176,7 @@ pub(crate) async fn open_users(
         ),
         Storage::Postgres(url) => {
             let store = Arc::new(users::PgUserStore::connect(&url)?);
-            let migrating = {
-                let store = store.clone();
-                async move { store.migrate().await }
-            };
-            prepare("users", migrating, tables).await?;
-            store
+            with_tables("users", store, tables, |s| async move { s.migrate().await }).await?
         }
     })
 }
@@ -182,12 +193,10 @@ async fn open_notifications(
         ),
         Storage::Postgres(url) => {
             let store = Arc::new(notifications::PgNotificationStore::connect(&url)?);
-            let migrating = {
-                let store = store.clone();
-                async move { store.migrate().await }
-            };
-            prepare("notifications", migrating, tables).await?;
-            store
+            with_tables("notifications", store, tables, |s| async move {
+                s.migrate().await
+            })
+            .await?
         }
     })
 }
