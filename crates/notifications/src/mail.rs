@@ -151,10 +151,15 @@ fn write_once(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), String> {
     if path.exists() {
         return Ok(());
     }
-    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let partial = path.with_extension("eml.partial");
-    std::fs::write(&partial, bytes)
-        .map_err(|e| format!("cannot write {}: {e}", partial.display()))?;
+    // The folder is made on the first mail only, not checked before every one.
+    let written = match std::fs::write(&partial, bytes) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))
+            .and_then(|()| std::fs::write(&partial, bytes).map_err(|e| e.to_string())),
+        other => other.map_err(|e| e.to_string()),
+    };
+    written.map_err(|e| format!("cannot write {}: {e}", partial.display()))?;
     std::fs::rename(&partial, path).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
