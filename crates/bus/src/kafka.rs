@@ -344,7 +344,7 @@ impl Bus for KafkaBus {
 }
 
 /// Every message of `topic`, read until every partition has reached the high watermark it had
-/// at the start and then nothing more has arrived for [`QUIET`] (or [`AFTER_END`] has passed,
+/// at the start and then nothing more has arrived for `QUIET` (or `AFTER_END` has passed,
 /// for a topic that others keep writing to). The watermark alone is not enough: some brokers
 /// (tansu on object storage) report it late, after the messages are readable. A partition that
 /// no longer starts at offset 0 has lost its beginning to retention, and is refused: a history
