@@ -582,8 +582,8 @@ async fn propagation(binary: &Path, scratch: &Path, args: &Args) -> anyhow::Resu
         while !bookable(&mut reader, event).await? {
             if started.elapsed() > Duration::from_secs(args.seconds + 120) {
                 bail!(
-                    "{} of {} events created did not reach the bookings process within {} s, {event} among them",
-                    created.len() - n,
+                    "event {event} (number {} of the {} created, checked in order) did not reach the bookings process within {} s",
+                    n + 1,
                     created.len(),
                     args.seconds + 120
                 );
