@@ -1,0 +1,1 @@
+//! DynamoDB storage shared by every MyEvents service.

@@ -1,0 +1,1 @@
+//! MongoDB storage shared by every MyEvents service.
