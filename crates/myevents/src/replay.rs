@@ -28,10 +28,15 @@ pub async fn replay(config: &Config) -> anyhow::Result<()> {
         );
     }
     let target = storage(config, "bookings")?;
-    // Held until the new file has taken the old one's place.
-    let _lock = match &target {
-        Storage::Sqlite(path) => Some(crate::lock::lock_database(path, "bookings")?),
-        Storage::Postgres(_) => None,
+    // Held until the new state has taken the old one's place: no service may write into the
+    // old one meanwhile.
+    let _lock: Box<dyn std::any::Any> = match &target {
+        Storage::Sqlite(path) => Box::new(crate::lock::lock_database(path, "bookings")?),
+        Storage::Postgres(url) => Box::new(
+            postgres::replay_lock::lock_for_replay(url, "bookings")
+                .await
+                .context("cannot replay the bookings database")?,
+        ),
     };
     let bus = open_bus(config)?;
     let history = bus

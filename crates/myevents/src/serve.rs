@@ -320,6 +320,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let metrics_listener = platform::http::bind("metrics_listen", &config.metrics_listen).await?;
     let auth = Arc::new(Auth::new(&jwt_secret(&config)?, config.auth.token_ttl_secs));
     let stores = open_stores(&config, &roles, Tables::WhenReachable).await?;
+    let replay_lock = lock_against_replay(&config, &roles).await?;
 
     // Background work stops after the HTTP servers have drained, so that the events of the last
     // requests are still relayed.
@@ -354,6 +355,18 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         tracing::info!("shutting down: finishing the requests in flight");
         signal_stop.cancel();
     });
+    // Set if a replay took the bookings database from under this process (see
+    // `lock_against_replay`): it stops serving and exits with that error.
+    let replayed = Arc::new(std::sync::OnceLock::new());
+    let replay_watch = replay_lock.map(|held| {
+        let (stop, replayed) = (http_stop.clone(), replayed.clone());
+        tokio::spawn(async move {
+            let error = held.await;
+            tracing::error!(%error, "stopping: the bookings database is being replayed");
+            let _ = replayed.set(error);
+            stop.cancel();
+        })
+    });
     tracing::info!(roles = %names(&roles), data_dir = %config.data_dir.display(), "MyEvents is starting");
 
     let served = platform::http::serve(app, &config, listener, http_stop.clone()).await;
@@ -374,8 +387,34 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     // waits for it (see `sqlite::Db`).
     drop(stores);
     drop(bus);
+    if let Some(watch) = replay_watch {
+        watch.abort();
+    }
     tracing::info!("stopped");
+    if let Some(error) = replayed.get() {
+        bail!("stopped serving: {error}");
+    }
     served
+}
+
+/// A bookings service on PostgreSQL holds the replay lock of its schema while it serves, as one
+/// on SQLite holds its database's lock file (`open_stores`): `myevents replay` refuses to run
+/// beside it, and it refuses to start beside a replay. The future ends if a replay takes the
+/// lock while the database was unreachable; the service must then stop.
+async fn lock_against_replay(
+    config: &Config,
+    roles: &[Role],
+) -> anyhow::Result<Option<impl Future<Output = postgres::PgError> + use<>>> {
+    if !roles.contains(&Role::Bookings) {
+        return Ok(None);
+    }
+    let Storage::Postgres(url) = storage(config, "bookings")? else {
+        return Ok(None);
+    };
+    let held = postgres::replay_lock::lock_for_serving(&url, "bookings")
+        .await
+        .context("cannot serve the bookings database")?;
+    Ok(Some(held))
 }
 
 /// Creates the configured admin if it does not exist. While the users database does not answer,

@@ -8,6 +8,7 @@
 mod db;
 pub mod inbox;
 pub mod outbox;
+pub mod replay_lock;
 pub mod testing;
 
 pub use db::{Options, Pg, PgError, PgQuery, drop_schema, int, query, replace_schema};

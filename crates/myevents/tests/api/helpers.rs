@@ -167,6 +167,22 @@ impl TestServer {
         self.wait_exit()
     }
 
+    /// Waits up to `limit` for the process to end by itself; its exit status, or `None` if it
+    /// is still running (it is then killed).
+    pub async fn exit_within(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let started = std::time::Instant::now();
+        while started.elapsed() < limit {
+            let child = self.child.as_mut().expect("running server");
+            if let Some(status) = child.try_wait().expect("server exit status") {
+                self.child = None;
+                return Some(status);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.kill();
+        None
+    }
+
     /// Waits for the process to end by itself (after a signal sent elsewhere).
     pub fn wait_exit(&mut self) -> ExitStatus {
         let mut child = self.child.take().expect("running server");

@@ -485,19 +485,12 @@ pub(crate) async fn one_process_per_service(broker: &[(&str, &str)], replay: Rep
     assert_eq!(before["availability"][1]["Available"], 1);
     let mut env = vec![("MYEVENTS_ROLES", "bookings"), secret];
     env.extend_from_slice(broker);
-    // SQLite databases are locked while served (on PostgreSQL the replay cannot tell yet: see
-    // docs/ARCHITECTURE.md).
-    let bookings_on_postgres = broker.iter().any(|(k, v)| {
-        matches!(*k, "MYEVENTS_STORAGE_URL" | "MYEVENTS_BOOKINGS_STORAGE_URL")
-            && v.starts_with("postgres")
-    });
-    if !bookings_on_postgres {
-        let (output, succeeded) = replay_bookings(dirs[2].path(), &env);
-        assert!(
-            !succeeded && output.contains("stop it first"),
-            "no replay under a running service:\n{output}"
-        );
-    }
+    // A served database is locked (SQLite: a lock file; PostgreSQL: an advisory lock).
+    let (output, succeeded) = replay_bookings(dirs[2].path(), &env);
+    assert!(
+        !succeeded && output.contains("stop it first"),
+        "no replay under a running service:\n{output}"
+    );
     assert!(bookings.stop().success());
 
     let (output, succeeded) = replay_bookings(dirs[2].path(), &env);

@@ -2,6 +2,7 @@
 //! the local one), each test in a fresh database.
 
 use std::process::Command;
+use std::time::Duration;
 
 use postgres::sqlx::postgres::PgConnectOptions;
 use postgres::sqlx::{self, ConnectOptions, Connection, PgConnection};
@@ -263,4 +264,33 @@ async fn a_service_recovers_when_its_database_comes_back() {
     s.login("ann@example.com", "correct horse").await;
     let locations = s.get("/locations", None).await;
     assert_eq!(locations.status(), StatusCode::OK);
+}
+
+/// A bookings service does not start on a PostgreSQL schema that a replay is rebuilding (here the
+/// test holds the replay's lock), and starts once the lock is free.
+#[tokio::test]
+async fn a_bookings_service_does_not_start_during_a_replay() {
+    let db = TestDatabase::create().await.expect("a PostgreSQL server");
+    let replay = postgres::replay_lock::lock_for_replay(&db.url, "bookings")
+        .await
+        .expect("the replay lock of a fresh database");
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("MYEVENTS_ROLES", "bookings"),
+        ("MYEVENTS_STORAGE_URL", db.url.as_str()),
+    ];
+    let mut refused = TestServer::spawn_in(dir.path(), &env);
+    let exit = refused.exit_within(Duration::from_secs(30)).await;
+    assert!(exit.is_some_and(|e| !e.success()), "{exit:?}");
+    assert!(
+        refused
+            .log()
+            .contains("a replay is rebuilding schema bookings"),
+        "{}",
+        refused.log()
+    );
+    replay.close().await.unwrap();
+    let mut serving = TestServer::spawn_in(dir.path(), &env);
+    serving.wait_live().await;
+    assert!(serving.stop().success());
 }
