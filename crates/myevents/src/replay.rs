@@ -19,6 +19,11 @@ use platform::Config;
 use crate::Role;
 use crate::serve::{Storage, open_bus, storage};
 
+/// Why a replay refuses a bookings service on DynamoDB.
+const NOT_ON_DYNAMO: &str = "replay is not supported on DynamoDB: tables cannot be renamed, so a \
+    rebuilt state cannot take the place of the current one in one step, and writing it over the \
+    live tables would leave a half-replayed database if the replay stopped part-way";
+
 pub async fn replay(config: &Config) -> anyhow::Result<()> {
     let roles = Role::parse_list(&config.roles)?;
     if roles != [Role::Bookings] {
@@ -32,6 +37,7 @@ pub async fn replay(config: &Config) -> anyhow::Result<()> {
     let _lock = match &target {
         Storage::Sqlite(path) => Some(crate::lock::lock_database(path, "bookings")?),
         Storage::Postgres(_) => None,
+        Storage::Dynamo(_) => bail!(NOT_ON_DYNAMO),
     };
     let bus = open_bus(config)?;
     let history = bus
@@ -41,6 +47,7 @@ pub async fn replay(config: &Config) -> anyhow::Result<()> {
     match target {
         Storage::Sqlite(path) => replay_into_file(&path, history).await,
         Storage::Postgres(url) => replay_into_postgres(&url, history).await,
+        Storage::Dynamo(_) => bail!(NOT_ON_DYNAMO),
     }
 }
 
