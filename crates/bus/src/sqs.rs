@@ -36,13 +36,13 @@ use aws_sdk_sqs::types::{
     ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, Message,
     MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName,
 };
-use aws_smithy_http_client::tls;
 use chrono::{DateTime, Utc};
 use contracts::Envelope;
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::aws::{self, credentials, describe, timeouts};
 use crate::metrics::record_outcome;
 use crate::relay::backoff;
 use crate::{Bus, BusError, Handler, Outcome, Subscription};
@@ -111,11 +111,7 @@ impl SqsBus {
             .map_err(|e| BusError::Unavailable(format!("invalid SQS URL {url:?}: {e}")))?;
         let credentials = credentials(endpoint.is_some())
             .map_err(|e| BusError::Unavailable(format!("SQS URL {url:?}: {e}")))?;
-        let http = aws_smithy_http_client::Builder::new()
-            .tls_provider(tls::Provider::Rustls(
-                tls::rustls_provider::CryptoMode::Ring,
-            ))
-            .build_https();
+        let http = aws::https_client();
         Ok(Self {
             inner: Arc::new(Inner {
                 namespace: namespace.to_owned(),
@@ -365,34 +361,7 @@ fn parse_url(url: &str) -> Result<(Option<String>, String), String> {
             }
         }
     }
-    let region = region
-        .or_else(|| std::env::var("AWS_REGION").ok().filter(|r| !r.is_empty()))
-        .unwrap_or_else(|| "us-east-1".to_owned());
-    Ok((endpoint, region))
-}
-
-/// The environment's credentials; for an endpoint of one's own (moto) without any, dummy ones,
-/// since such servers accept anything.
-fn credentials(own_endpoint: bool) -> Result<Credentials, String> {
-    let var = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
-    match (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY")) {
-        (Some(key), Some(secret)) => Ok(Credentials::new(
-            key,
-            secret,
-            var("AWS_SESSION_TOKEN"),
-            None,
-            "environment",
-        )),
-        _ if own_endpoint => Ok(Credentials::new("test", "test", None, None, "dummy")),
-        _ => Err("AWS needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment".into()),
-    }
-}
-
-fn timeouts(attempt: Duration) -> aws_sdk_sqs::config::timeout::TimeoutConfig {
-    aws_sdk_sqs::config::timeout::TimeoutConfig::builder()
-        .connect_timeout(Duration::from_secs(3))
-        .operation_attempt_timeout(attempt)
-        .build()
+    Ok((endpoint, aws::region(region)))
 }
 
 fn sns_client(
@@ -613,21 +582,6 @@ impl Bus for SqsBus {
             .map_err(|e| format!("SQS: {}", describe(&e)))?;
         Ok(())
     }
-}
-
-/// `error` and its causes on one line: the SDK's own message is only "dispatch failure" or
-/// "service error", the reason is in its sources.
-fn describe(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text = format!("{text}: {cause_text}");
-        }
-        source = cause.source();
-    }
-    text
 }
 
 fn unavailable(error: String) -> BusError {

@@ -1,1 +1,46 @@
-//! DynamoDB storage shared by every MyEvents service.
+//! DynamoDB as a MyEvents service uses it: a client that connects on first use and recovers by
+//! itself, the service's tables created when missing (named `<prefix>.<service>.<table>`, so
+//! services sharing an account never see each other's tables), writes made atomic with
+//! `TransactWriteItems` and condition expressions, and the outbox and inbox tables every service
+//! shares (see `crates/postgres` for the PostgreSQL counterpart and docs/ARCHITECTURE.md for
+//! why it works this way).
+
+mod db;
+pub mod inbox;
+pub mod item;
+pub mod outbox;
+pub mod testing;
+
+pub use aws_sdk_dynamodb;
+pub use db::{
+    Address, Commit, DEFAULT_PREFIX, Dynamo, DynamoError, Index, KeyKind, MAX_TRANSACTION_ITEMS,
+    Options, Query, Table, Write, jitter, parse_url,
+};
+pub use outbox::DynamoOutbox;
+
+/// True for the storage URLs this crate opens.
+pub fn is_dynamo_url(url: &str) -> bool {
+    url.starts_with("dynamodb://")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Address, parse_url};
+
+    #[test]
+    fn urls_name_an_endpoint_a_region_and_a_prefix() {
+        assert_eq!(
+            parse_url("dynamodb://127.0.0.1:5000?region=eu-west-1&prefix=shop"),
+            Ok(Address {
+                endpoint: Some("http://127.0.0.1:5000".into()),
+                region: "eu-west-1".into(),
+                prefix: "shop".into(),
+            })
+        );
+        let aws = parse_url("dynamodb://aws?region=us-west-2").unwrap();
+        assert_eq!((aws.endpoint, aws.prefix.as_str()), (None, "myevents"));
+        assert!(parse_url("dynamodb://h:1?prefix=a/b").is_err());
+        assert!(parse_url("dynamodb://h:1?colour=red").is_err());
+        assert!(parse_url("postgres://h").is_err());
+    }
+}

@@ -19,6 +19,11 @@ use platform::Config;
 use crate::Role;
 use crate::serve::{Storage, open_bus, storage};
 
+/// Why a replay refuses a bookings service on DynamoDB.
+const NOT_ON_DYNAMO: &str = "replay is not supported on DynamoDB: tables cannot be renamed, so a \
+    rebuilt state cannot take the place of the current one in one step, and writing it over the \
+    live tables would leave a half-replayed database if the replay stopped part-way";
+
 pub async fn replay(config: &Config) -> anyhow::Result<()> {
     let roles = Role::parse_list(&config.roles)?;
     if roles != [Role::Bookings] {
@@ -37,6 +42,7 @@ pub async fn replay(config: &Config) -> anyhow::Result<()> {
                 .await
                 .context("cannot replay the bookings database")?,
         ),
+        Storage::Dynamo(_) => bail!(NOT_ON_DYNAMO),
     };
     let bus = open_bus(config)?;
     let history = bus
@@ -46,6 +52,7 @@ pub async fn replay(config: &Config) -> anyhow::Result<()> {
     match target {
         Storage::Sqlite(path) => replay_into_file(&path, history).await,
         Storage::Postgres(url) => replay_into_postgres(&url, history).await,
+        Storage::Dynamo(_) => bail!(NOT_ON_DYNAMO),
     }
 }
 

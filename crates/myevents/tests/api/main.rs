@@ -2,6 +2,7 @@
 //! folder and talks to it over HTTP, as a client would.
 
 mod bookings;
+mod dynamo;
 mod events;
 mod helpers;
 mod interop;

@@ -1,0 +1,44 @@
+//! The user store conformance suite against DynamoDB: each test in a fresh set of tables (a
+//! prefix of its own) on the server `MYEVENTS_TEST_DYNAMODB_URL` names (default: the local moto).
+
+use std::sync::Arc;
+
+use dynamo::testing::TestDatabase;
+use users::conformance;
+use users::{DynamoUserStore, UserStore};
+
+async fn fresh() -> (TestDatabase, Arc<dyn UserStore>) {
+    let db = TestDatabase::create();
+    let store = DynamoUserStore::connect(&db.url).expect("a valid DynamoDB URL");
+    (db, Arc::new(store))
+}
+
+macro_rules! conformance_tests {
+    ($($name:ident),* $(,)?) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            let (_db, store) = fresh().await;
+            conformance::$name(store).await;
+        }
+    )*};
+}
+
+conformance_tests!(accounts_are_unique_by_email, set_admin_creates_or_promotes);
+
+/// Starting twice (two processes, or a restart) runs the migrations again harmlessly.
+#[tokio::test]
+async fn migrating_twice_keeps_the_data() {
+    let (db, store) = fresh().await;
+    assert!(
+        store
+            .create(conformance::account("u1", "ann@example.com"))
+            .await
+            .unwrap()
+    );
+    let again = DynamoUserStore::connect(&db.url).unwrap();
+    again.migrate().await.expect("second migration");
+    assert_eq!(
+        again.by_id("u1").await.unwrap().map(|u| u.email),
+        Some("ann@example.com".into())
+    );
+}
