@@ -15,7 +15,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use contracts::{DomainEvent, Envelope};
 
-pub use store::{Delivered, NotificationStore, PgNotificationStore, SqliteNotificationStore};
+pub use store::{
+    Delivered, MongoNotificationStore, NotificationStore, PgNotificationStore,
+    SqliteNotificationStore,
+};
 
 /// The consumer group of this service and what it listens to.
 pub fn subscription() -> bus::Subscription {

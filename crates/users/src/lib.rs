@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 pub use http::router;
 pub use openapi::paths as openapi;
-pub use store::{Account, PgUserStore, SqliteUserStore, UserStore};
+pub use store::{Account, MongoUserStore, PgUserStore, SqliteUserStore, UserStore};
 
 use domain::{Invalid, User};
 

@@ -1,6 +1,7 @@
 //! Where the bookings service keeps its inventory and bookings. One trait, one module per
 //! backend, one conformance suite ([`crate::conformance`]) that every backend passes.
 
+mod mongo;
 mod postgres;
 mod sqlite;
 
@@ -14,6 +15,7 @@ use crate::domain::{
 };
 use crate::replay::Rebuilt;
 
+pub use self::mongo::MongoBookingStore;
 pub use self::postgres::PgBookingStore;
 pub use self::sqlite::SqliteBookingStore;
 

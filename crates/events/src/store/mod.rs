@@ -1,6 +1,7 @@
 //! Where the events service keeps its state. One trait, one module per backend, one
 //! conformance suite ([`crate::conformance`]) that every backend passes.
 
+mod mongo;
 mod postgres;
 mod sqlite;
 
@@ -12,6 +13,7 @@ use contracts::{DomainEvent, Envelope, EventCancelled, EventCreated, LocationCre
 
 use crate::domain::{Event, Location, Sales};
 
+pub use self::mongo::MongoEventStore;
 pub use self::postgres::PgEventStore;
 pub use self::sqlite::SqliteEventStore;
 

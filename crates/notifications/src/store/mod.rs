@@ -2,6 +2,7 @@
 //! address and word its mails) and the mails themselves until they are sent. One trait, one
 //! module per backend.
 
+mod mongo;
 mod postgres;
 mod sqlite;
 
@@ -14,6 +15,7 @@ use tokio::sync::Notify;
 
 use crate::domain::Mail;
 
+pub use self::mongo::MongoNotificationStore;
 pub use self::postgres::PgNotificationStore;
 pub use self::sqlite::SqliteNotificationStore;
 

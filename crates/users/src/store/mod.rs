@@ -1,6 +1,7 @@
 //! Where the users service keeps accounts. One trait, one module per backend, one conformance
 //! suite ([`crate::conformance`]) that every backend passes.
 
+mod mongo;
 mod postgres;
 mod sqlite;
 
@@ -11,6 +12,7 @@ use contracts::{DomainEvent, Envelope, UserCreated};
 
 use crate::domain::User;
 
+pub use self::mongo::MongoUserStore;
 pub use self::postgres::PgUserStore;
 pub use self::sqlite::SqliteUserStore;
 
