@@ -32,6 +32,8 @@ pub async fn replay(config: &Config) -> anyhow::Result<()> {
     let _lock = match &target {
         Storage::Sqlite(path) => Some(crate::lock::lock_database(path, "bookings")?),
         Storage::Postgres(_) => None,
+        // Refused before the history is read, which can take a while.
+        Storage::Mongo(_) => return Err(refused_on_mongo()),
     };
     let bus = open_bus(config)?;
     let history = bus
@@ -41,7 +43,18 @@ pub async fn replay(config: &Config) -> anyhow::Result<()> {
     match target {
         Storage::Sqlite(path) => replay_into_file(&path, history).await,
         Storage::Postgres(url) => replay_into_postgres(&url, history).await,
+        Storage::Mongo(_) => Err(refused_on_mongo()),
     }
+}
+
+/// MongoDB cannot rename a database, nor move several collections in one step: a rebuilt state
+/// written beside the live one could not take its place atomically, and a reader would see a
+/// mix of the two. So a replay into MongoDB is refused rather than done unsafely.
+fn refused_on_mongo() -> anyhow::Error {
+    anyhow::anyhow!(
+        "replay is not supported on MongoDB storage: the rebuilt bookings state cannot be \
+         swapped in atomically there; replay into SQLite or PostgreSQL"
+    )
 }
 
 /// What the current store committed but may not have published yet: facts of this service like

@@ -48,6 +48,8 @@ pub(crate) enum Storage {
     Sqlite(PathBuf),
     /// `postgres://…` or `postgresql://…`: the service's tables in a schema named after it.
     Postgres(String),
+    /// `mongodb://…`: the service's collections in a database named after it.
+    Mongo(String),
 }
 
 pub(crate) fn storage(config: &Config, service: &str) -> anyhow::Result<Storage> {
@@ -69,8 +71,11 @@ pub(crate) fn storage(config: &Config, service: &str) -> anyhow::Result<Storage>
     if postgres::is_postgres_url(url) {
         return Ok(Storage::Postgres(url.to_owned()));
     }
+    if mongo::is_mongo_url(url) {
+        return Ok(Storage::Mongo(url.to_owned()));
+    }
     bail!(
-        "storage URL {url:?} of {service} is not supported: use sqlite, sqlite://PATH or postgres://…"
+        "storage URL {url:?} of {service} is not supported: use sqlite, sqlite://PATH, postgres://… or mongodb://…"
     )
 }
 
@@ -84,14 +89,17 @@ pub(crate) enum Tables {
     WhenReachable,
 }
 
-/// Creates a PostgreSQL store's tables with `migrating`, as `tables` asks: waits for them when
-/// required, and otherwise lets it run in the background (the store creates them on first use
-/// anyway).
-async fn prepare(
+/// Creates a PostgreSQL or MongoDB store's tables with `migrating`, as `tables` asks: waits for
+/// them when required, and otherwise lets it run in the background (the store creates them on
+/// first use anyway).
+async fn prepare<E>(
     service: &'static str,
-    migrating: impl Future<Output = Result<(), postgres::PgError>> + Send + 'static,
+    migrating: impl Future<Output = Result<(), E>> + Send + 'static,
     tables: Tables,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<()>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
     match tables {
         Tables::Required => migrating
             .await
@@ -108,14 +116,15 @@ async fn prepare(
 }
 
 /// `store` once its tables are prepared as `tables` asks (see [`prepare`]).
-async fn with_tables<S, F>(
+async fn with_tables<S, F, E>(
     service: &'static str,
     store: Arc<S>,
     tables: Tables,
     migrate: impl FnOnce(Arc<S>) -> F,
 ) -> anyhow::Result<Arc<S>>
 where
-    F: Future<Output = Result<(), postgres::PgError>> + Send + 'static,
+    F: Future<Output = Result<(), E>> + Send + 'static,
+    E: std::error::Error + Send + Sync + 'static,
 {
     prepare(service, migrate(store.clone()), tables).await?;
     Ok(store)
@@ -132,6 +141,16 @@ async fn open_events(
         ),
         Storage::Postgres(url) => {
             let store = Arc::new(events::PgEventStore::connect(&url)?);
+            with_tables(
+                "events",
+                store,
+                tables,
+                |s| async move { s.migrate().await },
+            )
+            .await?
+        }
+        Storage::Mongo(url) => {
+            let store = Arc::new(events::MongoEventStore::connect(&url)?);
             with_tables(
                 "events",
                 store,
@@ -162,6 +181,16 @@ async fn open_bookings(
             )
             .await?
         }
+        Storage::Mongo(url) => {
+            let store = Arc::new(bookings::MongoBookingStore::connect(&url)?);
+            with_tables(
+                "bookings",
+                store,
+                tables,
+                |s| async move { s.migrate().await },
+            )
+            .await?
+        }
     })
 }
 
@@ -176,6 +205,10 @@ pub(crate) async fn open_users(
         ),
         Storage::Postgres(url) => {
             let store = Arc::new(users::PgUserStore::connect(&url)?);
+            with_tables("users", store, tables, |s| async move { s.migrate().await }).await?
+        }
+        Storage::Mongo(url) => {
+            let store = Arc::new(users::MongoUserStore::connect(&url)?);
             with_tables("users", store, tables, |s| async move { s.migrate().await }).await?
         }
     })
@@ -193,6 +226,13 @@ async fn open_notifications(
         ),
         Storage::Postgres(url) => {
             let store = Arc::new(notifications::PgNotificationStore::connect(&url)?);
+            with_tables("notifications", store, tables, |s| async move {
+                s.migrate().await
+            })
+            .await?
+        }
+        Storage::Mongo(url) => {
+            let store = Arc::new(notifications::MongoNotificationStore::connect(&url)?);
             with_tables("notifications", store, tables, |s| async move {
                 s.migrate().await
             })
