@@ -311,9 +311,16 @@ impl Mongo {
     /// Why this database cannot be used right now, if it cannot (for `/health/ready`).
     pub async fn check(&self) -> Result<(), String> {
         let db = self.database().await.map_err(|e| e.to_string())?;
-        match db.run_command(doc! {"ping": 1}).await {
-            Ok(_) => Ok(()),
-            Err(e) => Err(self.named(e.into()).to_string()),
+        // The driver has no socket timeout: a server that accepts connections but does not
+        // answer would otherwise leave the probe hanging.
+        match tokio::time::timeout(TIMEOUT, db.run_command(doc! {"ping": 1})).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(self.named(e.into()).to_string()),
+            Err(_) => Err(format!(
+                "MongoDB {}: no answer to a ping within {} s",
+                self.inner.name,
+                TIMEOUT.as_secs()
+            )),
         }
     }
 }
