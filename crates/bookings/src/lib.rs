@@ -16,7 +16,9 @@ use contracts::{DomainEvent, Envelope};
 
 pub use http::router;
 pub use openapi::paths as openapi;
-pub use store::{BookingStore, DynamoBookingStore, PgBookingStore, SqliteBookingStore};
+pub use store::{
+    BookingStore, DynamoBookingStore, MongoBookingStore, PgBookingStore, SqliteBookingStore,
+};
 
 /// The consumer group of this service — `booking`, the reference's AMQP queue name — and what
 /// it listens to.

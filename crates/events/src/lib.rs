@@ -15,7 +15,7 @@ use contracts::{DomainEvent, Envelope};
 
 pub use http::router;
 pub use openapi::paths as openapi;
-pub use store::{DynamoEventStore, EventStore, PgEventStore, SqliteEventStore};
+pub use store::{DynamoEventStore, EventStore, MongoEventStore, PgEventStore, SqliteEventStore};
 
 /// The consumer group of this service and what it listens to.
 pub fn subscription() -> bus::Subscription {

@@ -24,6 +24,12 @@ const NOT_ON_DYNAMO: &str = "replay is not supported on DynamoDB: tables cannot 
     rebuilt state cannot take the place of the current one in one step, and writing it over the \
     live tables would leave a half-replayed database if the replay stopped part-way";
 
+/// Why a replay refuses a bookings service on MongoDB, which cannot rename a database nor move
+/// several collections in one step: a rebuilt state written beside the live one could not take
+/// its place atomically, and a reader would see a mix of the two.
+const NOT_ON_MONGO: &str = "replay is not supported on MongoDB storage: the rebuilt bookings \
+    state cannot be swapped in atomically there; replay into SQLite or PostgreSQL";
+
 pub async fn replay(config: &Config) -> anyhow::Result<()> {
     let roles = Role::parse_list(&config.roles)?;
     if roles != [Role::Bookings] {
@@ -42,7 +48,9 @@ pub async fn replay(config: &Config) -> anyhow::Result<()> {
                 .await
                 .context("cannot replay the bookings database")?,
         ),
+        // Refused before the history is read, which can take a while.
         Storage::Dynamo(_) => bail!(NOT_ON_DYNAMO),
+        Storage::Mongo(_) => bail!(NOT_ON_MONGO),
     };
     let bus = open_bus(config)?;
     let history = bus
@@ -53,6 +61,7 @@ pub async fn replay(config: &Config) -> anyhow::Result<()> {
         Storage::Sqlite(path) => replay_into_file(&path, history).await,
         Storage::Postgres(url) => replay_into_postgres(&url, history).await,
         Storage::Dynamo(_) => bail!(NOT_ON_DYNAMO),
+        Storage::Mongo(_) => bail!(NOT_ON_MONGO),
     }
 }
 

@@ -51,6 +51,8 @@ pub(crate) enum Storage {
     /// `dynamodb://HOST:PORT?region=R` (a local server) or `dynamodb://aws?region=R`: tables
     /// named `<prefix>.<service>.<table>`.
     Dynamo(String),
+    /// `mongodb://…`: the service's collections in a database named after it.
+    Mongo(String),
 }
 
 pub(crate) fn storage(config: &Config, service: &str) -> anyhow::Result<Storage> {
@@ -75,9 +77,13 @@ pub(crate) fn storage(config: &Config, service: &str) -> anyhow::Result<Storage>
     if dynamo::is_dynamo_url(url) {
         return Ok(Storage::Dynamo(url.to_owned()));
     }
+    if mongo::is_mongo_url(url) {
+        return Ok(Storage::Mongo(url.to_owned()));
+    }
     bail!(
         "storage URL {url:?} of {service} is not supported: use sqlite, sqlite://PATH, \
-         postgres://… or dynamodb://HOST:PORT?region=… (dynamodb://aws?region=… for AWS)"
+         postgres://…, mongodb://… or dynamodb://HOST:PORT?region=… (dynamodb://aws?region=… \
+         for AWS)"
     )
 }
 
@@ -91,9 +97,9 @@ pub(crate) enum Tables {
     WhenReachable,
 }
 
-/// Creates a PostgreSQL or DynamoDB store's tables with `migrating`, as `tables` asks: waits for them when
-/// required, and otherwise lets it run in the background (the store creates them on first use
-/// anyway).
+/// Creates a PostgreSQL, MongoDB or DynamoDB store's tables with `migrating`, as `tables` asks:
+/// waits for them when required, and otherwise lets it run in the background (the store creates
+/// them on first use anyway).
 async fn prepare<E>(
     service: &'static str,
     migrating: impl Future<Output = Result<(), E>> + Send + 'static,
@@ -161,6 +167,16 @@ async fn open_events(
             )
             .await?
         }
+        Storage::Mongo(url) => {
+            let store = Arc::new(events::MongoEventStore::connect(&url)?);
+            with_tables(
+                "events",
+                store,
+                tables,
+                |s| async move { s.migrate().await },
+            )
+            .await?
+        }
     })
 }
 
@@ -193,6 +209,16 @@ async fn open_bookings(
             )
             .await?
         }
+        Storage::Mongo(url) => {
+            let store = Arc::new(bookings::MongoBookingStore::connect(&url)?);
+            with_tables(
+                "bookings",
+                store,
+                tables,
+                |s| async move { s.migrate().await },
+            )
+            .await?
+        }
     })
 }
 
@@ -211,6 +237,10 @@ pub(crate) async fn open_users(
         }
         Storage::Dynamo(url) => {
             let store = Arc::new(users::DynamoUserStore::connect(&url)?);
+            with_tables("users", store, tables, |s| async move { s.migrate().await }).await?
+        }
+        Storage::Mongo(url) => {
+            let store = Arc::new(users::MongoUserStore::connect(&url)?);
             with_tables("users", store, tables, |s| async move { s.migrate().await }).await?
         }
     })
@@ -235,6 +265,13 @@ async fn open_notifications(
         }
         Storage::Dynamo(url) => {
             let store = Arc::new(notifications::DynamoNotificationStore::connect(&url)?);
+            with_tables("notifications", store, tables, |s| async move {
+                s.migrate().await
+            })
+            .await?
+        }
+        Storage::Mongo(url) => {
+            let store = Arc::new(notifications::MongoNotificationStore::connect(&url)?);
             with_tables("notifications", store, tables, |s| async move {
                 s.migrate().await
             })

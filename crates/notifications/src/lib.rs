@@ -16,8 +16,8 @@ use async_trait::async_trait;
 use contracts::{DomainEvent, Envelope};
 
 pub use store::{
-    Delivered, DynamoNotificationStore, NotificationStore, PgNotificationStore,
-    SqliteNotificationStore,
+    Delivered, DynamoNotificationStore, MongoNotificationStore, NotificationStore,
+    PgNotificationStore, SqliteNotificationStore,
 };
 
 /// The consumer group of this service and what it listens to.

@@ -13,7 +13,9 @@ use std::sync::Arc;
 
 pub use http::router;
 pub use openapi::paths as openapi;
-pub use store::{Account, DynamoUserStore, PgUserStore, SqliteUserStore, UserStore};
+pub use store::{
+    Account, DynamoUserStore, MongoUserStore, PgUserStore, SqliteUserStore, UserStore,
+};
 
 use domain::{Invalid, User};
 

@@ -2,6 +2,7 @@
 //! backend, one conformance suite ([`crate::conformance`]) that every backend passes.
 
 mod dynamo;
+mod mongo;
 mod postgres;
 mod sqlite;
 
@@ -16,6 +17,7 @@ use crate::domain::{
 use crate::replay::Rebuilt;
 
 pub use self::dynamo::DynamoBookingStore;
+pub use self::mongo::MongoBookingStore;
 pub use self::postgres::PgBookingStore;
 pub use self::sqlite::SqliteBookingStore;
 

@@ -2,6 +2,7 @@
 //! conformance suite ([`crate::conformance`]) that every backend passes.
 
 mod dynamo;
+mod mongo;
 mod postgres;
 mod sqlite;
 
@@ -14,6 +15,7 @@ use contracts::{DomainEvent, Envelope, EventCancelled, EventCreated, LocationCre
 use crate::domain::{Event, Location, Sales};
 
 pub use self::dynamo::DynamoEventStore;
+pub use self::mongo::MongoEventStore;
 pub use self::postgres::PgEventStore;
 pub use self::sqlite::SqliteEventStore;
 

@@ -3,6 +3,7 @@
 //! module per backend.
 
 mod dynamo;
+mod mongo;
 mod postgres;
 mod sqlite;
 
@@ -16,6 +17,7 @@ use tokio::sync::Notify;
 use crate::domain::Mail;
 
 pub use self::dynamo::DynamoNotificationStore;
+pub use self::mongo::MongoNotificationStore;
 pub use self::postgres::PgNotificationStore;
 pub use self::sqlite::SqliteNotificationStore;
 

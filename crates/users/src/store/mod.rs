@@ -2,6 +2,7 @@
 //! suite ([`crate::conformance`]) that every backend passes.
 
 mod dynamo;
+mod mongo;
 mod postgres;
 mod sqlite;
 
@@ -13,6 +14,7 @@ use contracts::{DomainEvent, Envelope, UserCreated};
 use crate::domain::User;
 
 pub use self::dynamo::DynamoUserStore;
+pub use self::mongo::MongoUserStore;
 pub use self::postgres::PgUserStore;
 pub use self::sqlite::SqliteUserStore;
 

@@ -1,0 +1,46 @@
+//! The user store conformance suite against MongoDB: each test in a fresh database on the
+//! server `MYEVENTS_TEST_MONGO_URL` names (default: the local one).
+
+use std::sync::Arc;
+
+use mongo::testing::TestDatabase;
+use users::conformance;
+use users::{MongoUserStore, UserStore};
+
+async fn fresh() -> (TestDatabase, Arc<dyn UserStore>) {
+    let db = TestDatabase::create()
+        .await
+        .expect("a MongoDB server to create a test database in");
+    let store = MongoUserStore::connect(&db.url).expect("a valid database URL");
+    (db, Arc::new(store))
+}
+
+macro_rules! conformance_tests {
+    ($($name:ident),* $(,)?) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            let (_db, store) = fresh().await;
+            conformance::$name(store).await;
+        }
+    )*};
+}
+
+conformance_tests!(accounts_are_unique_by_email, set_admin_creates_or_promotes);
+
+/// Starting twice (two processes, or a restart) runs the migrations again harmlessly.
+#[tokio::test]
+async fn migrating_twice_keeps_the_data() {
+    let (db, store) = fresh().await;
+    assert!(
+        store
+            .create(conformance::account("u1", "ann@example.com"))
+            .await
+            .unwrap()
+    );
+    let again = MongoUserStore::connect(&db.url).unwrap();
+    again.migrate().await.expect("second migration");
+    assert_eq!(
+        again.by_id("u1").await.unwrap().map(|u| u.email),
+        Some("ann@example.com".into())
+    );
+}
