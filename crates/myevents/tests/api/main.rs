@@ -7,6 +7,7 @@ mod events;
 mod helpers;
 mod interop;
 mod invariants;
+mod mixed;
 mod mongo;
 mod notifications;
 mod postgres;

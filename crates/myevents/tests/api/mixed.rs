@@ -1,0 +1,59 @@
+//! Each service on a database of another kind, as the reference ran a database per service,
+//! each in a process of its own, over a real broker: the whole story of `one_process_per_service`
+//! holds, in two arrangements that between them put every service on every kind but one.
+
+use crate::invariants::{Replay, one_process_per_service};
+
+/// Events on PostgreSQL, bookings on MongoDB (which refuses replays), users on DynamoDB,
+/// notifications on SQLite.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_service_on_a_database_of_its_own_kind_over_rabbitmq() {
+    let pg = postgres::testing::TestDatabase::create()
+        .await
+        .expect("a PostgreSQL server");
+    let mongo = mongo::testing::TestDatabase::create()
+        .await
+        .expect("a MongoDB server");
+    let dynamo = dynamo::testing::TestDatabase::create();
+    let amqp = std::env::var("MYEVENTS_TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned());
+    let namespace = format!("mixed-{}.", uuid::Uuid::now_v7().simple());
+    one_process_per_service(
+        &[
+            ("MYEVENTS_BROKER_URL", &amqp),
+            ("MYEVENTS_BROKER_NAMESPACE", &namespace),
+            ("MYEVENTS_EVENTS_STORAGE_URL", &pg.url),
+            ("MYEVENTS_BOOKINGS_STORAGE_URL", &mongo.url),
+            ("MYEVENTS_USERS_STORAGE_URL", &dynamo.url),
+        ],
+        Replay::RefusedByStorage("not supported on MongoDB"),
+    )
+    .await;
+}
+
+/// Events on MongoDB, bookings on PostgreSQL (so the replay rebuilds them from Kafka's
+/// history), users on SQLite, notifications on DynamoDB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_service_on_a_database_of_its_own_kind_over_kafka() {
+    let pg = postgres::testing::TestDatabase::create()
+        .await
+        .expect("a PostgreSQL server");
+    let mongo = mongo::testing::TestDatabase::create()
+        .await
+        .expect("a MongoDB server");
+    let dynamo = dynamo::testing::TestDatabase::create();
+    let brokers = std::env::var("MYEVENTS_TEST_KAFKA_BROKERS")
+        .unwrap_or_else(|_| "127.0.0.1:9092".to_owned());
+    let namespace = format!("mixed-{}.", uuid::Uuid::now_v7().simple());
+    one_process_per_service(
+        &[
+            ("MYEVENTS_BROKER_URL", &format!("kafka://{brokers}")),
+            ("MYEVENTS_BROKER_NAMESPACE", &namespace),
+            ("MYEVENTS_EVENTS_STORAGE_URL", &mongo.url),
+            ("MYEVENTS_BOOKINGS_STORAGE_URL", &pg.url),
+            ("MYEVENTS_NOTIFICATIONS_STORAGE_URL", &dynamo.url),
+        ],
+        Replay::Rebuilds,
+    )
+    .await;
+}
