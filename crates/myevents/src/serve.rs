@@ -138,6 +138,20 @@ where
     Ok(store)
 }
 
+/// A store on a database server (PostgreSQL, MongoDB, DynamoDB): prepared without connecting,
+/// its tables created as `tables` asks (see [`with_tables`]).
+macro_rules! remote_store {
+    ($service:literal, $store:ty, $url:expr, $tables:expr) => {
+        with_tables(
+            $service,
+            Arc::new(<$store>::connect(&$url)?),
+            $tables,
+            |s| async move { s.migrate().await },
+        )
+        .await?
+    };
+}
+
 async fn open_events(
     config: &Config,
     tables: Tables,
@@ -147,36 +161,9 @@ async fn open_events(
             events::SqliteEventStore::open(&path)
                 .with_context(|| format!("cannot open the events database {}", path.display()))?,
         ),
-        Storage::Postgres(url) => {
-            let store = Arc::new(events::PgEventStore::connect(&url)?);
-            with_tables(
-                "events",
-                store,
-                tables,
-                |s| async move { s.migrate().await },
-            )
-            .await?
-        }
-        Storage::Dynamo(url) => {
-            let store = Arc::new(events::DynamoEventStore::connect(&url)?);
-            with_tables(
-                "events",
-                store,
-                tables,
-                |s| async move { s.migrate().await },
-            )
-            .await?
-        }
-        Storage::Mongo(url) => {
-            let store = Arc::new(events::MongoEventStore::connect(&url)?);
-            with_tables(
-                "events",
-                store,
-                tables,
-                |s| async move { s.migrate().await },
-            )
-            .await?
-        }
+        Storage::Postgres(url) => remote_store!("events", events::PgEventStore, url, tables),
+        Storage::Dynamo(url) => remote_store!("events", events::DynamoEventStore, url, tables),
+        Storage::Mongo(url) => remote_store!("events", events::MongoEventStore, url, tables),
     })
 }
 
@@ -189,36 +176,11 @@ async fn open_bookings(
             bookings::SqliteBookingStore::open(&path)
                 .with_context(|| format!("cannot open the bookings database {}", path.display()))?,
         ),
-        Storage::Postgres(url) => {
-            let store = Arc::new(bookings::PgBookingStore::connect(&url)?);
-            with_tables(
-                "bookings",
-                store,
-                tables,
-                |s| async move { s.migrate().await },
-            )
-            .await?
-        }
+        Storage::Postgres(url) => remote_store!("bookings", bookings::PgBookingStore, url, tables),
         Storage::Dynamo(url) => {
-            let store = Arc::new(bookings::DynamoBookingStore::connect(&url)?);
-            with_tables(
-                "bookings",
-                store,
-                tables,
-                |s| async move { s.migrate().await },
-            )
-            .await?
+            remote_store!("bookings", bookings::DynamoBookingStore, url, tables)
         }
-        Storage::Mongo(url) => {
-            let store = Arc::new(bookings::MongoBookingStore::connect(&url)?);
-            with_tables(
-                "bookings",
-                store,
-                tables,
-                |s| async move { s.migrate().await },
-            )
-            .await?
-        }
+        Storage::Mongo(url) => remote_store!("bookings", bookings::MongoBookingStore, url, tables),
     })
 }
 
@@ -231,18 +193,9 @@ pub(crate) async fn open_users(
             users::SqliteUserStore::open(&path)
                 .with_context(|| format!("cannot open the users database {}", path.display()))?,
         ),
-        Storage::Postgres(url) => {
-            let store = Arc::new(users::PgUserStore::connect(&url)?);
-            with_tables("users", store, tables, |s| async move { s.migrate().await }).await?
-        }
-        Storage::Dynamo(url) => {
-            let store = Arc::new(users::DynamoUserStore::connect(&url)?);
-            with_tables("users", store, tables, |s| async move { s.migrate().await }).await?
-        }
-        Storage::Mongo(url) => {
-            let store = Arc::new(users::MongoUserStore::connect(&url)?);
-            with_tables("users", store, tables, |s| async move { s.migrate().await }).await?
-        }
+        Storage::Postgres(url) => remote_store!("users", users::PgUserStore, url, tables),
+        Storage::Dynamo(url) => remote_store!("users", users::DynamoUserStore, url, tables),
+        Storage::Mongo(url) => remote_store!("users", users::MongoUserStore, url, tables),
     })
 }
 
@@ -256,27 +209,24 @@ async fn open_notifications(
                 format!("cannot open the notifications database {}", path.display())
             })?,
         ),
-        Storage::Postgres(url) => {
-            let store = Arc::new(notifications::PgNotificationStore::connect(&url)?);
-            with_tables("notifications", store, tables, |s| async move {
-                s.migrate().await
-            })
-            .await?
-        }
-        Storage::Dynamo(url) => {
-            let store = Arc::new(notifications::DynamoNotificationStore::connect(&url)?);
-            with_tables("notifications", store, tables, |s| async move {
-                s.migrate().await
-            })
-            .await?
-        }
-        Storage::Mongo(url) => {
-            let store = Arc::new(notifications::MongoNotificationStore::connect(&url)?);
-            with_tables("notifications", store, tables, |s| async move {
-                s.migrate().await
-            })
-            .await?
-        }
+        Storage::Postgres(url) => remote_store!(
+            "notifications",
+            notifications::PgNotificationStore,
+            url,
+            tables
+        ),
+        Storage::Dynamo(url) => remote_store!(
+            "notifications",
+            notifications::DynamoNotificationStore,
+            url,
+            tables
+        ),
+        Storage::Mongo(url) => remote_store!(
+            "notifications",
+            notifications::MongoNotificationStore,
+            url,
+            tables
+        ),
     })
 }
 
