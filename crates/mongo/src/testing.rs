@@ -59,6 +59,10 @@ impl Drop for TestDatabase {
     fn drop(&mut self) {
         let (server, prefix) = (self.server.clone(), format!("{}_", self.prefix));
         let dropped = std::thread::spawn(move || {
+            // One drop at a time per test binary: SecantusDB once hung (a WiredTiger cursor
+            // spinning) while several tests dropped their databases at once.
+            static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+            let _turn = ONE_AT_A_TIME.lock();
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
