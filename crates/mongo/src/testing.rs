@@ -1,7 +1,6 @@
 //! A fresh database for each test, on a real server: `MYEVENTS_TEST_MONGO_URL` (default
 //! `mongodb://127.0.0.1:27017`). A test's URL names the database `myevents_test_<random>`; each
-//! service opened on it makes `myevents_test_<random>_<service>`, and every database with that
-//! prefix is dropped when the [`TestDatabase`] is.
+//! service opened on it makes `myevents_test_<random>_<service>`.
 
 use mongodb::Client;
 use mongodb::bson::doc;
@@ -9,9 +8,12 @@ use mongodb::bson::doc;
 pub const URL_VARIABLE: &str = "MYEVENTS_TEST_MONGO_URL";
 pub const DEFAULT_URL: &str = "mongodb://127.0.0.1:27017";
 
+/// Test databases are left on the server, not dropped: SecantusDB, the test server, hung twice
+/// (a WiredTiger cursor spinning while holding Python's lock, every client waiting) while a
+/// test dropped its databases, and a hung server hangs the whole suite. The test server keeps
+/// them in memory (`scripts/services.sh`), so they go when it stops.
 pub struct TestDatabase {
     prefix: String,
-    server: String,
     /// The URL to open stores with.
     pub url: String,
 }
@@ -48,38 +50,7 @@ impl TestDatabase {
         Ok(TestDatabase {
             url: with_database(&server, &prefix),
             prefix,
-            server,
         })
-    }
-}
-
-impl Drop for TestDatabase {
-    /// Drops the test's databases; best effort, from a thread of its own because `Drop` cannot
-    /// wait for async work on the test's runtime.
-    fn drop(&mut self) {
-        let (server, prefix) = (self.server.clone(), format!("{}_", self.prefix));
-        let dropped = std::thread::spawn(move || {
-            // One drop at a time per test binary: SecantusDB once hung (a WiredTiger cursor
-            // spinning) while several tests dropped their databases at once.
-            static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-            let _turn = ONE_AT_A_TIME.lock();
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            runtime.block_on(async {
-                let client = Client::with_uri_str(&server).await?;
-                for name in client.list_database_names().await? {
-                    if name.starts_with(&prefix) {
-                        client.database(&name).drop().await?;
-                    }
-                }
-                Ok::<_, anyhow::Error>(())
-            })
-        })
-        .join();
-        if !matches!(dropped, Ok(Ok(()))) {
-            eprintln!("could not drop the test databases {}*", self.prefix);
-        }
     }
 }
 
