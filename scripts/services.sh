@@ -157,6 +157,10 @@ ensure_postgres() {
 
 # SecantusDB speaks MongoDB's wire protocol with transactions; a test tool only. Installed even
 # when a server answers: the recovery test starts one of its own on another port.
+mongo_answers() {
+  timeout 15 python3 -c "import pymongo,sys; pymongo.MongoClient('mongodb://127.0.0.1:27017/?directConnection=true', serverSelectionTimeoutMS=5000, socketTimeoutMS=5000).admin.command('ping')" >/dev/null 2>&1
+}
+
 ensure_mongo() {
   if ! command -v secantusd-py >/dev/null 2>&1; then
     echo "installing SecantusDB (PyPI)"
@@ -164,8 +168,19 @@ ensure_mongo() {
   fi
   export MYEVENTS_TEST_SECANTUS="${MYEVENTS_TEST_SECANTUS:-$(command -v secantusd-py)}"
   if port_open 27017; then
-    echo "a MongoDB server answers on 127.0.0.1:27017; reusing it"
-    return 0
+    if mongo_answers; then
+      echo "a MongoDB server answers on 127.0.0.1:27017; reusing it"
+      return 0
+    fi
+    # SecantusDB has been seen to hang (accepting connections, answering nothing), which would
+    # hang every MongoDB test: a hung SecantusDB is replaced, anything else is left alone.
+    if pkill -9 -f 'secantusd-py --host 127.0.0.1 --port 27017'; then
+      echo "the SecantusDB on 127.0.0.1:27017 did not answer; starting a new one"
+      sleep 1
+    else
+      echo "a server on 127.0.0.1:27017 does not answer MongoDB's ping" >&2
+      return 1
+    fi
   fi
   mkdir -p "$servers_dir"
   echo "starting SecantusDB"
