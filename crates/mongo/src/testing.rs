@@ -18,19 +18,7 @@ pub struct TestDatabase {
     pub url: String,
 }
 
-/// `url` naming database `database` instead of the one it names, if any.
-pub fn with_database(url: &str, database: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((base, query)) => (base, format!("?{query}")),
-        None => (url, String::new()),
-    };
-    let authority_start = base.find("://").map_or(0, |i| i + 3);
-    let base = match base[authority_start..].find('/') {
-        Some(slash) => &base[..authority_start + slash],
-        None => base,
-    };
-    format!("{base}/{database}{query}")
-}
+pub use platform::url::with_database;
 
 impl TestDatabase {
     /// The database the URL names, and the prefix of every service's database.
@@ -51,22 +39,5 @@ impl TestDatabase {
             url: with_database(&server, &prefix),
             prefix,
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::with_database;
-
-    #[test]
-    fn a_url_gets_another_database() {
-        assert_eq!(
-            with_database("mongodb://127.0.0.1:27017", "t"),
-            "mongodb://127.0.0.1:27017/t"
-        );
-        assert_eq!(
-            with_database("mongodb://u:p@h:1,h:2/old?replicaSet=rs", "t"),
-            "mongodb://u:p@h:1,h:2/t?replicaSet=rs"
-        );
     }
 }

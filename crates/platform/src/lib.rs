@@ -10,6 +10,7 @@ pub mod json;
 pub mod metrics;
 pub mod openapi;
 pub mod tls;
+pub mod url;
 
 pub use auth::{Admin, Auth, Claims, CurrentUser, MaybeUser, Role};
 pub use config::Config;

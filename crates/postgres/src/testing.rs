@@ -13,19 +13,7 @@ pub struct TestDatabase {
     pub url: String,
 }
 
-/// `url` naming database `database` instead of the one it names, if any.
-pub fn with_database(url: &str, database: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((base, query)) => (base, format!("?{query}")),
-        None => (url, String::new()),
-    };
-    let authority_start = base.find("://").map_or(0, |i| i + 3);
-    let base = match base[authority_start..].find('/') {
-        Some(slash) => &base[..authority_start + slash],
-        None => base,
-    };
-    format!("{base}/{database}{query}")
-}
+pub use platform::url::with_database;
 
 impl TestDatabase {
     pub async fn create() -> Result<TestDatabase, sqlx::Error> {
@@ -67,22 +55,5 @@ impl Drop for TestDatabase {
         if !matches!(dropped, Ok(Ok(()))) {
             eprintln!("could not drop test database {}", self.name);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::with_database;
-
-    #[test]
-    fn a_url_gets_another_database() {
-        assert_eq!(
-            with_database("postgres://u@h:5432", "t"),
-            "postgres://u@h:5432/t"
-        );
-        assert_eq!(
-            with_database("postgresql://u:p@h/old?sslmode=disable", "t"),
-            "postgresql://u:p@h/t?sslmode=disable"
-        );
     }
 }
