@@ -179,10 +179,77 @@ impl BookOutcome {
     }
 }
 
+/// An event's seats as a batch of bookings sees them: read from the store once, taken in
+/// memory request by request, and written back as one change (see `sqlite::Batcher`). Only for
+/// a store that holds the event's write lock for the whole batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stock {
+    pub name: String,
+    pub available: u32,
+    pub on_sale: bool,
+    /// Seats taken by this batch so far.
+    pub taken: u32,
+}
+
+impl Stock {
+    pub fn new(name: String, available: u32, on_sale: bool) -> Self {
+        Self {
+            name,
+            available,
+            on_sale,
+            taken: 0,
+        }
+    }
+
+    /// Takes `seats` if the event is on sale and has that many left; otherwise says why not.
+    pub fn take(&mut self, seats: u32) -> Result<(), Refused> {
+        if !self.on_sale {
+            return Err(Refused::EventCancelled);
+        }
+        if seats > self.available {
+            return Err(Refused::NotEnoughSeats {
+                available: self.available,
+            });
+        }
+        self.available -= seats;
+        self.taken += seats;
+        Ok(())
+    }
+}
+
+/// Why [`Stock::take`] gave no seats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    EventCancelled,
+    NotEnoughSeats { available: u32 },
+}
+
+impl From<Refused> for BookOutcome {
+    fn from(refused: Refused) -> Self {
+        match refused {
+            Refused::EventCancelled => BookOutcome::EventCancelled,
+            Refused::NotEnoughSeats { available } => BookOutcome::NotEnoughSeats { available },
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use platform::{Claims, Role};
+
+    #[test]
+    fn stock_gives_seats_until_none_are_left_and_none_once_cancelled() {
+        let mut stock = Stock::new("Gig".into(), 5, true);
+        assert_eq!(stock.take(3), Ok(()));
+        assert_eq!(stock.take(3), Err(Refused::NotEnoughSeats { available: 2 }));
+        assert_eq!(stock.take(2), Ok(()));
+        assert_eq!(stock.take(1), Err(Refused::NotEnoughSeats { available: 0 }));
+        assert_eq!((stock.available, stock.taken), (0, 5));
+        let mut cancelled = Stock::new("Gig".into(), 5, false);
+        assert_eq!(cancelled.take(1), Err(Refused::EventCancelled));
+        assert_eq!(cancelled.taken, 0);
+    }
 
     #[test]
     fn seats_must_be_within_one_and_max() {

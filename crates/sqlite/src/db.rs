@@ -57,8 +57,8 @@ impl Default for Options {
 
 /// The outcome of a batch's COMMIT, handed to every request of the batch.
 type CommitResult = Result<(), DbError>;
-type Reply = Box<dyn FnOnce(CommitResult) + Send>;
-type Job = Box<dyn FnOnce(&Connection) -> Reply + Send>;
+pub(crate) type Reply = Box<dyn FnOnce(CommitResult) + Send>;
+pub(crate) type Job = Box<dyn FnOnce(&Connection) -> Reply + Send>;
 
 /// A SQLite database file with a group-commit writer thread and a pool of read connections.
 #[derive(Clone)]
@@ -153,7 +153,7 @@ impl Db {
         rx.await.unwrap_or(Err(E::from(DbError::NotCommitted)))
     }
 
-    fn submit(&self, job: Job) -> Result<(), DbError> {
+    pub(crate) fn submit(&self, job: Job) -> Result<(), DbError> {
         let guard = self.inner.writer.lock().map_err(|_| DbError::Closed)?;
         let sender = guard.as_ref().ok_or(DbError::Closed)?;
         sender.try_send(job).map_err(|e| match e {
@@ -257,7 +257,7 @@ fn open_connection(path: &Path, read_only: bool) -> Result<Connection, DbError> 
     Ok(conn)
 }
 
-fn run_in_savepoint<T, E, F>(conn: &Connection, work: F) -> Result<T, E>
+pub(crate) fn run_in_savepoint<T, E, F>(conn: &Connection, work: F) -> Result<T, E>
 where
     E: From<DbError>,
     F: FnOnce(&Connection) -> Result<T, E>,
@@ -310,10 +310,11 @@ fn writer_loop(conn: Connection, jobs: Receiver<Job>, committed: Arc<Notify>) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn open(dir: &tempfile::TempDir) -> Db {
+    /// A database with one table `t (v INTEGER NOT NULL UNIQUE)`.
+    pub(crate) fn open(dir: &tempfile::TempDir) -> Db {
         Db::open(
             &dir.path().join("t.db"),
             Options {

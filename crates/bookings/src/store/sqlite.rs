@@ -1,16 +1,18 @@
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use contracts::{CancelReason, DomainEvent, Envelope};
 use sqlite::rusqlite::{Connection, OptionalExtension, Row, params};
-use sqlite::{Db, DbError, Options, inbox, outbox};
+use sqlite::{Batcher, Db, DbError, Options, inbox, outbox};
 
 use super::{
     BookResult, BookingFilter, BookingStore, StoreError, availability, booked_event,
-    booking_cancelled, cancelled_status, refusal, replay,
+    booking_cancelled, cancelled_status, replay,
 };
-use crate::domain::{Availability, BookOutcome, Booking, BookingStatus, NewBooking};
+use crate::domain::{Availability, BookOutcome, Booking, BookingStatus, NewBooking, Stock};
 use crate::replay::Rebuilt;
 
 const SCHEMA: &str = "
@@ -47,6 +49,7 @@ const BOOKING_COLUMNS: &str =
 
 pub struct SqliteBookingStore {
     db: Db,
+    bookings: Batcher<BookingRequest, BookResult>,
 }
 
 impl SqliteBookingStore {
@@ -58,7 +61,8 @@ impl SqliteBookingStore {
                 ..Options::default()
             },
         )?;
-        Ok(Self { db })
+        let bookings = Batcher::new(db.clone(), book_batch);
+        Ok(Self { db, bookings })
     }
 }
 
@@ -89,78 +93,108 @@ fn json_failure(e: serde_json::Error) -> DbError {
     DbError::Sqlite(format!("cannot encode an idempotent answer: {e}"))
 }
 
-/// The booking transaction; see [`BookingStore::book`].
-fn book(conn: &Connection, request: &NewBooking, booked: &Envelope) -> Result<BookResult, DbError> {
-    if let Some(idem) = &request.idempotency {
-        let earlier: Option<(String, String)> = conn
-            .prepare_cached("SELECT fingerprint, answer FROM idempotency WHERE key = ?1")?
-            .query_row([&idem.key], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?;
-        if let Some((fingerprint, answer)) = earlier {
-            return replay(idem, &fingerprint, &answer).map_err(json_failure);
-        }
-    }
+/// A request to book and the `eventBooked` it emits if it is taken.
+type BookingRequest = (NewBooking, Envelope);
 
-    let taken: Option<String> = conn
-        .prepare_cached(
-            "UPDATE inventory SET available = available - ?1
-             WHERE event_id = ?2 AND status = 'active' AND available >= ?1
-             RETURNING name",
-        )?
-        .query_row(params![request.seats, request.event_id], |r| r.get(0))
-        .optional()?;
-
-    let outcome = match taken {
-        Some(event_name) => {
-            let customer = &request.customer;
-            conn.prepare_cached(
-                "INSERT INTO bookings (id, event_id, seats, date, status, user_id, email)
-                 VALUES (?1, ?2, ?3, ?4, 'active', ?5, ?6)",
-            )?
-            .execute(params![
-                request.id,
-                request.event_id,
-                request.seats,
-                request.date,
-                customer.user_id,
-                customer.email
-            ])?;
-            outbox::append(conn, booked)?;
-            BookOutcome::Booked {
-                booking: Booking {
-                    id: request.id.clone(),
-                    event_id: request.event_id.clone(),
-                    event_name,
-                    seats: request.seats,
-                    date: request.date,
-                    status: BookingStatus::Active,
-                    user_id: customer.user_id.clone().unwrap_or_default(),
-                    email: customer.email.clone(),
-                },
+/// The booking transaction for a batch of requests, in arrival order; see
+/// [`BookingStore::book`]. Each event's seats are read once, taken in memory, and written back
+/// with one conditional update per event, so a flash sale costs one inventory update per batch
+/// rather than one per booking. The writer holds the database's write lock for the whole batch,
+/// so nothing else changes the seats meanwhile; the update's condition and the table's CHECK
+/// would still refuse an oversell, failing the batch (whose requests are then tried one by one).
+fn book_batch(conn: &Connection, requests: &[BookingRequest]) -> Result<Vec<BookResult>, DbError> {
+    let mut stocks: HashMap<String, Option<Stock>> = HashMap::new();
+    let mut results = Vec::with_capacity(requests.len());
+    for (request, booked) in requests {
+        if let Some(idem) = &request.idempotency {
+            // Earlier batches' answers, and this batch's so far: each is recorded as it is made.
+            let earlier: Option<(String, String)> = conn
+                .prepare_cached("SELECT fingerprint, answer FROM idempotency WHERE key = ?1")?
+                .query_row([&idem.key], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            if let Some((fingerprint, answer)) = earlier {
+                results.push(replay(idem, &fingerprint, &answer).map_err(json_failure)?);
+                continue;
             }
         }
-        None => {
-            let state: Option<(u32, String)> = conn
-                .prepare_cached("SELECT available, status FROM inventory WHERE event_id = ?1")?
-                .query_row([&request.event_id], |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()?;
-            refusal(state)
+        let stock = match stocks.entry(request.event_id.clone()) {
+            Entry::Occupied(known) => known.into_mut(),
+            Entry::Vacant(first) => first.insert(stock_of(conn, &request.event_id)?),
+        };
+        let outcome = match stock.as_mut().map(|s| (s.take(request.seats), &s.name)) {
+            None => BookOutcome::UnknownEvent,
+            Some((Err(refused), _)) => refused.into(),
+            Some((Ok(()), event_name)) => {
+                let customer = &request.customer;
+                conn.prepare_cached(
+                    "INSERT INTO bookings (id, event_id, seats, date, status, user_id, email)
+                     VALUES (?1, ?2, ?3, ?4, 'active', ?5, ?6)",
+                )?
+                .execute(params![
+                    request.id,
+                    request.event_id,
+                    request.seats,
+                    request.date,
+                    customer.user_id,
+                    customer.email
+                ])?;
+                outbox::append(conn, booked)?;
+                BookOutcome::Booked {
+                    booking: Booking {
+                        id: request.id.clone(),
+                        event_id: request.event_id.clone(),
+                        event_name: event_name.clone(),
+                        seats: request.seats,
+                        date: request.date,
+                        status: BookingStatus::Active,
+                        user_id: customer.user_id.clone().unwrap_or_default(),
+                        email: customer.email.clone(),
+                    },
+                }
+            }
+        };
+        if let Some(idem) = &request.idempotency
+            && outcome.is_final()
+        {
+            let answer = serde_json::to_string(&outcome).map_err(json_failure)?;
+            conn.prepare_cached(
+                "INSERT INTO idempotency (key, fingerprint, answer, created_at) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![idem.key, idem.fingerprint, answer, request.date])?;
         }
-    };
-
-    if let Some(idem) = &request.idempotency
-        && outcome.is_final()
-    {
-        let answer = serde_json::to_string(&outcome).map_err(json_failure)?;
-        conn.prepare_cached(
-            "INSERT INTO idempotency (key, fingerprint, answer, created_at) VALUES (?1, ?2, ?3, ?4)",
-        )?
-        .execute(params![idem.key, idem.fingerprint, answer, request.date])?;
+        results.push(BookResult {
+            outcome,
+            replayed: false,
+        });
     }
-    Ok(BookResult {
-        outcome,
-        replayed: false,
-    })
+    for (event_id, stock) in &stocks {
+        let Some(stock) = stock.as_ref().filter(|s| s.taken > 0) else {
+            continue;
+        };
+        let updated = conn
+            .prepare_cached(
+                "UPDATE inventory SET available = available - ?1
+                 WHERE event_id = ?2 AND status = 'active' AND available >= ?1",
+            )?
+            .execute(params![stock.taken, event_id])?;
+        if updated != 1 {
+            return Err(DbError::Sqlite(format!(
+                "the seats of event {event_id} changed under a booking batch"
+            )));
+        }
+    }
+    Ok(results)
+}
+
+/// An event's seats as they stand, `None` for an event this service does not know.
+fn stock_of(conn: &Connection, event_id: &str) -> Result<Option<Stock>, DbError> {
+    Ok(conn
+        .prepare_cached("SELECT name, available, status FROM inventory WHERE event_id = ?1")?
+        .query_row([event_id], |r| {
+            let status: String = r.get(2)?;
+            Ok(Stock::new(r.get(0)?, r.get(1)?, status == "active"))
+        })
+        .optional()?)
 }
 
 /// Marks one active booking as `status`, gives its seats back and emits `bookingCancelled`.
@@ -288,7 +322,7 @@ fn restore(conn: &Connection, rebuilt: &Rebuilt, outbox: &[Envelope]) -> Result<
 impl BookingStore for SqliteBookingStore {
     async fn book(&self, booking: NewBooking) -> Result<BookResult, StoreError> {
         let booked = booked_event(&booking);
-        Ok(self.db.write(move |c| book(c, &booking, &booked)).await?)
+        Ok(self.bookings.call((booking, booked)).await?)
     }
 
     async fn cancel(&self, booking_id: &str) -> Result<Option<Booking>, StoreError> {
