@@ -4,6 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
+# shellcheck source=scripts/services.sh
+source scripts/services.sh
+ensure_build_tools
 cargo build --release --quiet -p myevents -p bench
 exec "$CARGO_TARGET_DIR/release/myevents-bench" --server "$CARGO_TARGET_DIR/release/myevents" \
   --data-dir "$CARGO_TARGET_DIR" "$@"

@@ -311,7 +311,8 @@ async fn admin_token(addr: &str) -> anyhow::Result<String> {
         .to_owned())
 }
 
-async fn flash_sale(addr: &str, args: &Args) -> anyhow::Result<f64> {
+async fn flash_sale(server: &Server, data_dir: &Path, args: &Args) -> anyhow::Result<f64> {
+    let addr = server.addr.as_str();
     let token = admin_token(addr).await?;
     let (status, event) = call(
         addr,
@@ -354,9 +355,17 @@ async fn flash_sale(addr: &str, args: &Args) -> anyhow::Result<f64> {
             .expect("a valid request");
         (request, seats)
     });
+    let cpu_before = ThreadCpu::of(server.child.id());
     let (tally, elapsed) =
         load(addr, args.clients, args.seconds, StatusCode::CREATED, make).await?;
+    let sale_ended = Instant::now();
     let rate = report("flash-sale", &tally, elapsed);
+    if let (Some(before), Some(after)) = (cpu_before, ThreadCpu::of(server.child.id())) {
+        println!(
+            "server CPU per booking, by thread: {}",
+            after.since(&before).per(tally.ok)
+        );
+    }
 
     // The oversell check: what clients were told is exactly what the store holds.
     let (_, now) = call(addr, Method::GET, &availability, None, None).await?;
@@ -387,7 +396,103 @@ async fn flash_sale(addr: &str, args: &Args) -> anyhow::Result<f64> {
     if tally.seats != taken || taken != sold {
         bail!("oversell check failed");
     }
+    mail_catch_up(&data_dir.join("mail"), tally.ok, sale_ended).await?;
     Ok(rate)
+}
+
+/// CPU time the server's threads used, summed by thread name (`db-bookings`, the tokio
+/// workers, …), from `/proc`. Per booking, it says where the work goes, and it is steadier than
+/// the rate on a machine whose speed varies from run to run. `None` where `/proc` is missing.
+struct ThreadCpu(std::collections::BTreeMap<String, u64>);
+
+impl ThreadCpu {
+    fn of(pid: u32) -> Option<Self> {
+        let mut ticks = std::collections::BTreeMap::new();
+        for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+            let dir = task.ok()?.path();
+            let (Ok(name), Ok(stat)) = (
+                std::fs::read_to_string(dir.join("comm")),
+                std::fs::read_to_string(dir.join("stat")),
+            ) else {
+                continue; // the thread ended meanwhile
+            };
+            // Fields after the parenthesised name: state is the 3rd field, utime the 14th and
+            // stime the 15th of the whole line.
+            let rest = stat.rsplit_once(')')?.1;
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let used: u64 =
+                fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+            *ticks.entry(name.trim().to_owned()).or_insert(0) += used;
+        }
+        Some(Self(ticks))
+    }
+
+    fn since(&self, before: &ThreadCpu) -> ThreadCpu {
+        ThreadCpu(
+            self.0
+                .iter()
+                .map(|(name, &t)| {
+                    (
+                        name.clone(),
+                        t.saturating_sub(*before.0.get(name).unwrap_or(&0)),
+                    )
+                })
+                .collect(),
+        )
+    }
+
+    /// "name N µs, …" for `answers` answers, busiest first; clock ticks are 10 ms.
+    fn per(&self, answers: u64) -> String {
+        let mut used: Vec<(&String, &u64)> = self.0.iter().filter(|(_, t)| **t > 0).collect();
+        used.sort_by(|a, b| b.1.cmp(a.1));
+        let total: u64 = used.iter().map(|(_, t)| **t).sum();
+        let us = |ticks: u64| ticks as f64 * 10_000.0 / answers.max(1) as f64;
+        let parts: Vec<String> = used
+            .iter()
+            .map(|(name, t)| format!("{name} {:.0} µs", us(**t)))
+            .collect();
+        format!("{} (all threads {:.0} µs)", parts.join(", "), us(total))
+    }
+}
+
+/// How long after the sale the last confirmation mail was written, with the embedded mail
+/// transport (one `booked-<booking id>.eml` per booking in `dir`). A booking's answer does not
+/// wait for its mail, so mail falls behind during a peak and catches up after it; this shows by
+/// how much.
+async fn mail_catch_up(dir: &Path, bookings: u64, sale_ended: Instant) -> anyhow::Result<()> {
+    if !dir.exists() {
+        println!("mail: no mail folder (the notifications role is not running)");
+        return Ok(());
+    }
+    let count = |dir: &Path| -> anyhow::Result<u64> {
+        let mut n = 0;
+        for entry in std::fs::read_dir(dir)? {
+            let name = entry?.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with("booked-") && name.ends_with(".eml") {
+                n += 1;
+            }
+        }
+        Ok(n)
+    };
+    let written_at_end = count(dir)?;
+    let deadline = Duration::from_secs(600);
+    loop {
+        let written = count(dir)?;
+        if written >= bookings {
+            println!(
+                "mail: {written_at_end} of {bookings} confirmations written when the sale ended, all {bookings} {:.1} s after it",
+                sale_ended.elapsed().as_secs_f64()
+            );
+            return Ok(());
+        }
+        if sale_ended.elapsed() > deadline {
+            bail!(
+                "only {written} of {bookings} confirmation mails written {deadline:?} after the sale"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 #[tokio::main]
@@ -421,8 +526,9 @@ async fn main() -> anyhow::Result<()> {
         ceiling = Some(health(&server.addr, &args).await?);
     }
     if matches!(args.scenario.as_str(), "flash-sale" | "all") {
-        let server = start_server(&binary, &scratch.path().join("sale")).await?;
-        sale = Some(flash_sale(&server.addr, &args).await?);
+        let data_dir = scratch.path().join("sale");
+        let server = start_server(&binary, &data_dir).await?;
+        sale = Some(flash_sale(&server, &data_dir, &args).await?);
     }
     if args.scenario == "propagation" {
         return propagation(&binary, scratch.path(), &args).await;
