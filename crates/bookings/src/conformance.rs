@@ -482,3 +482,21 @@ pub async fn customers_cancel_while_the_event_is_cancelled(store: Arc<dyn Bookin
         ids.len()
     );
 }
+
+/// Every check of this suite as a `#[tokio::test]` of the calling test file, each on the store
+/// that `$fresh().await` returns beside a guard that keeps its database alive (a temporary
+/// folder, a test database). One list for every backend's test file, so a check added to the
+/// suite runs on each of them.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($fresh:path) => {
+        $crate::conformance_tests!($fresh; seats_are_taken_and_refused_when_short, an_idempotency_key_books_once, a_cancelled_booking_returns_its_seats_once, a_cancelled_event_cancels_its_bookings_and_takes_no_more, redelivered_events_change_nothing, a_cancellation_before_its_creation_is_retried, listing_filters_by_user_and_event, concurrent_clients_never_oversell, concurrent_retries_with_one_key_book_once, a_rebuilt_state_is_restored_into_an_empty_store, customers_cancel_while_the_event_is_cancelled);
+    };
+    ($fresh:path; $($name:ident),*) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            let (_guard, store): (_, std::sync::Arc<dyn $crate::BookingStore>) = $fresh().await;
+            $crate::conformance::$name(store).await;
+        }
+    )*};
+}

@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use bookings::conformance;
 use bookings::{BookingStore, PgBookingStore};
 use postgres::testing::TestDatabase;
 
@@ -15,26 +14,4 @@ async fn fresh() -> (TestDatabase, Arc<dyn BookingStore>) {
     (db, Arc::new(store))
 }
 
-macro_rules! conformance_tests {
-    ($($name:ident),* $(,)?) => {$(
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn $name() {
-            let (_db, store) = fresh().await;
-            conformance::$name(store).await;
-        }
-    )*};
-}
-
-conformance_tests!(
-    seats_are_taken_and_refused_when_short,
-    an_idempotency_key_books_once,
-    a_cancelled_booking_returns_its_seats_once,
-    a_cancelled_event_cancels_its_bookings_and_takes_no_more,
-    redelivered_events_change_nothing,
-    a_cancellation_before_its_creation_is_retried,
-    listing_filters_by_user_and_event,
-    concurrent_clients_never_oversell,
-    concurrent_retries_with_one_key_book_once,
-    a_rebuilt_state_is_restored_into_an_empty_store,
-    customers_cancel_while_the_event_is_cancelled,
-);
+bookings::conformance_tests!(fresh);

@@ -2,35 +2,12 @@
 
 use std::sync::Arc;
 
-use bookings::conformance;
 use bookings::{BookingStore, SqliteBookingStore};
 
-fn fresh() -> (tempfile::TempDir, Arc<dyn BookingStore>) {
+async fn fresh() -> (tempfile::TempDir, Arc<dyn BookingStore>) {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteBookingStore::open(&dir.path().join("bookings.db")).unwrap();
     (dir, Arc::new(store))
 }
 
-macro_rules! conformance_tests {
-    ($($name:ident),* $(,)?) => {$(
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn $name() {
-            let (_dir, store) = fresh();
-            conformance::$name(store).await;
-        }
-    )*};
-}
-
-conformance_tests!(
-    seats_are_taken_and_refused_when_short,
-    an_idempotency_key_books_once,
-    a_cancelled_booking_returns_its_seats_once,
-    a_cancelled_event_cancels_its_bookings_and_takes_no_more,
-    redelivered_events_change_nothing,
-    a_cancellation_before_its_creation_is_retried,
-    listing_filters_by_user_and_event,
-    concurrent_clients_never_oversell,
-    concurrent_retries_with_one_key_book_once,
-    a_rebuilt_state_is_restored_into_an_empty_store,
-    customers_cancel_while_the_event_is_cancelled,
-);
+bookings::conformance_tests!(fresh);

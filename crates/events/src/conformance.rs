@@ -176,3 +176,21 @@ pub async fn redelivered_booking_events_count_once(store: Arc<dyn EventStore>) {
     assert_eq!(store.sales("e1").await.unwrap(), Some(once.clone()));
     assert_eq!(store.all_sales().await.unwrap(), vec![once]);
 }
+
+/// Every check of this suite as a `#[tokio::test]` of the calling test file, each on the store
+/// that `$fresh().await` returns beside a guard that keeps its database alive (a temporary
+/// folder, a test database). One list for every backend's test file, so a check added to the
+/// suite runs on each of them.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($fresh:path) => {
+        $crate::conformance_tests!($fresh; locations_and_events_round_trip, an_event_may_bring_its_own_location, cancelling_emits_event_cancelled_once, redelivered_booking_events_count_once);
+    };
+    ($fresh:path; $($name:ident),*) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            let (_guard, store): (_, std::sync::Arc<dyn $crate::EventStore>) = $fresh().await;
+            $crate::conformance::$name(store).await;
+        }
+    )*};
+}

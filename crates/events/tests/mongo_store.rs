@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use events::conformance;
 use events::{EventStore, MongoEventStore};
 use mongo::testing::TestDatabase;
 
@@ -15,19 +14,4 @@ async fn fresh() -> (TestDatabase, Arc<dyn EventStore>) {
     (db, Arc::new(store))
 }
 
-macro_rules! conformance_tests {
-    ($($name:ident),* $(,)?) => {$(
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn $name() {
-            let (_db, store) = fresh().await;
-            conformance::$name(store).await;
-        }
-    )*};
-}
-
-conformance_tests!(
-    locations_and_events_round_trip,
-    an_event_may_bring_its_own_location,
-    cancelling_emits_event_cancelled_once,
-    redelivered_booking_events_count_once,
-);
+events::conformance_tests!(fresh);

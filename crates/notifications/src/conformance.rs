@@ -214,3 +214,21 @@ pub async fn facts_from_before_the_first_start_are_learnt_not_mailed(
         "learnt from last week's booking"
     );
 }
+
+/// Every check of this suite as a `#[tokio::test]` of the calling test file, each on the store
+/// that `$fresh().await` returns beside a guard that keeps its database alive (a temporary
+/// folder, a test database). One list for every backend's test file, so a check added to the
+/// suite runs on each of them.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($fresh:path) => {
+        $crate::conformance_tests!($fresh; every_fact_queues_one_mail_and_redelivery_none, a_booking_before_its_event_is_retried, mails_are_due_until_sent_and_given_up_when_refused_for_good, facts_from_before_the_first_start_are_learnt_not_mailed);
+    };
+    ($fresh:path; $($name:ident),*) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            let (_guard, store): (_, std::sync::Arc<dyn $crate::NotificationStore>) = $fresh().await;
+            $crate::conformance::$name(store).await;
+        }
+    )*};
+}

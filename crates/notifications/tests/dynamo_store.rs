@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use dynamo::testing::TestDatabase;
-use notifications::conformance;
 use notifications::{DynamoNotificationStore, NotificationStore};
 
 async fn fresh() -> (TestDatabase, Arc<dyn NotificationStore>) {
@@ -13,19 +12,4 @@ async fn fresh() -> (TestDatabase, Arc<dyn NotificationStore>) {
     (db, Arc::new(store))
 }
 
-macro_rules! conformance_tests {
-    ($($name:ident),* $(,)?) => {$(
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn $name() {
-            let (_db, store) = fresh().await;
-            conformance::$name(store).await;
-        }
-    )*};
-}
-
-conformance_tests!(
-    every_fact_queues_one_mail_and_redelivery_none,
-    a_booking_before_its_event_is_retried,
-    mails_are_due_until_sent_and_given_up_when_refused_for_good,
-    facts_from_before_the_first_start_are_learnt_not_mailed,
-);
+notifications::conformance_tests!(fresh);

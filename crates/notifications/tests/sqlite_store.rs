@@ -12,35 +12,13 @@ use notifications::store::MailStatus;
 use notifications::{NotificationStore, SqliteNotificationStore};
 use tokio_util::sync::CancellationToken;
 
-fn fresh() -> (tempfile::TempDir, Arc<dyn NotificationStore>) {
+async fn fresh() -> (tempfile::TempDir, Arc<dyn NotificationStore>) {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteNotificationStore::open(&dir.path().join("notifications.db")).unwrap();
     (dir, Arc::new(store))
 }
 
-#[tokio::test]
-async fn every_fact_queues_one_mail_and_redelivery_none() {
-    let (_dir, store) = fresh();
-    conformance::every_fact_queues_one_mail_and_redelivery_none(store).await;
-}
-
-#[tokio::test]
-async fn a_booking_before_its_event_is_retried() {
-    let (_dir, store) = fresh();
-    conformance::a_booking_before_its_event_is_retried(store).await;
-}
-
-#[tokio::test]
-async fn mails_are_due_until_sent_and_given_up_when_refused_for_good() {
-    let (_dir, store) = fresh();
-    conformance::mails_are_due_until_sent_and_given_up_when_refused_for_good(store).await;
-}
-
-#[tokio::test]
-async fn facts_from_before_the_first_start_are_learnt_not_mailed() {
-    let (_dir, store) = fresh();
-    conformance::facts_from_before_the_first_start_are_learnt_not_mailed(store).await;
-}
+notifications::conformance_tests!(fresh);
 
 /// The file transport, but the process "dies" right after the file is written: the mail is
 /// never recorded as sent.
@@ -76,7 +54,7 @@ async fn wait_until_sent(store: &Arc<dyn NotificationStore>, count: usize) {
 /// restart, and the file transport keeps it one file: exactly one mail per fact.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_between_sending_and_recording_leaves_one_mail() {
-    let (dir, store) = fresh();
+    let (dir, store) = fresh().await;
     let outbox = dir.path().join("mail");
     let from: lettre::message::Mailbox = "MyEvents <t@myevents.example>".parse().unwrap();
     store

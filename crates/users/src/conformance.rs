@@ -69,3 +69,21 @@ pub async fn set_admin_creates_or_promotes(store: Arc<dyn UserStore>) {
     let stored = store.by_email("ann@example.com").await.unwrap().unwrap();
     assert_eq!(stored.password_hash, "$argon2id$new");
 }
+
+/// Every check of this suite as a `#[tokio::test]` of the calling test file, each on the store
+/// that `$fresh().await` returns beside a guard that keeps its database alive (a temporary
+/// folder, a test database). One list for every backend's test file, so a check added to the
+/// suite runs on each of them.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($fresh:path) => {
+        $crate::conformance_tests!($fresh; accounts_are_unique_by_email, set_admin_creates_or_promotes);
+    };
+    ($fresh:path; $($name:ident),*) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            let (_guard, store): (_, std::sync::Arc<dyn $crate::UserStore>) = $fresh().await;
+            $crate::conformance::$name(store).await;
+        }
+    )*};
+}

@@ -13,17 +13,7 @@ async fn fresh() -> (TestDatabase, Arc<dyn UserStore>) {
     (db, Arc::new(store))
 }
 
-macro_rules! conformance_tests {
-    ($($name:ident),* $(,)?) => {$(
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn $name() {
-            let (_db, store) = fresh().await;
-            conformance::$name(store).await;
-        }
-    )*};
-}
-
-conformance_tests!(accounts_are_unique_by_email, set_admin_creates_or_promotes);
+users::conformance_tests!(fresh);
 
 /// Starting twice (two processes, or a restart) runs the migrations again harmlessly.
 #[tokio::test]
