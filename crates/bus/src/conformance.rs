@@ -415,3 +415,86 @@ pub async fn messages_waiting_in_the_broker_survive_its_restart<B, F, R>(
     stop.cancel();
     let _ = task.await;
 }
+
+/// Appends one envelope to an outbox in a transaction of its own; each writer of
+/// [`a_reader_that_only_moves_forward_misses_no_concurrent_commit`] has one, with a handle of
+/// its own, as separate processes would.
+pub type Append = Box<
+    dyn Fn(Envelope) -> std::pin::Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// How densely an outbox numbers its entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Positions {
+    /// Strictly increasing.
+    Increasing,
+    /// Each the previous one plus one.
+    WithoutHoles,
+}
+
+/// The relay remembers only the highest outbox position it has published, so positions must
+/// become visible in increasing order even while many transactions append at once. Each of
+/// `writers` commits `commits_each` envelopes while a reader of `outbox` reads on, always after
+/// the last position it saw: it must miss none of them.
+pub async fn a_reader_that_only_moves_forward_misses_no_concurrent_commit(
+    outbox: Arc<dyn crate::Outbox>,
+    writers: Vec<Append>,
+    commits_each: usize,
+    positions: Positions,
+) {
+    let count = writers.len();
+    let writers: Vec<_> = writers
+        .into_iter()
+        .enumerate()
+        .map(|(w, append)| {
+            tokio::spawn(async move {
+                let mut written = Vec::new();
+                for i in 0..commits_each {
+                    let envelope = cancelled(&format!("w{w}-{i}"));
+                    written.push(envelope.id.clone());
+                    append(envelope).await?;
+                }
+                Ok::<_, anyhow::Error>(written)
+            })
+        })
+        .collect();
+
+    let mut seen = std::collections::HashSet::new();
+    let mut position = 0;
+    let mut finished = false;
+    loop {
+        // Read once more after the writers are done: everything is committed by then.
+        finished = finished || writers.iter().all(|w| w.is_finished());
+        let batch = outbox
+            .pending(position, 1000)
+            .await
+            .expect("outbox readable");
+        for (seq, envelope) in batch {
+            match positions {
+                Positions::Increasing => assert!(seq > position, "positions in order"),
+                Positions::WithoutHoles => {
+                    assert_eq!(seq, position + 1, "positions in order, without holes")
+                }
+            }
+            position = seq;
+            seen.insert(envelope.id);
+        }
+        if finished {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+
+    let mut written = std::collections::HashSet::new();
+    for writer in writers {
+        written.extend(writer.await.expect("writer task").expect("writes"));
+    }
+    assert_eq!(written.len(), count * commits_each);
+    let missed = written.difference(&seen).count();
+    assert_eq!(
+        missed, 0,
+        "events skipped by a reader that only moves forward"
+    );
+}
