@@ -144,6 +144,20 @@ pub struct Idempotency {
 }
 
 impl NewBooking {
+    /// The booking this request becomes once its seats are taken for the event `event_name`.
+    pub fn booked(&self, event_name: String) -> Booking {
+        Booking {
+            id: self.id.clone(),
+            event_id: self.event_id.clone(),
+            event_name,
+            seats: self.seats,
+            date: self.date,
+            status: BookingStatus::Active,
+            user_id: self.customer.user_id.clone().unwrap_or_default(),
+            email: self.customer.email.clone(),
+        }
+    }
+
     /// What must be equal for a retry with the same key to count as the same request.
     pub fn fingerprint(event_id: &str, seats: u32, customer: &Customer) -> String {
         format!(

@@ -215,17 +215,7 @@ async fn book(db: &Dynamo, request: &NewBooking) -> Result<BookResult, DynamoErr
                 });
             }
         };
-        let customer = &request.customer;
-        let booking = Booking {
-            id: request.id.clone(),
-            event_id: request.event_id.clone(),
-            event_name,
-            seats: request.seats,
-            date: request.date,
-            status: BookingStatus::Active,
-            user_id: customer.user_id.clone().unwrap_or_default(),
-            email: customer.email.clone(),
-        };
+        let booking = request.booked(event_name);
         let take = Write::update(
             db.table(INVENTORY),
             event_key(&request.event_id),

@@ -146,16 +146,7 @@ async fn book(
     let (outcome, caused) = match taken {
         Some(event) => {
             let customer = &request.customer;
-            let booking = Booking {
-                id: request.id.clone(),
-                event_id: request.event_id.clone(),
-                event_name: event.name,
-                seats: request.seats,
-                date: request.date,
-                status: BookingStatus::Active,
-                user_id: customer.user_id.clone().unwrap_or_default(),
-                email: customer.email.clone(),
-            };
+            let booking = request.booked(event.name);
             let document = booking_document(&booking, customer.user_id.as_deref());
             tx.insert(BOOKINGS, document).await?;
             (BookOutcome::Booked { booking }, vec![booked_event(request)])

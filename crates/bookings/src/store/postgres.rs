@@ -168,16 +168,7 @@ async fn book(
             .bind(&customer.email)
             .execute(&mut *conn)
             .await?;
-            let booking = Booking {
-                id: request.id.clone(),
-                event_id: request.event_id.clone(),
-                event_name,
-                seats: request.seats,
-                date: request.date,
-                status: BookingStatus::Active,
-                user_id: customer.user_id.clone().unwrap_or_default(),
-                email: customer.email.clone(),
-            };
+            let booking = request.booked(event_name);
             (BookOutcome::Booked { booking }, Some(booked_event(request)))
         }
         None => {

@@ -140,16 +140,7 @@ fn book_batch(conn: &Connection, requests: &[BookingRequest]) -> Result<Vec<Book
                 ])?;
                 outbox::append(conn, booked)?;
                 BookOutcome::Booked {
-                    booking: Booking {
-                        id: request.id.clone(),
-                        event_id: request.event_id.clone(),
-                        event_name: event_name.clone(),
-                        seats: request.seats,
-                        date: request.date,
-                        status: BookingStatus::Active,
-                        user_id: customer.user_id.clone().unwrap_or_default(),
-                        email: customer.email.clone(),
-                    },
+                    booking: request.booked(event_name.clone()),
                 }
             }
         };
