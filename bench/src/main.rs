@@ -3,6 +3,8 @@
 //! - `health`: N connections hammering `GET /health/live` — the HTTP ceiling of this machine;
 //! - `flash-sale`: N connections booking one event as fast as they can — durable bookings,
 //!   each answered only after its group commit is on disk —, followed by the oversell check;
+//! - `floor`: the flash sale's load against `myevents-floor`, the same HTTP stack with no store
+//!   or with a bare durable journal behind it: what any booking costs at least;
 //! - `propagation --broker URL`: the events service and the bookings service in two processes
 //!   joined by that broker; how long from `POST /events` answered until the event is bookable
 //!   in the other process (p50/p99, one event at a time), and how many events per second flow
@@ -28,7 +30,7 @@ use serde_json::{Value, json};
 #[derive(Parser, Debug)]
 #[command(about = "MyEvents benchmarks: flash sale and the /health/live ceiling")]
 struct Args {
-    /// `flash-sale`, `health` or `all`.
+    /// `flash-sale`, `health`, `all` (those two), `floor` or `propagation`.
     #[arg(default_value = "all")]
     scenario: String,
     /// Concurrent clients (one keep-alive connection each).
@@ -54,6 +56,9 @@ struct Args {
     /// slows down with every message it holds; see docs/BENCHMARKS.md).
     #[arg(long)]
     max_events: Option<usize>,
+    /// `floor`: journal files written side by side (see `src/floor.rs`).
+    #[arg(long, default_value_t = 1)]
+    journal_files: usize,
 }
 
 const ADMIN_EMAIL: &str = "bench@example.com";
@@ -107,15 +112,20 @@ async fn start_server_with(
         .spawn()
         .with_context(|| format!("cannot start {}", binary.display()))?;
     let server = Server { child, addr };
+    wait_until_ready(&server.addr).await?;
+    Ok(server)
+}
+
+async fn wait_until_ready(addr: &str) -> anyhow::Result<()> {
     let started = Instant::now();
     loop {
-        if let Ok((status, _)) = call(&server.addr, Method::GET, "/health/ready", None, None).await
+        if let Ok((status, _)) = call(addr, Method::GET, "/health/ready", None, None).await
             && status == StatusCode::OK
         {
-            return Ok(server);
+            return Ok(());
         }
         if started.elapsed() > Duration::from_secs(60) {
-            bail!("the server did not get ready");
+            bail!("the server at {addr} did not get ready");
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -311,6 +321,73 @@ async fn admin_token(addr: &str) -> anyhow::Result<String> {
         .to_owned())
 }
 
+/// Guest bookings of 1–4 seats of `event_id`. Bodies are made once, so that the client spends
+/// its share of the CPU on sending, not on formatting JSON; the server still parses every one.
+fn bookings_of(event_id: &str, clients: usize) -> MakeRequest {
+    let path = format!("/events/{event_id}/bookings");
+    let bodies: Vec<Bytes> = (0..4 * clients)
+        .map(|n| {
+            let body = json!({"seats": 1 + n % 4, "email": format!("fan{}@example.com", n / 4)});
+            Bytes::from(body.to_string())
+        })
+        .collect();
+    Arc::new(move |n: usize| {
+        let seats = 1 + (n % 4) as u64;
+        let body = bodies[n % bodies.len()].clone();
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri(&path)
+            .header("host", "bench")
+            .header("content-type", "application/json")
+            .body(Full::new(body))
+            .expect("a valid request");
+        (request, seats)
+    })
+}
+
+/// The flash sale's load against `myevents-floor` (see `src/floor.rs`): the same HTTP stack and
+/// JSON with no store behind the handler, then with a bare durable journal. No real store can
+/// do better than the second.
+async fn floor(binary: &Path, scratch: &Path, args: &Args) -> anyhow::Result<()> {
+    for journal in [None, Some(scratch.join("floor-journal.log"))] {
+        let addr = format!("127.0.0.1:{}", free_port()?);
+        let mut command = Command::new(binary);
+        command.arg("--listen").arg(&addr).stdout(Stdio::null());
+        if let Some(path) = &journal {
+            command.arg("--journal").arg(path);
+            command.arg("--files").arg(args.journal_files.to_string());
+        }
+        let child = command
+            .spawn()
+            .with_context(|| format!("cannot start {}", binary.display()))?;
+        let server = Server { child, addr };
+        wait_until_ready(&server.addr).await?;
+        let cpu_before = ThreadCpu::of(server.child.id());
+        let make = bookings_of("floor", args.clients);
+        let (tally, elapsed) = load(
+            &server.addr,
+            args.clients,
+            args.seconds,
+            StatusCode::CREATED,
+            make,
+        )
+        .await?;
+        let name = if journal.is_some() {
+            "floor/journal"
+        } else {
+            "floor/none"
+        };
+        report(name, &tally, elapsed);
+        if let (Some(before), Some(after)) = (cpu_before, ThreadCpu::of(server.child.id())) {
+            println!(
+                "server CPU per booking, by thread: {}",
+                after.since(&before).per(tally.ok)
+            );
+        }
+    }
+    Ok(())
+}
+
 async fn flash_sale(server: &Server, data_dir: &Path, args: &Args) -> anyhow::Result<f64> {
     let addr = server.addr.as_str();
     let token = admin_token(addr).await?;
@@ -334,27 +411,7 @@ async fn flash_sale(server: &Server, data_dir: &Path, args: &Args) -> anyhow::Re
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 
-    let path = format!("/events/{event_id}/bookings");
-    // Bodies made once, so that the client spends its share of the CPU on sending, not on
-    // formatting JSON; the server still parses every one.
-    let bodies: Vec<Bytes> = (0..4 * args.clients)
-        .map(|n| {
-            let body = json!({"seats": 1 + n % 4, "email": format!("fan{}@example.com", n / 4)});
-            Bytes::from(body.to_string())
-        })
-        .collect();
-    let make = Arc::new(move |n: usize| {
-        let seats = 1 + (n % 4) as u64;
-        let body = bodies[n % bodies.len()].clone();
-        let request = Request::builder()
-            .method(Method::POST)
-            .uri(&path)
-            .header("host", "bench")
-            .header("content-type", "application/json")
-            .body(Full::new(body))
-            .expect("a valid request");
-        (request, seats)
-    });
+    let make = bookings_of(&event_id, args.clients);
     let cpu_before = ThreadCpu::of(server.child.id());
     let (tally, elapsed) =
         load(addr, args.clients, args.seconds, StatusCode::CREATED, make).await?;
@@ -533,9 +590,16 @@ async fn main() -> anyhow::Result<()> {
     if args.scenario == "propagation" {
         return propagation(&binary, scratch.path(), &args).await;
     }
+    if args.scenario == "floor" {
+        let floor_binary = std::env::current_exe()?
+            .parent()
+            .context("no folder")?
+            .join("myevents-floor");
+        return floor(&floor_binary, scratch.path(), &args).await;
+    }
     if ceiling.is_none() && sale.is_none() {
         bail!(
-            "unknown scenario {:?}: flash-sale, health, all or propagation",
+            "unknown scenario {:?}: flash-sale, health, all, floor or propagation",
             args.scenario
         );
     }
