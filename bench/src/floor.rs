@@ -7,11 +7,14 @@
 //! - `--journal PATH` absent: every booking is answered 201 at once, nothing is kept;
 //! - `--journal PATH`: every booking is one JSON line appended to `PATH` by one writer thread,
 //!   which takes every line queued meanwhile, writes them and calls `fdatasync` once, then
-//!   answers them: a group commit with nothing else (no seats, no outbox, no events).
+//!   answers them: a group commit with nothing else (no seats, no outbox, no events);
+//! - `--preallocate-mib N` as well: the journal is first filled with N MiB of zeros and then
+//!   written over in place, so that an `fdatasync` need not also record a new file size (as a
+//!   SQLite WAL is, once it has grown to its checkpoint size).
 //!
 //! No real store can be cheaper than the second, so it bounds what the flash sale can reach.
 
-use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, mpsc};
@@ -45,6 +48,9 @@ struct Args {
     /// fsyncs overlap instead of queueing behind one another.
     #[arg(long, default_value_t = 1)]
     files: usize,
+    /// Fill each journal file with this many MiB of zeros first, then write over them.
+    #[arg(long, default_value_t = 0)]
+    preallocate_mib: u64,
 }
 
 #[derive(Deserialize)]
@@ -63,7 +69,7 @@ struct Journal {
 }
 
 impl Journal {
-    fn open(path: Option<PathBuf>, files: usize) -> anyhow::Result<Self> {
+    fn open(path: Option<PathBuf>, files: usize, preallocate_mib: u64) -> anyhow::Result<Self> {
         let mut writers = Vec::new();
         for n in 0..files.max(1) {
             let Some(path) = &path else { break };
@@ -72,11 +78,18 @@ impl Journal {
             } else {
                 path.clone()
             };
-            let mut file = std::fs::OpenOptions::new()
+            let file = std::fs::OpenOptions::new()
                 .create(true)
-                .append(true)
+                .truncate(true)
+                .write(true)
                 .open(&path)
                 .with_context(|| format!("cannot open {}", path.display()))?;
+            let zeros = vec![0u8; 1 << 20];
+            for mib in 0..preallocate_mib {
+                file.write_all_at(&zeros, mib << 20)?;
+            }
+            file.sync_all()?;
+            let mut end = 0u64;
             let (tx, rx) = mpsc::channel::<Append>();
             std::thread::Builder::new()
                 .name("journal".into())
@@ -86,9 +99,10 @@ impl Journal {
                         batch.extend(rx.try_iter());
                         let lines: Vec<u8> = batch.iter().flat_map(|(l, _)| l.clone()).collect();
                         let written = file
-                            .write_all(&lines)
+                            .write_all_at(&lines, end)
                             .and_then(|()| file.sync_data())
                             .map_err(|e| e.to_string());
+                        end += lines.len() as u64;
                         for (_, reply) in batch {
                             let _ = reply.send(written.clone());
                         }
@@ -142,7 +156,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let config = Config::default();
     let routes = Router::new()
         .route("/events/{id}/bookings", post(book))
-        .with_state(Journal::open(args.journal, args.files)?)
+        .with_state(Journal::open(
+            args.journal,
+            args.files,
+            args.preallocate_mib,
+        )?)
         .route(
             "/health/ready",
             get(|| async { Json(json!({"ready": true})) }),
