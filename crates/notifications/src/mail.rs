@@ -15,6 +15,16 @@ use crate::domain::Mail;
 pub trait Transport: Send + Sync + 'static {
     /// Hands `mail` over for delivery; `Ok` once the receiving side has taken it.
     async fn send(&self, mail: &Mail) -> Result<(), SendError>;
+
+    /// Hands `mails` over, one answer per mail in their order. One after another here; a
+    /// transport that can do better for a batch says so.
+    async fn send_all(&self, mails: &[Mail]) -> Vec<Result<(), SendError>> {
+        let mut sent = Vec::with_capacity(mails.len());
+        for mail in mails {
+            sent.push(self.send(mail).await);
+        }
+        sent
+    }
 }
 
 /// Why a mail was not sent, and whether trying again can help.
@@ -132,15 +142,39 @@ impl FileTransport {
 #[async_trait]
 impl Transport for FileTransport {
     async fn send(&self, mail: &Mail) -> Result<(), SendError> {
-        let path = self.path_of(&mail.id);
-        let bytes = message(&self.from, mail)?.formatted();
+        let mut sent = self.send_all(std::slice::from_ref(mail)).await;
+        sent.pop()
+            .unwrap_or_else(|| Err(SendError::transient("nothing was written".into())))
+    }
+
+    /// Every file of the batch in one blocking task: a thread hop per file was a good part of
+    /// what a mail cost.
+    async fn send_all(&self, mails: &[Mail]) -> Vec<Result<(), SendError>> {
+        let files: Vec<Result<(PathBuf, Vec<u8>), SendError>> = mails
+            .iter()
+            .map(|mail| {
+                Ok((
+                    self.path_of(&mail.id),
+                    message(&self.from, mail)?.formatted(),
+                ))
+            })
+            .collect();
         let dir = self.dir.clone();
-        // One blocking task for the whole write rather than a thread hop per file operation.
-        tokio::task::spawn_blocking(move || write_once(&dir, &path, &bytes))
-            .await
-            .map_err(|e| format!("cannot write {}: {e}", mail.id))
-            .and_then(|written| written)
-            .map_err(SendError::transient)
+        let count = mails.len();
+        let written = tokio::task::spawn_blocking(move || {
+            files
+                .into_iter()
+                .map(|file| {
+                    let (path, bytes) = file?;
+                    write_once(&dir, &path, &bytes).map_err(SendError::transient)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await;
+        written.unwrap_or_else(|e| {
+            let failed = SendError::transient(format!("cannot write mail files: {e}"));
+            vec![Err(failed); count]
+        })
     }
 }
 
@@ -217,6 +251,28 @@ mod tests {
         transport.send(&mail("booked-1")).await.unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), first);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_batch_writes_each_good_mail_and_refuses_a_bad_address_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let transport = FileTransport::new(
+            dir.path().join("mail"),
+            "MyEvents <t@myevents.example>".parse().unwrap(),
+        );
+        let mut bad = mail("booked-2");
+        bad.to = "not an address".into();
+        let sent = transport
+            .send_all(&[mail("booked-1"), bad, mail("booked-3")])
+            .await;
+        assert!(sent[0].is_ok() && sent[2].is_ok(), "{sent:?}");
+        assert!(sent[1].as_ref().is_err_and(|e| e.permanent), "{sent:?}");
+        let mut files: Vec<String> = std::fs::read_dir(dir.path().join("mail"))
+            .unwrap()
+            .map(|f| f.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        files.sort();
+        assert_eq!(files, ["booked-1.eml", "booked-3.eml"]);
     }
 
     #[test]

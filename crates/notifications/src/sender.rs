@@ -18,6 +18,7 @@ use prometheus::{IntCounterVec, register_int_counter_vec};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::domain::Mail;
 use crate::mail::Transport;
 use crate::store::NotificationStore;
 
@@ -73,30 +74,38 @@ pub fn spawn_sender(
                 }
             };
             let taken: HashSet<String> = unrecorded.iter().cloned().collect();
-            for mail in due.iter().filter(|m| !taken.contains(&m.id)) {
+            let fresh: Vec<Mail> = due
+                .iter()
+                .filter(|m| !taken.contains(&m.id))
+                .cloned()
+                .collect();
+            // A few mails at a time, each few recorded before the next: a crash resends at
+            // most that many, and shutdown waits for one chunk at most.
+            for chunk in fresh.chunks(RECORD_EVERY) {
                 if shutdown.is_cancelled() {
                     break;
                 }
-                match transport.send(mail).await {
-                    Ok(()) => {
-                        MAILS.with_label_values(&["sent"]).inc();
-                        unrecorded.push(mail.id.clone());
-                    }
-                    Err(error) => {
-                        let outcome = if error.permanent { "failed" } else { "retry" };
-                        MAILS.with_label_values(&[outcome]).inc();
-                        tracing::warn!(id = %mail.id, to = %mail.to, %error, permanent = error.permanent, "mail not sent");
-                        if let Err(error) = store
-                            .mark_failed(&mail.id, &error.message, error.permanent)
-                            .await
-                        {
-                            tracing::warn!(id = %mail.id, %error, "cannot record a failed attempt");
+                let outcomes = transport.send_all(chunk).await;
+                for (mail, outcome) in chunk.iter().zip(outcomes) {
+                    match outcome {
+                        Ok(()) => {
+                            MAILS.with_label_values(&["sent"]).inc();
+                            unrecorded.push(mail.id.clone());
+                        }
+                        Err(error) => {
+                            let outcome = if error.permanent { "failed" } else { "retry" };
+                            MAILS.with_label_values(&[outcome]).inc();
+                            tracing::warn!(id = %mail.id, to = %mail.to, %error, permanent = error.permanent, "mail not sent");
+                            if let Err(error) = store
+                                .mark_failed(&mail.id, &error.message, error.permanent)
+                                .await
+                            {
+                                tracing::warn!(id = %mail.id, %error, "cannot record a failed attempt");
+                            }
                         }
                     }
                 }
-                if unrecorded.len() >= RECORD_EVERY
-                    && !record(store.as_ref(), &mut unrecorded).await
-                {
+                if !record(store.as_ref(), &mut unrecorded).await {
                     break;
                 }
             }

@@ -117,7 +117,8 @@ async fn insert_mail(tx: &mut Tx, mail: &Mail) -> Result<(), MongoError> {
             "html": &mail.html,
             "status": "pending",
             "attempts": 0_i64,
-            "next_attempt": 0_i64,
+            // Due from now: mails go out in the order they became due (see the SQLite store).
+            "next_attempt": Utc::now().timestamp_millis(),
         }},
         true,
     )
@@ -289,7 +290,12 @@ impl NotificationStore for MongoNotificationStore {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let found: Vec<MailDoc> = self
             .mongo
-            .find(MAILS, filter, doc! {"order": 1}, Some(limit))
+            .find(
+                MAILS,
+                filter,
+                doc! {"next_attempt": 1, "order": 1},
+                Some(limit),
+            )
             .await?;
         Ok(found
             .into_iter()

@@ -73,14 +73,16 @@ impl PgNotificationStore {
 
 async fn insert_mail(conn: &mut PgConnection, mail: &Mail) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO mails (id, recipient, subject, text, html) VALUES ($1, $2, $3, $4, $5)
-         ON CONFLICT (id) DO NOTHING",
+        "INSERT INTO mails (id, recipient, subject, text, html, next_attempt)
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
     )
     .bind(&mail.id)
     .bind(&mail.to)
     .bind(&mail.subject)
     .bind(&mail.text)
     .bind(&mail.html)
+    // Due from now: mails go out in the order they became due (see the SQLite store).
+    .bind(Utc::now().timestamp_millis())
     .execute(conn)
     .await?;
     Ok(())
@@ -223,7 +225,7 @@ impl NotificationStore for PgNotificationStore {
     async fn due(&self, limit: usize) -> Result<Vec<Mail>, StoreError> {
         let query = sqlx::query(
             "SELECT id, recipient, subject, text, html FROM mails
-             WHERE status = 'pending' AND next_attempt <= $1 ORDER BY seq LIMIT $2",
+             WHERE status = 'pending' AND next_attempt <= $1 ORDER BY next_attempt, seq LIMIT $2",
         )
         .bind(Utc::now().timestamp_millis())
         .bind(limit as i64);
