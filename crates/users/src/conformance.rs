@@ -70,6 +70,27 @@ pub async fn set_admin_creates_or_promotes(store: Arc<dyn UserStore>) {
     assert_eq!(stored.password_hash, "$argon2id$new");
 }
 
+/// Starting twice (two processes, or a restart) runs the migrations again harmlessly: `reopen`
+/// opens a second store on `store`'s database and migrates it, and that store still finds what
+/// the first one stored. Not in [`conformance_tests!`]: reopening is each backend's own.
+pub async fn migrating_again_keeps_the_data<F, Fut>(store: Arc<dyn UserStore>, reopen: F)
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Arc<dyn UserStore>>,
+{
+    assert!(
+        store
+            .create(account("u1", "ann@example.com"))
+            .await
+            .unwrap()
+    );
+    let again = reopen().await;
+    assert_eq!(
+        again.by_id("u1").await.unwrap().map(|u| u.email),
+        Some("ann@example.com".into())
+    );
+}
+
 /// Every check of this suite as a `#[tokio::test]` of the calling test file, each on the store
 /// that `$fresh().await` returns beside a guard that keeps its database alive (a temporary
 /// folder, a test database). One list for every backend's test file, so a check added to the
