@@ -1,96 +1,23 @@
 //! Services on DynamoDB, against the real server `MYEVENTS_TEST_DYNAMODB_URL` names (default:
 //! the local moto), each test with tables of its own (a fresh prefix).
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 use dynamo::testing::TestDatabase;
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{TestServer, assert_error, binary, body, eventually, free_port};
+use crate::helpers::{OwnServer, TestServer, assert_error, binary, body, eventually, free_port};
+use crate::invariants::a_sale_in_one_process;
 
-/// Every service in one process on DynamoDB (the embedded log between them): sign-in, a
-/// location and an event, bookings until sold out, a customer's cancellation, and the event's
-/// cancellation reaching its bookings.
+/// Every service in one process on DynamoDB (the embedded log between them): the whole sale,
+/// from sign-in to the event's cancellation reaching its bookings.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_service_on_dynamodb_in_one_process() {
     let db = TestDatabase::create();
     let dir = tempfile::tempdir().unwrap();
     let s = TestServer::start_in(dir.path(), &[("MYEVENTS_STORAGE_URL", db.url.as_str())]).await;
-    let admin = s.admin_token().await;
-    let ann = s.customer("ann@example.com").await;
-    let me = body(s.get("/users/me", Some(&ann)).await).await;
-    assert_eq!(me["Email"], "ann@example.com");
-
-    let event = s.bookable_event(&admin, 5).await;
-    let listed = body(s.get("/events", None).await).await;
-    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
-    let booking_path = format!("/events/{event}/bookings");
-    let booked = s.post(&booking_path, Some(&ann), json!({"seats": 3})).await;
-    assert_eq!(booked.status(), StatusCode::CREATED);
-    let booking = body(booked).await;
-    assert_eq!(s.available(&event).await, 2);
-    assert_eq!(
-        s.book(&event, 2, "guest@example.com").await.status(),
-        StatusCode::CREATED
-    );
-    let sold_out = assert_error(
-        s.book(&event, 1, "late@example.com").await,
-        StatusCode::CONFLICT,
-    )
-    .await;
-    assert_eq!(sold_out["Available"], 0);
-
-    let mine = format!("/bookings/{}", booking["ID"].as_str().unwrap());
-    let cancelled = s.delete(&mine, Some(&ann)).await;
-    assert_eq!(cancelled.status(), StatusCode::OK);
-    assert_eq!(body(cancelled).await["Status"], "cancelled");
-    assert_eq!(s.available(&event).await, 3, "seats returned once");
-    let again = s.delete(&mine, Some(&ann)).await;
-    assert_eq!(again.status(), StatusCode::OK);
-    assert_eq!(s.available(&event).await, 3, "and only once");
-
-    let theirs = s.book(&event, 1, "bob@example.com").await;
-    assert_eq!(theirs.status(), StatusCode::CREATED);
-    let theirs = format!("/bookings/{}", body(theirs).await["ID"].as_str().unwrap());
-    let gone = s.delete(&format!("/events/{event}"), Some(&admin)).await;
-    assert_eq!(gone.status(), StatusCode::OK);
-    assert_eq!(body(gone).await["Status"], "cancelled");
-    eventually("the booking is event_cancelled", || async {
-        body(s.get(&theirs, Some(&admin)).await).await["Status"] == "event_cancelled"
-    })
-    .await;
-    assert_error(
-        s.book(&event, 1, "later@example.com").await,
-        StatusCode::CONFLICT,
-    )
-    .await;
-    assert_eq!(
-        body(s.get(&mine, Some(&ann)).await).await["Status"],
-        "cancelled"
-    );
-}
-
-/// A moto server of the test's own, stopped when dropped.
-struct Moto(Child);
-
-impl Moto {
-    fn start(port: u16) -> Moto {
-        let child = Command::new("moto_server")
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("moto_server on PATH (scripts/services.sh installs it)");
-        Moto(child)
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+    a_sale_in_one_process(&s).await;
 }
 
 /// A service started while its DynamoDB does not answer says why it is not ready and answers
@@ -129,7 +56,10 @@ async fn a_service_waits_for_its_dynamodb_and_recovers() {
     )
     .await;
 
-    let _moto = Moto::start(port);
+    let _moto = OwnServer::spawn(
+        Command::new("moto_server").args(["-H", "127.0.0.1", "-p", &port.to_string()]),
+        "moto_server (scripts/services.sh installs it)",
+    );
     let ready = || async { s.get("/health/ready", None).await.status() == StatusCode::OK };
     eventually("ready once DynamoDB answers", ready).await;
     assert_eq!(

@@ -337,3 +337,43 @@ where
     }
     panic!("timed out waiting until {what}");
 }
+
+/// A server process of the test's own (moto, SecantusDB, aiosmtpd, etcd), killed when dropped.
+pub struct OwnServer(Child);
+
+impl OwnServer {
+    /// Starts `command` with its output discarded; `missing` says what to install when it
+    /// cannot start.
+    pub fn spawn(command: &mut Command, missing: &str) -> OwnServer {
+        let child = command
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {missing}: {e}"));
+        OwnServer(child)
+    }
+
+    /// Waits up to 60 s (a Python server takes a while to start) until `port` accepts
+    /// connections.
+    pub async fn listening_on(self, port: u16) -> OwnServer {
+        let started = Instant::now();
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "nothing listens on {port}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self
+    }
+}
+
+impl Drop for OwnServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

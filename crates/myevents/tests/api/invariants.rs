@@ -6,7 +6,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestServer, binary, body, eventually};
+use crate::helpers::{TestServer, assert_error, binary, body, eventually};
 
 /// What a burst of clients got: the bookings confirmed with 201.
 async fn burst(s: &TestServer, event: &str, clients: usize, per_client: usize) -> Vec<Value> {
@@ -306,6 +306,65 @@ async fn redelivering_every_event_changes_nothing() {
     assert!(
         !text.contains("myevents_mails_total{outcome=\"sent\"}"),
         "no mail sent again after the restart"
+    );
+}
+
+/// A sale from start to cancellation on one server, whatever stores it: sign-in, an event of 5
+/// seats listed, bookings until sold out (the 409 says none is left), a customer's
+/// cancellation giving its seats back exactly once, and the event's cancellation reaching its
+/// remaining booking and refusing new ones.
+pub(crate) async fn a_sale_in_one_process(s: &TestServer) {
+    let admin = s.admin_token().await;
+    let ann = s.customer("ann@example.com").await;
+    let me = body(s.get("/users/me", Some(&ann)).await).await;
+    assert_eq!(me["Email"], "ann@example.com");
+
+    let event = s.bookable_event(&admin, 5).await;
+    let listed = body(s.get("/events", None).await).await;
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    let booking_path = format!("/events/{event}/bookings");
+    let booked = s.post(&booking_path, Some(&ann), json!({"seats": 3})).await;
+    assert_eq!(booked.status(), StatusCode::CREATED);
+    let booking = body(booked).await;
+    assert_eq!(s.available(&event).await, 2);
+    assert_eq!(
+        s.book(&event, 2, "guest@example.com").await.status(),
+        StatusCode::CREATED
+    );
+    let sold_out = assert_error(
+        s.book(&event, 1, "late@example.com").await,
+        StatusCode::CONFLICT,
+    )
+    .await;
+    assert_eq!(sold_out["Available"], 0);
+
+    let mine = format!("/bookings/{}", booking["ID"].as_str().unwrap());
+    let cancelled = s.delete(&mine, Some(&ann)).await;
+    assert_eq!(cancelled.status(), StatusCode::OK);
+    assert_eq!(body(cancelled).await["Status"], "cancelled");
+    assert_eq!(s.available(&event).await, 3, "seats returned once");
+    let again = s.delete(&mine, Some(&ann)).await;
+    assert_eq!(again.status(), StatusCode::OK);
+    assert_eq!(s.available(&event).await, 3, "and only once");
+
+    let theirs = s.book(&event, 1, "bob@example.com").await;
+    assert_eq!(theirs.status(), StatusCode::CREATED);
+    let theirs = format!("/bookings/{}", body(theirs).await["ID"].as_str().unwrap());
+    let gone = s.delete(&format!("/events/{event}"), Some(&admin)).await;
+    assert_eq!(gone.status(), StatusCode::OK);
+    assert_eq!(body(gone).await["Status"], "cancelled");
+    eventually("the booking is event_cancelled", || async {
+        body(s.get(&theirs, Some(&admin)).await).await["Status"] == "event_cancelled"
+    })
+    .await;
+    assert_error(
+        s.book(&event, 1, "later@example.com").await,
+        StatusCode::CONFLICT,
+    )
+    .await;
+    assert_eq!(
+        body(s.get(&mine, Some(&ann)).await).await["Status"],
+        "cancelled"
     );
 }
 

@@ -1,8 +1,7 @@
 //! Services on MongoDB, against the real server `MYEVENTS_TEST_MONGO_URL` names (default: the
 //! local SecantusDB), each test in fresh databases.
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use mongo::bson::{Document, doc};
 use mongo::mongodb::Client;
@@ -10,53 +9,17 @@ use mongo::testing::TestDatabase;
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{TestServer, assert_error, binary, body, eventually, free_port};
-use crate::invariants::{Replay, one_process_per_service};
+use crate::helpers::{OwnServer, TestServer, assert_error, binary, body, eventually, free_port};
+use crate::invariants::{Replay, a_sale_in_one_process, one_process_per_service};
 
-/// Every service in one process on MongoDB: sign-in, a location and an event, bookings until
-/// sold out, a cancellation, and an event cancellation reaching its bookings.
+/// Every service in one process on MongoDB: the whole sale, from sign-in to the event's
+/// cancellation reaching its bookings; then a look inside, a database per service.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_service_in_one_process_on_mongodb() {
     let db = TestDatabase::create().await.expect("a MongoDB server");
     let dir = tempfile::tempdir().unwrap();
     let s = TestServer::start_in(dir.path(), &[("MYEVENTS_STORAGE_URL", db.url.as_str())]).await;
-
-    let ann = s.customer("ann@example.com").await;
-    let admin = s.admin_token().await;
-    let event = s.bookable_event(&admin, 3).await;
-    let bookings = format!("/events/{event}/bookings");
-
-    let first = s.post(&bookings, Some(&ann), json!({"seats": 2})).await;
-    assert_eq!(first.status(), StatusCode::CREATED);
-    let first = body(first).await;
-    let sold_out = assert_error(
-        s.post(&bookings, Some(&ann), json!({"seats": 2})).await,
-        StatusCode::CONFLICT,
-    )
-    .await;
-    assert_eq!(sold_out["Available"], 1, "{sold_out}");
-
-    let id = first["ID"].as_str().expect("booking ID");
-    let cancelled = s.delete(&format!("/bookings/{id}"), Some(&ann)).await;
-    assert_eq!(cancelled.status(), StatusCode::OK);
-    assert_eq!(body(cancelled).await["Status"], "cancelled");
-    assert_eq!(s.available(&event).await, 3, "the seats came back");
-
-    let guest = s.book(&event, 3, "guest@example.com").await;
-    assert_eq!(guest.status(), StatusCode::CREATED);
-    let guest = body(guest).await["ID"].as_str().expect("ID").to_owned();
-    let gone = s.delete(&format!("/events/{event}"), Some(&admin)).await;
-    assert_eq!(gone.status(), StatusCode::OK);
-    eventually("the event's booking is cancelled with it", || async {
-        let booking = body(s.get(&format!("/bookings/{guest}"), Some(&admin)).await).await;
-        booking["Status"] == "event_cancelled"
-    })
-    .await;
-    assert_error(
-        s.book(&event, 1, "late@example.com").await,
-        StatusCode::CONFLICT,
-    )
-    .await;
+    a_sale_in_one_process(&s).await;
 
     // The state really is in MongoDB, a database per service.
     let client = Client::with_uri_str(&db.url).await.unwrap();
@@ -75,43 +38,18 @@ async fn every_service_in_one_process_on_mongodb() {
     assert_eq!(stored, 1);
 }
 
-/// A SecantusDB server of this test's own, stopped when dropped.
-struct OwnServer(Child);
-
-impl OwnServer {
-    /// Starts one on `port` (the program `MYEVENTS_TEST_SECANTUS` names, default
-    /// `secantusd-py`) and waits until it accepts connections.
-    async fn start(port: u16) -> OwnServer {
-        let program =
-            std::env::var("MYEVENTS_TEST_SECANTUS").unwrap_or_else(|_| "secantusd-py".into());
-        let child = Command::new(&program)
+/// A SecantusDB server of this test's own on `port` (the program `MYEVENTS_TEST_SECANTUS`
+/// names, default `secantusd-py`), once it accepts connections.
+async fn secantus(port: u16) -> OwnServer {
+    let program = std::env::var("MYEVENTS_TEST_SECANTUS").unwrap_or_else(|_| "secantusd-py".into());
+    OwnServer::spawn(
+        Command::new(&program)
             .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--storage-path", ":memory:"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
-        let server = OwnServer(child);
-        let started = Instant::now();
-        while tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_err()
-        {
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "{program} did not listen on {port}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        server
-    }
-}
-
-impl Drop for OwnServer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+            .args(["--storage-path", ":memory:"]),
+        &program,
+    )
+    .listening_on(port)
+    .await
 }
 
 /// Services started while their database is down start anyway, say why they are not ready,
@@ -148,7 +86,7 @@ async fn services_started_without_their_database_recover_when_it_comes() {
     )
     .await;
 
-    let _server = OwnServer::start(port).await;
+    let _server = secantus(port).await;
     let is_ready = || async { s.get("/health/ready", None).await.status() == StatusCode::OK };
     eventually("ready once the database answers", is_ready).await;
     let sign_up = json!({"Email": "ann@example.com", "Password": "correct horse", "Name": "Ann"});

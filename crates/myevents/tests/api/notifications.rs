@@ -4,7 +4,7 @@
 //! etcd share the calls, and one that stops leaves the rotation.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use notifications::discovery::NotificatorPool;
@@ -14,40 +14,19 @@ use reqwest::StatusCode;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::helpers::{TestServer, body, eventually, free_port};
-
-/// A server process of the test's own (aiosmtpd, etcd), killed when dropped.
-struct Own(Child);
-
-impl Drop for Own {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-async fn wait_port(port: u16, what: &str) {
-    eventually(&format!("{what} listens on {port}"), || async move {
-        tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-    })
-    .await;
-}
+use crate::helpers::{OwnServer, TestServer, body, eventually, free_port};
 
 /// aiosmtpd on `port`, delivering into the Maildir `maildir` (scripts/test installs it).
-async fn smtp_server(port: u16, maildir: &Path) -> Own {
-    let child = Command::new("python3")
-        .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
-        .args(["-c", "aiosmtpd.handlers.Mailbox"])
-        .arg(maildir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("python3 with aiosmtpd (scripts/test installs it)");
-    let own = Own(child);
-    wait_port(port, "aiosmtpd").await;
-    own
+async fn smtp_server(port: u16, maildir: &Path) -> OwnServer {
+    OwnServer::spawn(
+        Command::new("python3")
+            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
+            .args(["-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(maildir),
+        "python3 with aiosmtpd (scripts/test installs it)",
+    )
+    .listening_on(port)
+    .await
 }
 
 /// The subject and recipient of every mail in the Maildir, sorted.
@@ -217,32 +196,30 @@ async fn the_grpc_notificator_sends_and_refuses_bad_addresses() {
 }
 
 /// etcd of the test's own on `client_port`, its data in `dir`.
-async fn etcd(client_port: u16, dir: &Path) -> Own {
+async fn etcd(client_port: u16, dir: &Path) -> OwnServer {
     let peer = format!("http://127.0.0.1:{}", free_port());
     let client = format!("http://127.0.0.1:{client_port}");
-    let child = Command::new("etcd")
-        .args(["--name", "test", "--data-dir"])
-        .arg(dir)
-        .args([
-            "--listen-client-urls",
-            &client,
-            "--advertise-client-urls",
-            &client,
-        ])
-        .args([
-            "--listen-peer-urls",
-            &peer,
-            "--initial-advertise-peer-urls",
-            &peer,
-        ])
-        .args(["--initial-cluster", &format!("test={peer}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("etcd (Debian etcd-server; scripts/test installs it)");
-    let own = Own(child);
-    wait_port(client_port, "etcd").await;
-    own
+    OwnServer::spawn(
+        Command::new("etcd")
+            .args(["--name", "test", "--data-dir"])
+            .arg(dir)
+            .args([
+                "--listen-client-urls",
+                &client,
+                "--advertise-client-urls",
+                &client,
+            ])
+            .args([
+                "--listen-peer-urls",
+                &peer,
+                "--initial-advertise-peer-urls",
+                &peer,
+            ])
+            .args(["--initial-cluster", &format!("test={peer}")]),
+        "etcd (Debian etcd-server; scripts/test installs it)",
+    )
+    .listening_on(client_port)
+    .await
 }
 
 fn mail_count(data_dir: &Path) -> usize {
