@@ -483,6 +483,38 @@ pub async fn customers_cancel_while_the_event_is_cancelled(store: Arc<dyn Bookin
     );
 }
 
+/// For the stores that book a queue of requests in one transaction (SQLite, PostgreSQL): a
+/// request that fails in the database (here, a booking id already taken) fails alone, and the
+/// requests queued with it are booked. Not in [`conformance_tests!`]: the other stores book
+/// each request on its own, and their ids are never reused.
+pub async fn a_failing_booking_fails_alone_among_those_queued_with_it(
+    store: Arc<dyn BookingStore>,
+) {
+    setup(store.as_ref(), "queue", 100).await;
+    let first = request("queue", 1, "first");
+    let taken_id = first.id.clone();
+    booked(store.book(first).await.unwrap().outcome);
+    let mut clients = Vec::new();
+    for i in 0..40u32 {
+        let store = store.clone();
+        let mut request = request("queue", 1, &format!("c{i}"));
+        if i == 20 {
+            request.id = taken_id.clone();
+        }
+        clients.push(tokio::spawn(async move { store.book(request).await }));
+    }
+    let mut confirmed = 0;
+    let mut failed = 0;
+    for client in clients {
+        match client.await.expect("client task") {
+            Ok(result) => confirmed += booked(result.outcome).seats,
+            Err(_) => failed += 1,
+        }
+    }
+    assert_eq!((confirmed, failed), (39, 1));
+    assert_eq!(available(store.as_ref(), "queue").await, 100 - 1 - 39);
+}
+
 /// Every check of this suite as a `#[tokio::test]` of the calling test file, each on the store
 /// that `$fresh().await` returns beside a guard that keeps its database alive (a temporary
 /// folder, a test database). One list for every backend's test file, so a check added to the

@@ -11,3 +11,9 @@ async fn fresh() -> (tempfile::TempDir, Arc<dyn BookingStore>) {
 }
 
 bookings::conformance_tests!(fresh);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_booking_fails_alone_among_those_queued_with_it() {
+    let (_guard, store) = fresh().await;
+    bookings::conformance::a_failing_booking_fails_alone_among_those_queued_with_it(store).await;
+}

@@ -1,4 +1,6 @@
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use contracts::{CancelReason, DomainEvent, Envelope};
@@ -8,10 +10,11 @@ use postgres::{Options, Pg, PgError, inbox, int, outbox};
 
 use super::{
     BookResult, BookingFilter, BookingStore, StoreError, availability, booked_event,
-    booking_cancelled, cancelled_status, refusal, replay,
+    booking_cancelled, cancelled_status, replay,
 };
-use crate::domain::{Availability, BookOutcome, Booking, BookingStatus, NewBooking};
+use crate::domain::{Availability, BookOutcome, Booking, BookingStatus, NewBooking, Stock};
 use crate::replay::Rebuilt;
+use tokio::sync::{mpsc, oneshot};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS inventory (
@@ -49,6 +52,8 @@ const SELECT_BOOKINGS: &str = "SELECT b.id, b.event_id, i.name, b.seats, b.date,
 /// The bookings service's tables in PostgreSQL, in the schema `bookings` unless told otherwise.
 pub struct PgBookingStore {
     pg: Pg,
+    /// Started on the first booking (see [`spawn_booking_queue`]).
+    queue: OnceLock<mpsc::UnboundedSender<Queued>>,
 }
 
 impl PgBookingStore {
@@ -69,7 +74,10 @@ impl PgBookingStore {
                 max_connections: 16,
             },
         )?;
-        Ok(Self { pg })
+        Ok(Self {
+            pg,
+            queue: OnceLock::new(),
+        })
     }
 
     /// Creates the tables now rather than on first use.
@@ -108,11 +116,61 @@ fn json_failure(e: serde_json::Error) -> PgError {
     PgError::Sql(format!("cannot encode an idempotent answer: {e}"))
 }
 
-/// The booking transaction; see [`BookingStore::book`]. Returns the answer and, if seats were
-/// taken, the `eventBooked` to commit with it.
+/// The seats of the events a booking transaction has touched: each event's inventory row is
+/// read and locked (`FOR UPDATE`) on first use, its seats taken in memory, and written back
+/// once by [`write_back`] before the commit. Concurrent transactions of the event wait on the
+/// lock, so nothing changes the seats in between. `None` for an event this service does not
+/// know.
+type Stocks = HashMap<String, Option<Stock>>;
+
+async fn lock_stock(conn: &mut PgConnection, event_id: &str) -> Result<Option<Stock>, PgError> {
+    let row =
+        sqlx::query("SELECT name, available, status FROM inventory WHERE event_id = $1 FOR UPDATE")
+            .bind(event_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let status: String = row.try_get("status")?;
+    Ok(Some(Stock::new(
+        row.try_get("name")?,
+        int(&row, "available")?,
+        status == "active",
+    )))
+}
+
+/// Writes the seats taken back, one conditional update per event; the condition and the
+/// table's CHECK would still refuse an oversell, failing the transaction.
+async fn write_back(conn: &mut PgConnection, stocks: &Stocks) -> Result<(), PgError> {
+    for (event_id, stock) in stocks {
+        let Some(stock) = stock.as_ref().filter(|s| s.taken > 0) else {
+            continue;
+        };
+        let updated = sqlx::query(
+            "UPDATE inventory SET available = available - $1
+             WHERE event_id = $2 AND status = 'active' AND available >= $1",
+        )
+        .bind(i64::from(stock.taken))
+        .bind(event_id)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+        if updated != 1 {
+            return Err(PgError::Sql(format!(
+                "the seats of event {event_id} changed under a booking transaction"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// One request of a booking transaction, in arrival order; see [`BookingStore::book`]. Returns
+/// the answer and, if seats were taken, the `eventBooked` to commit with it.
 async fn book(
     conn: &mut PgConnection,
     request: &NewBooking,
+    stocks: &mut Stocks,
 ) -> Result<(BookResult, Option<Envelope>), PgError> {
     if let Some(idem) = &request.idempotency {
         // Claim the key first: a concurrent request with the same key waits here until this
@@ -141,20 +199,14 @@ async fn book(
         }
     }
 
-    // Checks and takes the seats in one step; concurrent bookings of the event queue on its row
-    // and each sees what the one before left.
-    let taken: Option<String> = sqlx::query_scalar(
-        "UPDATE inventory SET available = available - $1
-         WHERE event_id = $2 AND status = 'active' AND available >= $1
-         RETURNING name",
-    )
-    .bind(i64::from(request.seats))
-    .bind(&request.event_id)
-    .fetch_optional(&mut *conn)
-    .await?;
-
-    let (outcome, booked) = match taken {
-        Some(event_name) => {
+    let stock = match stocks.entry(request.event_id.clone()) {
+        Entry::Occupied(known) => known.into_mut(),
+        Entry::Vacant(first) => first.insert(lock_stock(&mut *conn, &request.event_id).await?),
+    };
+    let (outcome, booked) = match stock.as_mut().map(|s| (s.take(request.seats), &s.name)) {
+        None => (BookOutcome::UnknownEvent, None),
+        Some((Err(refused), _)) => (refused.into(), None),
+        Some((Ok(()), event_name)) => {
             let customer = &request.customer;
             sqlx::query(
                 "INSERT INTO bookings (id, event_id, seats, date, status, user_id, email)
@@ -168,19 +220,8 @@ async fn book(
             .bind(&customer.email)
             .execute(&mut *conn)
             .await?;
-            let booking = request.booked(event_name);
+            let booking = request.booked(event_name.clone());
             (BookOutcome::Booked { booking }, Some(booked_event(request)))
-        }
-        None => {
-            let state = sqlx::query("SELECT available, status FROM inventory WHERE event_id = $1")
-                .bind(&request.event_id)
-                .fetch_optional(&mut *conn)
-                .await?;
-            let state = match state {
-                Some(row) => Some((int(&row, "available")?, row.try_get("status")?)),
-                None => None,
-            };
-            (refusal(state), None)
         }
     };
 
@@ -352,13 +393,78 @@ async fn restore(
     Ok(caused)
 }
 
+/// A booking waiting in the queue, and where its answer goes.
+type Queued = (NewBooking, oneshot::Sender<Result<BookResult, StoreError>>);
+
+/// Bookings wait for a single task, which books everything queued meanwhile in one transaction
+/// (an event's row is locked once, its seats taken in memory, one update per event): without
+/// it, a flash sale ran one transaction at a time on the event's row, each waiting for the
+/// previous one's commit to be flushed. If the shared transaction fails, each of its requests is
+/// booked again in a transaction of its own, so one bad request fails alone.
+fn spawn_booking_queue(pg: Pg) -> mpsc::UnboundedSender<Queued> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Queued>();
+    tokio::spawn(async move {
+        while let Some(first) = rx.recv().await {
+            let mut queued = vec![first];
+            while queued.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(more) => queued.push(more),
+                    Err(_) => break,
+                }
+            }
+            let (requests, replies): (Vec<NewBooking>, Vec<_>) = queued.into_iter().unzip();
+            let results = match book_together(&pg, &requests).await {
+                Ok(results) => results.into_iter().map(Ok).collect(),
+                Err(error) if requests.len() == 1 => vec![Err(error.into())],
+                Err(_) => {
+                    let mut alone = Vec::with_capacity(requests.len());
+                    for request in &requests {
+                        let result = book_together(&pg, std::slice::from_ref(request)).await;
+                        alone.push(result.map(|mut r| r.remove(0)).map_err(StoreError::from));
+                    }
+                    alone
+                }
+            };
+            for (reply, result) in replies.into_iter().zip(results) {
+                let _ = reply.send(result);
+            }
+        }
+    });
+    tx
+}
+
+/// Bookings taken together in a queue's transaction.
+const MAX_BATCH: usize = 256;
+
+/// Books `requests` in one transaction, in order; one answer each.
+async fn book_together(pg: &Pg, requests: &[NewBooking]) -> Result<Vec<BookResult>, PgError> {
+    let mut tx = pg.begin().await?;
+    let mut stocks = Stocks::new();
+    let mut results = Vec::with_capacity(requests.len());
+    let mut events = Vec::new();
+    for request in requests {
+        let (result, booked) = book(&mut tx, request, &mut stocks).await?;
+        results.push(result);
+        events.extend(booked);
+    }
+    write_back(&mut tx, &stocks).await?;
+    pg.commit(tx, &events).await?;
+    Ok(results)
+}
+
 #[async_trait]
 impl BookingStore for PgBookingStore {
     async fn book(&self, booking: NewBooking) -> Result<BookResult, StoreError> {
-        let mut tx = self.pg.begin().await?;
-        let (result, booked) = book(&mut tx, &booking).await?;
-        self.pg.commit(tx, booked.as_slice()).await?;
-        Ok(result)
+        let queue = self
+            .queue
+            .get_or_init(|| spawn_booking_queue(self.pg.clone()));
+        let (reply, answer) = oneshot::channel();
+        queue
+            .send((booking, reply))
+            .map_err(|_| StoreError::Unavailable("the booking queue has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Unavailable("the booking queue has stopped".into()))?
     }
 
     async fn cancel(&self, booking_id: &str) -> Result<Option<Booking>, StoreError> {
