@@ -170,14 +170,40 @@ pub enum Commit {
     Refused(Vec<usize>),
 }
 
+/// The `#name` and `:value` placeholders of a request's expressions and what they stand for;
+/// [`Write`] and [`Query`] bind them the same way.
+#[derive(Debug, Clone, Default)]
+struct Placeholders {
+    names: HashMap<String, String>,
+    values: Item,
+}
+
+impl Placeholders {
+    fn value(&mut self, name: &str, value: aws_sdk_dynamodb::types::AttributeValue) {
+        self.values.insert(name.to_owned(), value);
+    }
+
+    fn name(&mut self, placeholder: &str, attribute: &str) {
+        self.names
+            .insert(placeholder.to_owned(), attribute.to_owned());
+    }
+
+    /// As the SDK takes them: none rather than empty, which DynamoDB refuses.
+    fn into_parts(self) -> (Option<HashMap<String, String>>, Option<Item>) {
+        (
+            (!self.names.is_empty()).then_some(self.names),
+            (!self.values.is_empty()).then_some(self.values),
+        )
+    }
+}
+
 /// One write of a transaction (or on its own, see [`Dynamo::write`]), with its condition.
 #[derive(Debug, Clone)]
 pub struct Write {
     kind: Kind,
     table: String,
     condition: Option<String>,
-    names: HashMap<String, String>,
-    values: Item,
+    placeholders: Placeholders,
 }
 
 #[derive(Debug, Clone)]
@@ -194,8 +220,7 @@ impl Write {
             kind,
             table,
             condition: None,
-            names: HashMap::new(),
-            values: Item::new(),
+            placeholders: Placeholders::default(),
         }
     }
 
@@ -224,28 +249,19 @@ impl Write {
 
     /// Binds placeholder `:name` of the expressions.
     pub fn value(mut self, name: &str, value: aws_sdk_dynamodb::types::AttributeValue) -> Write {
-        self.values.insert(name.to_owned(), value);
+        self.placeholders.value(name, value);
         self
     }
 
     /// Binds placeholder `#name` to an attribute (for attribute names DynamoDB reserves).
     pub fn name(mut self, placeholder: &str, attribute: &str) -> Write {
-        self.names
-            .insert(placeholder.to_owned(), attribute.to_owned());
+        self.placeholders.name(placeholder, attribute);
         self
-    }
-
-    fn names(&self) -> Option<HashMap<String, String>> {
-        (!self.names.is_empty()).then(|| self.names.clone())
-    }
-
-    fn values(&self) -> Option<Item> {
-        (!self.values.is_empty()).then(|| self.values.clone())
     }
 
     fn into_transact(self) -> Result<TransactWriteItem, DynamoError> {
         let built = |e: aws_sdk_dynamodb::error::BuildError| DynamoError::Data(e.to_string());
-        let (names, values) = (self.names(), self.values());
+        let (names, values) = self.placeholders.into_parts();
         let item = TransactWriteItem::builder();
         Ok(match self.kind {
             Kind::Put(attributes) => item.put(
@@ -300,8 +316,7 @@ pub struct Query {
     index: Option<&'static str>,
     condition: String,
     filter: Option<String>,
-    names: HashMap<String, String>,
-    values: Item,
+    placeholders: Placeholders,
     backward: bool,
     limit: Option<usize>,
 }
@@ -313,8 +328,7 @@ impl Query {
             index: None,
             condition: condition.to_owned(),
             filter: None,
-            names: HashMap::new(),
-            values: Item::new(),
+            placeholders: Placeholders::default(),
             backward: false,
             limit: None,
         }
@@ -332,13 +346,12 @@ impl Query {
     }
 
     pub fn value(mut self, name: &str, value: aws_sdk_dynamodb::types::AttributeValue) -> Query {
-        self.values.insert(name.to_owned(), value);
+        self.placeholders.value(name, value);
         self
     }
 
     pub fn name(mut self, placeholder: &str, attribute: &str) -> Query {
-        self.names
-            .insert(placeholder.to_owned(), attribute.to_owned());
+        self.placeholders.name(placeholder, attribute);
         self
     }
 
@@ -628,6 +641,7 @@ impl Dynamo {
 
     /// The items `query` finds in `table` (read consistently unless from an index), in key order.
     pub async fn query(&self, table: &str, query: Query) -> Result<Vec<Item>, DynamoError> {
+        let (names, values) = query.placeholders.into_parts();
         let request = self
             .client()
             .await?
@@ -636,8 +650,8 @@ impl Dynamo {
             .set_index_name(query.index.map(str::to_owned))
             .key_condition_expression(query.condition)
             .set_filter_expression(query.filter)
-            .set_expression_attribute_names((!query.names.is_empty()).then_some(query.names))
-            .set_expression_attribute_values((!query.values.is_empty()).then_some(query.values))
+            .set_expression_attribute_names(names)
+            .set_expression_attribute_values(values)
             .scan_index_forward(!query.backward)
             .consistent_read(query.index.is_none());
         let limit = query.limit.unwrap_or(usize::MAX);
