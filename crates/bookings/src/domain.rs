@@ -2,6 +2,8 @@
 //! the atomic "take seats if enough are left" step itself lives in each store, as one
 //! conditional write.
 
+use std::collections::HashMap;
+
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -194,8 +196,8 @@ impl BookOutcome {
 }
 
 /// An event's seats as a batch of bookings sees them: read from the store once, taken in
-/// memory request by request, and written back as one change (see `sqlite::Batcher`). Only for
-/// a store that holds the event's write lock for the whole batch.
+/// memory request by request, and written back as one change (the SQLite and PostgreSQL bookings
+/// stores). Only for a store that holds the event's write lock for the whole batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stock {
     pub name: String,
@@ -231,9 +233,33 @@ impl Stock {
     }
 }
 
-/// Why [`Stock::take`] gave no seats.
+/// The seats a batch of bookings has seen, by event id: each event's [`Stock`] as read once
+/// from the store, `None` for an event the store does not know.
+pub type Stocks = HashMap<String, Option<Stock>>;
+
+/// Takes `seats` from `stock` (`None`: an event the store does not know): the event's name when
+/// they are taken, or why not.
+pub fn take_seats(stock: Option<&mut Stock>, seats: u32) -> Result<&str, Refused> {
+    let stock = stock.ok_or(Refused::UnknownEvent)?;
+    stock.take(seats)?;
+    Ok(&stock.name)
+}
+
+/// Each event of `stocks` that gave seats, and how many: what a store writes back after the
+/// batch.
+pub fn seats_taken(stocks: &Stocks) -> impl Iterator<Item = (&str, u32)> {
+    stocks.iter().filter_map(|(event_id, stock)| {
+        stock
+            .as_ref()
+            .filter(|s| s.taken > 0)
+            .map(|s| (event_id.as_str(), s.taken))
+    })
+}
+
+/// Why [`take_seats`] (or [`Stock::take`]) gave no seats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refused {
+    UnknownEvent,
     EventCancelled,
     NotEnoughSeats { available: u32 },
 }
@@ -241,6 +267,7 @@ pub enum Refused {
 impl From<Refused> for BookOutcome {
     fn from(refused: Refused) -> Self {
         match refused {
+            Refused::UnknownEvent => BookOutcome::UnknownEvent,
             Refused::EventCancelled => BookOutcome::EventCancelled,
             Refused::NotEnoughSeats { available } => BookOutcome::NotEnoughSeats { available },
         }
@@ -263,6 +290,26 @@ mod tests {
         let mut cancelled = Stock::new("Gig".into(), 5, false);
         assert_eq!(cancelled.take(1), Err(Refused::EventCancelled));
         assert_eq!(cancelled.taken, 0);
+    }
+
+    #[test]
+    fn a_batch_takes_seats_per_event_and_writes_back_only_what_it_took() {
+        let mut stocks = Stocks::new();
+        stocks.insert("gig".into(), Some(Stock::new("Gig".into(), 5, true)));
+        stocks.insert("off".into(), Some(Stock::new("Off".into(), 5, false)));
+        stocks.insert("unknown".into(), None);
+        let mut take = |event: &str, seats| {
+            take_seats(stocks.get_mut(event).unwrap().as_mut(), seats).map(str::to_owned)
+        };
+        assert_eq!(take("gig", 2), Ok("Gig".into()));
+        assert_eq!(
+            take("gig", 4),
+            Err(Refused::NotEnoughSeats { available: 3 })
+        );
+        assert_eq!(take("off", 1), Err(Refused::EventCancelled));
+        assert_eq!(take("unknown", 1), Err(Refused::UnknownEvent));
+        let taken: Vec<(&str, u32)> = seats_taken(&stocks).collect();
+        assert_eq!(taken, [("gig", 2)]);
     }
 
     #[test]

@@ -1,4 +1,3 @@
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::sync::{Arc, OnceLock};
 
@@ -12,7 +11,10 @@ use super::{
     BookResult, BookingFilter, BookingStore, StoreError, availability, booked_event,
     booking_cancelled, cancelled_status, replay,
 };
-use crate::domain::{Availability, BookOutcome, Booking, BookingStatus, NewBooking, Stock};
+use crate::domain::{
+    Availability, BookOutcome, Booking, BookingStatus, NewBooking, Stock, Stocks, seats_taken,
+    take_seats,
+};
 use crate::replay::Rebuilt;
 use tokio::sync::{mpsc, oneshot};
 
@@ -116,13 +118,10 @@ fn json_failure(e: serde_json::Error) -> PgError {
     PgError::Sql(format!("cannot encode an idempotent answer: {e}"))
 }
 
-/// The seats of the events a booking transaction has touched: each event's inventory row is
-/// read and locked (`FOR UPDATE`) on first use, its seats taken in memory, and written back
-/// once by [`write_back`] before the commit. Concurrent transactions of the event wait on the
-/// lock, so nothing changes the seats in between. `None` for an event this service does not
-/// know.
-type Stocks = HashMap<String, Option<Stock>>;
-
+/// An event's seats, read and locked (`FOR UPDATE`) the first time a booking transaction
+/// touches the event; taken in memory and written back once by [`write_back`] before the commit.
+/// Concurrent transactions of the event wait on the lock, so nothing changes the seats in
+/// between. `None` for an event this service does not know.
 async fn lock_stock(conn: &mut PgConnection, event_id: &str) -> Result<Option<Stock>, PgError> {
     let row =
         sqlx::query("SELECT name, available, status FROM inventory WHERE event_id = $1 FOR UPDATE")
@@ -143,15 +142,12 @@ async fn lock_stock(conn: &mut PgConnection, event_id: &str) -> Result<Option<St
 /// Writes the seats taken back, one conditional update per event; the condition and the
 /// table's CHECK would still refuse an oversell, failing the transaction.
 async fn write_back(conn: &mut PgConnection, stocks: &Stocks) -> Result<(), PgError> {
-    for (event_id, stock) in stocks {
-        let Some(stock) = stock.as_ref().filter(|s| s.taken > 0) else {
-            continue;
-        };
+    for (event_id, taken) in seats_taken(stocks) {
         let updated = sqlx::query(
             "UPDATE inventory SET available = available - $1
              WHERE event_id = $2 AND status = 'active' AND available >= $1",
         )
-        .bind(i64::from(stock.taken))
+        .bind(i64::from(taken))
         .bind(event_id)
         .execute(&mut *conn)
         .await?
@@ -203,10 +199,9 @@ async fn book(
         Entry::Occupied(known) => known.into_mut(),
         Entry::Vacant(first) => first.insert(lock_stock(&mut *conn, &request.event_id).await?),
     };
-    let (outcome, booked) = match stock.as_mut().map(|s| (s.take(request.seats), &s.name)) {
-        None => (BookOutcome::UnknownEvent, None),
-        Some((Err(refused), _)) => (refused.into(), None),
-        Some((Ok(()), event_name)) => {
+    let (outcome, booked) = match take_seats(stock.as_mut(), request.seats) {
+        Err(refused) => (refused.into(), None),
+        Ok(event_name) => {
             let customer = &request.customer;
             sqlx::query(
                 "INSERT INTO bookings (id, event_id, seats, date, status, user_id, email)
@@ -220,7 +215,7 @@ async fn book(
             .bind(&customer.email)
             .execute(&mut *conn)
             .await?;
-            let booking = request.booked(event_name.clone());
+            let booking = request.booked(event_name.to_owned());
             (BookOutcome::Booked { booking }, Some(booked_event(request)))
         }
     };
@@ -455,16 +450,13 @@ async fn book_together(pg: &Pg, requests: &[NewBooking]) -> Result<Vec<BookResul
 #[async_trait]
 impl BookingStore for PgBookingStore {
     async fn book(&self, booking: NewBooking) -> Result<BookResult, StoreError> {
+        let stopped = || StoreError::Unavailable("the booking queue has stopped".into());
         let queue = self
             .queue
             .get_or_init(|| spawn_booking_queue(self.pg.clone()));
         let (reply, answer) = oneshot::channel();
-        queue
-            .send((booking, reply))
-            .map_err(|_| StoreError::Unavailable("the booking queue has stopped".into()))?;
-        answer
-            .await
-            .map_err(|_| StoreError::Unavailable("the booking queue has stopped".into()))?
+        queue.send((booking, reply)).map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
     }
 
     async fn cancel(&self, booking_id: &str) -> Result<Option<Booking>, StoreError> {

@@ -1,4 +1,3 @@
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::path::Path;
 use std::sync::Arc;
@@ -12,7 +11,10 @@ use super::{
     BookResult, BookingFilter, BookingStore, StoreError, availability, booked_event,
     booking_cancelled, cancelled_status, replay,
 };
-use crate::domain::{Availability, BookOutcome, Booking, BookingStatus, NewBooking, Stock};
+use crate::domain::{
+    Availability, BookOutcome, Booking, BookingStatus, NewBooking, Stock, Stocks, seats_taken,
+    take_seats,
+};
 use crate::replay::Rebuilt;
 
 const SCHEMA: &str = "
@@ -103,7 +105,7 @@ type BookingRequest = (NewBooking, Envelope);
 /// so nothing else changes the seats meanwhile; the update's condition and the table's CHECK
 /// would still refuse an oversell, failing the batch (whose requests are then tried one by one).
 fn book_batch(conn: &Connection, requests: &[BookingRequest]) -> Result<Vec<BookResult>, DbError> {
-    let mut stocks: HashMap<String, Option<Stock>> = HashMap::new();
+    let mut stocks = Stocks::new();
     let mut results = Vec::with_capacity(requests.len());
     for (request, booked) in requests {
         if let Some(idem) = &request.idempotency {
@@ -121,10 +123,9 @@ fn book_batch(conn: &Connection, requests: &[BookingRequest]) -> Result<Vec<Book
             Entry::Occupied(known) => known.into_mut(),
             Entry::Vacant(first) => first.insert(stock_of(conn, &request.event_id)?),
         };
-        let outcome = match stock.as_mut().map(|s| (s.take(request.seats), &s.name)) {
-            None => BookOutcome::UnknownEvent,
-            Some((Err(refused), _)) => refused.into(),
-            Some((Ok(()), event_name)) => {
+        let outcome = match take_seats(stock.as_mut(), request.seats) {
+            Err(refused) => refused.into(),
+            Ok(event_name) => {
                 let customer = &request.customer;
                 conn.prepare_cached(
                     "INSERT INTO bookings (id, event_id, seats, date, status, user_id, email)
@@ -140,7 +141,7 @@ fn book_batch(conn: &Connection, requests: &[BookingRequest]) -> Result<Vec<Book
                 ])?;
                 outbox::append(conn, booked)?;
                 BookOutcome::Booked {
-                    booking: request.booked(event_name.clone()),
+                    booking: request.booked(event_name.to_owned()),
                 }
             }
         };
@@ -158,16 +159,13 @@ fn book_batch(conn: &Connection, requests: &[BookingRequest]) -> Result<Vec<Book
             replayed: false,
         });
     }
-    for (event_id, stock) in &stocks {
-        let Some(stock) = stock.as_ref().filter(|s| s.taken > 0) else {
-            continue;
-        };
+    for (event_id, taken) in seats_taken(&stocks) {
         let updated = conn
             .prepare_cached(
                 "UPDATE inventory SET available = available - ?1
                  WHERE event_id = ?2 AND status = 'active' AND available >= ?1",
             )?
-            .execute(params![stock.taken, event_id])?;
+            .execute(params![taken, event_id])?;
         if updated != 1 {
             return Err(DbError::Sqlite(format!(
                 "the seats of event {event_id} changed under a booking batch"
