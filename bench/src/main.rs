@@ -382,12 +382,7 @@ async fn floor(binary: &Path, scratch: &Path, args: &Args) -> anyhow::Result<()>
         )
         .await?;
         report(name, &tally, elapsed);
-        if let (Some(before), Some(after)) = (cpu_before, ThreadCpu::of(server.child.id())) {
-            println!(
-                "server CPU per booking, by thread: {}",
-                after.since(&before).per(tally.ok)
-            );
-        }
+        ThreadCpu::report_since(cpu_before, server.child.id(), tally.ok);
     }
     Ok(())
 }
@@ -421,12 +416,7 @@ async fn flash_sale(server: &Server, data_dir: &Path, args: &Args) -> anyhow::Re
         load(addr, args.clients, args.seconds, StatusCode::CREATED, make).await?;
     let sale_ended = Instant::now();
     let rate = report("flash-sale", &tally, elapsed);
-    if let (Some(before), Some(after)) = (cpu_before, ThreadCpu::of(server.child.id())) {
-        println!(
-            "server CPU per booking, by thread: {}",
-            after.since(&before).per(tally.ok)
-        );
-    }
+    ThreadCpu::report_since(cpu_before, server.child.id(), tally.ok);
 
     // The oversell check: what clients were told is exactly what the store holds.
     let (_, now) = call(addr, Method::GET, &availability, None, None).await?;
@@ -486,6 +476,16 @@ impl ThreadCpu {
             *ticks.entry(name.trim().to_owned()).or_insert(0) += used;
         }
         Some(Self(ticks))
+    }
+
+    /// Prints what the threads of `pid` used since `before`, per booking of `bookings`.
+    fn report_since(before: Option<ThreadCpu>, pid: u32, bookings: u64) {
+        if let (Some(before), Some(after)) = (before, ThreadCpu::of(pid)) {
+            println!(
+                "server CPU per booking, by thread: {}",
+                after.since(&before).per(bookings)
+            );
+        }
     }
 
     fn since(&self, before: &ThreadCpu) -> ThreadCpu {
