@@ -74,10 +74,10 @@ pub fn spawn_sender(
                 }
             };
             let taken: HashSet<String> = unrecorded.iter().cloned().collect();
+            let more_due = due.len() == BATCH;
             let fresh: Vec<Mail> = due
-                .iter()
+                .into_iter()
                 .filter(|m| !taken.contains(&m.id))
-                .cloned()
                 .collect();
             // A few mails at a time, each few recorded before the next: a crash resends at
             // most that many, and shutdown waits for one chunk at most.
@@ -109,7 +109,7 @@ pub fn spawn_sender(
                     break;
                 }
             }
-            if due.len() == BATCH {
+            if more_due {
                 continue;
             }
             tokio::select! {
