@@ -75,10 +75,7 @@ pub fn spawn_sender(
             };
             let taken: HashSet<String> = unrecorded.iter().cloned().collect();
             let more_due = due.len() == BATCH;
-            let fresh: Vec<Mail> = due
-                .into_iter()
-                .filter(|m| !taken.contains(&m.id))
-                .collect();
+            let fresh: Vec<Mail> = due.into_iter().filter(|m| !taken.contains(&m.id)).collect();
             // A few mails at a time, each few recorded before the next: a crash resends at
             // most that many, and shutdown waits for one chunk at most.
             for chunk in fresh.chunks(RECORD_EVERY) {
