@@ -12,7 +12,8 @@ check; every skip gives its reason), and what schemas cannot see must hold:
   secrets      secret settings come from Secrets, and every service checks tokens with one key
   shape        replicas, strategies, budgets and migrations as the issue asks
   ingress      every path of every role's /openapi.json, asked of the real binary, reaches a
-               Service whose pods run that role, on both hosts; the UI is at www's /
+               Service whose pods run that role, on both hosts; the UI is at www's /; a real
+               nginx configured as ingress-nginx would be routes the same requests the same way
   test overlay the overlays deploy/test/k8s/play.sh plays change only ports, image, backends
 
 Prints `ok NAME` or `FAILED NAME: why` per check and a summary; exits non-zero on any failure.
@@ -30,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -520,12 +522,74 @@ def ingress_problems(docs, openapi):
             got = model.roles_behind_service(docs, name)
             if not got & want:
                 yield f"{host}{uri} goes to {name} ({'/'.join(sorted(got)) or 'no MyEvents pods'}), not to {'/'.join(sorted(want))}"
-        # The UI's files: only the web role (alone, or in the all-in-one process) serves them.
-        for uri in ("/", "/index.html", "/assets/index.js"):
-            backend = model.route(ingresses, "www.myevents.example", uri)
-            name = backend["service"]["name"] if backend else None
-            if "web" not in model.roles_behind_service(docs, name):
-                yield f"www.myevents.example{uri} goes to {name}, which does not serve the UI"
+    # The UI's files: only the web role (alone, or in the all-in-one process) serves them.
+    for uri in ("/", "/index.html", "/assets/index.js"):
+        backend = model.route(ingresses, "www.myevents.example", uri)
+        name = backend["service"]["name"] if backend else None
+        if "web" not in model.roles_behind_service(docs, name):
+            yield f"www.myevents.example{uri} goes to {name}, which does not serve the UI"
+
+
+def nginx_problems(docs, uris):
+    """The same requests through a real nginx, configured as ingress-nginx configures it from
+    these Ingresses (regex locations `~* "^path"` in the controller's order, or prefix and exact
+    locations), each location answering with the name of its Service: nginx must pick what the
+    model of `route` picks, so the model (PCRE, case, first match) is nginx's own behaviour."""
+    ingresses = of_kind(docs, "Ingress")
+    hosts = sorted({r.get("host") for ing in ingresses for r in ing["spec"].get("rules") or []} - {None})
+    with tempfile.TemporaryDirectory() as tmp:
+        port = free_port()
+        servers = []
+        for host in hosts:
+            regex, locations = model.host_locations(ingresses, host)
+            blocks = []
+            if regex:
+                ordered = sorted(locations, key=lambda l: l[0], reverse=True)
+                for path, _, backend in sorted(ordered, key=lambda l: len(l[0]), reverse=True):
+                    blocks.append(f'location ~* "^{path}" {{ return 200 "{backend["service"]["name"]}"; }}')
+            else:
+                for path, path_type, backend in locations:
+                    answer = f'{{ return 200 "{backend["service"]["name"]}"; }}'
+                    if path_type == "Exact" or path != "/":
+                        blocks.append(f"location = {path} {answer}")
+                    if path_type != "Exact":
+                        blocks.append(f"location {path.rstrip('/')}/ {answer}")
+            servers.append(f"server {{ listen 127.0.0.1:{port}; server_name {host}; {' '.join(blocks)} }}")
+        conf = Path(tmp) / "nginx.conf"
+        conf.write_text(
+            f"pid {tmp}/nginx.pid; error_log {tmp}/error.log; worker_processes 1;"
+            " events { worker_connections 64; }"
+            f" http {{ access_log off; client_body_temp_path {tmp}; proxy_temp_path {tmp};"
+            f" fastcgi_temp_path {tmp}; uwsgi_temp_path {tmp}; scgi_temp_path {tmp};"
+            f" default_type text/plain; {' '.join(servers)} }}\n"
+        )
+        nginx = subprocess.Popen(["nginx", "-p", tmp, "-c", str(conf), "-g", "daemon off;"],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            for _ in range(100):
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    break
+                except OSError:
+                    if nginx.poll() is not None:
+                        yield f"nginx refused the configuration: {nginx.stderr.read().strip()[-300:]}"
+                        return
+                    time.sleep(0.1)
+            for host in hosts:
+                for uri in uris:
+                    request = urllib.request.Request(f"http://127.0.0.1:{port}{uri}", headers={"Host": host})
+                    try:
+                        with urllib.request.urlopen(request, timeout=5) as r:
+                            got = r.read().decode()
+                    except urllib.error.HTTPError as e:
+                        got = None if e.code == 404 else f"HTTP {e.code}"
+                    backend = model.route(ingresses, host, uri)
+                    want = backend["service"]["name"] if backend else None
+                    if got != want:
+                        yield f"{host}{uri}: nginx sends it to {got}, the model to {want}"
+        finally:
+            nginx.terminate()
+            nginx.wait(timeout=10)
 
 
 # ---- test overlays -----------------------------------------------------------------------------
@@ -615,6 +679,8 @@ def main():
             report.check(f"shape {overlay}", shape_problems(docs, overlay))
             if len(openapi) == len(model.ALL_ROLES):
                 report.check(f"ingress routes {overlay}", ingress_problems(docs, openapi))
+                uris = sample_uris(openapi) + ["/", "/index.html", "/EVENTS/abc/BOOKINGS", "/Events/abc"]
+                report.check(f"ingress routes {overlay} through nginx", nginx_problems(docs, uris))
             else:
                 report.check(f"ingress routes {overlay}", ["no /openapi.json to check the routes against"])
 
