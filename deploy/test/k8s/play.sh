@@ -85,8 +85,11 @@ cleanup() {
 # The run's queues on the shared RabbitMQ (its exchanges are left: they hold nothing).
 drop_queues() {
   command -v rabbitmqctl >/dev/null 2>&1 || return 0
-  timeout 60 rabbitmqctl list_queues -q --no-table-headers name 2>/dev/null | grep "^k8s-$run" \
-    | while read -r queue; do timeout 30 rabbitmqctl delete_queue "$queue" >/dev/null 2>&1; done
+  timeout 60 rabbitmqctl list_queues -q --no-table-headers name 2>/dev/null | grep -F "k8s-$run." \
+    | while read -r queue; do
+      # rabbitmqctl reads its standard input, which holds the names still to delete.
+      timeout 30 rabbitmqctl delete_queue "$queue" </dev/null >/dev/null 2>&1
+    done
   return 0
 }
 
@@ -158,6 +161,12 @@ flock -w 600 9 || fail "another play.sh holds the lock"
 play all-in-one "$here/overlays/podman-all-in-one"
 source "$work/all-in-one/pods.env"
 wait_ready all-in-one "$PORT_all_in_one"
+# The SQLite files are on the claim's volume, which outlives the pod.
+claim="$(podman volume inspect --format '{{.Mountpoint}}' "${VOLUMES[0]}")"
+for file in events.db bookings.db users.db notifications.db; do
+  [ -f "$claim/$file" ] || fail "all-in-one: no $file on the claim ${VOLUMES[0]}"
+done
+echo "== all-in-one: its SQLite files are on the claim ${VOLUMES[0]}"
 walk all-in-one API="http://127.0.0.1:$PORT_all_in_one"
 tear_down "$work/all-in-one"
 echo "== all-in-one: torn down"
@@ -169,6 +178,14 @@ database_made=1
 play services "$here/overlays/podman-services"
 source "$work/services/pods.env"
 wait_ready services "$PORT_events" "$PORT_bookings" "$PORT_users" "$PORT_notifications" "$PORT_web"
+# The Secret's URL reached the pods: each service keeps its tables in its schema of this run's
+# database (not in SQLite files of its own).
+schemas="$(psql -h 127.0.0.1 -U postgres -d "$database" -Atc \
+  "select string_agg(schema_name, ',' order by schema_name) from information_schema.schemata
+   where schema_name in ('events', 'bookings', 'users', 'notifications')")"
+[ "$schemas" = "bookings,events,notifications,users" ] \
+  || fail "services: the schemas in $database are [$schemas], not bookings,events,notifications,users"
+echo "== services: their tables are in $database (schemas $schemas)"
 # API is the web pod (the UI's origin); every API call goes to the role that serves it.
 walk services API="http://127.0.0.1:$PORT_web" EVENTS_API="http://127.0.0.1:$PORT_events" \
   BOOKINGS_API="http://127.0.0.1:$PORT_bookings" USERS_API="http://127.0.0.1:$PORT_users"
