@@ -92,7 +92,10 @@ def main(rendered, out):
             settings[f"PORT_{component.replace('-', '_')}"] = port
             replicas = d["spec"].get("replicas", 1)
             if replicas > 1:
-                print(f"played as one pod: Deployment/{name} (of {replicas} replicas: with host networking each would need the same ports)")
+                print(
+                    f"played as one pod: Deployment/{name} (of {replicas} replicas: with host"
+                    " networking each would need the same ports)"
+                )
         if kind not in PLAYED:
             print(f"not played: {kind}/{name} ({WHY_NOT.get(kind, 'not a kind podman plays')})")
 
