@@ -7,6 +7,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 # shellcheck source=scripts/services.sh
 source scripts/services.sh
 ensure_build_tools
-cargo build --release --quiet -p myevents -p bench
+# Every backend: the benchmarks run on PostgreSQL, MongoDB and DynamoDB too.
+cargo build --release --quiet -p myevents -p bench --features myevents/full
 exec "$CARGO_TARGET_DIR/release/myevents-bench" --server "$CARGO_TARGET_DIR/release/myevents" \
   --data-dir "$CARGO_TARGET_DIR" "$@"

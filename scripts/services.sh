@@ -25,17 +25,25 @@ wait_port() { # port seconds name
   return 1
 }
 
+# What a build with every backend needs (`--features full`: CI, the image, the benchmarks).
 # Building librdkafka (the Kafka client) from source needs cmake and libcurl's headers (its
 # OAuth/OIDC support includes curl/curl.h whatever the crate's features say).
-# The gRPC code (the Notificator, etcd's client) is generated at build time by protoc.
 ensure_build_tools() {
-  if command -v cmake >/dev/null 2>&1 && command -v protoc >/dev/null 2>&1 \
-    && compgen -G '/usr/include/*/curl/curl.h' >/dev/null; then
+  ensure_protoc || return 1
+  if command -v cmake >/dev/null 2>&1 && compgen -G '/usr/include/*/curl/curl.h' >/dev/null; then
     return 0
   fi
-  echo "installing cmake, libcurl4-openssl-dev and protobuf-compiler (Debian packages)"
+  echo "installing cmake and libcurl4-openssl-dev (Debian packages)"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cmake \
-    libcurl4-openssl-dev protobuf-compiler >/dev/null
+    libcurl4-openssl-dev >/dev/null
+}
+
+# What every build needs, the embedded one of scripts/start too: the gRPC code (the
+# Notificator, etcd's client) is generated at build time by protoc.
+ensure_protoc() {
+  command -v protoc >/dev/null 2>&1 && return 0
+  echo "installing protobuf-compiler (Debian package)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq protobuf-compiler >/dev/null
 }
 
 ensure_rabbitmq() {

@@ -16,9 +16,13 @@ use contracts::{DomainEvent, Envelope};
 
 pub use http::router;
 pub use openapi::paths as openapi;
-pub use store::{
-    BookingStore, DynamoBookingStore, MongoBookingStore, PgBookingStore, SqliteBookingStore,
-};
+#[cfg(feature = "dynamodb")]
+pub use store::DynamoBookingStore;
+#[cfg(feature = "mongodb")]
+pub use store::MongoBookingStore;
+#[cfg(feature = "postgres")]
+pub use store::PgBookingStore;
+pub use store::{BookingStore, SqliteBookingStore};
 
 /// The consumer group of this service — `booking`, the reference's AMQP queue name — and what
 /// it listens to.

@@ -1,5 +1,6 @@
 //! The booking store conformance suite against PostgreSQL: each test in a fresh database on the
 //! server `MYEVENTS_TEST_POSTGRES_URL` names (default: the local one).
+#![cfg(feature = "postgres")]
 
 use std::sync::Arc;
 

@@ -249,7 +249,7 @@ impl Bus for AmqpBus {
         handler: Arc<dyn Handler>,
         shutdown: CancellationToken,
     ) -> JoinHandle<()> {
-        crate::keep_consuming(
+        crate::remote::keep_consuming(
             "RabbitMQ",
             self.clone(),
             subscription,
@@ -309,7 +309,7 @@ impl AmqpBus {
                 FieldTable::default(),
             )
             .await?;
-        let mut attempts = crate::Attempts::default();
+        let mut attempts = crate::remote::Attempts::default();
         let mut failures = 0u32;
         loop {
             let first = tokio::select! {

@@ -299,7 +299,7 @@ impl Bus for KafkaBus {
         handler: Arc<dyn Handler>,
         shutdown: CancellationToken,
     ) -> JoinHandle<()> {
-        crate::keep_consuming(
+        crate::remote::keep_consuming(
             "Kafka",
             self.clone(),
             subscription,
@@ -445,7 +445,7 @@ impl KafkaBus {
         let consumer = self.consumer(group)?;
         consumer.subscribe(&[&topic])?;
         let wanted: HashSet<&str> = subscription.events.iter().copied().collect();
-        let mut attempts = crate::Attempts::default();
+        let mut attempts = crate::remote::Attempts::default();
         let mut failures = 0u32;
         loop {
             let first = tokio::select! {

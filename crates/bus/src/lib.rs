@@ -5,17 +5,24 @@
 //! [`Bus::subscribe`] and applies them with a [`Handler`] that records each message id in its
 //! inbox, so delivery is at least once and application is exactly once.
 //!
-//! Backends sit side by side: [`embedded`] (a durable log in a SQLite file, the default) now;
-//! AMQP, Kafka and SQS later, behind the same trait and conformance suite.
+//! Backends sit side by side behind the same trait and conformance suite: [`embedded`] (a
+//! durable log in a SQLite file, the default, always built), and RabbitMQ, Kafka and SQS, each
+//! built only with its cargo feature (`rabbitmq`, `kafka`, `sqs`).
 
+#[cfg(feature = "rabbitmq")]
 pub mod amqp;
+#[cfg(feature = "aws")]
 pub mod aws;
 pub mod conformance;
 pub mod embedded;
 pub mod inbox;
+#[cfg(feature = "kafka")]
 pub mod kafka;
 mod metrics;
 pub mod relay;
+#[cfg(any(feature = "rabbitmq", feature = "kafka", feature = "sqs"))]
+mod remote;
+#[cfg(feature = "sqs")]
 pub mod sqs;
 
 use std::sync::Arc;
@@ -104,75 +111,6 @@ pub trait Bus: Send + Sync + 'static {
 
 /// A message that asks to be retried this many times in a row is parked as poison.
 pub const MAX_ATTEMPTS: u32 = 20;
-
-/// Counts the retries of each message for brokers that redeliver without counting them
-/// (RabbitMQ, Kafka), so that a message that keeps failing is parked rather than retried forever.
-#[derive(Default)]
-pub(crate) struct Attempts(std::collections::HashMap<String, u32>);
-
-impl Attempts {
-    /// What to do with message `id` given the handler's `outcome`: a retry asked for the
-    /// [`MAX_ATTEMPTS`]-th time becomes poison; any other outcome forgets the count.
-    pub(crate) fn settle(&mut self, id: &str, outcome: Outcome) -> Outcome {
-        match outcome {
-            Outcome::Retry(error) => {
-                let count = self.0.entry(id.to_owned()).or_insert(0);
-                *count += 1;
-                if *count >= MAX_ATTEMPTS {
-                    self.0.remove(id);
-                    Outcome::Poison(format!("kept failing: {error}"))
-                } else {
-                    Outcome::Retry(error)
-                }
-            }
-            other => {
-                self.0.remove(id);
-                other
-            }
-        }
-    }
-}
-
-/// Runs a broker consumer for `subscription` until `shutdown`: `consume` delivers until it
-/// returns `Ok` (shut down) or fails (connection lost, broker gone), and after a failure it is
-/// started again after a growing pause. `broker` names it in the log.
-pub(crate) fn keep_consuming<B, F, Fut>(
-    broker: &'static str,
-    bus: B,
-    subscription: Subscription,
-    handler: Arc<dyn Handler>,
-    shutdown: CancellationToken,
-    consume: F,
-) -> JoinHandle<()>
-where
-    B: Send + Sync + 'static,
-    F: Fn(B, Subscription, Arc<dyn Handler>, CancellationToken) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
-    B: Clone,
-{
-    tokio::spawn(async move {
-        let mut failures = 0u32;
-        while !shutdown.is_cancelled() {
-            let run = consume(
-                bus.clone(),
-                subscription.clone(),
-                handler.clone(),
-                shutdown.clone(),
-            );
-            match run.await {
-                Ok(()) => break,
-                Err(error) => {
-                    failures += 1;
-                    tracing::warn!(broker, group = %subscription.group, %error, "consumer lost its broker; starting it again");
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff(failures)) => {}
-                        _ = shutdown.cancelled() => {}
-                    }
-                }
-            }
-        }
-    })
-}
 
 /// Decodes `batch` and hands the well-formed prefix to `apply`, which returns one outcome per
 /// event it was given (or a prefix ending in `Retry`). A message that cannot be decoded ends the

@@ -558,7 +558,7 @@ impl Bus for SqsBus {
         handler: Arc<dyn Handler>,
         shutdown: CancellationToken,
     ) -> JoinHandle<()> {
-        crate::keep_consuming(
+        crate::remote::keep_consuming(
             "SQS",
             self.clone(),
             subscription,

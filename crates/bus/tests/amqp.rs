@@ -1,6 +1,7 @@
 //! The bus conformance suite against a real RabbitMQ (`.ci/run` makes sure one answers at
 //! `MYEVENTS_TEST_AMQP_URL`, by default the local guest account). Each test uses exchange and
 //! queue names of its own, so runs never see each other's messages.
+#![cfg(feature = "rabbitmq")]
 
 use bus::amqp::AmqpBus;
 use bus::conformance;

@@ -2,6 +2,7 @@
 //! again (`rabbitmqctl stop_app` / `start_app`), so these checks live in a test binary of their
 //! own, which cargo runs while no other test uses the broker, and in one test, one after the
 //! other. Durable queues and persistent messages survive the restart.
+#![cfg(feature = "rabbitmq")]
 
 use std::process::Command;
 use std::time::Duration;

@@ -5,6 +5,7 @@
 //! The broker-restart tests start a tansu of their own (the binary at `MYEVENTS_TANSU_BIN`, its
 //! data in the S3 bucket of the local moto at `MYEVENTS_TEST_S3_URL`), so that they can kill it
 //! without disturbing the other tests.
+#![cfg(feature = "kafka")]
 
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};

@@ -4,6 +4,7 @@
 //!
 //! The broker-restart tests of the suite are not here: moto is shared by every test, so a test
 //! cannot restart it.
+#![cfg(feature = "sqs")]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -15,7 +15,13 @@ use contracts::{DomainEvent, Envelope};
 
 pub use http::router;
 pub use openapi::paths as openapi;
-pub use store::{DynamoEventStore, EventStore, MongoEventStore, PgEventStore, SqliteEventStore};
+#[cfg(feature = "dynamodb")]
+pub use store::DynamoEventStore;
+#[cfg(feature = "mongodb")]
+pub use store::MongoEventStore;
+#[cfg(feature = "postgres")]
+pub use store::PgEventStore;
+pub use store::{EventStore, SqliteEventStore};
 
 /// The consumer group of this service and what it listens to.
 pub fn subscription() -> bus::Subscription {

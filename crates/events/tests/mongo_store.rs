@@ -1,5 +1,6 @@
 //! The event store conformance suite against MongoDB: each test in a fresh database on the
 //! server `MYEVENTS_TEST_MONGO_URL` names (default: the local one).
+#![cfg(feature = "mongodb")]
 
 use std::sync::Arc;
 

@@ -4,10 +4,18 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+/// `myevents --version`: the release and the commit it was built from (see build.rs).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("MYEVENTS_COMMIT"),
+    ")"
+);
+
 #[derive(Debug, Parser)]
 #[command(
     name = "myevents",
-    version,
+    version = VERSION,
     about = "MyEvents: an event-ticketing platform. `myevents serve` runs every service in one \
              process on embedded storage; `--role` runs a subset.",
     after_help = "Configuration: defaults < --config FILE (TOML) < MYEVENTS_* variables < flags. \

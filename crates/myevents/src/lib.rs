@@ -2,11 +2,14 @@
 //! code whether the process runs one of them or all: routes merged into one router, each
 //! service with its own store, all connected only through the bus.
 
+mod broker;
 pub mod cli;
+mod features;
 mod lock;
 mod replay;
 mod roles;
 mod serve;
+mod stores;
 
 use std::path::Path;
 
@@ -47,7 +50,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 },
         } => {
             let config = load_config(cli.config.as_deref(), None, Some(&paths))?;
-            let store = serve::open_users(&config, serve::Tables::Required).await?;
+            let store = stores::open_users(&config, stores::Tables::Required).await?;
             let user = users::make_admin(&store, &email, &password).await?;
             println!("{} is an admin (user {})", user.email, user.id);
             Ok(())

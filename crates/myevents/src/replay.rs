@@ -17,9 +17,11 @@ use contracts::Envelope;
 use platform::Config;
 
 use crate::Role;
-use crate::serve::{Storage, open_bus, storage};
+use crate::broker::open_bus;
+use crate::stores::{Storage, storage};
 
 /// Why a replay refuses a bookings service on DynamoDB.
+#[cfg(feature = "dynamodb")]
 const NOT_ON_DYNAMO: &str = "replay is not supported on DynamoDB: tables cannot be renamed, so a \
     rebuilt state cannot take the place of the current one in one step, and writing it over the \
     live tables would leave a half-replayed database if the replay stopped part-way";
@@ -27,6 +29,7 @@ const NOT_ON_DYNAMO: &str = "replay is not supported on DynamoDB: tables cannot 
 /// Why a replay refuses a bookings service on MongoDB, which cannot rename a database nor move
 /// several collections in one step: a rebuilt state written beside the live one could not take
 /// its place atomically, and a reader would see a mix of the two.
+#[cfg(feature = "mongodb")]
 const NOT_ON_MONGO: &str = "replay is not supported on MongoDB storage: the rebuilt bookings \
     state cannot be swapped in atomically there; replay into SQLite or PostgreSQL";
 
@@ -43,13 +46,16 @@ pub async fn replay(config: &Config) -> anyhow::Result<()> {
     // old one meanwhile.
     let _lock: Box<dyn std::any::Any> = match &target {
         Storage::Sqlite(path) => Box::new(crate::lock::lock_database(path, "bookings")?),
+        #[cfg(feature = "postgres")]
         Storage::Postgres(url) => Box::new(
             postgres::replay_lock::lock_for_replay(url, "bookings")
                 .await
                 .context("cannot replay the bookings database")?,
         ),
         // Refused before the history is read, which can take a while.
+        #[cfg(feature = "dynamodb")]
         Storage::Dynamo(_) => bail!(NOT_ON_DYNAMO),
+        #[cfg(feature = "mongodb")]
         Storage::Mongo(_) => bail!(NOT_ON_MONGO),
     };
     let bus = open_bus(config)?;
@@ -59,8 +65,11 @@ pub async fn replay(config: &Config) -> anyhow::Result<()> {
         .context("cannot read the history of the bus")?;
     match target {
         Storage::Sqlite(path) => replay_into_file(&path, history).await,
+        #[cfg(feature = "postgres")]
         Storage::Postgres(url) => replay_into_postgres(&url, history).await,
+        #[cfg(feature = "dynamodb")]
         Storage::Dynamo(_) => bail!(NOT_ON_DYNAMO),
+        #[cfg(feature = "mongodb")]
         Storage::Mongo(_) => bail!(NOT_ON_MONGO),
     }
 }
@@ -154,6 +163,7 @@ async fn replay_into_file(path: &Path, history: Vec<Envelope>) -> anyhow::Result
     Ok(())
 }
 
+#[cfg(feature = "postgres")]
 /// The same in PostgreSQL: the new state goes into the schema `bookings_replay`, which then takes
 /// the place of `bookings` in one transaction; the old schema is kept as
 /// `bookings_before_replay_<Unix seconds>`.

@@ -7,9 +7,14 @@ pub enum Role {
     Bookings,
     Users,
     Notifications,
+    /// The web UI alone: no state and no bus, for a deployment that serves the UI from a process
+    /// of its own behind the same gateway as the services. Every role serves the UI when
+    /// `web_dir` is set; this one serves nothing else.
+    Web,
 }
 
 impl Role {
+    /// The services, which `myevents serve` runs when no role is named.
     pub const ALL: [Role; 4] = [
         Role::Events,
         Role::Bookings,
@@ -17,12 +22,18 @@ impl Role {
         Role::Notifications,
     ];
 
+    /// Whether the role keeps state, and so has a store and uses the bus.
+    pub fn has_state(self) -> bool {
+        self != Role::Web
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Role::Events => "events",
             Role::Bookings => "bookings",
             Role::Users => "users",
             Role::Notifications => "notifications",
+            Role::Web => "web",
         }
     }
 
@@ -30,8 +41,14 @@ impl Role {
     pub fn parse_list(names: &[String]) -> anyhow::Result<Vec<Role>> {
         let mut roles = Vec::new();
         for name in names.iter().map(|n| n.trim().to_lowercase()) {
-            let Some(role) = Role::ALL.into_iter().find(|r| r.name() == name) else {
-                bail!("unknown role {name:?}: expected events, bookings, users or notifications");
+            let Some(role) = Role::ALL
+                .into_iter()
+                .chain([Role::Web])
+                .find(|r| r.name() == name)
+            else {
+                bail!(
+                    "unknown role {name:?}: expected events, bookings, users, notifications or web"
+                );
             };
             if !roles.contains(&role) {
                 roles.push(role);
@@ -39,7 +56,8 @@ impl Role {
         }
         if roles.is_empty() {
             bail!(
-                "no role to run: give --role events,bookings,users,notifications (or some of them)"
+                "no role to run: give --role events,bookings,users,notifications,web (or some of \
+                 them)"
             );
         }
         Ok(roles)
@@ -61,5 +79,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("tickets"), "{err}");
+        assert_eq!(Role::parse_list(&names("web")).unwrap(), [Role::Web]);
+        assert!(!Role::Web.has_state() && Role::ALL.iter().all(|r| r.has_state()));
     }
 }

@@ -12,10 +12,6 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 use bus::Bus;
-use bus::amqp::AmqpBus;
-use bus::embedded::EmbeddedLog;
-use bus::kafka::KafkaBus;
-use bus::sqs::SqsBus;
 use platform::{Auth, Config};
 use serde_json::json;
 use tokio::task::JoinHandle;
@@ -23,270 +19,15 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::Role;
-
-/// The storage of each role this process runs.
-#[derive(Clone, Default)]
-struct Stores {
-    events: Option<Arc<dyn events::EventStore>>,
-    bookings: Option<Arc<dyn bookings::BookingStore>>,
-    users: Option<Arc<dyn users::UserStore>>,
-    notifications: Option<Arc<dyn notifications::NotificationStore>>,
-    /// The SQLite databases this process serves, locked against a second server or a replay.
-    locks: Vec<Arc<crate::lock::DatabaseLock>>,
-}
+use crate::broker::open_bus;
+use crate::stores::{Stores, Tables, open_stores};
 
 /// What `/health/ready` asks.
 #[derive(Clone)]
 struct Readiness {
     stores: Stores,
-    bus: Arc<dyn Bus>,
-}
-
-/// Where a service keeps its state, from its storage URL.
-pub(crate) enum Storage {
-    /// `sqlite` (the default) means `data_dir/<service>.db`; `sqlite://PATH` names the file.
-    Sqlite(PathBuf),
-    /// `postgres://…` or `postgresql://…`: the service's tables in a schema named after it.
-    Postgres(String),
-    /// `dynamodb://HOST:PORT?region=R` (a local server) or `dynamodb://aws?region=R`: tables
-    /// named `<prefix>.<service>.<table>`.
-    Dynamo(String),
-    /// `mongodb://…`: the service's collections in a database named after it.
-    Mongo(String),
-}
-
-pub(crate) fn storage(config: &Config, service: &str) -> anyhow::Result<Storage> {
-    let url = config.storage_url(service);
-    if url == "sqlite" {
-        return Ok(Storage::Sqlite(
-            config.data_dir.join(format!("{service}.db")),
-        ));
-    }
-    if let Some(path) = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))
-    {
-        if path.is_empty() {
-            bail!("storage URL {url:?} of {service} names no file");
-        }
-        return Ok(Storage::Sqlite(PathBuf::from(path)));
-    }
-    if postgres::is_postgres_url(url) {
-        return Ok(Storage::Postgres(url.to_owned()));
-    }
-    if dynamo::is_dynamo_url(url) {
-        return Ok(Storage::Dynamo(url.to_owned()));
-    }
-    if mongo::is_mongo_url(url) {
-        return Ok(Storage::Mongo(url.to_owned()));
-    }
-    bail!(
-        "storage URL {url:?} of {service} is not supported: use sqlite, sqlite://PATH, \
-         postgres://…, mongodb://… or dynamodb://HOST:PORT?region=… (dynamodb://aws?region=… \
-         for AWS)"
-    )
-}
-
-/// Whether opening a store must also create its tables.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Tables {
-    /// `myevents migrate` and one-off commands: a database that does not answer is an error.
-    Required,
-    /// `myevents serve`: a service starts while its database is down, says so on
-    /// `/health/ready`, answers 503, and creates its tables once the database answers.
-    WhenReachable,
-}
-
-/// Creates a PostgreSQL, MongoDB or DynamoDB store's tables with `migrating`, as `tables` asks:
-/// waits for them when required, and otherwise lets it run in the background (the store creates
-/// them on first use anyway).
-async fn prepare<E>(
-    service: &'static str,
-    migrating: impl Future<Output = Result<(), E>> + Send + 'static,
-    tables: Tables,
-) -> anyhow::Result<()>
-where
-    E: std::error::Error + Send + Sync + 'static,
-{
-    match tables {
-        Tables::Required => migrating
-            .await
-            .with_context(|| format!("cannot prepare the {service} database")),
-        Tables::WhenReachable => {
-            tokio::spawn(async move {
-                if let Err(error) = migrating.await {
-                    tracing::warn!(service, %error, "the database does not answer yet; its tables are created when it does");
-                }
-            });
-            Ok(())
-        }
-    }
-}
-
-/// `store` once its tables are prepared as `tables` asks (see [`prepare`]).
-async fn with_tables<S, F, E>(
-    service: &'static str,
-    store: Arc<S>,
-    tables: Tables,
-    migrate: impl FnOnce(Arc<S>) -> F,
-) -> anyhow::Result<Arc<S>>
-where
-    F: Future<Output = Result<(), E>> + Send + 'static,
-    E: std::error::Error + Send + Sync + 'static,
-{
-    prepare(service, migrate(store.clone()), tables).await?;
-    Ok(store)
-}
-
-/// A store on a database server (PostgreSQL, MongoDB, DynamoDB): prepared without connecting,
-/// its tables created as `tables` asks (see [`with_tables`]).
-macro_rules! remote_store {
-    ($service:literal, $store:ty, $url:expr, $tables:expr) => {
-        with_tables(
-            $service,
-            Arc::new(<$store>::connect(&$url)?),
-            $tables,
-            |s| async move { s.migrate().await },
-        )
-        .await?
-    };
-}
-
-async fn open_events(
-    config: &Config,
-    tables: Tables,
-) -> anyhow::Result<Arc<dyn events::EventStore>> {
-    Ok(match storage(config, "events")? {
-        Storage::Sqlite(path) => Arc::new(
-            events::SqliteEventStore::open(&path)
-                .with_context(|| format!("cannot open the events database {}", path.display()))?,
-        ),
-        Storage::Postgres(url) => remote_store!("events", events::PgEventStore, url, tables),
-        Storage::Dynamo(url) => remote_store!("events", events::DynamoEventStore, url, tables),
-        Storage::Mongo(url) => remote_store!("events", events::MongoEventStore, url, tables),
-    })
-}
-
-async fn open_bookings(
-    config: &Config,
-    tables: Tables,
-) -> anyhow::Result<Arc<dyn bookings::BookingStore>> {
-    Ok(match storage(config, "bookings")? {
-        Storage::Sqlite(path) => Arc::new(
-            bookings::SqliteBookingStore::open(&path)
-                .with_context(|| format!("cannot open the bookings database {}", path.display()))?,
-        ),
-        Storage::Postgres(url) => remote_store!("bookings", bookings::PgBookingStore, url, tables),
-        Storage::Dynamo(url) => {
-            remote_store!("bookings", bookings::DynamoBookingStore, url, tables)
-        }
-        Storage::Mongo(url) => remote_store!("bookings", bookings::MongoBookingStore, url, tables),
-    })
-}
-
-pub(crate) async fn open_users(
-    config: &Config,
-    tables: Tables,
-) -> anyhow::Result<Arc<dyn users::UserStore>> {
-    Ok(match storage(config, "users")? {
-        Storage::Sqlite(path) => Arc::new(
-            users::SqliteUserStore::open(&path)
-                .with_context(|| format!("cannot open the users database {}", path.display()))?,
-        ),
-        Storage::Postgres(url) => remote_store!("users", users::PgUserStore, url, tables),
-        Storage::Dynamo(url) => remote_store!("users", users::DynamoUserStore, url, tables),
-        Storage::Mongo(url) => remote_store!("users", users::MongoUserStore, url, tables),
-    })
-}
-
-async fn open_notifications(
-    config: &Config,
-    tables: Tables,
-) -> anyhow::Result<Arc<dyn notifications::NotificationStore>> {
-    Ok(match storage(config, "notifications")? {
-        Storage::Sqlite(path) => Arc::new(
-            notifications::SqliteNotificationStore::open(&path).with_context(|| {
-                format!("cannot open the notifications database {}", path.display())
-            })?,
-        ),
-        Storage::Postgres(url) => remote_store!(
-            "notifications",
-            notifications::PgNotificationStore,
-            url,
-            tables
-        ),
-        Storage::Dynamo(url) => remote_store!(
-            "notifications",
-            notifications::DynamoNotificationStore,
-            url,
-            tables
-        ),
-        Storage::Mongo(url) => remote_store!(
-            "notifications",
-            notifications::MongoNotificationStore,
-            url,
-            tables
-        ),
-    })
-}
-
-async fn open_stores(config: &Config, roles: &[Role], tables: Tables) -> anyhow::Result<Stores> {
-    let mut stores = Stores::default();
-    for role in roles {
-        if let Storage::Sqlite(path) = storage(config, role.name())? {
-            stores
-                .locks
-                .push(Arc::new(crate::lock::lock_database(&path, role.name())?));
-        }
-        match role {
-            Role::Events => stores.events = Some(open_events(config, tables).await?),
-            Role::Bookings => stores.bookings = Some(open_bookings(config, tables).await?),
-            Role::Users => stores.users = Some(open_users(config, tables).await?),
-            Role::Notifications => {
-                stores.notifications = Some(open_notifications(config, tables).await?)
-            }
-        }
-    }
-    Ok(stores)
-}
-
-/// The bus from `broker.url`: `embedded` (a log in `data_dir/bus.db`, shared by every process
-/// using that folder), `embedded:PATH`, or `amqp://…` (RabbitMQ; not contacted until used, so a
-/// service starts while its broker is still down).
-pub(crate) fn open_bus(config: &Config) -> anyhow::Result<Arc<dyn Bus>> {
-    let url = config.broker.url.as_str();
-    if url.starts_with("amqp://") || url.starts_with("amqps://") {
-        return Ok(Arc::new(AmqpBus::with_namespace(
-            url,
-            &config.broker.namespace,
-        )));
-    }
-    if let Some(brokers) = url.strip_prefix("kafka://") {
-        if brokers.is_empty() {
-            bail!("broker URL {url:?} names no Kafka broker: use kafka://host:port[,host:port]");
-        }
-        return Ok(Arc::new(KafkaBus::with_namespace(
-            brokers,
-            &config.broker.namespace,
-        )));
-    }
-    if url.starts_with("sqs://") {
-        let bus = SqsBus::with_namespace(url, &config.broker.namespace)
-            .with_context(|| format!("broker URL {url:?}"))?;
-        return Ok(Arc::new(bus));
-    }
-    let path = if url == "embedded" {
-        config.data_dir.join("bus.db")
-    } else if let Some(path) = url.strip_prefix("embedded:").filter(|p| !p.is_empty()) {
-        PathBuf::from(path.trim_start_matches("//"))
-    } else {
-        bail!(
-            "broker URL {url:?} is not supported: use embedded, embedded:PATH, amqp://…, kafka://… or sqs://…"
-        );
-    };
-    let log = EmbeddedLog::open(&path)
-        .with_context(|| format!("cannot open the embedded log {}", path.display()))?;
-    Ok(Arc::new(log))
+    /// None in a process that runs only the web UI.
+    bus: Option<Arc<dyn Bus>>,
 }
 
 /// The token secret: configured, or generated once into `data_dir/jwt-secret` so that every
@@ -329,9 +70,19 @@ fn web_dir(config: &Config) -> Option<PathBuf> {
 pub async fn migrate(config: &Config) -> anyhow::Result<()> {
     let roles = Role::parse_list(&config.roles)?;
     open_stores(config, &roles, Tables::Required).await?;
-    open_bus(config)?;
+    open_bus_of(config, &roles)?;
     println!("databases of {} are up to date", names(&roles));
     Ok(())
+}
+
+/// The bus, for a process that runs at least one service (a process that runs only the web UI
+/// needs none).
+fn open_bus_of(config: &Config, roles: &[Role]) -> anyhow::Result<Option<Arc<dyn Bus>>> {
+    if roles.iter().any(|r| r.has_state()) {
+        open_bus(config).map(Some)
+    } else {
+        Ok(None)
+    }
 }
 
 fn names(roles: &[Role]) -> String {
@@ -344,7 +95,7 @@ fn names(roles: &[Role]) -> String {
 
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let roles = Role::parse_list(&config.roles)?;
-    let bus = open_bus(&config)?;
+    let bus = open_bus_of(&config, &roles)?;
     let listener = platform::http::bind("listen", &config.listen).await?;
     let metrics_listener = platform::http::bind("metrics_listen", &config.metrics_listen).await?;
     let auth = Arc::new(Auth::new(&jwt_secret(&config)?, config.auth.token_ttl_secs));
@@ -361,7 +112,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     ) {
         create_admin(users.clone(), email.clone(), password.clone(), &background).await?;
     }
-    let (router, mut tasks) = start_services(&config, &stores, &bus, &background);
+    let (router, mut tasks) = start_services(&config, &stores, bus.as_ref(), &background);
     if let Some(store) = &stores.notifications {
         tasks.extend(start_notifications(&config, store.clone(), &background).await?);
     }
@@ -433,18 +184,24 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 async fn lock_against_replay(
     config: &Config,
     roles: &[Role],
-) -> anyhow::Result<Option<impl Future<Output = postgres::PgError> + use<>>> {
-    if !roles.contains(&Role::Bookings) {
-        return Ok(None);
+) -> anyhow::Result<Option<ReplayTaken>> {
+    #[cfg(feature = "postgres")]
+    if roles.contains(&Role::Bookings)
+        && let crate::stores::Storage::Postgres(url) = crate::stores::storage(config, "bookings")?
+    {
+        let held = postgres::replay_lock::lock_for_serving(&url, "bookings")
+            .await
+            .context("cannot serve the bookings database")?;
+        return Ok(Some(Box::pin(async move { held.await.to_string() })));
     }
-    let Storage::Postgres(url) = storage(config, "bookings")? else {
-        return Ok(None);
-    };
-    let held = postgres::replay_lock::lock_for_serving(&url, "bookings")
-        .await
-        .context("cannot serve the bookings database")?;
-    Ok(Some(held))
+    #[cfg(not(feature = "postgres"))]
+    let _ = (config, roles);
+    Ok(None)
 }
+
+/// Ends, with the reason, when a replay has taken the bookings database (see
+/// [`lock_against_replay`]).
+type ReplayTaken = std::pin::Pin<Box<dyn Future<Output = String> + Send>>;
 
 /// Creates the configured admin if it does not exist. While the users database does not answer,
 /// the service starts anyway and keeps trying in the background; a malformed e-mail or password
@@ -586,13 +343,17 @@ fn start_relays(
 fn start_services(
     config: &Config,
     stores: &Stores,
-    bus: &Arc<dyn Bus>,
+    bus: Option<&Arc<dyn Bus>>,
     background: &CancellationToken,
 ) -> (Router, Vec<JoinHandle<()>>) {
     let mut router = Router::new();
     let mut openapi = vec![health_openapi()];
     let mut tasks = Vec::new();
     let mut outboxes: Vec<(&'static str, Arc<dyn bus::Outbox>)> = Vec::new();
+    // A process that runs only the web UI has no bus, and then no store either.
+    let Some(bus) = bus else {
+        return (with_health(router, &openapi, stores, None), tasks);
+    };
     if let Some(store) = &stores.events {
         router = router.merge(events::router(store.clone()));
         openapi.push(events::openapi());
@@ -623,12 +384,26 @@ fn start_services(
         tasks.push(bus.subscribe(notifications::subscription(), consumer, background.clone()));
     }
     tasks.push(start_relays(outboxes, bus.clone(), background.clone()));
-    let document = Arc::new(platform::openapi::document(&openapi));
+    (
+        with_health(router, &openapi, stores, Some(bus.clone())),
+        tasks,
+    )
+}
+
+/// `router` with `/health/live`, `/health/ready` (asking `stores` and `bus`) and `/openapi.json`
+/// (describing `openapi`).
+fn with_health(
+    router: Router,
+    openapi: &[serde_json::Value],
+    stores: &Stores,
+    bus: Option<Arc<dyn Bus>>,
+) -> Router {
+    let document = Arc::new(platform::openapi::document(openapi));
     let readiness = Readiness {
         stores: stores.clone(),
-        bus: bus.clone(),
+        bus,
     };
-    let router = router
+    router
         .route(
             "/health/live",
             get(|| async { Json(json!({"status": "ok"})) }),
@@ -641,8 +416,7 @@ fn start_services(
         .route(
             "/openapi.json",
             get(move || async move { Json(document.as_ref().clone()) }),
-        );
-    (router, tasks)
+        )
 }
 
 async fn ready(State(readiness): State<Readiness>) -> impl IntoResponse {
@@ -674,7 +448,9 @@ async fn ready(State(readiness): State<Readiness>) -> impl IntoResponse {
     {
         reasons.push(e);
     }
-    if let Err(e) = readiness.bus.check().await {
+    if let Some(bus) = &readiness.bus
+        && let Err(e) = bus.check().await
+    {
         reasons.push(e);
     }
     if reasons.is_empty() {

@@ -15,10 +15,13 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use contracts::{DomainEvent, Envelope};
 
-pub use store::{
-    Delivered, DynamoNotificationStore, MongoNotificationStore, NotificationStore,
-    PgNotificationStore, SqliteNotificationStore,
-};
+#[cfg(feature = "dynamodb")]
+pub use store::DynamoNotificationStore;
+#[cfg(feature = "mongodb")]
+pub use store::MongoNotificationStore;
+#[cfg(feature = "postgres")]
+pub use store::PgNotificationStore;
+pub use store::{Delivered, NotificationStore, SqliteNotificationStore};
 
 /// The consumer group of this service and what it listens to.
 pub fn subscription() -> bus::Subscription {

@@ -13,9 +13,13 @@ use std::sync::Arc;
 
 pub use http::router;
 pub use openapi::paths as openapi;
-pub use store::{
-    Account, DynamoUserStore, MongoUserStore, PgUserStore, SqliteUserStore, UserStore,
-};
+#[cfg(feature = "dynamodb")]
+pub use store::DynamoUserStore;
+#[cfg(feature = "mongodb")]
+pub use store::MongoUserStore;
+#[cfg(feature = "postgres")]
+pub use store::PgUserStore;
+pub use store::{Account, SqliteUserStore, UserStore};
 
 use domain::{Invalid, User};
 

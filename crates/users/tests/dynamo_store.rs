@@ -1,5 +1,6 @@
 //! The user store conformance suite against DynamoDB: each test in a fresh set of tables (a
 //! prefix of its own) on the server `MYEVENTS_TEST_DYNAMODB_URL` names (default: the local moto).
+#![cfg(feature = "dynamodb")]
 
 use std::sync::Arc;
 

@@ -1,8 +1,11 @@
 //! Where the bookings service keeps its inventory and bookings. One trait, one module per
 //! backend, one conformance suite ([`crate::conformance`]) that every backend passes.
 
+#[cfg(feature = "dynamodb")]
 mod dynamo;
+#[cfg(feature = "mongodb")]
 mod mongo;
+#[cfg(feature = "postgres")]
 mod postgres;
 mod sqlite;
 
@@ -16,8 +19,11 @@ use crate::domain::{
 };
 use crate::replay::Rebuilt;
 
+#[cfg(feature = "dynamodb")]
 pub use self::dynamo::DynamoBookingStore;
+#[cfg(feature = "mongodb")]
 pub use self::mongo::MongoBookingStore;
+#[cfg(feature = "postgres")]
 pub use self::postgres::PgBookingStore;
 pub use self::sqlite::SqliteBookingStore;
 
@@ -121,7 +127,9 @@ fn replay(idem: &Idempotency, fingerprint: &str, answer: &str) -> serde_json::Re
     })
 }
 
-/// Why seats were not taken, from the event's (available, status) if it is known.
+/// Why seats were not taken, from the event's (available, status) if it is known: for the
+/// stores that take seats with one conditional write per request (MongoDB, DynamoDB).
+#[cfg(any(feature = "mongodb", feature = "dynamodb"))]
 fn refusal(state: Option<(u32, String)>) -> BookOutcome {
     match state {
         None => BookOutcome::UnknownEvent,

@@ -1,8 +1,11 @@
 //! Where the events service keeps its state. One trait, one module per backend, one
 //! conformance suite ([`crate::conformance`]) that every backend passes.
 
+#[cfg(feature = "dynamodb")]
 mod dynamo;
+#[cfg(feature = "mongodb")]
 mod mongo;
+#[cfg(feature = "postgres")]
 mod postgres;
 mod sqlite;
 
@@ -14,8 +17,11 @@ use contracts::{DomainEvent, Envelope, EventCancelled, EventCreated, LocationCre
 
 use crate::domain::{Event, Location, Sales};
 
+#[cfg(feature = "dynamodb")]
 pub use self::dynamo::DynamoEventStore;
+#[cfg(feature = "mongodb")]
 pub use self::mongo::MongoEventStore;
+#[cfg(feature = "postgres")]
 pub use self::postgres::PgEventStore;
 pub use self::sqlite::SqliteEventStore;
 

@@ -595,6 +595,7 @@ async fn one_process_per_service_over_the_embedded_log() {
     one_process_per_service(&[("MYEVENTS_BROKER_URL", &url)], Replay::Rebuilds).await;
 }
 
+#[cfg(feature = "rabbitmq")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_process_per_service_over_rabbitmq() {
     let url = std::env::var("MYEVENTS_TEST_AMQP_URL")
@@ -610,6 +611,7 @@ async fn one_process_per_service_over_rabbitmq() {
     .await;
 }
 
+#[cfg(feature = "kafka")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_process_per_service_over_kafka() {
     let brokers = std::env::var("MYEVENTS_TEST_KAFKA_BROKERS")
@@ -629,6 +631,7 @@ async fn one_process_per_service_over_kafka() {
     .await;
 }
 
+#[cfg(feature = "sqs")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_process_per_service_over_sqs() {
     let url = std::env::var("MYEVENTS_TEST_SQS_URL")
@@ -711,6 +714,7 @@ impl Drop for OwnKafka {
 
 /// Services pointed at a broker that is not up yet start, say they are not ready and why, keep
 /// what they commit meanwhile, and turn ready and deliver it once the broker answers.
+#[cfg(feature = "kafka")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn services_started_before_their_broker_deliver_once_it_is_up() {
     let port = crate::helpers::free_port();

@@ -396,6 +396,7 @@ async fn a_role_subset_serves_only_its_routes() {
     assert!(doc["paths"]["/events"].is_object());
 }
 
+#[cfg(feature = "rabbitmq")]
 #[tokio::test]
 async fn a_service_starts_without_its_broker_and_says_why_it_is_not_ready() {
     let dir = tempfile::tempdir().unwrap();

@@ -2,8 +2,11 @@
 //! address and word its mails) and the mails themselves until they are sent. One trait, one
 //! module per backend.
 
+#[cfg(feature = "dynamodb")]
 mod dynamo;
+#[cfg(feature = "mongodb")]
 mod mongo;
+#[cfg(feature = "postgres")]
 mod postgres;
 mod sqlite;
 
@@ -16,8 +19,11 @@ use tokio::sync::Notify;
 
 use crate::domain::Mail;
 
+#[cfg(feature = "dynamodb")]
 pub use self::dynamo::DynamoNotificationStore;
+#[cfg(feature = "mongodb")]
 pub use self::mongo::MongoNotificationStore;
+#[cfg(feature = "postgres")]
 pub use self::postgres::PgNotificationStore;
 pub use self::sqlite::SqliteNotificationStore;
 

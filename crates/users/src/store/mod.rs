@@ -1,8 +1,11 @@
 //! Where the users service keeps accounts. One trait, one module per backend, one conformance
 //! suite ([`crate::conformance`]) that every backend passes.
 
+#[cfg(feature = "dynamodb")]
 mod dynamo;
+#[cfg(feature = "mongodb")]
 mod mongo;
+#[cfg(feature = "postgres")]
 mod postgres;
 mod sqlite;
 
@@ -13,8 +16,11 @@ use contracts::{DomainEvent, Envelope, UserCreated};
 
 use crate::domain::User;
 
+#[cfg(feature = "dynamodb")]
 pub use self::dynamo::DynamoUserStore;
+#[cfg(feature = "mongodb")]
 pub use self::mongo::MongoUserStore;
+#[cfg(feature = "postgres")]
 pub use self::postgres::PgUserStore;
 pub use self::sqlite::SqliteUserStore;
 

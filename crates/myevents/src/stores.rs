@@ -1,0 +1,271 @@
+//! Where each service keeps its state: the storage URL of each role, and its store opened on
+//! SQLite or, when this binary was built with their cargo features, on PostgreSQL, MongoDB or
+//! DynamoDB.
+// A build with SQLite alone compiles the database-server parts out: `tables` then has nothing to
+// decide, `remote_store!` nothing to open, and every storage is a file.
+#![cfg_attr(
+    not(any(feature = "postgres", feature = "mongodb", feature = "dynamodb")),
+    allow(unused_variables, unused_macros, irrefutable_let_patterns)
+)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use platform::Config;
+
+use crate::Role;
+use crate::features::with_feature;
+
+/// The storage of each role this process runs.
+#[derive(Clone, Default)]
+pub(crate) struct Stores {
+    pub events: Option<Arc<dyn events::EventStore>>,
+    pub bookings: Option<Arc<dyn bookings::BookingStore>>,
+    pub users: Option<Arc<dyn users::UserStore>>,
+    pub notifications: Option<Arc<dyn notifications::NotificationStore>>,
+    /// The SQLite databases this process serves, locked against a second server or a replay.
+    pub locks: Vec<Arc<crate::lock::DatabaseLock>>,
+}
+
+/// Where a service keeps its state, from its storage URL.
+pub(crate) enum Storage {
+    /// `sqlite` (the default) means `data_dir/<service>.db`; `sqlite://PATH` names the file.
+    Sqlite(PathBuf),
+    /// `postgres://…` or `postgresql://…`: the service's tables in a schema named after it.
+    #[cfg(feature = "postgres")]
+    Postgres(String),
+    /// `dynamodb://HOST:PORT?region=R` (a local server) or `dynamodb://aws?region=R`: tables
+    /// named `<prefix>.<service>.<table>`.
+    #[cfg(feature = "dynamodb")]
+    Dynamo(String),
+    /// `mongodb://…`: the service's collections in a database named after it.
+    #[cfg(feature = "mongodb")]
+    Mongo(String),
+}
+
+pub(crate) fn storage(config: &Config, service: &str) -> anyhow::Result<Storage> {
+    let url = config.storage_url(service);
+    if url == "sqlite" {
+        return Ok(Storage::Sqlite(
+            config.data_dir.join(format!("{service}.db")),
+        ));
+    }
+    if let Some(path) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    {
+        if path.is_empty() {
+            bail!("storage URL {url:?} of {service} names no file");
+        }
+        return Ok(Storage::Sqlite(PathBuf::from(path)));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return with_feature!(
+            "postgres",
+            format!("the storage URL of {service}"),
+            Storage::Postgres(url.to_owned())
+        );
+    }
+    if url.starts_with("dynamodb://") {
+        return with_feature!(
+            "dynamodb",
+            format!("the storage URL of {service}"),
+            Storage::Dynamo(url.to_owned())
+        );
+    }
+    if url.starts_with("mongodb://") || url.starts_with("mongodb+srv://") {
+        return with_feature!(
+            "mongodb",
+            format!("the storage URL of {service}"),
+            Storage::Mongo(url.to_owned())
+        );
+    }
+    bail!(
+        "storage URL {url:?} of {service} is not supported: use sqlite, sqlite://PATH, \
+         postgres://…, mongodb://… or dynamodb://HOST:PORT?region=… (dynamodb://aws?region=… \
+         for AWS)"
+    )
+}
+
+/// Whether opening a store must also create its tables.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Tables {
+    /// `myevents migrate` and one-off commands: a database that does not answer is an error.
+    Required,
+    /// `myevents serve`: a service starts while its database is down, says so on
+    /// `/health/ready`, answers 503, and creates its tables once the database answers.
+    WhenReachable,
+}
+
+/// Creates a PostgreSQL, MongoDB or DynamoDB store's tables with `migrating`, as `tables` asks:
+/// waits for them when required, and otherwise lets it run in the background (the store creates
+/// them on first use anyway).
+#[cfg(any(feature = "postgres", feature = "mongodb", feature = "dynamodb"))]
+async fn prepare<E>(
+    service: &'static str,
+    migrating: impl Future<Output = Result<(), E>> + Send + 'static,
+    tables: Tables,
+) -> anyhow::Result<()>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    match tables {
+        Tables::Required => migrating
+            .await
+            .with_context(|| format!("cannot prepare the {service} database")),
+        Tables::WhenReachable => {
+            tokio::spawn(async move {
+                if let Err(error) = migrating.await {
+                    tracing::warn!(service, %error, "the database does not answer yet; its tables are created when it does");
+                }
+            });
+            Ok(())
+        }
+    }
+}
+
+/// `store` once its tables are prepared as `tables` asks (see [`prepare`]).
+#[cfg(any(feature = "postgres", feature = "mongodb", feature = "dynamodb"))]
+async fn with_tables<S, F, E>(
+    service: &'static str,
+    store: Arc<S>,
+    tables: Tables,
+    migrate: impl FnOnce(Arc<S>) -> F,
+) -> anyhow::Result<Arc<S>>
+where
+    F: Future<Output = Result<(), E>> + Send + 'static,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    prepare(service, migrate(store.clone()), tables).await?;
+    Ok(store)
+}
+
+/// A store on a database server (PostgreSQL, MongoDB, DynamoDB): prepared without connecting,
+/// its tables created as `tables` asks (see [`with_tables`]).
+macro_rules! remote_store {
+    ($service:literal, $store:ty, $url:expr, $tables:expr) => {
+        with_tables(
+            $service,
+            Arc::new(<$store>::connect(&$url)?),
+            $tables,
+            |s| async move { s.migrate().await },
+        )
+        .await?
+    };
+}
+
+pub(crate) async fn open_events(
+    config: &Config,
+    tables: Tables,
+) -> anyhow::Result<Arc<dyn events::EventStore>> {
+    Ok(match storage(config, "events")? {
+        Storage::Sqlite(path) => Arc::new(
+            events::SqliteEventStore::open(&path)
+                .with_context(|| format!("cannot open the events database {}", path.display()))?,
+        ),
+        #[cfg(feature = "postgres")]
+        Storage::Postgres(url) => remote_store!("events", events::PgEventStore, url, tables),
+        #[cfg(feature = "dynamodb")]
+        Storage::Dynamo(url) => remote_store!("events", events::DynamoEventStore, url, tables),
+        #[cfg(feature = "mongodb")]
+        Storage::Mongo(url) => remote_store!("events", events::MongoEventStore, url, tables),
+    })
+}
+
+pub(crate) async fn open_bookings(
+    config: &Config,
+    tables: Tables,
+) -> anyhow::Result<Arc<dyn bookings::BookingStore>> {
+    Ok(match storage(config, "bookings")? {
+        Storage::Sqlite(path) => Arc::new(
+            bookings::SqliteBookingStore::open(&path)
+                .with_context(|| format!("cannot open the bookings database {}", path.display()))?,
+        ),
+        #[cfg(feature = "postgres")]
+        Storage::Postgres(url) => remote_store!("bookings", bookings::PgBookingStore, url, tables),
+        #[cfg(feature = "dynamodb")]
+        Storage::Dynamo(url) => {
+            remote_store!("bookings", bookings::DynamoBookingStore, url, tables)
+        }
+        #[cfg(feature = "mongodb")]
+        Storage::Mongo(url) => remote_store!("bookings", bookings::MongoBookingStore, url, tables),
+    })
+}
+
+pub(crate) async fn open_users(
+    config: &Config,
+    tables: Tables,
+) -> anyhow::Result<Arc<dyn users::UserStore>> {
+    Ok(match storage(config, "users")? {
+        Storage::Sqlite(path) => Arc::new(
+            users::SqliteUserStore::open(&path)
+                .with_context(|| format!("cannot open the users database {}", path.display()))?,
+        ),
+        #[cfg(feature = "postgres")]
+        Storage::Postgres(url) => remote_store!("users", users::PgUserStore, url, tables),
+        #[cfg(feature = "dynamodb")]
+        Storage::Dynamo(url) => remote_store!("users", users::DynamoUserStore, url, tables),
+        #[cfg(feature = "mongodb")]
+        Storage::Mongo(url) => remote_store!("users", users::MongoUserStore, url, tables),
+    })
+}
+
+pub(crate) async fn open_notifications(
+    config: &Config,
+    tables: Tables,
+) -> anyhow::Result<Arc<dyn notifications::NotificationStore>> {
+    Ok(match storage(config, "notifications")? {
+        Storage::Sqlite(path) => Arc::new(
+            notifications::SqliteNotificationStore::open(&path).with_context(|| {
+                format!("cannot open the notifications database {}", path.display())
+            })?,
+        ),
+        #[cfg(feature = "postgres")]
+        Storage::Postgres(url) => remote_store!(
+            "notifications",
+            notifications::PgNotificationStore,
+            url,
+            tables
+        ),
+        #[cfg(feature = "dynamodb")]
+        Storage::Dynamo(url) => remote_store!(
+            "notifications",
+            notifications::DynamoNotificationStore,
+            url,
+            tables
+        ),
+        #[cfg(feature = "mongodb")]
+        Storage::Mongo(url) => remote_store!(
+            "notifications",
+            notifications::MongoNotificationStore,
+            url,
+            tables
+        ),
+    })
+}
+
+pub(crate) async fn open_stores(
+    config: &Config,
+    roles: &[Role],
+    tables: Tables,
+) -> anyhow::Result<Stores> {
+    let mut stores = Stores::default();
+    for role in roles.iter().filter(|r| r.has_state()) {
+        if let Storage::Sqlite(path) = storage(config, role.name())? {
+            stores
+                .locks
+                .push(Arc::new(crate::lock::lock_database(&path, role.name())?));
+        }
+        match role {
+            Role::Events => stores.events = Some(open_events(config, tables).await?),
+            Role::Bookings => stores.bookings = Some(open_bookings(config, tables).await?),
+            Role::Users => stores.users = Some(open_users(config, tables).await?),
+            Role::Notifications => {
+                stores.notifications = Some(open_notifications(config, tables).await?)
+            }
+            Role::Web => {}
+        }
+    }
+    Ok(stores)
+}
