@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2317 # checks are functions that check() calls by name
 # Checks the gateway's routing: deploy/gateway/default.conf.template in Debian's nginx on
 # 127.0.0.1, in front of four stand-in upstreams that answer with their own name, and for each
 # API path the upstream that must answer it — the route table of the services (README.md,

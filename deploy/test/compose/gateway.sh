@@ -14,6 +14,12 @@ gateway_dir_of_script="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 GATEWAY_TEMPLATE="${GATEWAY_TEMPLATE:-$gateway_dir_of_script/../../gateway/default.conf.template}"
 gateway_dir=""
 
+# Runs a command as root: directly when this is root (these machines), with sudo otherwise (a CI
+# runner's user).
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
+
 # Debian's nginx-light (or any nginx already installed), and envsubst (gettext-base).
 gateway_ensure_nginx() {
   if [ -x /usr/sbin/nginx ] && command -v envsubst >/dev/null 2>&1; then return 0; fi
@@ -21,18 +27,20 @@ gateway_ensure_nginx() {
   # Installing nginx starts it on port 80 unless the machine says no: say no while installing.
   local made_policy=""
   if [ ! -e /usr/sbin/policy-rc.d ]; then
-    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+    printf '#!/bin/sh\nexit 101\n' | as_root tee /usr/sbin/policy-rc.d >/dev/null \
+      && as_root chmod +x /usr/sbin/policy-rc.d
     made_policy=1
   fi
   local rc=0
-  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-      nginx-light gettext-base >/dev/null; } || rc=1
-  [ -n "$made_policy" ] && rm -f /usr/sbin/policy-rc.d
+  { as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+      --no-install-recommends nginx-light gettext-base >/dev/null; } || rc=1
+  [ -n "$made_policy" ] && as_root rm -f /usr/sbin/policy-rc.d
   return "$rc"
 }
 
 # gateway_render LISTEN EVENTS BOOKINGS USERS WEB OUT: the template with only its five variables
 # replaced (nginx's own $variables stay as they are), as the nginx image's envsubst step does.
+# shellcheck disable=SC2016 # envsubst is given the names in single quotes, not their values
 gateway_render() {
   GATEWAY_LISTEN="$1" EVENTS_UPSTREAM="$2" BOOKINGS_UPSTREAM="$3" USERS_UPSTREAM="$4" \
     WEB_UPSTREAM="$5" envsubst \

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2317 # checks are functions that check() calls by name
 # The Compose smoke test: deploy/compose.yaml's MyEvents containers (events, bookings, users,
 # notifications and web, after the one-shot `migrate`), started by docker-compose through
 # podman's Docker-compatible API from the locally built image, with deploy/compose.smoke.yaml
@@ -124,7 +125,7 @@ check "docker-compose config -q: compose.yaml + compose.smoke.yaml" compose conf
 # ---- the image ---------------------------------------------------------------------------
 if ! podman image exists "$SMOKE_IMAGE"; then
   if [ $# -ge 2 ] && [ -f "$deploy/test/image.sh" ]; then
-    # shellcheck source=deploy/test/image.sh
+    # shellcheck source=/dev/null # deploy/test/image.sh, from the image's branch
     source "$deploy/test/image.sh"
     build_test_image "$1" "$2" "$SMOKE_IMAGE" || { bad "the image $SMOKE_IMAGE builds"; finish; }
   else
