@@ -47,8 +47,7 @@ pip_tool() { # pip_tool COMMAND PACKAGE
 apt_tool() { # apt_tool COMMAND PACKAGE
   command -v "$1" >/dev/null 2>&1 && return 0
   echo "installing $1 (Debian $2)"
-  as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-    --no-install-recommends "$2" >/dev/null
+  apt_install "$2"
 }
 
 # ---- Dockerfile ----------------------------------------------------------------------------

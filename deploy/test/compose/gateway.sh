@@ -20,22 +20,27 @@ as_root() {
   if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
 }
 
-# Debian's nginx-light (or any nginx already installed), and envsubst (gettext-base).
-gateway_ensure_nginx() {
-  if [ -x /usr/sbin/nginx ] && command -v envsubst >/dev/null 2>&1; then return 0; fi
-  echo "installing nginx-light and gettext-base (Debian packages)"
-  # Installing nginx starts it on port 80 unless the machine says no: say no while installing.
-  local made_policy=""
+# apt_install PACKAGE…: installs Debian packages without starting the servers they bring
+# (nginx would take port 80, prometheus 9090): a policy-rc.d that says no, while installing.
+apt_install() {
+  local made_policy="" rc=0
   if [ ! -e /usr/sbin/policy-rc.d ]; then
     printf '#!/bin/sh\nexit 101\n' | as_root tee /usr/sbin/policy-rc.d >/dev/null \
       && as_root chmod +x /usr/sbin/policy-rc.d
     made_policy=1
   fi
-  local rc=0
   { as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-      --no-install-recommends nginx-light gettext-base >/dev/null; } || rc=1
+      --no-install-recommends "$@" >/dev/null; } || rc=1
   [ -n "$made_policy" ] && as_root rm -f /usr/sbin/policy-rc.d
   return "$rc"
+}
+
+# Debian's nginx-light (or any nginx already installed), and envsubst (gettext-base).
+gateway_ensure_nginx() {
+  if [ -x /usr/sbin/nginx ] && command -v envsubst >/dev/null 2>&1; then return 0; fi
+  echo "installing nginx-light and gettext-base (Debian packages)"
+  # Newer releases (Ubuntu 24.04, Debian 13) have no nginx-light: their nginx is as light.
+  apt_install nginx-light gettext-base || apt_install nginx gettext-base
 }
 
 # gateway_render LISTEN EVENTS BOOKINGS USERS WEB OUT: the template with only its five variables

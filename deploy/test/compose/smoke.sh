@@ -236,4 +236,14 @@ still_running() {
 }
 check "every container still runs" still_running
 
+# The resident memory of each process after the walk-through (deploy/README.md, sizing).
+for s in "${services[@]}"; do
+  pid="$(podman inspect --format '{{.State.Pid}}' "$(compose ps -a -q "$s")" 2>/dev/null)"
+  if [ -n "$pid" ] && [ -r "/proc/$pid/status" ]; then
+    awk -v s="$s" '/^VmRSS:/ { rss = $2 } /^VmHWM:/ { hwm = $2 }
+      END { printf "info   %s: resident %.0f MiB (peak %.0f MiB)\n", s, rss / 1024, hwm / 1024 }' \
+      "/proc/$pid/status"
+  fi
+done
+
 finish
