@@ -75,12 +75,21 @@ cleanup() {
   for db in events bookings users notifications; do
     pg -d postgres -c "DROP DATABASE IF EXISTS ${SMOKE_DB}_$db WITH (FORCE)" >/dev/null 2>&1
   done
-  # The durable queues this run's namespace made on the shared RabbitMQ (its exchanges are
-  # left: rabbitmqctl cannot delete one, and they hold nothing).
+  # The queues and exchanges this run's namespace made on the shared RabbitMQ (rabbitmqctl
+  # lists both but deletes only queues: exchanges go through pika, when it is installed).
   if command -v rabbitmqctl >/dev/null 2>&1; then
     for queue in $(rabbitmqctl -q list_queues name 2>/dev/null | grep "^$SMOKE_NAMESPACE"); do
       rabbitmqctl -q delete_queue "$queue" >/dev/null 2>&1
     done
+    rabbitmqctl -q list_exchanges name 2>/dev/null | grep "^$SMOKE_NAMESPACE" | python3 -c '
+import sys, pika
+names = sys.stdin.read().split()
+if names:
+    connection = pika.BlockingConnection(pika.URLParameters("amqp://guest:guest@127.0.0.1:5672/%2f"))
+    channel = connection.channel()
+    for name in names:
+        channel.exchange_delete(name)
+    connection.close()' >/dev/null 2>&1
   fi
   stop_started_servers
   rm -rf "$tmp"
@@ -145,7 +154,7 @@ done
 check "podman's Docker API answers on $DOCKER_HOST" \
   curl -fsS --max-time 2 --unix-socket "$tmp/podman.sock" http://d/_ping -o /dev/null
 
-mkdir -p "$tmp/mail"
+mkdir -p "$tmp/mail/tmp" "$tmp/mail/new" "$tmp/mail/cur" # a Maildir
 python3 -m aiosmtpd -n -l "127.0.0.1:$SMOKE_SMTP_PORT" -c aiosmtpd.handlers.Mailbox "$tmp/mail" \
   >"$tmp/smtp.log" 2>&1 &
 smtp_pid=$!
