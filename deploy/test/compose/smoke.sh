@@ -46,7 +46,7 @@ check() { # check WHAT COMMAND…
   if "$@"; then ok "$what"; else bad "$what"; fi
 }
 finish() {
-  echo "compose smoke: $passed passed, $failed failed"
+  echo "compose-smoke: $passed passed, $failed failed"
   [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
   exit $?
 }

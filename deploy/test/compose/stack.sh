@@ -28,7 +28,7 @@ check() { # check WHAT COMMAND…
   if "$@"; then ok "$what"; else bad "$what"; fi
 }
 finish() {
-  echo "stack ($broker): $passed passed, $failed failed"
+  echo "stack-$broker: $passed passed, $failed failed"
   [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
   exit $?
 }
