@@ -44,7 +44,8 @@ build_test_image() {
   base_rootfs "$binary" "$work/base"
   # What the Dockerfile's `dist` stage holds: the binary, the UI and an empty /data.
   mkdir -p "$work/dist/dist/data"
-  cp "$binary" "$work/dist/dist/myevents"
+  # Without its debug information: a test build carries hundreds of megabytes of it.
+  objcopy --strip-debug "$binary" "$work/dist/dist/myevents" || return 1
   cp -r "$web" "$work/dist/dist/web"
   image_from_dir "$work/base" localhost/myevents-base:test \
     && image_from_dir "$work/dist" localhost/myevents-dist:test \
