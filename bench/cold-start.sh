@@ -51,6 +51,6 @@ fi
 seconds=$(python3 -c "print(round($ready - $start))")
 web=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$api/")
 crates=$(find "$CARGO_HOME/registry/cache" -name '*.crate' 2>/dev/null | wc -l)
-units=$(find "$CARGO_TARGET_DIR/release/.fingerprint" -maxdepth 1 -mindepth 1 | wc -l)
+units=$(find "$CARGO_TARGET_DIR/start/.fingerprint" -maxdepth 1 -mindepth 1 | wc -l)
 echo "commit $(git -C "$work/clone" rev-parse --short=12 HEAD) on $(nproc) cores: /health/ready after ${seconds} s"
-echo "  web UI at /: HTTP $web; $crates crates downloaded; $units units compiled (release)"
+echo "  web UI at /: HTTP $web; $crates crates downloaded; $units units compiled (profile start)"
