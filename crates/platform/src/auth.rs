@@ -64,6 +64,7 @@ pub struct Auth {
 
 impl Auth {
     pub fn new(secret: &[u8], ttl_secs: u64) -> Self {
+        crate::hs256::install();
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 5;
         Self {

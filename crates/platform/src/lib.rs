@@ -5,6 +5,7 @@ pub mod auth;
 pub mod config;
 pub mod email;
 pub mod error;
+pub mod hs256;
 pub mod http;
 pub mod json;
 pub mod metrics;

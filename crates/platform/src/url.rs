@@ -14,9 +14,47 @@ pub fn with_database(url: &str, database: &str) -> String {
     format!("{base}/{database}{query}")
 }
 
+/// `url` without the password of its user-info (`scheme://user:***@host…`), for error messages
+/// and logs: a mistyped URL must not put a password where operators read.
+pub fn redacted(url: &str) -> String {
+    let authority_start = url.find("://").map_or(0, |i| i + 3);
+    let authority_end = url[authority_start..]
+        .find(['/', '?'])
+        .map_or(url.len(), |i| authority_start + i);
+    let Some(at) = url[authority_start..authority_end].rfind('@') else {
+        return url.to_owned();
+    };
+    let user_info = &url[authority_start..authority_start + at];
+    match user_info.split_once(':') {
+        Some((user, _)) => format!(
+            "{}{user}:***{}",
+            &url[..authority_start],
+            &url[authority_start + at..]
+        ),
+        None => url.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::with_database;
+    use super::{redacted, with_database};
+
+    #[test]
+    fn a_password_is_left_out_of_a_redacted_url() {
+        assert_eq!(
+            redacted("ampq://me:s3cret@h:5672/%2f"),
+            "ampq://me:***@h:5672/%2f"
+        );
+        assert_eq!(
+            redacted("postgresql+ssl://u:p@w:rd@h/db?x=y@z"),
+            "postgresql+ssl://u:***@h/db?x=y@z"
+        );
+        assert_eq!(
+            redacted("sqs://127.0.0.1:5000?zone=x"),
+            "sqs://127.0.0.1:5000?zone=x"
+        );
+        assert_eq!(redacted("kafka://u@h:9092"), "kafka://u@h:9092");
+    }
 
     #[test]
     fn a_url_gets_another_database() {
