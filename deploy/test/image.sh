@@ -45,7 +45,7 @@ build_test_image() {
   # What the Dockerfile's `dist` stage holds: the binary, the UI and an empty /data.
   mkdir -p "$work/dist/dist/data"
   # Without its debug information: a test build carries hundreds of megabytes of it.
-  objcopy --strip-debug "$binary" "$work/dist/dist/myevents" || return 1
+  objcopy --strip-debug "$binary" "$work/dist/dist/myevents" || { rm -rf "$work"; return 1; }
   cp -r "$web" "$work/dist/dist/web"
   image_from_dir "$work/base" localhost/myevents-base:test \
     && image_from_dir "$work/dist" localhost/myevents-dist:test \

@@ -6,26 +6,28 @@ use std::sync::Arc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::{Handler, MAX_ATTEMPTS, Outcome, Subscription, backoff};
+use crate::{Handler, Subscription, backoff};
 
 /// Counts the retries of each message for brokers that redeliver without counting them
 /// (RabbitMQ, Kafka), so that a message that keeps failing is parked rather than retried forever.
+#[cfg(any(feature = "rabbitmq", feature = "kafka"))]
 #[derive(Default)]
 pub(crate) struct Attempts(std::collections::HashMap<String, u32>);
 
+#[cfg(any(feature = "rabbitmq", feature = "kafka"))]
 impl Attempts {
     /// What to do with message `id` given the handler's `outcome`: a retry asked for the
-    /// [`MAX_ATTEMPTS`]-th time becomes poison; any other outcome forgets the count.
-    pub(crate) fn settle(&mut self, id: &str, outcome: Outcome) -> Outcome {
+    /// [`crate::MAX_ATTEMPTS`]-th time becomes poison; any other outcome forgets the count.
+    pub(crate) fn settle(&mut self, id: &str, outcome: crate::Outcome) -> crate::Outcome {
         match outcome {
-            Outcome::Retry(error) => {
+            crate::Outcome::Retry(error) => {
                 let count = self.0.entry(id.to_owned()).or_insert(0);
                 *count += 1;
-                if *count >= MAX_ATTEMPTS {
+                if *count >= crate::MAX_ATTEMPTS {
                     self.0.remove(id);
-                    Outcome::Poison(format!("kept failing: {error}"))
+                    crate::Outcome::Poison(format!("kept failing: {error}"))
                 } else {
-                    Outcome::Retry(error)
+                    crate::Outcome::Retry(error)
                 }
             }
             other => {

@@ -55,7 +55,9 @@ pub(crate) fn open_bus(config: &Config) -> anyhow::Result<Arc<dyn Bus>> {
         PathBuf::from(path.trim_start_matches("//"))
     } else {
         bail!(
-            "broker URL {url:?} is not supported: use embedded, embedded:PATH, amqp://…, kafka://… or sqs://…"
+            "broker URL {:?} is not supported: use embedded, embedded:PATH, amqp://…, kafka://… or \
+             sqs://…",
+            platform::url::redacted(url)
         );
     };
     let log = EmbeddedLog::open(&path)

@@ -30,12 +30,24 @@ struct Readiness {
     bus: Option<Arc<dyn Bus>>,
 }
 
+/// Whether a secret is one of the placeholders the deployment files ship (deploy/k8s), which
+/// anyone can read: a deployment that forgot to replace one must not start.
+fn is_placeholder(secret: &str) -> bool {
+    secret.starts_with("replace-me")
+}
+
 /// The token secret: configured, or generated once into `data_dir/jwt-secret` so that every
 /// process sharing the folder (and every restart) accepts the same tokens.
 fn jwt_secret(config: &Config) -> anyhow::Result<Vec<u8>> {
     if let Some(secret) = &config.auth.jwt_secret {
         if secret.len() < 16 {
             bail!("auth.jwt_secret must have at least 16 characters");
+        }
+        if is_placeholder(secret) {
+            bail!(
+                "auth.jwt_secret is still the placeholder of the deployment files: anyone could \
+                 sign tokens with it; set a secret of your own (e.g. `openssl rand -hex 32`)"
+            );
         }
         return Ok(secret.as_bytes().to_vec());
     }
@@ -213,6 +225,12 @@ async fn create_admin(
     background: &CancellationToken,
 ) -> anyhow::Result<()> {
     let email = platform::Email::parse(&email).map_err(anyhow::Error::msg)?;
+    if is_placeholder(&password) {
+        bail!(
+            "auth.admin_password is still the placeholder of the deployment files: set a password \
+             of your own"
+        );
+    }
     let attempt = move || {
         let (users, email, password) = (users.clone(), email.clone(), password.clone());
         async move {

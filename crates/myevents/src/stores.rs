@@ -82,9 +82,10 @@ pub(crate) fn storage(config: &Config, service: &str) -> anyhow::Result<Storage>
         );
     }
     bail!(
-        "storage URL {url:?} of {service} is not supported: use sqlite, sqlite://PATH, \
+        "storage URL {:?} of {service} is not supported: use sqlite, sqlite://PATH, \
          postgres://…, mongodb://… or dynamodb://HOST:PORT?region=… (dynamodb://aws?region=… \
-         for AWS)"
+         for AWS)",
+        platform::url::redacted(url)
     )
 }
 

@@ -426,9 +426,11 @@ def shape_problems(docs, overlay):
 # ---- test overlays -----------------------------------------------------------------------------
 
 # What a test overlay may change: ports (the listen settings, the declared ports, the scrape
-# port), the image and its pull policy, and the backends the services are pointed at.
+# port), the image and its pull policy, the backends the services are pointed at, and the
+# secrets (the shipped placeholders are refused by myevents, as every deployment must replace them).
 LISTEN = {"MYEVENTS_LISTEN", "MYEVENTS_METRICS_LISTEN", "MYEVENTS_GRPC_LISTEN"}
 BACKEND_KEYS = {("Secret", "myevents-backends"): {"storage-url", "broker-url", "mail-url"},
+                ("Secret", "myevents"): {"jwt-secret", "admin-password"},
                 ("ConfigMap", "myevents"): {"MYEVENTS_BROKER_NAMESPACE"}}
 
 

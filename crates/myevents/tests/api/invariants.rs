@@ -680,8 +680,10 @@ async fn services_in_separate_processes_talk_through_the_embedded_log() {
 }
 
 /// A Kafka broker (tansu, topics in memory) of this test's own on `port`, killed when dropped.
+#[cfg(feature = "kafka")]
 struct OwnKafka(std::process::Child);
 
+#[cfg(feature = "kafka")]
 impl OwnKafka {
     fn start(port: u16) -> OwnKafka {
         let bin = std::env::var("MYEVENTS_TANSU_BIN").unwrap_or_else(|_| "tansu".to_owned());
@@ -705,6 +707,7 @@ impl OwnKafka {
     }
 }
 
+#[cfg(feature = "kafka")]
 impl Drop for OwnKafka {
     fn drop(&mut self) {
         let _ = self.0.kill();

@@ -256,14 +256,55 @@ fn bad_configuration_is_an_error_that_names_it() {
     );
     let (ok, text) = run(&["serve"], &[("KAFKA_BROKERS", " ")]);
     assert!(!ok && text.contains("names no Kafka broker"), "{text}");
+    // A mistyped URL is named without its password.
     let (ok, text) = run(
         &["serve"],
-        &[("MYEVENTS_BROKER_URL", "sqs://127.0.0.1:5000?zone=x")],
+        &[("MYEVENTS_BROKER_URL", "ampq://me:s3cret@127.0.0.1/%2f")],
     );
     assert!(
-        !ok && text.contains("sqs://127.0.0.1:5000?zone=x"),
+        !ok && text.contains("ampq://me:***@127.0.0.1") && !text.contains("s3cret"),
         "{text}"
     );
+    // The placeholders of the deployment files (deploy/k8s) are refused, not used.
+    let data = dir.path().to_str().unwrap();
+    let (ok, text) = run(
+        &["serve"],
+        &[
+            ("MYEVENTS_DATA_DIR", data),
+            (
+                "MYEVENTS_JWT_SECRET",
+                "replace-me-with-32-random-characters",
+            ),
+        ],
+    );
+    assert!(
+        !ok && text.contains("auth.jwt_secret is still the placeholder"),
+        "{text}"
+    );
+    let (ok, text) = run(
+        &["serve"],
+        &[
+            ("MYEVENTS_DATA_DIR", data),
+            ("MYEVENTS_ADMIN_EMAIL", "admin@example.com"),
+            ("MYEVENTS_ADMIN_PASSWORD", "replace-me-admin-password"),
+        ],
+    );
+    assert!(
+        !ok && text.contains("auth.admin_password is still the placeholder"),
+        "{text}"
+    );
+    // Without the sqs feature the URL is refused before it is read (scripts/lean-check.sh).
+    #[cfg(feature = "sqs")]
+    {
+        let (ok, text) = run(
+            &["serve"],
+            &[("MYEVENTS_BROKER_URL", "sqs://127.0.0.1:5000?zone=x")],
+        );
+        assert!(
+            !ok && text.contains("sqs://127.0.0.1:5000?zone=x"),
+            "{text}"
+        );
+    }
 }
 
 #[tokio::test]
