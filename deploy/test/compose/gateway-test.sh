@@ -69,6 +69,9 @@ events    GET    /events/$E
 events    DELETE /events/$E
 events    GET    /events/id/$E
 events    GET    /events/name/Opening%20night
+events    GET    /events/name/availability
+events    GET    /events/name/bookings
+events    GET    /events/id/availability
 events    GET    /events/$E/sales
 events    GET    /sales
 events    GET    /locations

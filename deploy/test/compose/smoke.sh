@@ -73,15 +73,15 @@ cleanup() {
   [ -n "$smtp_pid" ] && kill "$smtp_pid" 2>/dev/null
   local db queue
   for db in events bookings users notifications; do
-    pg -d postgres -c "DROP DATABASE IF EXISTS ${SMOKE_DB}_$db WITH (FORCE)" >/dev/null 2>&1
+    pg -d postgres -c "DROP DATABASE IF EXISTS ${SMOKE_DB:-}_$db WITH (FORCE)" >/dev/null 2>&1
   done
   # The queues and exchanges this run's namespace made on the shared RabbitMQ (rabbitmqctl
   # lists both but deletes only queues: exchanges go through pika, when it is installed).
   if command -v rabbitmqctl >/dev/null 2>&1; then
-    for queue in $(rabbitmqctl -q list_queues name 2>/dev/null | grep "^$SMOKE_NAMESPACE"); do
+    for queue in $(rabbitmqctl -q list_queues name 2>/dev/null | grep "^${SMOKE_NAMESPACE:-}"); do
       rabbitmqctl -q delete_queue "$queue" >/dev/null 2>&1
     done
-    rabbitmqctl -q list_exchanges name 2>/dev/null | grep "^$SMOKE_NAMESPACE" | python3 -c '
+    rabbitmqctl -q list_exchanges name 2>/dev/null | grep "^${SMOKE_NAMESPACE:-}" | python3 -c '
 import sys, pika
 names = sys.stdin.read().split()
 if names:
@@ -160,7 +160,7 @@ python3 -m aiosmtpd -n -l "127.0.0.1:$SMOKE_SMTP_PORT" -c aiosmtpd.handlers.Mail
 smtp_pid=$!
 
 for db in events bookings users notifications; do
-  pg -d postgres -c "CREATE DATABASE ${SMOKE_DB}_$db" || { bad "create database ${SMOKE_DB}_$db"; finish; }
+  pg -d postgres -c "CREATE DATABASE ${SMOKE_DB:-}_$db" || { bad "create database ${SMOKE_DB:-}_$db"; finish; }
 done
 
 # ---- up ----------------------------------------------------------------------------------
@@ -212,12 +212,12 @@ check "notifications mailed welcome, booking and cancellation over SMTP" mails_a
 
 own_schema_only() { # own_schema_only SERVICE: its database has its schema and no other's
   local schemas
-  schemas="$(pg -d "${SMOKE_DB}_$1" -c "SELECT string_agg(nspname, ',' ORDER BY nspname) FROM pg_namespace
+  schemas="$(pg -d "${SMOKE_DB:-}_$1" -c "SELECT string_agg(nspname, ',' ORDER BY nspname) FROM pg_namespace
     WHERE nspname IN ('events', 'bookings', 'users', 'notifications')")"
-  [ "$schemas" = "$1" ] || { echo "       ${SMOKE_DB}_$1 holds schemas: ${schemas:-none}"; return 1; }
+  [ "$schemas" = "$1" ] || { echo "       ${SMOKE_DB:-}_$1 holds schemas: ${schemas:-none}"; return 1; }
 }
 for s in events bookings users notifications; do
-  check "database ${SMOKE_DB}_$s holds the $s schema and no other service's" own_schema_only "$s"
+  check "database ${SMOKE_DB:-}_$s holds the $s schema and no other service's" own_schema_only "$s"
 done
 
 hardened() { # hardened SERVICE: uid 65532, read-only root, no new privileges
