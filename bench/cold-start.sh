@@ -17,10 +17,9 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+# shellcheck source=scripts/checks.sh
+source "$repo/scripts/checks.sh"
 
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 
 git clone -q "$repo" "$work/clone"
 git -C "$work/clone" checkout -q "$commit"

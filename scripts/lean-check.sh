@@ -3,14 +3,12 @@
 # compiles no broker or database-server client, it says which feature a configured backend
 # needs instead of starting without it, and `--version` names the commit.
 #   scripts/lean-check.sh BINARY     (BINARY: `cargo build -p myevents`, no features)
-# Prints `ok …` / `FAILED …` per check and a closing "N passed, M failed".
+# Prints `ok …` / `FAILED …` per check and a closing "lean: N passed, M failed".
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 binary="${1:?usage: lean-check.sh BINARY}"
-passed=0
-failed=0
-ok() { echo "ok $1"; passed=$((passed + 1)); }
-bad() { echo "FAILED $1"; failed=$((failed + 1)); }
+# shellcheck source=scripts/checks.sh
+source scripts/checks.sh
 
 # The clients each backend feature brings in; none of them may be in the default build.
 heavy='^(lapin|rdkafka|aws-sdk-sqs|aws-sdk-sns|aws-sdk-dynamodb|sqlx|mongodb) '
@@ -63,5 +61,4 @@ else
   bad "migrate on the embedded defaults failed"
 fi
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+summary lean

@@ -3,30 +3,19 @@
 # tests built (deploy/test/image.sh), runs it with podman on the host's network, and checks that
 # it runs as a non-root user on a read-only root filesystem, writes only to /data, answers
 # /health/ready, and passes the README's walk-through. Prints `ok …` / `FAILED …` per check and
-# a closing `N passed, M failed`.
+# a closing `image: N passed, M failed`.
 #   deploy/test/image-test.sh BINARY WEB_DIST
 set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 # shellcheck source=deploy/test/image.sh
 source "$here/image.sh"
+# shellcheck source=scripts/checks.sh
+source "$here/../../scripts/checks.sh"
 
 binary="${1:?usage: image-test.sh BINARY WEB_DIST}"
 web="${2:?usage: image-test.sh BINARY WEB_DIST}"
 image="${MYEVENTS_IMAGE:-localhost/myevents:test}"
 name="myevents-image-test-$$"
-passed=0
-failed=0
-ok() { echo "ok $1"; passed=$((passed + 1)); }
-bad() { echo "FAILED $1"; failed=$((failed + 1)); }
-check() { # name command…
-  local what="$1"
-  shift
-  if "$@"; then ok "$what"; else bad "$what"; fi
-}
-
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 
 data="$(mktemp -d)"
 cleanup() {
@@ -37,7 +26,7 @@ trap cleanup EXIT
 
 if ! build_test_image "$binary" "$web" "$image"; then
   bad "the image builds"
-  echo "$passed passed, $failed failed"
+  summary image
   exit 1
 fi
 ok "the image builds"
@@ -94,5 +83,4 @@ check "the databases and the mail are in /data" \
   test -f "$data/bookings.db" -a -d "$data/mail"
 
 echo "image size: $(podman image inspect --format '{{.Size}}' "$image") bytes"
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+summary image

@@ -9,6 +9,8 @@ set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 # shellcheck source=deploy/test/compose/gateway.sh
 source "$here/gateway.sh"
+# shellcheck source=scripts/checks.sh
+source "$here/../../../scripts/checks.sh"
 
 tmp="$(mktemp -d)"
 echo_pid=""
@@ -19,7 +21,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 python3 "$here/echo_upstreams.py" --ports "$tmp/ports" events bookings users web &
 echo_pid=$!
@@ -32,17 +33,6 @@ gateway_start "$gw_port" "127.0.0.1:$(port_of events)" "127.0.0.1:$(port_of book
   "127.0.0.1:$(port_of users)" "127.0.0.1:$(port_of web)" || { echo "FAILED: the gateway did not start"; exit 1; }
 GW="http://127.0.0.1:$gw_port"
 
-passed=0
-failed=0
-check() { # check WHAT CONDITION...
-  local what="$1"
-  shift
-  if "$@"; then
-    passed=$((passed + 1)); echo "ok     $what"
-  else
-    failed=$((failed + 1)); echo "FAILED $what"
-  fi
-}
 
 # answer METHOD PATH [curl args…]: the JSON the upstream echoed.
 answer() {
@@ -125,5 +115,4 @@ listens_on_loopback_only() {
 check "the test gateway listens on 127.0.0.1 only" listens_on_loopback_only
 
 if [ "$failed" -gt 0 ]; then gateway_logs; fi
-echo "gateway: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+summary gateway

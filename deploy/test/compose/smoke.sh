@@ -25,6 +25,8 @@ source "$deploy/test/podman-env.sh"
 source "$here/gateway.sh"
 # shellcheck source=scripts/services.sh
 source "$root/scripts/services.sh"
+# shellcheck source=scripts/checks.sh
+source "$root/scripts/checks.sh"
 
 export SMOKE_IMAGE="${SMOKE_IMAGE:-localhost/myevents:test}"
 READY_TIMEOUT="${READY_TIMEOUT:-120}"
@@ -32,26 +34,13 @@ services=(events bookings users notifications web)
 run="$(date +%s)$$"
 project="myevents-smoke-$run"
 tmp="$(mktemp -d)"
-passed=0
-failed=0
 podman_pid=""
 smtp_pid=""
 started_containers=0
 
-ok() { echo "ok     $1"; passed=$((passed + 1)); }
-bad() { echo "FAILED $1"; failed=$((failed + 1)); }
-check() { # check WHAT COMMAND…
-  local what="$1"
-  shift
-  if "$@"; then ok "$what"; else bad "$what"; fi
-}
 finish() {
-  echo "compose-smoke: $passed passed, $failed failed"
-  [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
+  summary compose-smoke
   exit $?
-}
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 pg() { psql -h 127.0.0.1 -U postgres -v ON_ERROR_STOP=1 -qAt "$@"; }
 
@@ -134,7 +123,7 @@ check "docker-compose config -q: compose.yaml + compose.smoke.yaml" compose conf
 # ---- the image ---------------------------------------------------------------------------
 if ! podman image exists "$SMOKE_IMAGE"; then
   if [ $# -ge 2 ] && [ -f "$deploy/test/image.sh" ]; then
-    # shellcheck source=/dev/null # deploy/test/image.sh, from the image's branch
+    # shellcheck source=deploy/test/image.sh
     source "$deploy/test/image.sh"
     build_test_image "$1" "$2" "$SMOKE_IMAGE" || { bad "the image $SMOKE_IMAGE builds"; finish; }
   else

@@ -17,19 +17,11 @@ broker="${1:-rabbitmq}"
 : "${MYEVENTS_IMAGE:?set MYEVENTS_IMAGE to the image to run}"
 export MYEVENTS_IMAGE
 project="myevents-stack-$$"
-passed=0
-failed=0
+# shellcheck source=scripts/checks.sh
+source "$deploy/../scripts/checks.sh"
 
-ok() { echo "ok     $1"; passed=$((passed + 1)); }
-bad() { echo "FAILED $1"; failed=$((failed + 1)); }
-check() { # check WHAT COMMAND…
-  local what="$1"
-  shift
-  if "$@"; then ok "$what"; else bad "$what"; fi
-}
 finish() {
-  echo "stack-$broker: $passed passed, $failed failed"
-  [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
+  summary "stack-$broker"
   exit $?
 }
 # eventually SECONDS COMMAND…: retries the command once a second until it succeeds.
