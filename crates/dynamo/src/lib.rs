@@ -18,11 +18,6 @@ pub use db::{
 };
 pub use outbox::DynamoOutbox;
 
-/// True for the storage URLs this crate opens.
-pub fn is_dynamo_url(url: &str) -> bool {
-    url.starts_with("dynamodb://")
-}
-
 #[cfg(test)]
 mod tests {
     use super::{Address, parse_url};

@@ -18,9 +18,3 @@ pub use mongodb;
 pub use mongodb::bson;
 pub use outbox::MongoOutbox;
 pub use tx::{Tx, TxFuture};
-
-/// True for the storage URLs this crate opens (and for `mongodb+srv://`, which it refuses with
-/// a clear reason rather than letting another backend say the URL is unknown).
-pub fn is_mongo_url(url: &str) -> bool {
-    url.starts_with("mongodb://") || url.starts_with("mongodb+srv://")
-}

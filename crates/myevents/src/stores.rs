@@ -60,6 +60,9 @@ pub(crate) fn storage(config: &Config, service: &str) -> anyhow::Result<Storage>
         }
         return Ok(Storage::Sqlite(PathBuf::from(path)));
     }
+    // The schemes are recognised here, not by the backends' crates, so that a binary built
+    // without one still names the feature it lacks. `mongodb+srv://` goes to the MongoDB store,
+    // which refuses it with its reason rather than leaving it "not supported".
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         return with_feature!(
             "postgres",

@@ -14,8 +14,3 @@ pub mod testing;
 pub use db::{Options, Pg, PgError, PgQuery, drop_schema, int, query, replace_schema};
 pub use outbox::PgOutbox;
 pub use sqlx;
-
-/// True for the storage URLs this crate opens.
-pub fn is_postgres_url(url: &str) -> bool {
-    url.starts_with("postgres://") || url.starts_with("postgresql://")
-}
