@@ -17,6 +17,21 @@ check() {
   if "$@"; then ok "$what"; else bad "$what"; fi
 }
 
+# run WHAT COMMAND…: the same, with the command's output shown only when it fails.
+run() {
+  local what="$1" log rc=0
+  shift
+  log="$(mktemp)"
+  "$@" >"$log" 2>&1 || rc=$?
+  if [ "$rc" -eq 0 ]; then
+    ok "$what"
+  else
+    bad "$what"
+    sed 's/^/       /' "$log" | tail -n 60
+  fi
+  rm -f "$log"
+}
+
 summary() {
   echo "$1: $passed passed, $failed failed"
   [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]

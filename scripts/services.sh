@@ -8,6 +8,7 @@
 #   PostgreSQL 127.0.0.1:5432 Debian package, trust authentication from 127.0.0.1 (test data only)
 #   MongoDB   127.0.0.1:27017 SecantusDB from PyPI (wire-compatible, transactions), in memory
 #   aiosmtpd, etcd            installed only: the notifications tests start their own
+#   prometheus                installed only (server and promtool): deploy/test/monitoring starts its own
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
@@ -23,6 +24,27 @@ wait_port() { # port seconds name
   done
   echo "$3 did not start within $2 s" >&2
   return 1
+}
+
+# Runs a command as root: directly when this is root (these machines), with sudo otherwise (a CI
+# runner's user).
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+# apt_install PACKAGE…: installs Debian packages without starting the servers they bring
+# (nginx would take port 80, prometheus 9090): a policy-rc.d that says no, while installing.
+apt_install() {
+  local made_policy="" rc=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | as_root tee /usr/sbin/policy-rc.d >/dev/null \
+      && as_root chmod +x /usr/sbin/policy-rc.d
+    made_policy=1
+  fi
+  { as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+      --no-install-recommends "$@" >/dev/null; } || rc=1
+  [ -n "$made_policy" ] && as_root rm -f /usr/sbin/policy-rc.d
+  return "$rc"
 }
 
 # What a build with every backend needs (`--features full`: CI, the image, the benchmarks).
@@ -44,6 +66,19 @@ ensure_protoc() {
   command -v protoc >/dev/null 2>&1 && return 0
   echo "installing protobuf-compiler (Debian package)"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq protobuf-compiler >/dev/null
+}
+
+# Debian's prometheus: the server (the live test of deploy/prometheus and the dashboards runs
+# one) and promtool (config, rules and their unit tests). Installed without starting the
+# server the package would start on :9090.
+# Also exports MYEVENTS_PROMTOOL, which the metrics API test runs on every role's /metrics.
+ensure_prometheus() {
+  if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
+    echo "installing prometheus (Debian package: the server and promtool)"
+    apt_install prometheus || return 1
+  fi
+  MYEVENTS_PROMTOOL="$(command -v promtool)" || return 1
+  export MYEVENTS_PROMTOOL
 }
 
 ensure_rabbitmq() {
@@ -81,6 +116,14 @@ ensure_aiosmtpd() {
   python3 -c 'import aiosmtpd' 2>/dev/null && return 0
   echo "installing aiosmtpd (PyPI)"
   python3 -m pip install -q --disable-pip-version-check aiosmtpd
+}
+
+# The OTLP receiver of deploy/test/otlp/receiver.py, which each trace test starts on ports of
+# its own.
+ensure_otlp_receiver() {
+  python3 -c 'import grpc, opentelemetry.proto' 2>/dev/null && return 0
+  echo "installing opentelemetry-proto and grpcio (PyPI)"
+  python3 -m pip install -q --disable-pip-version-check opentelemetry-proto grpcio
 }
 
 ensure_etcd() {

@@ -168,13 +168,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let auth = Arc::new(Auth::new(b"floor-benchmark-secret", 3600));
     let app = platform::http::finish(routes, &config, None, auth, TaskTracker::new())?;
     let listener = platform::http::bind("listen", &args.listen).await?;
+    let tls_listener = platform::http::bind_tls(&config)?;
     let stop = CancellationToken::new();
     let on_signal = stop.clone();
     tokio::spawn(async move {
         platform::http::shutdown_signal().await;
         on_signal.cancel();
     });
-    platform::http::serve(app, &config, listener, stop).await
+    platform::http::serve(app, &config, listener, tls_listener, stop).await
 }
 
 #[tokio::main]

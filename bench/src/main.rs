@@ -107,7 +107,11 @@ async fn start_server_with(
         .env("MYEVENTS_DATA_DIR", data_dir)
         .env("MYEVENTS_ADMIN_EMAIL", ADMIN_EMAIL)
         .env("MYEVENTS_ADMIN_PASSWORD", ADMIN_PASSWORD)
-        .env("RUST_LOG", "warn")
+        // Quiet unless told otherwise (bench/traces.sh keeps MyEvents' spans at info).
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(Stdio::null())
         .spawn()
         .with_context(|| format!("cannot start {}", binary.display()))?;

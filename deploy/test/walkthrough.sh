@@ -86,6 +86,8 @@ call POST "$BOOKINGS_API/events/$EVENT/bookings" '{"seats": 2, "email": "guest@e
   "Idempotency-Key: order-$run"
 expect 201 "a guest books 2 seats"
 BOOKING="$(field '["ID"]')"
+TOKEN="$(field '["Token"]')"
+[ -n "$TOKEN" ] || fail "a guest booking's answer carries its token: $body"
 call POST "$BOOKINGS_API/events/$EVENT/bookings" '{"seats": 2, "email": "guest@example.com"}' \
   "Idempotency-Key: order-$run"
 expect 201 "the same booking request again"
@@ -97,8 +99,10 @@ call POST "$BOOKINGS_API/events/$EVENT/bookings" '{"seats": 2, "email": "late@ex
 expect 409 "overbooking"
 [ "$(field '["Available"]')" = 1 ] || fail "the 409 should say 1 seat is left: $body"
 
-step "the guest cancels; the seats come back, once"
-call DELETE "$BOOKINGS_API/bookings/$BOOKING?email=guest@example.com"
+step "the booking's ID alone cancels nothing; its token does, and the seats come back, once"
+call DELETE "$BOOKINGS_API/bookings/$BOOKING"
+expect 403 "cancelling a guest booking without its token"
+call DELETE "$BOOKINGS_API/bookings/$BOOKING?token=$TOKEN"
 [ "$status" = 200 ] || [ "$status" = 204 ] || fail "guest cancel: $status $body"
 available_is 3 || fail "the cancelled seats did not come back: $body"
 

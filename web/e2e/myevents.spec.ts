@@ -232,6 +232,33 @@ test.describe.serial('MyEvents in the browser', () => {
     // The customer's page was not reloaded; it polls.
     await expect(customer.getByTestId('availability')).toHaveText(`2 of ${CAPACITY} seats left`);
 
+    // The confirmation links to the booking's own page, opened by its token; without the token
+    // the same page shows nothing of the booking.
+    const link = guest.getByTestId('guest-link').getByRole('link', { name: 'open your booking' });
+    const bookingUrl = (await link.getAttribute('href')) ?? '';
+    expect(bookingUrl).toMatch(/^#\/bookings\/[^?]+\?token=[0-9a-f]{32}$/);
+    await link.click();
+    const bookingPage = guest.getByTestId('booking-page');
+    await expect(bookingPage).toContainText('3 seats');
+    await expect(bookingPage).toContainText(guestEmail);
+    await expect(bookingPage.getByTestId('booking-status')).toHaveText('Active');
+    await shot(guest, 'guest-booking-page');
+    await bookingPage.getByRole('button', { name: 'Cancel booking' }).click();
+    await guest.getByRole('dialog').getByRole('button', { name: 'Yes, cancel booking' }).click();
+    await expect(bookingPage.getByTestId('booking-status')).toHaveText('Cancelled');
+    await expect(customer.getByTestId('availability')).toHaveText(`5 of ${CAPACITY} seats left`);
+    await guest.goto(`/${bookingUrl.replace(/\?token=.*$/, '')}`);
+    await expect(guest.getByRole('heading', { name: 'This link does not open a booking' })).toBeVisible();
+    await expect(guest.locator('main')).not.toContainText(guestEmail);
+
+    // The guest books the 3 seats again, and then the rest.
+    await guest.goto(`/#/events/${encodeURIComponent(eventId)}`);
+    await guest.getByLabel('Your e-mail').fill(guestEmail);
+    await guest.getByLabel('Seats').selectOption('3');
+    await guest.getByRole('button', { name: 'Book 3 seats' }).click();
+    await expect(guest.getByTestId('confirmation')).toContainText(guestEmail);
+    await expect(guest.getByTestId('availability')).toHaveText(`2 of ${CAPACITY} seats left`);
+
     await guest.getByRole('button', { name: 'Book more seats' }).click();
     await expect(guest.getByLabel('Seats').locator('option')).toHaveCount(2);
     await guest.getByLabel('Your e-mail').fill(guestEmail);

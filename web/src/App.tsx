@@ -3,6 +3,7 @@ import { href, isSection, navigate, useRoute, type Route } from './router';
 import { EventListPage } from './pages/EventListPage';
 import { EventPage } from './pages/EventPage';
 import { BookingsPage } from './pages/BookingsPage';
+import { BookingPage } from './pages/BookingPage';
 import { SignInPage, SignUpPage } from './pages/AuthPages';
 import { AdminEventsPage } from './pages/AdminEventsPage';
 import { AdminLocationsPage } from './pages/AdminLocationsPage';
@@ -33,6 +34,8 @@ function Page({ route }: { route: Route }) {
       return <EventPage id={route.id} />;
     case 'bookings':
       return <BookingsPage />;
+    case 'booking':
+      return <BookingPage id={route.id} token={route.token} />;
     case 'signin':
       return <SignInPage next={route.next} />;
     case 'signup':

@@ -55,7 +55,7 @@ describe('request', () => {
     const headers = init.headers as Record<string, string>;
     expect(headers.Authorization).toBe('Bearer tok123');
     expect(headers['Idempotency-Key']).toBe('key-1');
-    expect(JSON.parse(init.body as string)).toEqual({ seats: 2 });
+    expect(JSON.parse(init.body as string)).toEqual({ Seats: 2 });
   });
 
   it('sends the guest e-mail when signed out', async () => {
@@ -64,7 +64,7 @@ describe('request', () => {
     await api.book('e', 1, 'guest@example.com', 'k');
     const init = (fetch.mock.calls[0] as unknown as [string, RequestInit])[1];
     expect((init.headers as Record<string, string>).Authorization).toBeUndefined();
-    expect(JSON.parse(init.body as string)).toEqual({ seats: 1, email: 'guest@example.com' });
+    expect(JSON.parse(init.body as string)).toEqual({ Seats: 1, Email: 'guest@example.com' });
   });
 
   it('throws an ApiError with the server text and forgets a rejected token', async () => {

@@ -1,11 +1,14 @@
 import type {
   Availability,
   Booking,
+  Credentials,
   Location,
   LoginResult,
   MyEvent,
+  NewBooking,
   NewEvent,
   NewLocation,
+  NewUser,
   Sales,
   User,
 } from './types';
@@ -218,16 +221,21 @@ export const api = {
 
   book: (eventId: string, seats: number, email: string | undefined, idempotencyKey: string) =>
     request<Booking>('POST', `/events/${enc(eventId)}/bookings`, {
-      body: email ? { seats, email } : { seats },
+      body: (email ? { Seats: seats, Email: email } : { Seats: seats }) satisfies NewBooking,
       headers: { 'Idempotency-Key': idempotencyKey },
     }),
   listBookings: (eventId?: string, signal?: AbortSignal) =>
     request<Booking[]>('GET', eventId ? `/bookings?event=${enc(eventId)}` : '/bookings', { signal }).then(arr),
-  cancelBooking: (id: string) => request<Booking>('DELETE', `/bookings/${enc(id)}`),
+  /** A guest booking opens with its token; a member's with their sign-in. */
+  getBooking: (id: string, token?: string, signal?: AbortSignal) =>
+    request<Booking>('GET', `/bookings/${enc(id)}${token ? `?token=${enc(token)}` : ''}`, { signal }),
+  cancelBooking: (id: string, token?: string) =>
+    request<Booking>('DELETE', `/bookings/${enc(id)}${token ? `?token=${enc(token)}` : ''}`),
 
   register: (Email: string, Password: string, Name: string) =>
-    request<User>('POST', '/users', { body: { Email, Password, Name } }),
-  login: (Email: string, Password: string) => request<LoginResult>('POST', '/auth/login', { body: { Email, Password } }),
+    request<User>('POST', '/users', { body: { Email, Password, Name } satisfies NewUser }),
+  login: (Email: string, Password: string) =>
+    request<LoginResult>('POST', '/auth/login', { body: { Email, Password } satisfies Credentials }),
   me: (signal?: AbortSignal) => request<User>('GET', '/users/me', { signal }),
 
   sales: (signal?: AbortSignal) => request<Sales[]>('GET', '/sales', { signal }).then(arr),

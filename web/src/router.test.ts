@@ -17,6 +17,8 @@ describe('parseHash', () => {
   it('tolerates a missing leading slash and a trailing one', () => {
     expect(parseHash('#bookings')).toEqual({ name: 'bookings' });
     expect(parseHash('#/bookings/')).toEqual({ name: 'bookings' });
+    expect(parseHash('#/bookings/b1?token=abc')).toEqual({ name: 'booking', id: 'b1', token: 'abc' });
+    expect(parseHash('#/bookings/b1')).toEqual({ name: 'booking', id: 'b1' });
   });
 
   it('knows the organiser pages', () => {
@@ -43,6 +45,7 @@ describe('href', () => {
     { name: 'events' },
     { name: 'event', id: 'x y/z' },
     { name: 'bookings' },
+    { name: 'booking', id: 'b 1', token: 'abc' },
     { name: 'signin', next: '#/events/1' },
     { name: 'signup' },
     { name: 'admin' },

@@ -7,6 +7,7 @@ export type Route =
   | { name: 'events' }
   | { name: 'event'; id: string }
   | { name: 'bookings' }
+  | { name: 'booking'; id: string; token?: string }
   | { name: 'signin'; next?: string }
   | { name: 'signup'; next?: string }
   | { name: 'admin' }
@@ -41,6 +42,10 @@ export function parseHash(hash: string): Route {
       break;
     case 2:
       if (a === 'events' && b) return { name: 'event', id: b };
+      if (a === 'bookings' && b) {
+        const token = params.get('token');
+        return token ? { name: 'booking', id: b, token } : { name: 'booking', id: b };
+      }
       if (a === 'admin' && b === 'locations') return { name: 'adminLocations' };
       if (a === 'admin' && b === 'events') return { name: 'admin' };
       break;
@@ -66,6 +71,8 @@ export function href(route: Route): string {
       return `#/events/${enc(route.id)}`;
     case 'bookings':
       return '#/bookings';
+    case 'booking':
+      return `#/bookings/${enc(route.id)}${route.token ? `?token=${enc(route.token)}` : ''}`;
     case 'signin':
       return route.next ? `#/signin?next=${enc(route.next)}` : '#/signin';
     case 'signup':

@@ -1,97 +1,24 @@
-// Shapes of the MyEvents HTTP API (PascalCase keys, as in the reference MyEvents; a hall's keys are
-// lower-case).
+// The shapes of the MyEvents HTTP API under the names the UI uses. They come from
+// api-schema.ts, which is generated from the server's OpenAPI document (scripts/api-types.sh),
+// so a change on the server that the UI does not follow fails `tsc`.
+import type { components } from './api-schema';
 
-export interface Hall {
-  name: string;
-  location: string;
-  capacity: number;
-}
+type Schemas = components['schemas'];
 
-export interface Location {
-  ID: string;
-  Name: string;
-  Address: string;
-  Country: string;
-  OpenTime: number;
-  CloseTime: number;
-  Halls: Hall[];
-}
-
-export type EventStatus = 'active' | 'cancelled';
-
-export interface MyEvent {
-  ID: string;
-  Name: string;
-  /** Minutes. */
-  Duration: number;
-  /** Unix seconds. */
-  StartDate: number;
-  /** Unix seconds. */
-  EndDate: number;
-  Location: Location;
-  Hall: string;
-  Capacity: number;
-  Status: EventStatus;
-}
-
-export interface Availability {
-  EventID: string;
-  Capacity: number;
-  Available: number;
-  Status: EventStatus;
-  MaxSeatsPerBooking?: number;
-}
-
-export type BookingStatus = 'active' | 'cancelled' | 'event_cancelled';
-
-export interface Booking {
-  ID: string;
-  EventID: string;
-  EventName?: string;
-  Seats: number;
-  /** Unix seconds. */
-  Date: number;
-  Status: BookingStatus;
-  UserID?: string | null;
-  Email?: string | null;
-}
-
-export type Role = 'customer' | 'admin';
-
-export interface User {
-  ID: string;
-  Email: string;
-  Name: string;
-  Role: Role;
-}
-
-export interface LoginResult {
-  Token: string;
-  ExpiresAt: number;
-}
-
-export interface Sales {
-  EventID: string;
-  SeatsSold: number;
-  Bookings: number;
-  Cancellations: number;
-}
-
-export interface NewLocation {
-  Name: string;
-  Address: string;
-  Country: string;
-  OpenTime: number;
-  CloseTime: number;
-  Halls: Hall[];
-}
-
-export interface NewEvent {
-  Name: string;
-  Duration: number;
-  StartDate: number;
-  EndDate: number;
-  Location: { ID: string };
-  Hall: string;
-  Capacity?: number;
-}
+export type Hall = Schemas['Hall'];
+export type Location = Schemas['Location'];
+export type EventStatus = Schemas['EventStatus'];
+export type MyEvent = Schemas['Event'];
+export type Availability = Schemas['EventAvailability'];
+export type BookingStatus = Schemas['BookingStatus'];
+// A booking as the API answers it: a guest booking's adds its Token and Link.
+export type Booking = Schemas['BookingAnswer'];
+export type Role = Schemas['Role'];
+export type User = Schemas['User'];
+export type LoginResult = Schemas['SignedIn'];
+export type Sales = Schemas['Sales'];
+export type NewLocation = Schemas['NewLocation'];
+export type NewEvent = Schemas['NewEvent'];
+export type NewBooking = Schemas['NewBooking'];
+export type NewUser = Schemas['NewUser'];
+export type Credentials = Schemas['Credentials'];

@@ -4,12 +4,12 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use contracts::{DomainEvent, Envelope, EventCancelled, EventCreated};
+use contracts::{DomainEvent, Envelope, EventCancelled, EventCreated, Hall, LocationCreated};
 
 use crate::domain::{
     BookOutcome, Booking, BookingStatus, Customer, Idempotency, NewBooking, SaleStatus,
 };
-use crate::replay::{Rebuilt, RebuiltBooking, RebuiltEvent};
+use crate::replay::{Rebuilt, RebuiltBooking, RebuiltEvent, RebuiltLocation, WaitingEvent};
 use crate::store::{BookingFilter, BookingStore};
 
 pub fn created(event_id: &str, capacity: u32) -> DomainEvent {
@@ -23,6 +23,40 @@ pub fn created(event_id: &str, capacity: u32) -> DomainEvent {
         capacity: Some(capacity),
     })
 }
+
+/// An `eventCreated` exactly as the reference's Go events service publishes it: no hall, no
+/// capacity.
+pub fn reference_created(event_id: &str, location_id: &str) -> DomainEvent {
+    DomainEvent::EventCreated(EventCreated {
+        id: event_id.into(),
+        name: format!("Show {event_id}"),
+        location_id: location_id.into(),
+        start_date: DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default(),
+        end_date: DateTime::from_timestamp(1_800_003_600, 0).unwrap_or_default(),
+        hall: String::new(),
+        capacity: None,
+    })
+}
+
+/// A `locationCreated` with a hall of each capacity.
+pub fn location(location_id: &str, capacities: &[u32]) -> DomainEvent {
+    DomainEvent::LocationCreated(LocationCreated {
+        id: location_id.into(),
+        name: "Town Hall".into(),
+        address: "1 Main St".into(),
+        country: "NZ".into(),
+        halls: (capacities.iter().enumerate())
+            .map(|(i, capacity)| Hall {
+                name: format!("Hall {i}"),
+                location: String::new(),
+                capacity: *capacity,
+            })
+            .collect(),
+    })
+}
+
+/// The reference sends a location's id as the raw bytes of its ObjectId, which may hold a NUL.
+pub const RAW_LOCATION_ID: &str = "\u{fffd}Y\0\u{fffd}\u{1}\\k";
 
 pub fn cancelled(event_id: &str) -> DomainEvent {
     DomainEvent::EventCancelled(EventCancelled {
@@ -53,6 +87,20 @@ async fn setup(store: &dyn BookingStore, event_id: &str, capacity: u32) {
         .await
         .expect("apply eventCreated");
     assert_eq!(outcomes, [bus::Outcome::Applied]);
+}
+
+async fn apply_one(store: &dyn BookingStore, message_id: &str, event: DomainEvent) -> bus::Outcome {
+    let mut outcomes = store
+        .apply(vec![(message_id.into(), event)])
+        .await
+        .expect("apply");
+    assert_eq!(outcomes.len(), 1);
+    outcomes.remove(0)
+}
+
+async fn capacity(store: &dyn BookingStore, event_id: &str) -> Option<(u32, u32, SaleStatus)> {
+    let a = store.availability(event_id).await.unwrap()?;
+    Some((a.capacity, a.available, a.status))
 }
 
 async fn available(store: &dyn BookingStore, event_id: &str) -> u32 {
@@ -269,6 +317,184 @@ pub async fn a_cancellation_before_its_creation_is_retried(store: Arc<dyn Bookin
     assert_eq!(outcomes, [bus::Outcome::Applied]);
 }
 
+/// The reference's `eventCreated` (no hall, no capacity) after its `locationCreated`: on sale
+/// with the seats of all the location's halls. Our own, which states its capacity, keeps it.
+pub async fn the_references_event_has_the_seats_of_its_locations_halls(
+    store: Arc<dyn BookingStore>,
+) {
+    let store = store.as_ref();
+    let applied = bus::Outcome::Applied;
+    assert_eq!(
+        apply_one(store, "m-l1", location(RAW_LOCATION_ID, &[100, 20])).await,
+        applied
+    );
+    assert_eq!(
+        apply_one(store, "m-e1", reference_created("e1", RAW_LOCATION_ID)).await,
+        applied
+    );
+    assert_eq!(
+        capacity(store, "e1").await,
+        Some((120, 120, SaleStatus::Active))
+    );
+    booked(store.book(request("e1", 4, "u")).await.unwrap().outcome);
+    assert_eq!(available(store, "e1").await, 116);
+
+    // Stated capacity wins over the location's halls (our events service).
+    let mut ours = created("e2", 10);
+    if let DomainEvent::EventCreated(e) = &mut ours {
+        e.location_id = RAW_LOCATION_ID.into();
+    }
+    assert_eq!(apply_one(store, "m-e2", ours).await, applied);
+    assert_eq!(
+        capacity(store, "e2").await,
+        Some((10, 10, SaleStatus::Active))
+    );
+
+    // Another location whose id differs only where the raw id is escaped.
+    let near = RAW_LOCATION_ID.replace('\0', "\\0");
+    assert_eq!(
+        apply_one(store, "m-l2", location(&near, &[7])).await,
+        applied
+    );
+    apply_one(store, "m-e3", reference_created("e3", &near)).await;
+    assert_eq!(
+        capacity(store, "e3").await,
+        Some((7, 7, SaleStatus::Active))
+    );
+
+    // A location without seats can never sell the event: it is parked, not kept.
+    assert_eq!(
+        apply_one(store, "m-l3", location("empty", &[])).await,
+        applied
+    );
+    let outcome = apply_one(store, "m-e4", reference_created("e4", "empty")).await;
+    assert!(matches!(outcome, bus::Outcome::Poison(_)), "{outcome:?}");
+    assert_eq!(capacity(store, "e4").await, None);
+}
+
+/// The reference's `eventCreated` before its `locationCreated` is applied (not retried, not
+/// parked) and waits: not bookable, but cancellable; the location puts every event waiting
+/// for it on sale, and later ones find it. Redeliveries change nothing; the first
+/// `locationCreated` of a location wins.
+pub async fn an_event_before_its_location_waits_for_it(store: Arc<dyn BookingStore>) {
+    let store = store.as_ref();
+    let applied = bus::Outcome::Applied;
+    assert_eq!(
+        apply_one(store, "m-e1", reference_created("e1", "l1")).await,
+        applied
+    );
+    assert_eq!(
+        apply_one(store, "m-e2", reference_created("e2", "l1")).await,
+        applied
+    );
+    assert_eq!(
+        apply_one(store, "m-e9", reference_created("e9", "l9")).await,
+        applied
+    );
+    assert_eq!(capacity(store, "e1").await, None, "not bookable yet");
+    assert_eq!(
+        store.book(request("e1", 1, "u")).await.unwrap().outcome,
+        BookOutcome::UnknownEvent
+    );
+    assert_eq!(apply_one(store, "m-c2", cancelled("e2")).await, applied);
+    // The same fact again under another message id, while it waits: still one event.
+    assert_eq!(
+        apply_one(store, "m-e1-again", reference_created("e1", "l1")).await,
+        applied
+    );
+
+    assert_eq!(
+        apply_one(store, "m-l1", location("l1", &[30])).await,
+        applied
+    );
+    assert_eq!(
+        capacity(store, "e1").await,
+        Some((30, 30, SaleStatus::Active))
+    );
+    assert_eq!(
+        capacity(store, "e2").await,
+        Some((30, 30, SaleStatus::Cancelled))
+    );
+    assert_eq!(
+        capacity(store, "e9").await,
+        None,
+        "another location's event still waits"
+    );
+    booked(store.book(request("e1", 3, "u")).await.unwrap().outcome);
+    assert_eq!(
+        store.book(request("e2", 1, "u")).await.unwrap().outcome,
+        BookOutcome::EventCancelled
+    );
+
+    assert_eq!(
+        apply_one(store, "m-l1", location("l1", &[30])).await,
+        bus::Outcome::Duplicate
+    );
+    assert_eq!(
+        apply_one(store, "m-l1-other", location("l1", &[500])).await,
+        applied
+    );
+    assert_eq!(
+        apply_one(store, "m-e3", reference_created("e3", "l1")).await,
+        applied
+    );
+    assert_eq!(
+        capacity(store, "e3").await,
+        Some((30, 30, SaleStatus::Active))
+    );
+    assert_eq!(
+        available(store, "e1").await,
+        27,
+        "the location changed nothing on sale"
+    );
+}
+
+/// Events and their locations applied at the same time, as several consumers of one queue
+/// would: every event ends on sale, none waits for a location that has come.
+pub async fn events_and_their_locations_applied_at_once_meet(store: Arc<dyn BookingStore>) {
+    events_and_their_locations_meet_between(store.clone(), store).await;
+}
+
+/// The same, with the events applied through `one` and their locations through `other`, two
+/// stores of the same database (as two processes would have): for the stores whose
+/// transactions take turns within one store value (MongoDB), only this shows that concurrent
+/// transactions meet.
+pub async fn events_and_their_locations_meet_between(
+    one: Arc<dyn BookingStore>,
+    other: Arc<dyn BookingStore>,
+) {
+    let store = one.clone();
+    let mut tasks = Vec::new();
+    for i in 0..12 {
+        for (message, event) in [
+            (
+                format!("m-e{i}"),
+                reference_created(&format!("e{i}"), &format!("l{i}")),
+            ),
+            (format!("m-l{i}"), location(&format!("l{i}"), &[5])),
+        ] {
+            let store = match &event {
+                DomainEvent::LocationCreated(_) => other.clone(),
+                _ => one.clone(),
+            };
+            tasks.push(tokio::spawn(async move {
+                store.apply(vec![(message, event)]).await
+            }));
+        }
+    }
+    for task in tasks {
+        let outcomes = task.await.expect("task").expect("applied");
+        assert_eq!(outcomes, [bus::Outcome::Applied]);
+    }
+    for i in 0..12 {
+        assert_eq!(
+            capacity(store.as_ref(), &format!("e{i}")).await,
+            Some((5, 5, SaleStatus::Active)),
+            "e{i}"
+        );
+    }
+}
+
 pub async fn listing_filters_by_user_and_event(store: Arc<dyn BookingStore>) {
     let store = store.as_ref();
     setup(store, "e1", 10).await;
@@ -394,6 +620,21 @@ pub async fn a_rebuilt_state_is_restored_into_an_empty_store(store: Arc<dyn Book
             user_id: Some("u".into()),
             email: "u@example.com".into(),
         }],
+        locations: vec![RebuiltLocation {
+            key: "l1".into(),
+            halls: vec![Hall {
+                name: "Main".into(),
+                location: String::new(),
+                capacity: 40,
+            }],
+        }],
+        waiting: vec![WaitingEvent {
+            event: match reference_created("w1", "l2") {
+                DomainEvent::EventCreated(e) => e,
+                _ => unreachable!(),
+            },
+            cancelled: true,
+        }],
         message_ids: vec!["created-e1".into()],
         owed: vec![cancelled("e0")],
         ignored: Vec::new(),
@@ -425,6 +666,18 @@ pub async fn a_rebuilt_state_is_restored_into_an_empty_store(store: Arc<dyn Book
         names,
         ["eventCreated", "eventCancelled"],
         "carried over, then owed"
+    );
+    // The locations and the events waiting for theirs are restored too.
+    apply_one(store, "m-r1", reference_created("r1", "l1")).await;
+    assert_eq!(
+        capacity(store, "r1").await,
+        Some((40, 40, SaleStatus::Active))
+    );
+    assert_eq!(capacity(store, "w1").await, None);
+    apply_one(store, "m-l2", location("l2", &[9])).await;
+    assert_eq!(
+        capacity(store, "w1").await,
+        Some((9, 9, SaleStatus::Cancelled))
     );
     // PostgreSQL keeps times to the microsecond, so the carried event is compared by identity.
     assert_eq!(
@@ -515,6 +768,38 @@ pub async fn a_failing_booking_fails_alone_among_those_queued_with_it(
     assert_eq!(available(store.as_ref(), "queue").await, 100 - 1 - 39);
 }
 
+/// For the stores that book a queue of requests in one transaction (SQLite, PostgreSQL): 100
+/// bookings requested at once are committed in fewer transactions than there are bookings,
+/// which is the point of the queue (a flash sale pays one commit, and one fsync, per batch).
+/// `commits` counts the transactions of the store's database that wrote bookings so far, as
+/// the database itself records them (a store that books each request in its own transaction
+/// fails here). Not in [`conformance_tests!`]: the other stores book each request alone.
+pub async fn concurrent_bookings_share_commits<F, Fut>(store: Arc<dyn BookingStore>, commits: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = u64>,
+{
+    const BOOKINGS: u64 = 100;
+    setup(store.as_ref(), "rush", BOOKINGS as u32).await;
+    let before = commits().await;
+    let clients: Vec<_> = (0..BOOKINGS)
+        .map(|i| {
+            let store = store.clone();
+            let request = request("rush", 1, &format!("r{i}"));
+            tokio::spawn(async move { store.book(request).await })
+        })
+        .collect();
+    for client in clients {
+        booked(client.await.expect("client task").expect("booked").outcome);
+    }
+    assert_eq!(available(store.as_ref(), "rush").await, 0);
+    let used = commits().await - before;
+    assert!(
+        (1..BOOKINGS).contains(&used),
+        "{BOOKINGS} bookings requested at once were committed in {used} transactions"
+    );
+}
+
 /// Every check of this suite as a `#[tokio::test]` of the calling test file, each on the store
 /// that `$fresh().await` returns beside a guard that keeps its database alive (a temporary
 /// folder, a test database). One list for every backend's test file, so a check added to the
@@ -522,7 +807,7 @@ pub async fn a_failing_booking_fails_alone_among_those_queued_with_it(
 #[macro_export]
 macro_rules! conformance_tests {
     ($fresh:path) => {
-        $crate::conformance_tests!($fresh; seats_are_taken_and_refused_when_short, an_idempotency_key_books_once, a_cancelled_booking_returns_its_seats_once, a_cancelled_event_cancels_its_bookings_and_takes_no_more, redelivered_events_change_nothing, a_cancellation_before_its_creation_is_retried, listing_filters_by_user_and_event, concurrent_clients_never_oversell, concurrent_retries_with_one_key_book_once, a_rebuilt_state_is_restored_into_an_empty_store, customers_cancel_while_the_event_is_cancelled);
+        $crate::conformance_tests!($fresh; seats_are_taken_and_refused_when_short, an_idempotency_key_books_once, a_cancelled_booking_returns_its_seats_once, a_cancelled_event_cancels_its_bookings_and_takes_no_more, redelivered_events_change_nothing, a_cancellation_before_its_creation_is_retried, listing_filters_by_user_and_event, concurrent_clients_never_oversell, concurrent_retries_with_one_key_book_once, a_rebuilt_state_is_restored_into_an_empty_store, customers_cancel_while_the_event_is_cancelled, the_references_event_has_the_seats_of_its_locations_halls, an_event_before_its_location_waits_for_it, events_and_their_locations_applied_at_once_meet);
     };
     ($fresh:path; $($name:ident),*) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

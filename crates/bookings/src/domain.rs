@@ -5,12 +5,13 @@
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct Invalid(pub String);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum BookingStatus {
     Active,
@@ -39,7 +40,7 @@ impl BookingStatus {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct Booking {
     #[serde(rename = "ID")]
@@ -47,6 +48,7 @@ pub struct Booking {
     #[serde(rename = "EventID")]
     pub event_id: String,
     pub event_name: String,
+    #[schema(minimum = 1)]
     pub seats: u32,
     /// When it was booked, Unix seconds.
     pub date: i64,
@@ -54,18 +56,29 @@ pub struct Booking {
     /// Empty for a guest.
     #[serde(rename = "UserID")]
     pub user_id: String,
+    /// The customer's e-mail address (empty when unknown).
     pub email: String,
 }
 
 /// Whether an event can be booked, as the bookings service knows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SaleStatus {
     Active,
     Cancelled,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+impl SaleStatus {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "active" => Some(Self::Active),
+            "cancelled" => Some(Self::Cancelled),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct Availability {
     #[serde(rename = "EventID")]
@@ -75,16 +88,18 @@ pub struct Availability {
     pub status: SaleStatus,
 }
 
-/// Who books: a signed-in user, or a guest known only by e-mail.
+/// Who books: a signed-in user, or a guest, known by an e-mail address or not at all (the
+/// reference UI books with `{"seats": n}` and nothing else).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Customer {
     pub user_id: Option<String>,
+    /// Empty for a guest who gave none: no mail is sent for such a booking.
     pub email: String,
 }
 
 impl Customer {
     /// The signed-in user if there is one (an e-mail in the body is then ignored), else a guest
-    /// with a valid e-mail address.
+    /// with the e-mail address given, which must be valid if it is given at all.
     pub fn from_request(
         signed_in: Option<&platform::Claims>,
         email: Option<&str>,
@@ -95,19 +110,23 @@ impl Customer {
                 email: claims.email.clone(),
             });
         }
-        let Some(raw) = email.filter(|e| !e.trim().is_empty()) else {
-            return Err(Invalid(
-                "sign in, or give an email to book as a guest".into(),
-            ));
+        let email = match email.filter(|e| !e.trim().is_empty()) {
+            Some(raw) => platform::Email::parse(raw).map_err(Invalid)?.into_string(),
+            None => String::new(),
         };
-        let email = platform::Email::parse(raw).map_err(Invalid)?;
         Ok(Customer {
             user_id: None,
-            email: email.into_string(),
+            email,
         })
     }
 
-    /// Scopes an `Idempotency-Key` to its sender, so two customers' keys never collide.
+    pub fn is_guest(&self) -> bool {
+        self.user_id.is_none()
+    }
+
+    /// Scopes an `Idempotency-Key` to its sender, so two customers' keys never collide. A guest
+    /// who gave no e-mail has nothing to scope by: the key alone names the request, so such a
+    /// client must use a random key (a UUID), as the key's replay carries the booking's token.
     pub fn scope_key(&self, key: &str) -> String {
         match &self.user_id {
             Some(id) => format!("user:{id}:{key}"),
@@ -274,6 +293,166 @@ impl From<Refused> for BookOutcome {
     }
 }
 
+/// What an `eventCreated` becomes in the inventory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Placement {
+    /// On sale with this many seats.
+    OnSale(u32),
+    /// Its seats come from its location's halls, and no `locationCreated` of that location has
+    /// arrived yet: the event is kept waiting for it, not refused (brokers do not order one
+    /// entity's messages against another's).
+    AwaitsLocation,
+    /// Can never be sold; why, in words for the operator.
+    Unsellable(String),
+}
+
+/// How many seats an event has: the capacity its `eventCreated` states (our events service
+/// always states it), or else what its location's `halls` hold, once they are known (`None`:
+/// no `locationCreated` yet). The reference's `eventCreated` names neither hall nor capacity:
+/// its events take place at a location, not in a hall, so such an event has the whole
+/// location, the seats of all its halls together (a location of one hall, the reference's
+/// examples, gives that hall's seats). An event that names a hall but no capacity gets that
+/// hall's seats.
+pub fn placement(
+    created: &contracts::EventCreated,
+    halls: Option<&[contracts::Hall]>,
+) -> Placement {
+    let no_seats = |why: String| Placement::Unsellable(format!("event {}: {why}", created.id));
+    if let Some(capacity) = created.capacity {
+        return match capacity {
+            0 => no_seats("its capacity is 0".into()),
+            seats => Placement::OnSale(seats),
+        };
+    }
+    let Some(halls) = halls else {
+        return Placement::AwaitsLocation;
+    };
+    let hall = created.hall.trim();
+    let seats = if hall.is_empty() {
+        halls
+            .iter()
+            .fold(0u32, |sum, h| sum.saturating_add(h.capacity))
+    } else {
+        match halls
+            .iter()
+            .find(|h| h.name.trim().eq_ignore_ascii_case(hall))
+        {
+            Some(h) => h.capacity,
+            None => {
+                return no_seats(format!(
+                    "its location {:?} has no hall {hall:?}",
+                    created.location_id
+                ));
+            }
+        }
+    };
+    match seats {
+        0 => no_seats(format!(
+            "its location {:?} has no seats",
+            created.location_id
+        )),
+        seats => Placement::OnSale(seats),
+    }
+}
+
+/// The key a location is stored under. The reference's Go events service sends a location's
+/// id as the raw bytes of its MongoDB ObjectId (`string(bson.ObjectId)`), in `locationCreated`
+/// and `eventCreated` alike, so the id can hold a NUL, which PostgreSQL text cannot; it is
+/// escaped here (and `\`, so that no two ids meet), the same way for every store.
+pub fn location_key(id: &str) -> String {
+    if !id.contains(['\\', '\0']) {
+        return id.to_owned();
+    }
+    id.replace('\\', "\\\\").replace('\0', "\\0")
+}
+
+#[cfg(test)]
+mod placement_tests {
+    use super::*;
+    use contracts::{EventCreated, Hall};
+
+    fn event(hall: &str, capacity: Option<u32>) -> EventCreated {
+        EventCreated {
+            id: "e".into(),
+            name: "E".into(),
+            location_id: "l".into(),
+            start_date: chrono::DateTime::from_timestamp(1, 0).unwrap(),
+            end_date: chrono::DateTime::from_timestamp(2, 0).unwrap(),
+            hall: hall.into(),
+            capacity,
+        }
+    }
+
+    fn halls() -> Vec<Hall> {
+        ["Main", "Studio"]
+            .iter()
+            .zip([120, 30])
+            .map(|(name, capacity)| Hall {
+                name: (*name).into(),
+                location: String::new(),
+                capacity,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_stated_capacity_is_the_events_whatever_its_location() {
+        assert_eq!(
+            placement(&event("Main", Some(50)), None),
+            Placement::OnSale(50)
+        );
+        assert_eq!(
+            placement(&event("", Some(50)), Some(&halls())),
+            Placement::OnSale(50)
+        );
+        assert!(matches!(
+            placement(&event("Main", Some(0)), None),
+            Placement::Unsellable(_)
+        ));
+    }
+
+    #[test]
+    fn the_references_event_waits_for_its_location_and_then_has_all_its_halls() {
+        let reference = event("", None);
+        assert_eq!(placement(&reference, None), Placement::AwaitsLocation);
+        assert_eq!(
+            placement(&reference, Some(&halls())),
+            Placement::OnSale(150)
+        );
+        assert_eq!(
+            placement(&reference, Some(&halls()[1..])),
+            Placement::OnSale(30)
+        );
+        assert!(matches!(
+            placement(&reference, Some(&[])),
+            Placement::Unsellable(_)
+        ));
+    }
+
+    #[test]
+    fn an_event_that_names_a_hall_but_no_capacity_gets_that_halls_seats() {
+        assert_eq!(
+            placement(&event(" studio", None), Some(&halls())),
+            Placement::OnSale(30)
+        );
+        assert!(matches!(
+            placement(&event("Attic", None), Some(&halls())),
+            Placement::Unsellable(_)
+        ));
+    }
+
+    #[test]
+    fn location_keys_keep_plain_ids_and_never_hold_a_nul() {
+        assert_eq!(
+            location_key("5f1e7c9a2b3c4d5e6f708192"),
+            "5f1e7c9a2b3c4d5e6f708192"
+        );
+        let raw = "\u{fffd}a\0b";
+        assert!(!location_key(raw).contains('\0'));
+        assert_ne!(location_key("a\0"), location_key("a\\0"));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -322,8 +501,11 @@ mod tests {
     }
 
     #[test]
-    fn a_guest_needs_a_valid_email_and_a_user_books_as_themselves() {
-        assert!(Customer::from_request(None, None).is_err());
+    fn a_guest_may_give_no_email_but_not_a_bad_one_and_a_user_books_as_themselves() {
+        let anonymous = Customer::from_request(None, None).unwrap();
+        assert_eq!(anonymous.email, "");
+        assert!(anonymous.is_guest());
+        assert_eq!(Customer::from_request(None, Some("  ")).unwrap(), anonymous);
         assert!(Customer::from_request(None, Some("nope")).is_err());
         let guest = Customer::from_request(None, Some(" Guest@Example.com")).unwrap();
         assert_eq!(
@@ -360,17 +542,17 @@ pub enum Access {
     Allowed,
     /// Not signed in, and signing in would help.
     SignIn,
+    /// A guest booking, and the caller does not hold its token.
+    NeedsToken,
     Forbidden,
 }
 
-/// Admins may do anything; a user's booking is theirs alone; a guest booking is seen by whoever
-/// holds its (unguessable) id, and cancelled by whoever also knows its e-mail address.
-pub fn access(
-    booking: &Booking,
-    who: Option<&platform::Claims>,
-    guest_email: Option<&str>,
-    cancelling: bool,
-) -> Access {
+/// Admins may do anything; a signed-in customer's booking is theirs alone; a guest booking is
+/// for whoever holds its management token, which only its answer and its confirmation mail
+/// carry. Its id alone opens nothing: ids travel in URLs, logs and the bus. A signed-in user
+/// whose e-mail matches a guest booking's is not its owner: addresses are not verified.
+/// Reading and cancelling take the same right.
+pub fn access(booking: &Booking, who: Option<&platform::Claims>, holds_token: bool) -> Access {
     if who.is_some_and(|c| c.is_admin()) {
         return Access::Allowed;
     }
@@ -381,13 +563,10 @@ pub fn access(
             Some(_) => Access::Forbidden,
         };
     }
-    let knows_email = guest_email
-        .or(who.map(|c| c.email.as_str()))
-        .is_some_and(|e| e.trim().eq_ignore_ascii_case(&booking.email));
-    if !cancelling || knows_email {
+    if holds_token {
         Access::Allowed
     } else {
-        Access::Forbidden
+        Access::NeedsToken
     }
 }
 
@@ -422,30 +601,36 @@ mod access_tests {
     #[test]
     fn a_users_booking_is_theirs_and_the_admins() {
         let b = booking("u1");
-        assert_eq!(access(&b, None, None, false), Access::SignIn);
+        assert_eq!(access(&b, None, false), Access::SignIn);
+        assert_eq!(access(&b, None, true), Access::SignIn);
         assert_eq!(
-            access(&b, Some(&claims("u1", Role::Customer)), None, true),
+            access(&b, Some(&claims("u1", Role::Customer)), false),
             Access::Allowed
         );
         assert_eq!(
-            access(&b, Some(&claims("u2", Role::Customer)), None, false),
+            access(&b, Some(&claims("u2", Role::Customer)), false),
             Access::Forbidden
         );
         assert_eq!(
-            access(&b, Some(&claims("a", Role::Admin)), None, true),
+            access(&b, Some(&claims("a", Role::Admin)), false),
             Access::Allowed
         );
     }
 
     #[test]
-    fn a_guest_booking_is_cancelled_only_with_its_email() {
+    fn a_guest_booking_opens_with_its_token_or_for_an_admin_only() {
         let b = booking("");
-        assert_eq!(access(&b, None, None, false), Access::Allowed);
-        assert_eq!(access(&b, None, None, true), Access::Forbidden);
-        assert_eq!(access(&b, None, Some("Owner@X.io"), true), Access::Allowed);
+        assert_eq!(access(&b, None, false), Access::NeedsToken);
+        assert_eq!(access(&b, None, true), Access::Allowed);
+        // The same address signed in is not enough: nobody verified it.
+        let same_email = Claims {
+            email: "owner@x.io".into(),
+            ..claims("u1", Role::Customer)
+        };
+        assert_eq!(access(&b, Some(&same_email), false), Access::NeedsToken);
         assert_eq!(
-            access(&b, None, Some("thief@x.io"), true),
-            Access::Forbidden
+            access(&b, Some(&claims("a", Role::Admin)), false),
+            Access::Allowed
         );
     }
 }

@@ -1,11 +1,12 @@
 //! The bookings service: sells seats. Its inventory is built only from the `eventCreated` and
-//! `eventCancelled` it receives; it emits `eventBooked` and `bookingCancelled`.
+//! `eventCancelled` it receives (and the halls of each `locationCreated`, for events that state
+//! no capacity: the reference's); it emits `eventBooked` and `bookingCancelled`.
 
 pub mod conformance;
 pub mod domain;
+mod guest_limit;
 mod http;
 mod metrics;
-mod openapi;
 pub mod replay;
 pub mod store;
 
@@ -14,8 +15,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use contracts::{DomainEvent, Envelope};
 
-pub use http::router;
-pub use openapi::paths as openapi;
+pub use http::{Settings, openapi, router};
 #[cfg(feature = "dynamodb")]
 pub use store::DynamoBookingStore;
 #[cfg(feature = "mongodb")]
@@ -29,7 +29,11 @@ pub use store::{BookingStore, SqliteBookingStore};
 pub fn subscription() -> bus::Subscription {
     bus::Subscription {
         group: "booking".into(),
-        events: vec![DomainEvent::EVENT_CREATED, DomainEvent::EVENT_CANCELLED],
+        events: vec![
+            DomainEvent::LOCATION_CREATED,
+            DomainEvent::EVENT_CREATED,
+            DomainEvent::EVENT_CANCELLED,
+        ],
     }
 }
 
@@ -39,6 +43,9 @@ pub struct InventoryConsumer(pub Arc<dyn BookingStore>);
 #[async_trait]
 impl bus::Handler for InventoryConsumer {
     async fn handle(&self, batch: &[Envelope]) -> anyhow::Result<Vec<bus::Outcome>> {
-        bus::apply_decoded(batch, |decoded| async { Ok(self.0.apply(decoded).await?) }).await
+        bus::apply_decoded(batch, |decoded, _| async {
+            Ok(self.0.apply(decoded).await?)
+        })
+        .await
     }
 }

@@ -1,7 +1,8 @@
 //! Rebuilding the bookings service's state from the history of the bus (`myevents replay`).
 //!
 //! Everything the service holds except idempotency records can be told from the events on the
-//! bus: the inventory from `eventCreated` / `eventCancelled`, the bookings from the service's own
+//! bus: the inventory from `eventCreated` / `eventCancelled` (and, for events that state no
+//! capacity, the halls of their `locationCreated`), the bookings from the service's own
 //! `eventBooked` / `bookingCancelled`. The fold here is pure and order-tolerant: the seats left
 //! are computed at the end (capacity minus the seats of active bookings), so it does not matter
 //! whether a broker delivered one event's history before or after another's, and a message seen
@@ -9,9 +10,9 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use contracts::{CancelReason, DomainEvent};
+use contracts::{CancelReason, DomainEvent, EventCreated, Hall};
 
-use crate::domain::BookingStatus;
+use crate::domain::{BookingStatus, Placement, location_key, placement};
 
 /// One event's seats as rebuilt.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,10 +36,27 @@ pub struct RebuiltBooking {
     pub email: String,
 }
 
+/// A location's halls as `locationCreated` announced them, under its [`location_key`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct RebuiltLocation {
+    pub key: String,
+    pub halls: Vec<Hall>,
+}
+
+/// An event that waits for its location's `locationCreated` to know its seats.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WaitingEvent {
+    pub event: EventCreated,
+    /// Its `eventCancelled` came first: it goes on sale cancelled.
+    pub cancelled: bool,
+}
+
 /// What a replay rebuilt, ready for a store to write into an empty database.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Rebuilt {
     pub inventory: Vec<RebuiltEvent>,
+    pub locations: Vec<RebuiltLocation>,
+    pub waiting: Vec<WaitingEvent>,
     /// In booking-id order, which is time order (UUIDv7).
     pub bookings: Vec<RebuiltBooking>,
     /// Every message id folded in, for the inbox: a redelivery after the replay changes nothing.
@@ -54,7 +72,11 @@ pub struct Rebuilt {
 /// Folds the bus history into the bookings service's state; see the module comment.
 #[derive(Debug, Default)]
 pub struct Rebuild {
-    events: BTreeMap<String, RebuiltEvent>,
+    /// The first `eventCreated` of each event; placed in [`Rebuild::finish`], once every
+    /// location is known.
+    created: BTreeMap<String, EventCreated>,
+    /// Halls by location key; the first `locationCreated` of a location wins.
+    locations: BTreeMap<String, Vec<Hall>>,
     cancelled_events: HashSet<String>,
     bookings: BTreeMap<String, RebuiltBooking>,
     /// Booking id → the status its `bookingCancelled` gave it.
@@ -76,24 +98,17 @@ impl Rebuild {
         }
         self.message_ids.push(message_id.to_owned());
         match event {
-            DomainEvent::EventCreated(created) => match created.capacity.filter(|c| *c > 0) {
-                Some(capacity) => {
-                    // The first eventCreated of an event wins, as in the live consumer.
-                    self.events
-                        .entry(created.id.clone())
-                        .or_insert_with(|| RebuiltEvent {
-                            event_id: created.id.clone(),
-                            name: created.name.clone(),
-                            capacity,
-                            available: capacity,
-                            cancelled: false,
-                        });
-                }
-                None => self.ignored.push(format!(
-                    "eventCreated {} has no capacity (the live service parks it too)",
-                    created.id
-                )),
-            },
+            DomainEvent::EventCreated(created) => {
+                // The first eventCreated of an event wins, as in the live consumer.
+                self.created
+                    .entry(created.id.clone())
+                    .or_insert_with(|| created.clone());
+            }
+            DomainEvent::LocationCreated(location) => {
+                self.locations
+                    .entry(location_key(&location.id))
+                    .or_insert_with(|| location.halls.clone());
+            }
             DomainEvent::EventCancelled(cancelled) => {
                 self.cancelled_events.insert(cancelled.id.clone());
             }
@@ -120,25 +135,46 @@ impl Rebuild {
                     .entry(cancelled.booking_id.clone())
                     .or_insert(status);
             }
-            DomainEvent::LocationCreated(_) | DomainEvent::UserCreated(_) => {}
+            DomainEvent::UserCreated(_) => {}
         }
     }
 
     pub fn finish(mut self) -> Rebuilt {
-        for id in &self.cancelled_events {
-            match self.events.get_mut(id) {
-                Some(event) => event.cancelled = true,
-                None => self
+        let mut events = BTreeMap::new();
+        let mut waiting = Vec::new();
+        for (id, created) in std::mem::take(&mut self.created) {
+            let halls = self.locations.get(&location_key(&created.location_id));
+            let cancelled = self.cancelled_events.remove(&id);
+            match placement(&created, halls.map(Vec::as_slice)) {
+                Placement::OnSale(capacity) => {
+                    let event = RebuiltEvent {
+                        event_id: id.clone(),
+                        name: created.name,
+                        capacity,
+                        available: capacity,
+                        cancelled,
+                    };
+                    events.insert(id, event);
+                }
+                Placement::AwaitsLocation => waiting.push(WaitingEvent {
+                    event: created,
+                    cancelled,
+                }),
+                Placement::Unsellable(why) => self
                     .ignored
-                    .push(format!("eventCancelled {id} names an event never created")),
+                    .push(format!("{why} (the live service does not sell it either)")),
             }
+        }
+        for id in &self.cancelled_events {
+            self.ignored
+                .push(format!("eventCancelled {id} names an event never created"));
         }
         let mut bookings = Vec::with_capacity(self.bookings.len());
         for (id, mut booking) in self.bookings {
             if let Some(status) = self.cancellations.get(&id) {
                 booking.status = *status;
             }
-            let Some(event) = self.events.get_mut(&booking.event_id) else {
+            let Some(event) = events.get_mut(&booking.event_id) else {
                 self.ignored.push(format!(
                     "booking {id} is of event {}, which was never created",
                     booking.event_id
@@ -170,7 +206,11 @@ impl Rebuild {
             bookings.push(booking);
         }
         Rebuilt {
-            inventory: self.events.into_values().collect(),
+            inventory: events.into_values().collect(),
+            locations: (self.locations.into_iter())
+                .map(|(key, halls)| RebuiltLocation { key, halls })
+                .collect(),
+            waiting,
             bookings,
             message_ids: self.message_ids,
             owed: self.owed,
@@ -184,10 +224,29 @@ mod tests {
     use chrono::DateTime;
     use contracts::{
         BookingCancelled, CancelReason, DomainEvent, EventBooked, EventCancelled, EventCreated,
+        Hall, LocationCreated,
     };
 
-    use super::Rebuild;
+    use super::{Rebuild, Rebuilt, WaitingEvent};
     use crate::domain::BookingStatus;
+
+    /// What `history` rebuilds to, after checking that the reverse order rebuilds the same: a
+    /// replay must not depend on the order the broker hands messages over.
+    fn rebuilt_in_either_order(history: &[(&str, DomainEvent)]) -> Rebuilt {
+        let mut forwards = Rebuild::new();
+        let mut backwards = Rebuild::new();
+        for (id, event) in history {
+            forwards.apply(id, event);
+        }
+        for (id, event) in history.iter().rev() {
+            backwards.apply(id, event);
+        }
+        let forwards = forwards.finish();
+        let mut backwards = backwards.finish();
+        backwards.message_ids.reverse();
+        assert_eq!(forwards, backwards);
+        forwards
+    }
 
     fn created(id: &str, capacity: u32) -> DomainEvent {
         DomainEvent::EventCreated(EventCreated {
@@ -236,18 +295,7 @@ mod tests {
             ),
             ("m8", cancelled("e2", "b3", 5, CancelReason::EventCancelled)),
         ];
-        let mut forwards = Rebuild::new();
-        let mut backwards = Rebuild::new();
-        for (id, event) in &history {
-            forwards.apply(id, event);
-        }
-        for (id, event) in history.iter().rev() {
-            backwards.apply(id, event);
-        }
-        let forwards = forwards.finish();
-        let mut backwards = backwards.finish();
-        backwards.message_ids.reverse();
-        assert_eq!(forwards, backwards);
+        let forwards = rebuilt_in_either_order(&history);
 
         assert!(forwards.ignored.is_empty(), "{:?}", forwards.ignored);
         let e1 = &forwards.inventory[0];
@@ -284,6 +332,71 @@ mod tests {
         assert_eq!(
             rebuilt.owed,
             [cancelled("e1", "b1", 2, CancelReason::EventCancelled)]
+        );
+    }
+
+    fn reference_event(id: &str, location: &str) -> DomainEvent {
+        DomainEvent::EventCreated(EventCreated {
+            id: id.into(),
+            name: format!("Show {id}"),
+            location_id: location.into(),
+            start_date: DateTime::from_timestamp(1, 0).unwrap(),
+            end_date: DateTime::from_timestamp(2, 0).unwrap(),
+            hall: String::new(),
+            capacity: None,
+        })
+    }
+
+    fn location(id: &str, capacities: &[u32]) -> DomainEvent {
+        DomainEvent::LocationCreated(LocationCreated {
+            id: id.into(),
+            name: "Town Hall".into(),
+            address: String::new(),
+            country: String::new(),
+            halls: capacities
+                .iter()
+                .enumerate()
+                .map(|(i, capacity)| Hall {
+                    name: format!("Hall {i}"),
+                    location: String::new(),
+                    capacity: *capacity,
+                })
+                .collect(),
+        })
+    }
+
+    #[test]
+    fn the_references_events_take_their_locations_seats_whatever_the_order() {
+        let history = [
+            ("m1", location("l1", &[100, 20])),
+            ("m2", reference_event("e1", "l1")),
+            ("m3", booked("e1", "b1", 5)),
+            ("m4", reference_event("e2", "l2")),
+            (
+                "m5",
+                DomainEvent::EventCancelled(EventCancelled { id: "e2".into() }),
+            ),
+            ("m6", location("l2", &[7])),
+            ("m7", reference_event("e3", "nowhere")),
+        ];
+        let forwards = rebuilt_in_either_order(&history);
+
+        assert!(forwards.ignored.is_empty(), "{:?}", forwards.ignored);
+        let seats: Vec<_> = (forwards.inventory.iter())
+            .map(|e| (e.event_id.as_str(), e.capacity, e.available, e.cancelled))
+            .collect();
+        assert_eq!(seats, [("e1", 120, 115, false), ("e2", 7, 7, true)]);
+        assert_eq!(forwards.locations.len(), 2);
+        assert_eq!(
+            forwards.waiting,
+            [WaitingEvent {
+                event: match reference_event("e3", "nowhere") {
+                    DomainEvent::EventCreated(e) => e,
+                    _ => unreachable!(),
+                },
+                cancelled: false,
+            }],
+            "an event whose location never came still waits"
         );
     }
 

@@ -16,3 +16,11 @@ async fn fresh() -> (TestDatabase, Arc<dyn BookingStore>) {
 }
 
 bookings::conformance_tests!(fresh);
+
+/// Two stores on one database, as two bookings processes would be.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_and_their_locations_meet_between_processes() {
+    let (db, one) = fresh().await;
+    let other = MongoBookingStore::connect(&db.url).expect("a valid database URL");
+    bookings::conformance::events_and_their_locations_meet_between(one, Arc::new(other)).await;
+}

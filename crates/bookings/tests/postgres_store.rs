@@ -22,3 +22,36 @@ async fn a_failing_booking_fails_alone_among_those_queued_with_it() {
     let (_guard, store) = fresh().await;
     bookings::conformance::a_failing_booking_fails_alone_among_those_queued_with_it(store).await;
 }
+
+/// Two stores on one database, as two bookings processes would be.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_and_their_locations_meet_between_processes() {
+    let (db, one) = fresh().await;
+    let other = PgBookingStore::connect(&db.url).expect("a valid database URL");
+    bookings::conformance::events_and_their_locations_meet_between(one, Arc::new(other)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_bookings_share_commits() {
+    let (db, store) = fresh().await;
+    let url = db.url.clone();
+    bookings::conformance::concurrent_bookings_share_commits(store, || {
+        let url = url.clone();
+        async move { transactions_that_wrote_bookings(&url).await }
+    })
+    .await;
+}
+
+/// How many transactions wrote the rows of the bookings table, as PostgreSQL records it: each
+/// row's `xmin` is the transaction that wrote it.
+async fn transactions_that_wrote_bookings(url: &str) -> u64 {
+    use postgres::sqlx::{self, Connection};
+    let mut conn = sqlx::PgConnection::connect(url)
+        .await
+        .expect("connect to the test database");
+    let count: i64 = sqlx::query_scalar("SELECT COUNT(DISTINCT xmin::text) FROM bookings.bookings")
+        .fetch_one(&mut conn)
+        .await
+        .expect("count the transactions");
+    count as u64
+}

@@ -7,6 +7,7 @@
 //! publish (the outbox keeps what was committed meanwhile), the consumer in its loop.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -22,11 +23,13 @@ use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics::record_outcome;
+use crate::metrics::{self, CONSUMER_LAG, record_outcome};
 use crate::relay::backoff;
 use crate::{Bus, BusError, Handler, Outcome, Subscription};
 
 const PREFETCH: u16 = 256;
+/// How often a consumer asks how many messages wait in its queue.
+const LAG_EVERY: Duration = Duration::from_secs(5);
 const EVENT_NAME_HEADER: &str = "x-event-name";
 const KEY_HEADER: &str = "x-entity-key";
 const TRACE_HEADER: &str = "traceparent";
@@ -190,8 +193,7 @@ fn header(properties: &BasicProperties, name: &str) -> Option<String> {
     }
 }
 
-/// The envelope of a delivery; a message from a publisher that set no message id (the
-/// reference's) gets one, so it is applied but cannot be recognised if redelivered.
+/// The envelope of a delivery.
 fn envelope_of(delivery: &lapin::message::Delivery) -> Envelope {
     let p = &delivery.properties;
     let name =
@@ -201,7 +203,7 @@ fn envelope_of(delivery: &lapin::message::Delivery) -> Envelope {
             .message_id()
             .as_ref()
             .map(ShortString::to_string)
-            .unwrap_or_else(|| uuid::Uuid::now_v7().to_string()),
+            .unwrap_or_else(|| content_id(&name, &delivery.data)),
         key: header(p, KEY_HEADER).unwrap_or_default(),
         occurred_at: p
             .timestamp()
@@ -211,6 +213,22 @@ fn envelope_of(delivery: &lapin::message::Delivery) -> Envelope {
         payload: String::from_utf8_lossy(&delivery.data).into_owned(),
         name,
     }
+}
+
+/// The message id of a message whose publisher set none (the reference's Go services set only
+/// `x-event-name`): made from its name and body, so that a redelivery has the same id and the
+/// inbox applies it once. Two messages with the same name and body count as one fact; the
+/// reference's `locationCreated`, `eventCreated` and `eventCancelled` each carry the id of their
+/// entity, so two different facts never look alike.
+fn content_id(name: &str, body: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new()
+        .chain_update(name.as_bytes())
+        .chain_update([0])
+        .chain_update(body)
+        .finalize();
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("content-{hex}")
 }
 
 #[async_trait]
@@ -296,11 +314,14 @@ impl AmqpBus {
         shutdown: &CancellationToken,
     ) -> anyhow::Result<()> {
         let group = subscription.group.as_str();
+        metrics::subscribed(subscription);
         let (connection, channel) = self.connect().await?;
         let queue = self.declare_queue(&channel, subscription).await?;
         channel
             .basic_qos(PREFETCH, BasicQosOptions::default())
             .await?;
+        // Before consuming: what waits then is all ready, none in the consumer's hands yet.
+        measure_lag(&channel, &queue, group).await?;
         let mut consumer = channel
             .basic_consume(
                 &queue,
@@ -311,9 +332,15 @@ impl AmqpBus {
             .await?;
         let mut attempts = crate::remote::Attempts::default();
         let mut failures = 0u32;
+        let mut lag_measured = Instant::now();
         loop {
+            if lag_measured.elapsed() >= LAG_EVERY {
+                measure_lag(&channel, &queue, group).await?;
+                lag_measured = Instant::now();
+            }
             let first = tokio::select! {
                 next = consumer.next() => next,
+                _ = tokio::time::sleep(LAG_EVERY) => continue,
                 _ = shutdown.cancelled() => {
                     // Unacknowledged deliveries go back to the queue when the channel closes.
                     let _ = connection.close(200, "shutting down").await;
@@ -331,6 +358,7 @@ impl AmqpBus {
                 }
             }
             let envelopes: Vec<Envelope> = deliveries.iter().map(envelope_of).collect();
+            metrics::unapplied(group, &envelopes);
             let outcomes = match handler.handle(&envelopes).await {
                 Ok(outcomes) => {
                     failures = 0;
@@ -343,6 +371,7 @@ impl AmqpBus {
                 }
             };
             let mut retry = false;
+            let mut again = Vec::new();
             for (i, (delivery, envelope)) in deliveries.iter().zip(&envelopes).enumerate() {
                 let outcome = outcomes
                     .get(i)
@@ -365,9 +394,11 @@ impl AmqpBus {
                                 ..Default::default()
                             })
                             .await?;
+                        metrics::dead_lettered(group, &envelope.name);
                     }
                     Outcome::Retry(_) => {
                         retry = true;
+                        again.push(envelope);
                         delivery
                             .acker
                             .nack(BasicNackOptions {
@@ -378,6 +409,7 @@ impl AmqpBus {
                     }
                 }
             }
+            metrics::unapplied(group, again);
             if retry {
                 tokio::select! {
                     _ = tokio::time::sleep(backoff(failures.max(1))) => {}
@@ -385,5 +417,44 @@ impl AmqpBus {
                 }
             }
         }
+    }
+}
+
+/// Sets `group`'s lag to the messages ready in its queue. RabbitMQ does not count those
+/// delivered to a consumer and not yet acknowledged (up to [`PREFETCH`]), so a consumer that
+/// keeps failing holds them and shows little lag: its oldest unapplied age shows it.
+async fn measure_lag(channel: &Channel, queue: &str, group: &str) -> Result<(), lapin::Error> {
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    let waiting = channel
+        .queue_declare(queue, passive, FieldTable::default())
+        .await?;
+    CONSUMER_LAG
+        .with_label_values(&[group])
+        .set(i64::from(waiting.message_count()));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::content_id;
+
+    #[test]
+    fn a_message_without_id_is_named_by_its_content() {
+        let body = br#"{"id":"5f1e7c9a2b3c4d5e6f708192"}"#;
+        assert_eq!(
+            content_id("eventCreated", body),
+            content_id("eventCreated", body)
+        );
+        assert_ne!(
+            content_id("eventCreated", body),
+            content_id("eventCancelled", body)
+        );
+        assert_ne!(
+            content_id("eventCreated", body),
+            content_id("eventCreated", br#"{"id":"5f1e7c9a2b3c4d5e6f708193"}"#)
+        );
     }
 }

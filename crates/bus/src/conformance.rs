@@ -316,8 +316,69 @@ where
     let mut keys: Vec<String> = recorder.applied().into_iter().map(|e| e.key).collect();
     keys.sort();
     assert_eq!(keys, ["ok1", "ok2"]);
+    // What the operator sees: one dead letter, and nothing left waiting.
+    let group = [("consumer", "poison")];
+    let dead = [
+        ("consumer", "poison"),
+        ("type", DomainEvent::EVENT_CANCELLED),
+    ];
+    eventually("the dead letter is counted once and nothing waits", || {
+        sample("myevents_messages_dead_lettered_total", &dead) == Some(1.0)
+            && sample("myevents_consumer_oldest_unapplied_age_seconds", &group) == Some(0.0)
+    })
+    .await;
     stop.cancel();
     let _ = task.await;
+}
+
+/// What an operator sees of a group that is behind: its lag counts the messages waiting for it
+/// (published before it started, so every broker can count them), and the age of the oldest it
+/// received and could not apply grows; both fall to zero once they are applied.
+pub async fn a_groups_lag_and_oldest_unapplied_age_show_what_waits<B, F>(open: impl Fn() -> F)
+where
+    B: Bus,
+    F: Future<Output = B>,
+{
+    let bus = Arc::new(open().await);
+    declare(bus.as_ref(), &["lagging"]).await;
+    let waiting = [cancelled("l1"), cancelled("l2"), cancelled("l3")];
+    bus.publish(&waiting).await.expect("publish");
+    let recorder = Recorder::new();
+    recorder.set_failing(true);
+    let stop = CancellationToken::new();
+    let task = bus.subscribe(subscription("lagging"), recorder.clone(), stop.clone());
+    let group = [("consumer", "lagging")];
+    let lag = || sample("myevents_consumer_lag", &group);
+    let age = || sample("myevents_consumer_oldest_unapplied_age_seconds", &group);
+    eventually_within_a_minute("the lag counts the three waiting", || lag() == Some(3.0)).await;
+    eventually_within_a_minute("the oldest unapplied has an age", || {
+        age().is_some_and(|a| a > 0.0)
+    })
+    .await;
+    recorder.set_failing(false);
+    eventually_within_a_minute("all applied, nothing waits", || {
+        recorder.applied().len() == 3 && lag() == Some(0.0) && age() == Some(0.0)
+    })
+    .await;
+    stop.cancel();
+    let _ = task.await;
+}
+
+/// The value of the sample of metric `name` with exactly `labels` in this process's registry.
+pub fn sample(name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let families = prometheus::gather();
+    let family = families.iter().find(|f| f.name() == name)?;
+    family.get_metric().iter().find_map(|m| {
+        let found: Vec<(&str, &str)> = m
+            .get_label()
+            .iter()
+            .map(|l| (l.name(), l.value()))
+            .collect();
+        (found == labels).then(|| match family.get_field_type() {
+            prometheus::proto::MetricType::COUNTER => m.get_counter().get_value(),
+            _ => m.get_gauge().get_value(),
+        })
+    })
 }
 
 /// Publishes `envelope` the way the outbox relay does: again and again until the broker takes
@@ -496,5 +557,53 @@ pub async fn a_reader_that_only_moves_forward_misses_no_concurrent_commit(
     assert_eq!(
         missed, 0,
         "events skipped by a reader that only moves forward"
+    );
+}
+
+/// The relay reports an outbox's backlog from [`crate::Outbox::backlog`]: how many events wait
+/// after a position, and when the first of them happened (the age an operator is alerted on).
+/// `append` commits one envelope to `outbox`, which starts empty.
+pub async fn the_backlog_counts_what_waits_and_dates_the_oldest(
+    outbox: Arc<dyn crate::Outbox>,
+    append: Append,
+) {
+    use crate::Backlog;
+    assert_eq!(
+        outbox.backlog(0).await.expect("backlog"),
+        Backlog::default(),
+        "an empty outbox"
+    );
+    // Whole seconds: every store keeps at least that precision.
+    let first_at = chrono::DateTime::from_timestamp(1_700_000_000, 0).expect("a valid time");
+    let second_at = first_at + chrono::Duration::minutes(1);
+    for (id, at) in [("oldest", first_at), ("newer", second_at)] {
+        let mut envelope = cancelled(id);
+        envelope.occurred_at = at;
+        append(envelope).await.expect("append");
+    }
+    assert_eq!(
+        outbox.backlog(0).await.expect("backlog"),
+        Backlog {
+            events: 2,
+            oldest: Some(first_at)
+        }
+    );
+    let pending = outbox.pending(0, 10).await.expect("pending");
+    let positions: Vec<i64> = pending.iter().map(|(p, _)| *p).collect();
+    assert_eq!(positions.len(), 2, "{positions:?}");
+    let after_first = Backlog {
+        events: 1,
+        oldest: Some(second_at),
+    };
+    assert_eq!(outbox.backlog(positions[0]).await.unwrap(), after_first);
+    outbox
+        .mark_published(positions[0])
+        .await
+        .expect("published");
+    assert_eq!(outbox.backlog(positions[0]).await.unwrap(), after_first);
+    assert_eq!(
+        outbox.backlog(positions[1]).await.unwrap(),
+        Backlog::default(),
+        "nothing waits after the last position"
     );
 }

@@ -18,7 +18,7 @@ use sqlite::{Db, DbError, Options};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics::{CONSUMER_LAG, record_outcome};
+use crate::metrics::{self, CONSUMER_LAG, record_outcome};
 use crate::relay::{GATHER, backoff};
 use crate::{Bus, BusError, Handler, MAX_ATTEMPTS, Outcome, Subscription};
 
@@ -292,6 +292,7 @@ async fn consume(
     shutdown: CancellationToken,
 ) {
     let group = subscription.group.as_str();
+    metrics::subscribed(&subscription);
     let wanted: Arc<[&'static str]> = subscription.events.clone().into();
     let committed = log.db.committed();
     let mut failures = 0u32;
@@ -341,6 +342,7 @@ async fn consume(
             .with_label_values(&[group])
             .set(slice.head.saturating_sub(position.at));
         let last_seq = slice.scanned_through;
+        metrics::unapplied(group, slice.messages.iter().map(|(_, e)| e));
         if slice.messages.is_empty() {
             if last_seq > position.at {
                 position.at = last_seq; // only other consumers' messages
@@ -410,12 +412,23 @@ async fn consume(
             retrying = None;
         }
         position.at = position.at.max(through);
-        if !parked.is_empty()
-            && let Err(error) = position.save(&log, parked).await
-        {
-            // Not recorded: the parked messages come again and are parked again.
-            tracing::warn!(group, %error, "cannot park messages; will retry");
-            tokio::time::sleep(backoff(1)).await;
+        metrics::unapplied(
+            group,
+            seqs.iter()
+                .zip(&envelopes)
+                .filter(|(seq, _)| **seq > position.at)
+                .map(|(_, e)| e),
+        );
+        let names: Vec<String> = parked.iter().map(|(_, e, _)| e.name.clone()).collect();
+        if !parked.is_empty() {
+            match position.save(&log, parked).await {
+                Ok(()) => names.iter().for_each(|n| metrics::dead_lettered(group, n)),
+                Err(error) => {
+                    // Not recorded: the parked messages come again and are parked again.
+                    tracing::warn!(group, %error, "cannot park messages; will retry");
+                    tokio::time::sleep(backoff(1)).await;
+                }
+            }
         }
         // After a partial batch, let a few more messages gather (see `relay::GATHER`).
         let pause = retry_after.unwrap_or(if envelopes.len() < BATCH {

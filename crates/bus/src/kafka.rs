@@ -16,12 +16,13 @@ use chrono::{DateTime, Utc};
 use contracts::Envelope;
 use futures_util::FutureExt;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::statistics::Statistics;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -29,7 +30,7 @@ use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics::record_outcome;
+use crate::metrics::{self, CONSUMER_LAG, record_outcome};
 use crate::relay::backoff;
 use crate::{Bus, BusError, Handler, Outcome, Subscription};
 
@@ -118,10 +119,12 @@ impl KafkaBus {
     }
 
     /// A consumer in `group` reading from the earliest offset it has not committed.
-    pub fn consumer(&self, group: &str) -> Result<StreamConsumer, KafkaError> {
+    pub fn consumer(&self, group: &str) -> Result<StreamConsumer<Lag>, KafkaError> {
         let mut config = self.config();
         config
             .set("group.id", self.group(group))
+            // librdkafka measures the lag (see `Lag`) this often.
+            .set("statistics.interval.ms", "5000")
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")
             // A member that went away without leaving (killed) is noticed within seconds, and a
@@ -132,7 +135,10 @@ impl KafkaBus {
             // Low fetch wait: events propagate in milliseconds, not half a second.
             .set("fetch.wait.max.ms", "10")
             .set("enable.partition.eof", "false");
-        config.create()
+        config.create_with_context(Lag {
+            group: group.to_owned(),
+            topic: self.topic(),
+        })
     }
 
     async fn producer(&self) -> Result<FutureProducer, BusError> {
@@ -216,6 +222,39 @@ impl KafkaBus {
         Ok(())
     }
 }
+
+/// Reports a consumer group's lag from librdkafka's statistics: per partition of the topic
+/// assigned to this member, the high watermark less the offset the group committed, or less
+/// the low watermark where the group has committed nothing yet (it starts at the earliest).
+pub struct Lag {
+    group: String,
+    topic: String,
+}
+
+impl ClientContext for Lag {
+    fn stats(&self, statistics: Statistics) {
+        let Some(topic) = statistics.topics.get(&self.topic) else {
+            return;
+        };
+        // Partition -1 is librdkafka's own; a negative offset is one not known yet.
+        let lag: i64 = topic
+            .partitions
+            .values()
+            .filter(|p| p.partition >= 0 && p.hi_offset >= 0)
+            .filter_map(|p| {
+                let from = if p.committed_offset >= 0 {
+                    p.committed_offset
+                } else {
+                    p.lo_offset
+                };
+                (from >= 0).then(|| (p.hi_offset - from).max(0))
+            })
+            .sum();
+        CONSUMER_LAG.with_label_values(&[&self.group]).set(lag);
+    }
+}
+
+impl ConsumerContext for Lag {}
 
 fn header<'a>(key: &'a str, value: &'a str) -> Header<'a, &'a str> {
     Header {
@@ -438,6 +477,7 @@ impl KafkaBus {
         shutdown: &CancellationToken,
     ) -> anyhow::Result<()> {
         let group = subscription.group.as_str();
+        metrics::subscribed(subscription);
         let topic = self.topic();
         self.declare(subscription).await?;
         let producer = self.producer().await?;
@@ -467,6 +507,7 @@ impl KafkaBus {
                 })
                 .collect();
             let batch: Vec<Envelope> = handed.iter().map(|&i| envelopes[i].clone()).collect();
+            metrics::unapplied(group, &batch);
             let outcomes = if batch.is_empty() {
                 Vec::new()
             } else {
@@ -510,7 +551,9 @@ impl KafkaBus {
                                 Some(&error),
                             )
                             .await;
-                        if parked.is_err() {
+                        if parked.is_ok() {
+                            metrics::dead_lettered(group, &envelope.name);
+                        } else {
                             done[i] = false;
                             retry = true;
                         }
@@ -521,6 +564,10 @@ impl KafkaBus {
                     }
                 }
             }
+            metrics::unapplied(
+                group,
+                handed.iter().filter(|&&i| !done[i]).map(|&i| &envelopes[i]),
+            );
             let progress = progress(&messages, &done);
             if !progress.commit.is_empty() {
                 let mut offsets = TopicPartitionList::new();

@@ -32,7 +32,7 @@ use contracts::{DomainEvent, Envelope};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use relay::{Outbox, SqliteOutbox, backoff, spawn_relay};
+pub use relay::{Backlog, Outbox, SqliteOutbox, backoff, spawn_relay};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
@@ -115,9 +115,14 @@ pub const MAX_ATTEMPTS: u32 = 20;
 /// Decodes `batch` and hands the well-formed prefix to `apply`, which returns one outcome per
 /// event it was given (or a prefix ending in `Retry`). A message that cannot be decoded ends the
 /// prefix and is reported as `Poison`; what follows it is delivered again by the next batch.
+///
+/// Each message that carries a trace is applied in a span of its own, child of the producer's
+/// publish span and lasting as long as the batch's apply: a booking's trace then shows every
+/// service that applied it. `apply` also gets, per message, the `traceparent` of that span (or
+/// `None`), for what the apply causes in turn (a mail to send).
 pub async fn apply_decoded<F, Fut>(batch: &[Envelope], apply: F) -> anyhow::Result<Vec<Outcome>>
 where
-    F: FnOnce(Vec<(String, DomainEvent)>) -> Fut,
+    F: FnOnce(Vec<(String, DomainEvent)>, Vec<Option<String>>) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<Vec<Outcome>>>,
 {
     let mut decoded = Vec::with_capacity(batch.len());
@@ -132,11 +137,29 @@ where
         }
     }
     let count = decoded.len();
+    let spans: Vec<Option<tracing::Span>> = batch[..count]
+        .iter()
+        .map(|envelope| {
+            envelope.trace.as_deref().map(|trace| {
+                platform::telemetry::message_span(
+                    &format!("apply {}", envelope.name),
+                    "consumer",
+                    &envelope.id,
+                    trace,
+                )
+            })
+        })
+        .collect();
+    let traces = spans
+        .iter()
+        .map(|span| span.as_ref().and_then(platform::telemetry::traceparent_of))
+        .collect();
     let mut outcomes = if decoded.is_empty() {
         Vec::new()
     } else {
-        apply(decoded).await?
+        apply(decoded, traces).await?
     };
+    drop(spans);
     if let Some(error) = poison
         && outcomes.len() == count
     {

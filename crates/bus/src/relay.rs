@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use contracts::Envelope;
 use sqlite::Db;
 use tokio::sync::Notify;
@@ -18,7 +19,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::Bus;
-use crate::metrics::{OUTBOX_BACKLOG, PUBLISHED};
+use crate::metrics::{OUTBOX_BACKLOG, OUTBOX_OLDEST, PUBLISH_DURATION, PUBLISHED};
 
 const BATCH: usize = 512;
 /// After a round that published something, how long events may gather before the next one.
@@ -33,10 +34,18 @@ pub trait Outbox: Send + Sync + 'static {
     async fn pending(&self, after: i64, limit: usize) -> anyhow::Result<Vec<(i64, Envelope)>>;
     /// Forgets everything up to and including `position`.
     async fn mark_published(&self, position: i64) -> anyhow::Result<()>;
-    /// How many events wait after `position`.
-    async fn backlog(&self, after: i64) -> anyhow::Result<u64>;
+    /// What waits after `position`.
+    async fn backlog(&self, after: i64) -> anyhow::Result<Backlog>;
     /// Notified after the store commits, so the relay need not poll.
     fn wakeup(&self) -> Arc<Notify>;
+}
+
+/// The events of an outbox that wait to be published.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Backlog {
+    pub events: u64,
+    /// When the first of them (in commit order) happened; `None` when none waits.
+    pub oldest: Option<DateTime<Utc>>,
 }
 
 /// The outbox table of a SQLite service database (see `sqlite::outbox`).
@@ -60,11 +69,12 @@ impl Outbox for SqliteOutbox {
         Ok(())
     }
 
-    async fn backlog(&self, after: i64) -> anyhow::Result<u64> {
-        Ok(self
+    async fn backlog(&self, after: i64) -> anyhow::Result<Backlog> {
+        let (events, oldest) = self
             .0
             .read(move |c| sqlite::outbox::backlog(c, after))
-            .await?)
+            .await?;
+        Ok(Backlog { events, oldest })
     }
 
     fn wakeup(&self) -> Arc<Notify> {
@@ -84,6 +94,8 @@ pub fn spawn_relay(
     bus: Arc<dyn Bus>,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
+    // The publish time's series exists from the start, at zero.
+    PUBLISH_DURATION.with_label_values(&[service]);
     tokio::spawn(async move {
         let wakeup = outbox.wakeup();
         let mut failures = 0u32;
@@ -120,6 +132,8 @@ pub fn spawn_relay(
                 Err(error) => {
                     failures += 1;
                     tracing::warn!(service, %error, "outbox relay cannot publish; will retry");
+                    // The backlog grows while the broker is away: say so.
+                    measure_backlog(service, outbox.as_ref(), relay.published).await;
                     if shutdown.is_cancelled() && failures > 3 {
                         // What is left stays in the outbox and goes out on the next start.
                         break;
@@ -152,10 +166,22 @@ impl Relay {
                 self.forget_published(outbox).await?;
             }
             OUTBOX_BACKLOG.with_label_values(&[self.service]).set(0);
+            OUTBOX_OLDEST.set(&[self.service], None);
             return Ok(0);
         };
-        let envelopes: Vec<Envelope> = batch.into_iter().map(|(_, e)| e).collect();
+        let mut envelopes: Vec<Envelope> = batch.into_iter().map(|(_, e)| e).collect();
+        let spans = publish_spans(&mut envelopes);
+        // These wait at least until the broker takes them: if it never answers, the gauges
+        // say so without another look at the outbox.
+        let backlog = OUTBOX_BACKLOG.with_label_values(&[self.service]);
+        backlog.set(backlog.get().max(envelopes.len() as i64));
+        OUTBOX_OLDEST.set(&[self.service], envelopes.first().map(|e| e.occurred_at));
+        let started = Instant::now();
         bus.publish(&envelopes).await?;
+        drop(spans);
+        PUBLISH_DURATION
+            .with_label_values(&[self.service])
+            .observe(started.elapsed().as_secs_f64());
         self.published = last;
         for envelope in &envelopes {
             PUBLISHED.with_label_values(&[&envelope.name]).inc();
@@ -165,10 +191,7 @@ impl Relay {
         {
             self.forget_published(outbox).await?;
         }
-        let backlog = outbox.backlog(self.published).await.unwrap_or(0);
-        OUTBOX_BACKLOG
-            .with_label_values(&[self.service])
-            .set(backlog as i64);
+        measure_backlog(self.service, outbox, self.published).await;
         Ok(envelopes.len())
     }
 
@@ -179,6 +202,38 @@ impl Relay {
         }
         self.last_delete = Instant::now();
         Ok(())
+    }
+}
+
+/// A span per envelope that carries a trace, child of the span that committed it and lasting
+/// until the broker holds the batch; each envelope then carries its publish span instead, so
+/// that every consumer's apply hangs below the publish.
+fn publish_spans(envelopes: &mut [Envelope]) -> Vec<tracing::Span> {
+    let mut spans = Vec::new();
+    for envelope in envelopes.iter_mut() {
+        let Some(trace) = envelope.trace.as_deref() else {
+            continue;
+        };
+        let name = format!("publish {}", envelope.name);
+        let span = platform::telemetry::message_span(&name, "producer", &envelope.id, trace);
+        // Kept as it was when this process exports no spans: the next one may.
+        if let Some(publish) = platform::telemetry::traceparent_of(&span) {
+            envelope.trace = Some(publish);
+        }
+        spans.push(span);
+    }
+    spans
+}
+
+/// Sets `service`'s backlog gauges from what waits in `outbox` after position `published`;
+/// leaves them as they were if the outbox cannot say. Also for a relay that cannot start yet
+/// (its broker is not ready), whose backlog grows all the same.
+pub async fn measure_backlog(service: &str, outbox: &dyn Outbox, published: i64) {
+    if let Ok(backlog) = outbox.backlog(published).await {
+        OUTBOX_BACKLOG
+            .with_label_values(&[service])
+            .set(i64::try_from(backlog.events).unwrap_or(i64::MAX));
+        OUTBOX_OLDEST.set(&[service], backlog.oldest);
     }
 }
 

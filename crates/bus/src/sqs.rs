@@ -28,7 +28,7 @@
 //! the SDK's other credential sources (profiles, instance roles) are not consulted.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region, SharedHttpClient};
@@ -43,7 +43,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::aws::{self, credentials, describe, timeouts};
-use crate::metrics::record_outcome;
+use crate::metrics::{self, CONSUMER_LAG, record_outcome};
 use crate::relay::backoff;
 use crate::{Bus, BusError, Handler, Outcome, Subscription};
 
@@ -60,6 +60,8 @@ const DEFAULT_WAIT: Duration = Duration::from_secs(20);
 /// On shutdown, how long to let a receive in flight finish, so that messages it is returning just
 /// then can be released instead of staying hidden for the visibility timeout.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(500);
+/// How often a consumer asks how many messages wait in its queue (at most once per receive).
+const LAG_EVERY: Duration = Duration::from_secs(5);
 /// Most messages per SNS publish, SQS receive, delete or visibility change.
 const BATCH: usize = 10;
 /// Most bytes per SNS publish call, all messages and attributes together.
@@ -180,21 +182,37 @@ impl SqsBus {
             .ok_or_else(|| format!("SQS created queue {name} but returned no URL"))
     }
 
+    /// Messages waiting in the queue at `url` (SQS's approximate count; those received and
+    /// not yet deleted are not counted).
+    async fn waiting(&self, url: &str) -> Result<i64, String> {
+        let count = self
+            .queue_attribute(url, QueueAttributeName::ApproximateNumberOfMessages)
+            .await?;
+        count
+            .parse()
+            .map_err(|e| format!("SQS counted {count:?} messages in {url}: {e}"))
+    }
+
     async fn queue_arn(&self, url: &str) -> Result<String, String> {
+        self.queue_attribute(url, QueueAttributeName::QueueArn)
+            .await
+    }
+
+    async fn queue_attribute(&self, url: &str, name: QueueAttributeName) -> Result<String, String> {
         let attributes = self
             .inner
             .sqs
             .get_queue_attributes()
             .queue_url(url)
-            .attribute_names(QueueAttributeName::QueueArn)
+            .attribute_names(name.clone())
             .send()
             .await
-            .map_err(|e| format!("reading the ARN of {url}: {}", describe(&e)))?;
+            .map_err(|e| format!("reading {name} of {url}: {}", describe(&e)))?;
         attributes
             .attributes()
-            .and_then(|a| a.get(&QueueAttributeName::QueueArn))
+            .and_then(|a| a.get(&name))
             .cloned()
-            .ok_or_else(|| format!("SQS returned no ARN for {url}"))
+            .ok_or_else(|| format!("SQS returned no {name} for {url}"))
     }
 
     /// Creates (or updates) the topic, `subscription`'s queue and dead-letter queue, and the
@@ -597,10 +615,20 @@ impl SqsBus {
         shutdown: &CancellationToken,
     ) -> Result<(), String> {
         let group = subscription.group.as_str();
+        metrics::subscribed(subscription);
         // The queue may not exist yet, or no longer (a broker that lost its state).
         let queues = self.declare_queues(subscription).await?;
         let mut failures = 0u32;
+        let mut lag_measured: Option<Instant> = None;
         loop {
+            if lag_measured.is_none_or(|at| at.elapsed() >= LAG_EVERY) {
+                match self.waiting(&queues.url).await {
+                    Ok(waiting) => CONSUMER_LAG.with_label_values(&[group]).set(waiting),
+                    // The receive that follows says whether the queue is there at all.
+                    Err(error) => tracing::debug!(group, %error, "cannot measure the lag"),
+                }
+                lag_measured = Some(Instant::now());
+            }
             let Some(messages) = self.receive(&queues.url, shutdown).await? else {
                 return Ok(());
             };
@@ -616,11 +644,13 @@ impl SqsBus {
                         record_outcome(group, "unknown", &outcome);
                         tracing::error!(group, %error, "dead-lettering a message that is no event");
                         self.park(&queues.dead, &message, &error).await?;
+                        metrics::dead_lettered(group, "unknown");
                         done.push(message);
                     }
                 }
             }
             let envelopes: Vec<Envelope> = deliveries.iter().map(|(_, e)| e.clone()).collect();
+            metrics::unapplied(group, &envelopes);
             let outcomes = if envelopes.is_empty() {
                 Vec::new()
             } else {
@@ -636,6 +666,7 @@ impl SqsBus {
                     }
                 }
             };
+            let mut again = Vec::new();
             for (i, (message, envelope)) in deliveries.into_iter().enumerate() {
                 // Messages after the handled prefix were not tried; they are held without
                 // being judged, or one stuck behind a retry would be parked untried.
@@ -654,11 +685,16 @@ impl SqsBus {
                     Outcome::Poison(error) => {
                         tracing::error!(group, id = %envelope.id, name = %envelope.name, %error, "dead-lettering a message that cannot be applied");
                         self.park(&queues.dead, &message, &error).await?;
+                        metrics::dead_lettered(group, &envelope.name);
                         done.push(message);
                     }
-                    Outcome::Retry(_) => held.push(message),
+                    Outcome::Retry(_) => {
+                        held.push(message);
+                        again.push(envelope);
+                    }
                 }
             }
+            metrics::unapplied(group, &again);
             self.delete(&queues.url, &done).await?;
             if !held.is_empty() {
                 tokio::select! {

@@ -81,3 +81,8 @@ async fn a_broker_that_does_not_answer_is_reported_not_ready() {
 async fn a_broker_without_history_says_so() {
     conformance::a_broker_without_history_says_so(broker()).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_groups_lag_and_oldest_unapplied_age_show_what_waits() {
+    conformance::a_groups_lag_and_oldest_unapplied_age_show_what_waits(broker()).await;
+}

@@ -56,3 +56,9 @@ async fn the_history_holds_everything_published() {
     let dir = tempfile::tempdir().unwrap();
     conformance::the_history_holds_everything_published(log_at(&dir)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_groups_lag_and_oldest_unapplied_age_show_what_waits() {
+    let dir = tempfile::tempdir().unwrap();
+    conformance::a_groups_lag_and_oldest_unapplied_age_show_what_waits(log_at(&dir)).await;
+}

@@ -192,3 +192,8 @@ async fn messages_waiting_in_the_broker_survive_its_restart() {
 async fn the_history_holds_everything_published() {
     conformance::the_history_holds_everything_published(broker()).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_groups_lag_and_oldest_unapplied_age_show_what_waits() {
+    conformance::a_groups_lag_and_oldest_unapplied_age_show_what_waits(broker()).await;
+}

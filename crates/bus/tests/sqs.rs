@@ -274,3 +274,8 @@ fn attribute(message: &Message, name: &str) -> Option<String> {
 async fn a_broker_without_history_says_so() {
     conformance::a_broker_without_history_says_so(broker()).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_groups_lag_and_oldest_unapplied_age_show_what_waits() {
+    conformance::a_groups_lag_and_oldest_unapplied_age_show_what_waits(broker()).await;
+}

@@ -20,12 +20,22 @@ pub struct LocationCreated {
     pub address: String,
     #[serde(default)]
     pub country: String,
-    #[serde(default)]
+    /// The reference's Go publisher writes a location without halls as `"halls": null`.
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub halls: Vec<Hall>,
 }
 
+fn null_as_empty<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Ok(Option::<Vec<T>>::deserialize(deserializer)?.unwrap_or_default())
+}
+
 /// The reference's `eventCreated` (`id`, `name`, `location_id`, RFC 3339 dates) plus the hall and
-/// capacity that the bookings service needs to sell seats.
+/// capacity that our events service adds. The reference's own message has neither: the bookings
+/// service then takes the capacity from the halls of the `locationCreated` it names.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EventCreated {
     pub id: String,
@@ -35,7 +45,7 @@ pub struct EventCreated {
     pub end_date: DateTime<Utc>,
     #[serde(default)]
     pub hall: String,
-    /// Absent in the reference's messages; such an event cannot be sold and is parked.
+    /// Absent in the reference's messages (see above).
     #[serde(default)]
     pub capacity: Option<u32>,
 }
@@ -197,6 +207,28 @@ mod tests {
         };
         assert_eq!(ev.capacity, None);
         assert_eq!(ev.hall, "");
+    }
+
+    #[test]
+    fn reference_location_created_decodes_with_or_without_halls() {
+        let body = r#"{"id":"loc","name":"Hall","address":"1 Main St","country":"NZ",
+                       "halls":[{"name":"Main","capacity":120},{"name":"Studio","location":"1st","capacity":30}]}"#;
+        let DomainEvent::LocationCreated(location) =
+            DomainEvent::decode("locationCreated", body).unwrap()
+        else {
+            panic!("wrong variant")
+        };
+        assert_eq!(location.halls.len(), 2);
+        assert_eq!(location.halls[0].location, "");
+        assert_eq!(location.halls[1].capacity, 30);
+        // Go marshals a nil slice as null.
+        let body = r#"{"id":"loc","name":"Empty","address":"","country":"","halls":null}"#;
+        let DomainEvent::LocationCreated(location) =
+            DomainEvent::decode("locationCreated", body).unwrap()
+        else {
+            panic!("wrong variant")
+        };
+        assert!(location.halls.is_empty());
     }
 
     #[test]

@@ -5,11 +5,12 @@ use std::time::{Duration, Instant};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::{BehaviorVersion, Region};
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, ConditionCheck, Delete, GlobalSecondaryIndex,
-    KeySchemaElement, KeyType, Projection, ProjectionType, Put, ScalarAttributeType, TableStatus,
-    TransactWriteItem, Update,
+    KeySchemaElement, KeyType, Projection, ProjectionType, Put, ScalarAttributeType, Select,
+    TableStatus, TimeToLiveSpecification, TimeToLiveStatus, TransactWriteItem, Update,
 };
 use contracts::Envelope;
 use tokio::sync::{Mutex, MutexGuard, Notify, OnceCell};
@@ -39,13 +40,51 @@ pub enum DynamoError {
     /// An item this program did not write the way it reads it.
     #[error("unexpected data in DynamoDB: {0}")]
     Data(String),
+    /// DynamoDB refused a request this program made (a malformed one: a bug).
+    #[error("{0}")]
+    Refused(String),
 }
 
 impl From<DynamoError> for platform::StoreError {
     fn from(e: DynamoError) -> Self {
-        platform::StoreError::Unavailable(e.to_string())
+        let detail = e.to_string();
+        match e {
+            DynamoError::Unavailable(_) => platform::StoreError::Unavailable(detail),
+            DynamoError::Url(_) | DynamoError::Data(_) | DynamoError::Refused(_) => {
+                platform::StoreError::Internal(detail)
+            }
+        }
     }
 }
+
+impl From<platform::UnknownValue> for DynamoError {
+    fn from(e: platform::UnknownValue) -> Self {
+        DynamoError::Data(e.to_string())
+    }
+}
+
+/// Service errors that mean "not now" (DynamoDB's common and operation errors): throttled,
+/// DynamoDB itself failing, transactions in each other's way, credentials that an operator must
+/// fix, a table that is missing or being changed. Any other refusal is of a request this program
+/// got wrong. Items are far below DynamoDB's 400 KB because request bodies are capped at
+/// `http.body_limit_bytes`, so no `ValidationException` comes from what a client sent.
+const UNAVAILABLE_CODES: &[&str] = &[
+    "ProvisionedThroughputExceededException",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "LimitExceededException",
+    "InternalServerError",
+    "ServiceUnavailable",
+    "TransactionConflictException",
+    "TransactionInProgressException",
+    "ResourceInUseException",
+    "ResourceNotFoundException",
+    "UnrecognizedClientException",
+    "AccessDeniedException",
+    "ExpiredTokenException",
+    "InvalidSignatureException",
+    "MissingAuthenticationTokenException",
+];
 
 /// The type of a key attribute.
 #[derive(Debug, Clone, Copy)]
@@ -71,6 +110,8 @@ pub struct Table {
     pub key: Key,
     pub sort: Option<Key>,
     pub indexes: Vec<Index>,
+    /// The attribute (a Number, Unix seconds) after which DynamoDB deletes an item by itself.
+    pub expires_by: Option<&'static str>,
 }
 
 impl Table {
@@ -80,7 +121,15 @@ impl Table {
             key,
             sort: None,
             indexes: Vec::new(),
+            expires_by: None,
         }
+    }
+
+    /// Items are deleted by DynamoDB some time after the Unix second in `attribute` (its time
+    /// to live; AWS takes up to a few days, so readers must still ignore expired items).
+    pub fn expiring(mut self, attribute: &'static str) -> Table {
+        self.expires_by = Some(attribute);
+        self
     }
 
     pub fn sorted_by(mut self, sort: Key) -> Table {
@@ -437,14 +486,27 @@ impl Dynamo {
     /// `error` from doing `what`, naming the database.
     pub fn error<E, R>(&self, what: &str, error: SdkError<E, R>) -> DynamoError
     where
-        E: std::error::Error + Send + Sync + 'static,
+        E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
         R: std::fmt::Debug + Send + Sync + 'static,
     {
-        DynamoError::Unavailable(format!(
+        // No answer, or no answer in time: the network or DynamoDB. A service error says which.
+        let refused = match &error {
+            SdkError::ServiceError(_) => error
+                .code()
+                .is_some_and(|code| !UNAVAILABLE_CODES.contains(&code)),
+            SdkError::ConstructionFailure(_) => true,
+            _ => false,
+        };
+        let detail = format!(
             "{}: {what}: {}",
             self.inner.name,
             bus::aws::describe(&error)
-        ))
+        );
+        if refused {
+            DynamoError::Refused(detail)
+        } else {
+            DynamoError::Unavailable(detail)
+        }
     }
 
     /// Creates the tables that are missing, if this handle has not done so yet.
@@ -489,7 +551,10 @@ impl Dynamo {
                 .map_err(|e| self.error(&what, e))?;
             let status = described.table().and_then(|t| t.table_status());
             if status == Some(&TableStatus::Active) {
-                return Ok(());
+                return match table.expires_by {
+                    Some(attribute) => self.enable_time_to_live(&name, attribute).await,
+                    None => Ok(()),
+                };
             }
             if started.elapsed() > CREATION_PATIENCE {
                 return Err(DynamoError::Unavailable(format!(
@@ -499,6 +564,43 @@ impl Dynamo {
                 )));
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Turns on the table's time to live on `attribute`, unless it is on already (asking twice
+    /// is an error).
+    async fn enable_time_to_live(&self, name: &str, attribute: &str) -> Result<(), DynamoError> {
+        let client = &self.inner.client;
+        let what = format!("cannot turn on the time to live of {name}");
+        let described = client
+            .describe_time_to_live()
+            .table_name(name)
+            .send()
+            .await
+            .map_err(|e| self.error(&what, e))?;
+        let on = described
+            .time_to_live_description()
+            .and_then(|d| d.time_to_live_status())
+            .is_some_and(|s| matches!(s, TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling));
+        if on {
+            return Ok(());
+        }
+        let specification = TimeToLiveSpecification::builder()
+            .enabled(true)
+            .attribute_name(attribute)
+            .build()
+            .map_err(|e| DynamoError::Data(e.to_string()))?;
+        match client
+            .update_time_to_live()
+            .table_name(name)
+            .time_to_live_specification(specification)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            // Another process turned it on meanwhile.
+            Err(e) if e.message().is_some_and(|m| m.contains("already enabled")) => Ok(()),
+            Err(e) => Err(self.error(&what, e)),
         }
     }
 
@@ -639,10 +741,14 @@ impl Dynamo {
         Ok(found)
     }
 
-    /// The items `query` finds in `table` (read consistently unless from an index), in key order.
-    pub async fn query(&self, table: &str, query: Query) -> Result<Vec<Item>, DynamoError> {
+    /// The request for what `query` finds in `table`, read consistently unless from an index.
+    async fn query_request(
+        &self,
+        table: &str,
+        query: Query,
+    ) -> Result<QueryFluentBuilder, DynamoError> {
         let (names, values) = query.placeholders.into_parts();
-        let request = self
+        Ok(self
             .client()
             .await?
             .query()
@@ -653,8 +759,13 @@ impl Dynamo {
             .set_expression_attribute_names(names)
             .set_expression_attribute_values(values)
             .scan_index_forward(!query.backward)
-            .consistent_read(query.index.is_none());
+            .consistent_read(query.index.is_none()))
+    }
+
+    /// The items `query` finds in `table` (read consistently unless from an index), in key order.
+    pub async fn query(&self, table: &str, query: Query) -> Result<Vec<Item>, DynamoError> {
         let limit = query.limit.unwrap_or(usize::MAX);
+        let request = self.query_request(table, query).await?;
         let mut pages = request.into_paginator().send();
         let mut items = Vec::new();
         while items.len() < limit {
@@ -668,6 +779,22 @@ impl Dynamo {
         }
         items.truncate(limit);
         Ok(items)
+    }
+
+    /// How many items `query` finds in `table`; DynamoDB counts them without sending them.
+    pub async fn count(&self, table: &str, query: Query) -> Result<u64, DynamoError> {
+        let mut pages = self
+            .query_request(table, query)
+            .await?
+            .select(Select::Count)
+            .into_paginator()
+            .send();
+        let mut count = 0;
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| self.error(&format!("counting {table}"), e))?;
+            count += u64::try_from(page.count).unwrap_or(0);
+        }
+        Ok(count)
     }
 
     /// Every item of `table`, read consistently, in no particular order.

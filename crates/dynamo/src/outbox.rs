@@ -179,9 +179,20 @@ impl bus::Outbox for DynamoOutbox {
         Ok(())
     }
 
-    async fn backlog(&self, after: i64) -> anyhow::Result<u64> {
+    async fn backlog(&self, after: i64) -> anyhow::Result<bus::Backlog> {
         let (head, published) = counter(&self.0).await?;
-        Ok(u64::try_from(head - after.max(published)).unwrap_or(0))
+        let after = after.max(published);
+        let events = u64::try_from(head - after).unwrap_or(0);
+        if events == 0 {
+            return Ok(bus::Backlog::default());
+        }
+        let first = self.0.query(TABLE, entries_after(after).limit(1)).await?;
+        let oldest = first
+            .first()
+            .map(envelope)
+            .transpose()?
+            .map(|(_, e)| e.occurred_at);
+        Ok(bus::Backlog { events, oldest })
     }
 
     fn wakeup(&self) -> Arc<Notify> {

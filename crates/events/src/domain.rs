@@ -1,6 +1,7 @@
 //! Locations, halls and events, and the rules for making them. No I/O here.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// A value a client sent that breaks a rule; the API answers 422 with this text.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -11,15 +12,16 @@ fn invalid<T>(message: impl Into<String>) -> Result<T, Invalid> {
     Err(Invalid(message.into()))
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Hall {
     pub name: String,
-    /// Where in the building (optional).
+    /// Where in the building (may be empty).
     pub location: String,
+    #[schema(minimum = 1)]
     pub capacity: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct Location {
     #[serde(rename = "ID")]
@@ -28,7 +30,9 @@ pub struct Location {
     pub address: String,
     pub country: String,
     /// Hours of the day, 0–24.
+    #[schema(maximum = 24)]
     pub open_time: u8,
+    #[schema(maximum = 24)]
     pub close_time: u8,
     pub halls: Vec<Hall>,
 }
@@ -39,7 +43,7 @@ impl Location {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum EventStatus {
     Active,
@@ -63,8 +67,9 @@ impl EventStatus {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "PascalCase")]
+#[schema(as = Event)]
 pub struct Event {
     #[serde(rename = "ID")]
     pub id: String,
@@ -82,7 +87,7 @@ pub struct Event {
 }
 
 /// Seats sold for one event, as learned from the bookings service's events.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct Sales {
     #[serde(rename = "EventID")]
@@ -95,40 +100,116 @@ pub struct Sales {
     pub cancellations: i64,
 }
 
+// The input types below are decoded with every key lower-cased (`platform::ApiJson`); their
+// `#[schema]` attributes document the PascalCase form and what the rules below require, so
+// the OpenAPI document says what this code accepts.
+
 /// A hall as a client sends it (keys already lower-cased).
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[schema(as = NewHall)]
 pub struct HallInput {
+    /// Unique within its location.
+    #[schema(value_type = String, required = true, min_length = 1, pattern = r"\S")]
     pub name: Option<String>,
+    /// Where in the building.
+    #[schema(value_type = Option<String>)]
     pub location: Option<String>,
+    #[schema(value_type = u32, required = true, minimum = 1)]
     pub capacity: Option<i64>,
 }
 
 /// A location as a client sends it, on its own or inside an event.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[schema(as = NewLocation)]
 pub struct LocationInput {
+    /// Ignored when creating a location; see `LocationRef` for an event's.
+    #[schema(ignore)]
     pub id: Option<String>,
+    #[schema(rename = "Name", value_type = String, required = true, min_length = 1, pattern = r"\S")]
     pub name: Option<String>,
+    #[schema(rename = "Address", value_type = Option<String>)]
     pub address: Option<String>,
+    #[schema(rename = "Country", value_type = Option<String>)]
     pub country: Option<String>,
+    /// Hour of the day it opens (0 unless given).
+    #[schema(rename = "OpenTime", value_type = Option<u8>, maximum = 24)]
     pub opentime: Option<i64>,
+    /// Hour of the day it closes (24 unless given).
+    #[schema(rename = "CloseTime", value_type = Option<u8>, maximum = 24)]
     pub closetime: Option<i64>,
+    /// At least one; hall names are unique.
+    #[schema(rename = "Halls", value_type = Vec<HallInput>, required = true, min_items = 1)]
     pub halls: Option<Vec<HallInput>>,
 }
 
 /// An event as a client sends it.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[schema(as = NewEvent)]
 pub struct EventInput {
+    #[schema(rename = "Name", value_type = String, required = true, min_length = 1, pattern = r"\S")]
     pub name: Option<String>,
+    /// Minutes; EndDate − StartDate unless given.
+    #[schema(rename = "Duration", value_type = Option<u32>)]
     pub duration: Option<i64>,
+    /// Unix seconds, 1970 to 9999.
+    #[schema(rename = "StartDate", value_type = i64, required = true, minimum = 0, maximum = 253_402_300_799_i64)]
     pub startdate: Option<i64>,
+    /// Unix seconds, not before StartDate.
+    #[schema(rename = "EndDate", value_type = i64, required = true, minimum = 0, maximum = 253_402_300_799_i64)]
     pub enddate: Option<i64>,
+    #[schema(rename = "Location", value_type = EventLocation, required = true)]
     pub location: Option<LocationInput>,
+    /// A hall of the location; may be left out when it has exactly one.
+    #[schema(rename = "Hall", value_type = Option<String>)]
     pub hall: Option<String>,
+    /// At most the hall's capacity, which it is unless given.
+    #[schema(rename = "Capacity", value_type = Option<u32>, minimum = 1)]
     pub capacity: Option<i64>,
 }
+
+/// An existing location, named by its ID.
+#[derive(ToSchema)]
+#[allow(dead_code)] // a shape for the OpenAPI document: EventInput decodes it as a LocationInput
+pub struct LocationRef {
+    #[schema(rename = "ID", min_length = 1)]
+    id: String,
+}
+
+/// An event's location: an existing one by its ID, or a new one in full. `anyOf`, not the
+/// `oneOf` an untagged enum would derive: a body may fit both (then the ID wins).
+pub struct EventLocation;
+
+impl utoipa::PartialSchema for EventLocation {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{AnyOfBuilder, Ref};
+        AnyOfBuilder::new()
+            .item(Ref::from_schema_name("LocationRef"))
+            .item(Ref::from_schema_name("NewLocation"))
+            .description(Some(
+                "An existing location ({\"ID\": …}), or a new one in full, created with the event.",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for EventLocation {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        use utoipa::PartialSchema;
+        schemas.push(("LocationRef".into(), LocationRef::schema()));
+        schemas.push(("NewLocation".into(), LocationInput::schema()));
+        <LocationRef as ToSchema>::schemas(schemas);
+        <LocationInput as ToSchema>::schemas(schemas);
+    }
+}
+
+/// The most a capacity or a duration may be: the largest 32-bit signed integer, so that they fit
+/// the `int32` that the OpenAPI document (and every client generated from it) says they are.
+pub const MAX_COUNT: i64 = i32::MAX as i64;
 
 fn required(value: Option<String>, what: &str) -> Result<String, Invalid> {
     match value.map(|v| v.trim().to_owned()) {
@@ -161,10 +242,10 @@ pub fn new_location(input: LocationInput, id: String) -> Result<Location, Invali
             ));
         }
         let capacity = match hall.capacity {
-            Some(c) if c > 0 && c <= i64::from(u32::MAX) => c as u32,
+            Some(c) if c > 0 && c <= MAX_COUNT => c as u32,
             Some(c) => {
                 return invalid(format!(
-                    "hall {hall_name:?}: capacity must be greater than 0, not {c}"
+                    "hall {hall_name:?}: capacity must be from 1 to {MAX_COUNT}, not {c}"
                 ));
             }
             None => return invalid(format!("hall {hall_name:?}: capacity is required")),
@@ -202,9 +283,13 @@ pub fn new_event(input: EventInput, location: Location, id: String) -> Result<Ev
         return invalid("EndDate must not be before StartDate");
     }
     let duration = match input.duration {
-        None => ((end - start) / 60).min(i64::from(u32::MAX)) as u32,
-        Some(d) if d >= 0 && d <= i64::from(u32::MAX) => d as u32,
-        Some(d) => return invalid(format!("Duration must be minutes (0 or more), not {d}")),
+        None => ((end - start) / 60).min(MAX_COUNT) as u32,
+        Some(d) if (0..=MAX_COUNT).contains(&d) => d as u32,
+        Some(d) => {
+            return invalid(format!(
+                "Duration must be minutes, from 0 to {MAX_COUNT}, not {d}"
+            ));
+        }
     };
     let hall = match input
         .hall
@@ -346,6 +431,10 @@ mod tests {
                 enddate: Some(i64::MAX),
                 ..input()
             },
+            EventInput {
+                duration: Some(MAX_COUNT + 1),
+                ..input()
+            },
         ];
         for case in cases {
             assert!(
@@ -400,6 +489,14 @@ mod tests {
                 halls: Some(vec![HallInput {
                     name: Some("A".into()),
                     capacity: Some(0),
+                    ..Default::default()
+                }]),
+                ..good.clone()
+            },
+            LocationInput {
+                halls: Some(vec![HallInput {
+                    name: Some("A".into()),
+                    capacity: Some(MAX_COUNT + 1),
                     ..Default::default()
                 }]),
                 ..good.clone()

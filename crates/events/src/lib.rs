@@ -5,7 +5,6 @@
 pub mod conformance;
 pub mod domain;
 mod http;
-mod openapi;
 pub mod store;
 
 use std::sync::Arc;
@@ -13,8 +12,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use contracts::{DomainEvent, Envelope};
 
-pub use http::router;
-pub use openapi::paths as openapi;
+pub use http::{openapi, router};
 #[cfg(feature = "dynamodb")]
 pub use store::DynamoEventStore;
 #[cfg(feature = "mongodb")]
@@ -37,6 +35,9 @@ pub struct SalesConsumer(pub Arc<dyn EventStore>);
 #[async_trait]
 impl bus::Handler for SalesConsumer {
     async fn handle(&self, batch: &[Envelope]) -> anyhow::Result<Vec<bus::Outcome>> {
-        bus::apply_decoded(batch, |decoded| async { Ok(self.0.apply(decoded).await?) }).await
+        bus::apply_decoded(batch, |decoded, _| async {
+            Ok(self.0.apply(decoded).await?)
+        })
+        .await
     }
 }

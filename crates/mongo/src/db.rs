@@ -29,6 +29,13 @@ pub enum MongoError {
     /// A document this program cannot read, or a write it refuses.
     #[error("{0}")]
     Invalid(String),
+    /// Creating the collections failed; the cause keeps its kind (a server that does not answer
+    /// is unavailable, not a bug).
+    #[error("MongoDB {database}: cannot create the collections: {error}")]
+    Preparing {
+        database: String,
+        error: Box<MongoError>,
+    },
     /// An error with the database it happened in, as it leaves this crate.
     #[error("MongoDB {database}: {error}")]
     In {
@@ -37,9 +44,71 @@ pub enum MongoError {
     },
 }
 
+/// A write that hit a unique index.
+const DUPLICATE_KEY: i32 = 11000;
+/// The server's codes for "not now" (MongoDB's `error_codes.yml`): a host that cannot be
+/// reached, a time limit, a server shutting down or stepping down, a lock or write conflict
+/// that outlasted the retries.
+const UNAVAILABLE_CODES: &[i32] = &[
+    6,     // HostUnreachable
+    7,     // HostNotFound
+    24,    // LockTimeout
+    50,    // MaxTimeMSExpired
+    89,    // NetworkTimeout
+    91,    // ShutdownInProgress
+    112,   // WriteConflict
+    189,   // PrimarySteppedDown
+    262,   // ExceededTimeLimit
+    9001,  // SocketException
+    10107, // NotWritablePrimary
+    11600, // InterruptedAtShutdown
+    11602, // InterruptedDueToReplStateChange
+    13435, // NotPrimaryNoSecondaryOk
+    13436, // NotPrimaryOrSecondary
+];
+
 impl From<MongoError> for platform::StoreError {
     fn from(e: MongoError) -> Self {
-        platform::StoreError::Unavailable(e.to_string())
+        use platform::StoreError;
+        let detail = e.to_string();
+        let Some(driver) = e.driver() else {
+            // A URL this program was given, or a document it cannot read.
+            return StoreError::Internal(detail);
+        };
+        let duplicate = match driver.kind.as_ref() {
+            ErrorKind::InsertMany(many) => many
+                .write_errors
+                .iter()
+                .flatten()
+                .any(|w| w.code == DUPLICATE_KEY),
+            _ => e.code() == Some(DUPLICATE_KEY),
+        };
+        let unavailable = matches!(
+            driver.kind.as_ref(),
+            ErrorKind::Io(_)
+                | ErrorKind::ServerSelection { .. }
+                | ErrorKind::ConnectionPoolCleared { .. }
+                | ErrorKind::DnsResolve { .. }
+                | ErrorKind::Authentication { .. }
+                | ErrorKind::Shutdown
+                | ErrorKind::Write(mongodb::error::WriteFailure::WriteConcernError(_))
+        ) || driver.contains_label(mongodb::error::TRANSIENT_TRANSACTION_ERROR)
+            || driver.contains_label(mongodb::error::RETRYABLE_WRITE_ERROR)
+            || e.code().is_some_and(|c| UNAVAILABLE_CODES.contains(&c));
+        if duplicate {
+            StoreError::Conflict(detail)
+        } else if unavailable {
+            StoreError::Unavailable(detail)
+        } else {
+            // A document the driver cannot decode, a command this program got wrong.
+            StoreError::Internal(detail)
+        }
+    }
+}
+
+impl From<platform::UnknownValue> for MongoError {
+    fn from(e: platform::UnknownValue) -> Self {
+        MongoError::Invalid(e.to_string())
     }
 }
 
@@ -48,7 +117,7 @@ impl MongoError {
     pub fn driver(&self) -> Option<&mongodb::error::Error> {
         match self {
             MongoError::Driver(e) => Some(e),
-            MongoError::In { error, .. } => error.driver(),
+            MongoError::In { error, .. } | MongoError::Preparing { error, .. } => error.driver(),
             _ => None,
         }
     }
@@ -168,7 +237,7 @@ impl Mongo {
     /// The error `e` naming this database.
     pub(crate) fn named(&self, e: MongoError) -> MongoError {
         match e {
-            MongoError::In { .. } => e,
+            MongoError::In { .. } | MongoError::Preparing { .. } => e,
             e => MongoError::In {
                 database: self.inner.name.clone(),
                 error: Box::new(e),
@@ -197,11 +266,9 @@ impl Mongo {
             .get_or_try_init(|| self.prepare())
             .await
             .map(|_| ())
-            .map_err(|e| {
-                MongoError::Invalid(format!(
-                    "MongoDB {}: cannot create the collections: {e}",
-                    self.inner.name
-                ))
+            .map_err(|e| MongoError::Preparing {
+                database: self.inner.name.clone(),
+                error: Box::new(e),
             })
     }
 
@@ -249,6 +316,20 @@ impl Mongo {
 
     pub(crate) async fn start_session(&self) -> Result<mongodb::ClientSession, MongoError> {
         Ok(self.client().await?.start_session().await?)
+    }
+
+    /// How many documents of `collection` `filter` finds.
+    pub async fn count(&self, collection: &str, filter: Document) -> Result<u64, MongoError> {
+        let counted = async {
+            Ok::<_, MongoError>(
+                self.database()
+                    .await?
+                    .collection::<Document>(collection)
+                    .count_documents(filter)
+                    .await?,
+            )
+        };
+        counted.await.map_err(|e| self.named(e))
     }
 
     /// The document of `collection` that `filter` finds first in `sort` order.

@@ -129,13 +129,32 @@ impl bus::Outbox for MongoOutbox {
         Ok(())
     }
 
-    async fn backlog(&self, after: i64) -> anyhow::Result<u64> {
+    async fn backlog(&self, after: i64) -> anyhow::Result<bus::Backlog> {
         let db = self.0.database().await?;
-        Ok(db
+        let events = db
             .collection::<Document>(OUTBOX)
             .count_documents(doc! {"_id": {"$gt": after}})
             .await
-            .map_err(|e| self.0.named(e.into()))?)
+            .map_err(|e| self.0.named(e.into()))?;
+        if events == 0 {
+            return Ok(bus::Backlog::default());
+        }
+        let first: Vec<Document> = self
+            .0
+            .find(
+                OUTBOX,
+                doc! {"_id": {"$gt": after}},
+                doc! {"_id": 1},
+                Some(1),
+            )
+            .await?;
+        let oldest = first
+            .first()
+            .map(envelope)
+            .transpose()
+            .map_err(|e| self.0.named(e))?
+            .map(|(_, e)| e.occurred_at);
+        Ok(bus::Backlog { events, oldest })
     }
 
     fn wakeup(&self) -> Arc<Notify> {

@@ -1,6 +1,6 @@
 //! Outbox positions become visible in increasing order even when many transactions append at
-//! once (see `mongo::outbox` and the shared check in `bus::conformance`). Against a real
-//! server, in fresh databases.
+//! once (see `mongo::outbox` and the shared check in `bus::conformance`), and the backlog is
+//! measured right. Against a real server, in fresh databases.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +19,30 @@ fn open(url: &str) -> Mongo {
         seeds: Vec::new(),
     };
     Mongo::open(url, options).expect("a valid URL")
+}
+
+#[tokio::test]
+async fn the_backlog_counts_what_waits_and_dates_the_oldest() {
+    let db = TestDatabase::create().await.expect("a MongoDB server");
+    let mongo = open(&db.url);
+    mongo.migrate().await.expect("collections");
+    let writer = mongo.clone();
+    let append: Append = Box::new(move |envelope| {
+        let mongo = writer.clone();
+        Box::pin(async move {
+            mongo
+                .transaction(&envelope, |_, envelope| {
+                    Box::pin(async move { Ok(((), vec![envelope.clone()])) })
+                })
+                .await?;
+            Ok(())
+        })
+    });
+    conformance::the_backlog_counts_what_waits_and_dates_the_oldest(
+        Arc::new(MongoOutbox(mongo)),
+        append,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

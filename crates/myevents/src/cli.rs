@@ -53,6 +53,9 @@ pub enum Command {
     /// Rebuild a stopped service's database from the history of the bus (Kafka or the
     /// embedded log): `myevents replay --role bookings`. The old database is kept beside it.
     Replay(ServeArgs),
+    /// Print the OpenAPI document of every service (JSON), as `/openapi.json` of a process
+    /// running them all answers it; the web UI's types are generated from it.
+    Openapi,
 }
 
 #[derive(Debug, Subcommand)]

@@ -26,20 +26,30 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("wrote {} and {}", cert.display(), key.display());
             Ok(())
         }
+        Command::Openapi => {
+            println!("{}", serde_json::to_string_pretty(&openapi())?);
+            Ok(())
+        }
         Command::Serve(args) => {
             let config = load_config(cli.config.as_deref(), Some(&args), None)?;
-            init_logging(&config);
-            serve::serve(config).await
+            let telemetry = platform::telemetry::init(config.log_format == "json")?;
+            let result = serve::serve(config).await;
+            telemetry.shutdown();
+            result
         }
         Command::Migrate(args) => {
             let config = load_config(cli.config.as_deref(), Some(&args), None)?;
-            init_logging(&config);
-            serve::migrate(&config).await
+            let telemetry = platform::telemetry::init(config.log_format == "json")?;
+            let result = serve::migrate(&config).await;
+            telemetry.shutdown();
+            result
         }
         Command::Replay(args) => {
             let config = load_config(cli.config.as_deref(), Some(&args), None)?;
-            init_logging(&config);
-            replay::replay(&config).await
+            let telemetry = platform::telemetry::init(config.log_format == "json")?;
+            let result = replay::replay(&config).await;
+            telemetry.shutdown();
+            result
         }
         Command::Admin {
             command:
@@ -56,6 +66,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// The OpenAPI document of every service, as one process running them all serves it.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    serve::openapi_document(vec![
+        events::openapi(),
+        bookings::openapi(),
+        users::openapi(),
+    ])
 }
 
 /// Defaults < config file < environment < flags.
@@ -89,15 +108,4 @@ pub fn load_config(
     }
     config.validate().context("invalid configuration")?;
     Ok(config)
-}
-
-fn init_logging(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    let _ = if config.log_format == "json" {
-        builder.json().try_init()
-    } else {
-        builder.try_init()
-    };
 }

@@ -1,7 +1,8 @@
 //! `myevents serve`: opens the stores and the bus of the configured roles, starts their relays
 //! and consumers, serves the API and metrics, and shuts down in order on SIGINT/SIGTERM.
 
-use std::path::PathBuf;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,25 +10,29 @@ use anyhow::{Context, bail};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::get;
 use axum::{Json, Router};
 use bus::Bus;
 use platform::{Auth, Config};
+use serde::Serialize;
 use serde_json::json;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::Role;
 use crate::broker::open_bus;
 use crate::stores::{Stores, Tables, open_stores};
 
-/// What `/health/ready` asks.
+/// What `/health/ready` asks, and the document `/openapi.json` answers.
 #[derive(Clone)]
 struct Readiness {
     stores: Stores,
     /// None in a process that runs only the web UI.
     bus: Option<Arc<dyn Bus>>,
+    document: Arc<serde_json::Value>,
 }
 
 /// Whether a secret is one of the placeholders the deployment files ship (deploy/k8s), which
@@ -72,6 +77,50 @@ fn jwt_secret(config: &Config) -> anyhow::Result<Vec<u8>> {
     Ok(secret.into_bytes())
 }
 
+/// `auth.jwt_previous_secret`, if set: the secret before a rotation.
+fn previous_jwt_secret(config: &Config) -> anyhow::Result<Option<&[u8]>> {
+    let Some(previous) = &config.auth.jwt_previous_secret else {
+        return Ok(None);
+    };
+    if previous.len() < 16 || is_placeholder(previous) {
+        bail!(
+            "auth.jwt_previous_secret is too short or a placeholder of the deployment files: \
+             set it to the secret before the rotation, or unset it"
+        );
+    }
+    Ok(Some(previous.as_bytes()))
+}
+
+/// Signs with `secret`; also accepts the tokens of `previous`, during a rotation.
+fn auth(config: &Config, secret: &[u8], previous: Option<&[u8]>) -> Auth {
+    let settings = &config.auth;
+    let auth = Auth::new(secret, settings.token_ttl_secs)
+        .with_issuer_and_audience(&settings.jwt_issuer, &settings.jwt_audience);
+    match previous {
+        Some(previous) => auth.with_previous_secret(previous),
+        None => auth,
+    }
+}
+
+/// The sign-in limits, and the proxies whose `X-Forwarded-For` is believed.
+fn signin_settings(config: &Config) -> anyhow::Result<(users::signin::Limits, Vec<IpAddr>)> {
+    let limits = users::signin::Limits {
+        per_account: config.auth.max_failed_logins,
+        per_address: config.auth.max_failed_logins_per_address,
+        max_wait: Duration::from_secs(config.auth.lockout_secs),
+    };
+    let proxies = config
+        .http
+        .trusted_proxies
+        .iter()
+        .map(|p| {
+            p.parse()
+                .with_context(|| format!("http.trusted_proxies: {p:?} is not an IP address"))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    Ok((limits, proxies))
+}
+
 fn web_dir(config: &Config) -> Option<PathBuf> {
     match &config.web_dir {
         Some(dir) => Some(dir.clone()),
@@ -105,12 +154,28 @@ fn names(roles: &[Role]) -> String {
         .join(", ")
 }
 
-pub async fn serve(config: Config) -> anyhow::Result<()> {
+pub async fn serve(mut config: Config) -> anyhow::Result<()> {
     let roles = Role::parse_list(&config.roles)?;
+    let role_names: Vec<&str> = roles.iter().map(|r| r.name()).collect();
+    // The release and its commit as SemVer build metadata (`0.1.0+1a2b3c4d5e6f`).
+    let version = concat!(env!("CARGO_PKG_VERSION"), "+", env!("MYEVENTS_COMMIT"));
+    platform::metrics::build_info(version, &role_names.join(","));
     let bus = open_bus_of(&config, &roles)?;
     let listener = platform::http::bind("listen", &config.listen).await?;
     let metrics_listener = platform::http::bind("metrics_listen", &config.metrics_listen).await?;
-    let auth = Arc::new(Auth::new(&jwt_secret(&config)?, config.auth.token_ttl_secs));
+    let tls_listener = platform::http::bind_tls(&config)?;
+    // Port 0 (any free one) in `listen`: links name the port actually bound.
+    if config.public_url.is_none() {
+        config.public_url = Some(format!(
+            "http://localhost:{}",
+            listener.local_addr()?.port()
+        ));
+    }
+    let secret = jwt_secret(&config)?;
+    // During a rotation the previous secret still verifies tokens and guest booking links.
+    let previous = previous_jwt_secret(&config)?;
+    let auth = Arc::new(auth(&config, &secret, previous));
+    let links = platform::LinkSigner::new(&secret, previous);
     let stores = open_stores(&config, &roles, Tables::WhenReachable).await?;
     let replay_lock = lock_against_replay(&config, &roles).await?;
 
@@ -124,9 +189,24 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     ) {
         create_admin(users.clone(), email.clone(), password.clone(), &background).await?;
     }
-    let (router, mut tasks) = start_services(&config, &stores, bus.as_ref(), &background);
+    let signin = signin_settings(&config)?;
+    let (router, mut tasks) =
+        start_services(&config, signin, &stores, bus.as_ref(), &links, &background);
+    let mut grpc = None;
     if let Some(store) = &stores.notifications {
-        tasks.extend(start_notifications(&config, store.clone(), &background).await?);
+        let (notificator, started) =
+            start_notifications(&config, store.clone(), &background).await?;
+        grpc = Some(notificator);
+        tasks.extend(started);
+    }
+    if let Some(path) = &config.ports_file {
+        let bound = Listening {
+            http: listener.local_addr()?,
+            metrics: metrics_listener.local_addr()?,
+            https: tls_listener.as_ref().map(|l| l.local_addr()).transpose()?,
+            grpc,
+        };
+        write_ports_file(path, &bound)?;
     }
 
     let in_flight = TaskTracker::new();
@@ -161,7 +241,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     });
     tracing::info!(roles = %names(&roles), data_dir = %config.data_dir.display(), "MyEvents is starting");
 
-    let served = platform::http::serve(app, &config, listener, http_stop.clone()).await;
+    let served =
+        platform::http::serve(app, &config, listener, tls_listener, http_stop.clone()).await;
     http_stop.cancel();
 
     // Handlers whose clients hung up may still be running; let them finish their writes.
@@ -241,7 +322,12 @@ async fn create_admin(
             Ok::<_, anyhow::Error>(())
         }
     };
-    let unavailable = |e: &anyhow::Error| e.downcast_ref::<platform::StoreError>().is_some();
+    let unavailable = |e: &anyhow::Error| {
+        matches!(
+            e.downcast_ref::<platform::StoreError>(),
+            Some(platform::StoreError::Unavailable(_))
+        )
+    };
     match attempt().await {
         Err(error) if unavailable(&error) => {
             tracing::warn!(%error, "cannot create the configured admin yet; will retry");
@@ -270,14 +356,35 @@ async fn create_admin(
     Ok(())
 }
 
+/// The addresses a `serve` process listens on, as `ports_file` receives them: JSON such as
+/// `{"http": "127.0.0.1:40123", "metrics": "127.0.0.1:40125", "https": null, "grpc":
+/// "127.0.0.1:40127"}` (`https` without TLS, `grpc` without the notifications role are null).
+#[derive(Serialize)]
+struct Listening {
+    http: SocketAddr,
+    metrics: SocketAddr,
+    https: Option<SocketAddr>,
+    grpc: Option<SocketAddr>,
+}
+
+/// Writes `bound` to `path` whole or not at all (a temporary file renamed), so that a reader
+/// that finds the file finds every address.
+fn write_ports_file(path: &Path, bound: &Listening) -> anyhow::Result<()> {
+    let partial = path.with_extension("partial");
+    std::fs::write(&partial, serde_json::to_vec(bound)?)
+        .and_then(|()| std::fs::rename(&partial, path))
+        .with_context(|| format!("cannot write ports_file {}", path.display()))
+}
+
 /// The parts of the notifications service that are not HTTP: its mail sender, the gRPC
 /// Notificator and, when etcd is configured, its registration there. The consumer starts with
 /// the other consumers in [`start_services`].
+/// Answers the Notificator's address and the tasks.
 async fn start_notifications(
     config: &Config,
     store: Arc<dyn notifications::NotificationStore>,
     background: &CancellationToken,
-) -> anyhow::Result<Vec<JoinHandle<()>>> {
+) -> anyhow::Result<(SocketAddr, Vec<JoinHandle<()>>)> {
     let settings = &config.notifications;
     let transport =
         notifications::mail::from_url(&settings.mail_url, &config.data_dir, &settings.from)
@@ -308,7 +415,7 @@ async fn start_notifications(
             background.clone(),
         ));
     }
-    Ok(tasks)
+    Ok((bound, tasks))
 }
 
 /// Every consumer group of the system, whichever process runs it.
@@ -335,6 +442,9 @@ fn start_relays(
                 if let Err(error) = bus.declare(&subscription).await {
                     failures += 1;
                     tracing::warn!(%error, "cannot prepare the broker yet; will retry");
+                    for (service, outbox) in &outboxes {
+                        bus::relay::measure_backlog(service, outbox.as_ref(), 0).await;
+                    }
                     tokio::select! {
                         _ = tokio::time::sleep(bus::backoff(failures)) => {}
                         _ = background.cancelled() => return,
@@ -360,12 +470,14 @@ fn start_relays(
 /// outbox relay and consumer. The same code whether the process runs one role or all.
 fn start_services(
     config: &Config,
+    signin: (users::signin::Limits, Vec<IpAddr>),
     stores: &Stores,
     bus: Option<&Arc<dyn Bus>>,
+    links: &platform::LinkSigner,
     background: &CancellationToken,
 ) -> (Router, Vec<JoinHandle<()>>) {
     let mut router = Router::new();
-    let mut openapi = vec![health_openapi()];
+    let mut openapi = Vec::new();
     let mut tasks = Vec::new();
     let mut outboxes: Vec<(&'static str, Arc<dyn bus::Outbox>)> = Vec::new();
     // A process that runs only the web UI has no bus, and then no store either.
@@ -380,25 +492,29 @@ fn start_services(
         tasks.push(bus.subscribe(events::subscription(), consumer, background.clone()));
     }
     if let Some(store) = &stores.bookings {
-        let max_seats = config.bookings.max_seats_per_booking;
-        router = router.merge(bookings::router(store.clone(), max_seats));
+        let settings = bookings::Settings {
+            max_seats_per_booking: config.bookings.max_seats_per_booking,
+            links: links.clone(),
+            public_url: config.public_url(),
+            guest_bookings_per_hour: config.bookings.guest_bookings_per_hour,
+        };
+        router = router.merge(bookings::router(store.clone(), settings));
         openapi.push(bookings::openapi());
         outboxes.push(("bookings", store.outbox()));
         let consumer = Arc::new(bookings::InventoryConsumer(store.clone()));
         tasks.push(bus.subscribe(bookings::subscription(), consumer, background.clone()));
     }
     if let Some(store) = &stores.users {
-        let lockout = Duration::from_secs(config.auth.lockout_secs);
-        router = router.merge(users::router(
-            store.clone(),
-            config.auth.max_failed_logins,
-            lockout,
-        ));
+        let (limits, proxies) = signin;
+        router = router.merge(users::router(store.clone(), limits, proxies));
         openapi.push(users::openapi());
         outboxes.push(("users", store.outbox()));
     }
     if let Some(store) = &stores.notifications {
-        let consumer = Arc::new(notifications::MailConsumer(store.clone()));
+        let consumer = Arc::new(notifications::MailConsumer {
+            store: store.clone(),
+            links: notifications::BookingLinks::new(links.clone(), config.public_url()),
+        });
         tasks.push(bus.subscribe(notifications::subscription(), consumer, background.clone()));
     }
     tasks.push(start_relays(outboxes, bus.clone(), background.clone()));
@@ -408,35 +524,76 @@ fn start_services(
     )
 }
 
+/// The routes every process serves, with their OpenAPI description.
+fn health_routes() -> OpenApiRouter<Readiness> {
+    OpenApiRouter::new()
+        .routes(routes!(live))
+        .routes(routes!(ready))
+        .routes(routes!(openapi_json))
+}
+
+/// The OpenAPI document of a process serving these services' parts (`myevents openapi` prints
+/// it for every service).
+pub fn openapi_document(parts: Vec<utoipa::openapi::OpenApi>) -> utoipa::openapi::OpenApi {
+    platform::openapi::document(std::iter::once(health_routes().into_openapi()).chain(parts))
+}
+
 /// `router` with `/health/live`, `/health/ready` (asking `stores` and `bus`) and `/openapi.json`
 /// (describing `openapi`).
 fn with_health(
     router: Router,
-    openapi: &[serde_json::Value],
+    openapi: &[utoipa::openapi::OpenApi],
     stores: &Stores,
     bus: Option<Arc<dyn Bus>>,
 ) -> Router {
-    let document = Arc::new(platform::openapi::document(openapi));
+    let document = serde_json::to_value(openapi_document(openapi.to_vec()))
+        .unwrap_or_else(|e| json!({"error": format!("the OpenAPI document failed: {e}")}));
     let readiness = Readiness {
         stores: stores.clone(),
         bus,
+        document: Arc::new(document),
     };
-    router
-        .route(
-            "/health/live",
-            get(|| async { Json(json!({"status": "ok"})) }),
-        )
-        .merge(
-            Router::new()
-                .route("/health/ready", get(ready))
-                .with_state(readiness),
-        )
-        .route(
-            "/openapi.json",
-            get(move || async move { Json(document.as_ref().clone()) }),
-        )
+    router.merge(health_routes().split_for_parts().0.with_state(readiness))
 }
 
+/// The process is up.
+#[utoipa::path(get, path = "/health/live", responses(
+    (status = 200, description = "Alive", body = Live),
+))]
+async fn live() -> Json<Live> {
+    Json(Live { status: "ok" })
+}
+
+#[derive(Serialize, ToSchema)]
+struct Live {
+    #[schema(value_type = String, example = "ok")]
+    status: &'static str,
+}
+
+/// Whether this process's storage and broker are reachable.
+#[derive(ToSchema)]
+#[allow(dead_code)] // a shape for the OpenAPI document: `ready` writes it with json!
+struct Ready {
+    ready: bool,
+    /// Why not, for a person (only when not ready).
+    error: Option<String>,
+    /// Each part that failed (only when not ready).
+    reasons: Option<Vec<String>>,
+}
+
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", responses(
+    (status = 200, description = "OpenAPI 3.1", body = Object),
+))]
+async fn openapi_json(State(readiness): State<Readiness>) -> Json<serde_json::Value> {
+    Json(readiness.document.as_ref().clone())
+}
+
+/// Whether this process's storage and broker are reachable.
+#[utoipa::path(get, path = "/health/ready", responses(
+    (status = 200, description = "Ready", body = Ready),
+    (status = 503, description = "Not ready, with the reasons", body = Ready),
+))]
 async fn ready(State(readiness): State<Readiness>) -> impl IntoResponse {
     let mut reasons = Vec::new();
     let Stores {
@@ -480,16 +637,4 @@ async fn ready(State(readiness): State<Readiness>) -> impl IntoResponse {
             Json(json!({"ready": false, "error": error, "reasons": reasons})),
         )
     }
-}
-
-fn health_openapi() -> serde_json::Value {
-    use platform::openapi::{Op, operation};
-    json!({
-        "/health/live": {"get": operation(Op { summary: "The process is up", path_params: &[], query_params: &[],
-            body: None, auth: false, responses: &[(200, "alive")] })},
-        "/health/ready": {"get": operation(Op { summary: "Storage and broker are reachable", path_params: &[],
-            query_params: &[], body: None, auth: false, responses: &[(200, "ready"), (503, "not ready, with the reasons")] })},
-        "/openapi.json": {"get": operation(Op { summary: "This document", path_params: &[], query_params: &[],
-            body: None, auth: false, responses: &[(200, "OpenAPI 3")] })},
-    })
 }

@@ -7,7 +7,8 @@ use contracts::{
     BookingCancelled, CancelReason, DomainEvent, EventBooked, EventCreated, UserCreated,
 };
 
-use crate::store::{Delivered, MailStatus, NotificationStore};
+use crate::domain::{BookingLinks, Mail};
+use crate::store::{Delivered, MailQueue, MailStatus, NotificationStore, Received};
 
 pub fn created(id: &str) -> DomainEvent {
     DomainEvent::EventCreated(EventCreated {
@@ -49,12 +50,20 @@ pub fn welcome(user: &str) -> DomainEvent {
     })
 }
 
-/// `events` as delivered now.
+/// `events` as delivered now, without a trace.
 fn batch(events: &[(&str, DomainEvent)]) -> Vec<Delivered> {
     events
         .iter()
-        .map(|(id, e)| ((*id).to_owned(), (e.clone(), Utc::now())))
+        .map(|(id, e)| ((*id).to_owned(), received(e.clone(), Utc::now(), None)))
         .collect()
+}
+
+fn received(event: DomainEvent, at: DateTime<Utc>, trace: Option<&str>) -> Received {
+    Received {
+        event,
+        at,
+        trace: trace.map(str::to_owned),
+    }
 }
 
 async fn mail_ids(store: &Arc<dyn NotificationStore>) -> Vec<String> {
@@ -80,7 +89,10 @@ pub async fn every_fact_queues_one_mail_and_redelivery_none(store: Arc<dyn Notif
         ("m5", cancelled("e1", "b2", CancelReason::EventCancelled)),
         ("m6", welcome("u1")),
     ];
-    let outcomes = store.apply(batch(&history)).await.unwrap();
+    let outcomes = store
+        .apply(batch(&history), &BookingLinks::none())
+        .await
+        .unwrap();
     assert_eq!(outcomes, vec![bus::Outcome::Applied; 6]);
     let expected = [
         "booked-b1",
@@ -100,20 +112,64 @@ pub async fn every_fact_queues_one_mail_and_redelivery_none(store: Arc<dyn Notif
     );
     assert!(bob.mail.text.contains("Show e1"), "{:?}", bob.mail);
 
-    let again = store.apply(batch(&history)).await.unwrap();
+    let again = store
+        .apply(batch(&history), &BookingLinks::none())
+        .await
+        .unwrap();
     assert_eq!(again, vec![bus::Outcome::Duplicate; 6]);
     let republished: Vec<(&str, DomainEvent)> = history
         .iter()
         .map(|(id, e)| (if *id == "m2" { "m2-again" } else { *id }, e.clone()))
         .collect();
-    store.apply(batch(&republished)).await.unwrap();
+    store
+        .apply(batch(&republished), &BookingLinks::none())
+        .await
+        .unwrap();
     assert_eq!(mail_ids(&store).await, expected, "still one mail per fact");
+}
+
+/// A guest's confirmation carries the link that manages the booking, made by the links the
+/// store is given; a guest who gave no address gets no mail, and nor does its cancellation.
+pub async fn a_guests_mail_carries_its_link_and_no_address_means_no_mail(
+    store: Arc<dyn NotificationStore>,
+) {
+    let links = BookingLinks::new(
+        platform::LinkSigner::new(b"0123456789abcdef", None),
+        "https://tickets.example".into(),
+    );
+    let outcomes = store
+        .apply(
+            batch(&[
+                ("m1", created("e1")),
+                ("m2", booked("e1", "b1", "ann@example.com")),
+                ("m3", booked("e1", "b2", "")),
+                ("m4", cancelled("e1", "b2", CancelReason::Customer)),
+            ]),
+            &links,
+        )
+        .await
+        .unwrap();
+    assert_eq!(outcomes, vec![bus::Outcome::Applied; 4]);
+    let mails = store.mails().await.unwrap();
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    assert_eq!(mails[0].mail.id, "booked-b1");
+    assert!(
+        mails[0]
+            .mail
+            .text
+            .contains("https://tickets.example/#/bookings/b1?token="),
+        "{}",
+        mails[0].mail.text
+    );
 }
 
 /// A booking whose event is not known yet asks to be retried and queues nothing.
 pub async fn a_booking_before_its_event_is_retried(store: Arc<dyn NotificationStore>) {
     let outcomes = store
-        .apply(batch(&[("m1", booked("e9", "b9", "a@example.com"))]))
+        .apply(
+            batch(&[("m1", booked("e9", "b9", "a@example.com"))]),
+            &BookingLinks::none(),
+        )
         .await
         .unwrap();
     assert!(
@@ -122,10 +178,13 @@ pub async fn a_booking_before_its_event_is_retried(store: Arc<dyn NotificationSt
     );
     assert!(store.mails().await.unwrap().is_empty());
     let outcomes = store
-        .apply(batch(&[
-            ("m0", created("e9")),
-            ("m1", booked("e9", "b9", "a@example.com")),
-        ]))
+        .apply(
+            batch(&[
+                ("m0", created("e9")),
+                ("m1", booked("e9", "b9", "a@example.com")),
+            ]),
+            &BookingLinks::none(),
+        )
         .await
         .unwrap();
     assert_eq!(outcomes, vec![bus::Outcome::Applied; 2]);
@@ -137,7 +196,10 @@ pub async fn mails_are_due_until_sent_and_given_up_when_refused_for_good(
     store: Arc<dyn NotificationStore>,
 ) {
     store
-        .apply(batch(&[("m1", welcome("u1")), ("m2", welcome("u2"))]))
+        .apply(
+            batch(&[("m1", welcome("u1")), ("m2", welcome("u2"))]),
+            &BookingLinks::none(),
+        )
         .await
         .unwrap();
     let due: Vec<String> = store
@@ -177,6 +239,54 @@ pub async fn mails_are_due_until_sent_and_given_up_when_refused_for_good(
     );
 }
 
+/// The operator's gauges: how many mails wait, and since when the first of them is due. The
+/// first due is the first-queued mail's on DynamoDB (see its store), so this check fails the
+/// second-queued mail, where every backend agrees.
+pub async fn the_mail_queue_counts_what_waits_and_when_it_is_due(
+    store: Arc<dyn NotificationStore>,
+) {
+    assert_eq!(store.mail_queue().await.unwrap(), MailQueue::default());
+    // Milliseconds: what every store keeps of a due time.
+    let before = DateTime::from_timestamp_millis(Utc::now().timestamp_millis()).unwrap();
+    for id in ["first", "second"] {
+        let mail = Mail::direct(id.into(), "ann@example.com".into(), "hello");
+        store.queue(mail).await.unwrap();
+    }
+    let queue = store.mail_queue().await.unwrap();
+    assert_eq!(queue.depth, 2);
+    let first_due = queue.first_due.expect("a mail is due");
+    assert!(first_due >= before && first_due <= Utc::now(), "{queue:?}");
+
+    store
+        .mark_failed("second", "connection refused", false)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.mail_queue().await.unwrap(),
+        MailQueue {
+            depth: 2,
+            first_due: Some(first_due)
+        },
+        "the first is still due first"
+    );
+    store.mark_sent(vec!["first".into()]).await.unwrap();
+    let queue = store.mail_queue().await.unwrap();
+    assert_eq!(queue.depth, 1);
+    assert!(
+        queue.first_due.is_some_and(|t| t > first_due),
+        "the second is due at its next attempt: {queue:?}"
+    );
+    store
+        .mark_failed("second", "550 no such user", true)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.mail_queue().await.unwrap(),
+        MailQueue::default(),
+        "a mail refused for good waits no more"
+    );
+}
+
 /// Facts from before the store was first opened (a service added to a running system) are
 /// learnt but not mailed; what happens to them from then on is.
 pub async fn facts_from_before_the_first_start_are_learnt_not_mailed(
@@ -189,10 +299,10 @@ pub async fn facts_from_before_the_first_start_are_learnt_not_mailed(
         ("m3", welcome("u1")),
     ]
     .into_iter()
-    .map(|(id, e)| (id.to_owned(), (e, last_week)))
+    .map(|(id, e)| (id.to_owned(), received(e, last_week, None)))
     .collect();
     assert_eq!(
-        store.apply(old).await.unwrap(),
+        store.apply(old, &BookingLinks::none()).await.unwrap(),
         vec![bus::Outcome::Applied; 3]
     );
     assert!(
@@ -200,10 +310,10 @@ pub async fn facts_from_before_the_first_start_are_learnt_not_mailed(
         "nothing from last week"
     );
     store
-        .apply(batch(&[(
-            "m4",
-            cancelled("e1", "b1", CancelReason::Customer),
-        )]))
+        .apply(
+            batch(&[("m4", cancelled("e1", "b1", CancelReason::Customer))]),
+            &BookingLinks::none(),
+        )
         .await
         .unwrap();
     let mails = store.mails().await.unwrap();
@@ -215,6 +325,46 @@ pub async fn facts_from_before_the_first_start_are_learnt_not_mailed(
     );
 }
 
+/// A mail keeps the `traceparent` of the message whose apply queued it, so that its sending
+/// joins that trace; a mail queued without one has none.
+pub async fn a_mail_keeps_the_trace_of_the_message_that_queued_it(
+    store: Arc<dyn NotificationStore>,
+) {
+    let trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let delivered = vec![
+        ("m1".to_owned(), received(created("e1"), Utc::now(), None)),
+        (
+            "m2".to_owned(),
+            received(
+                booked("e1", "b1", "ann@example.com"),
+                Utc::now(),
+                Some(trace),
+            ),
+        ),
+        (
+            "m3".to_owned(),
+            received(booked("e1", "b2", "bob@example.com"), Utc::now(), None),
+        ),
+    ];
+    store.apply(delivered, &BookingLinks::none()).await.unwrap();
+    let traces = |mails: Vec<Mail>| {
+        let mut traces: Vec<(String, Option<String>)> =
+            mails.into_iter().map(|m| (m.id, m.trace)).collect();
+        traces.sort();
+        traces
+    };
+    let expected = vec![
+        ("booked-b1".to_owned(), Some(trace.to_owned())),
+        ("booked-b2".to_owned(), None),
+    ];
+    assert_eq!(traces(store.due(10).await.unwrap()), expected);
+    let stored = store.mails().await.unwrap();
+    assert_eq!(
+        traces(stored.into_iter().map(|m| m.mail).collect()),
+        expected
+    );
+}
+
 /// Every check of this suite as a `#[tokio::test]` of the calling test file, each on the store
 /// that `$fresh().await` returns beside a guard that keeps its database alive (a temporary
 /// folder, a test database). One list for every backend's test file, so a check added to the
@@ -222,7 +372,7 @@ pub async fn facts_from_before_the_first_start_are_learnt_not_mailed(
 #[macro_export]
 macro_rules! conformance_tests {
     ($fresh:path) => {
-        $crate::conformance_tests!($fresh; every_fact_queues_one_mail_and_redelivery_none, a_booking_before_its_event_is_retried, mails_are_due_until_sent_and_given_up_when_refused_for_good, facts_from_before_the_first_start_are_learnt_not_mailed);
+        $crate::conformance_tests!($fresh; every_fact_queues_one_mail_and_redelivery_none, a_guests_mail_carries_its_link_and_no_address_means_no_mail, a_booking_before_its_event_is_retried, mails_are_due_until_sent_and_given_up_when_refused_for_good, the_mail_queue_counts_what_waits_and_when_it_is_due, facts_from_before_the_first_start_are_learnt_not_mailed, a_mail_keeps_the_trace_of_the_message_that_queued_it);
     };
     ($fresh:path; $($name:ident),*) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,6 +5,8 @@
 //! keeps once and the file transport writes once.
 
 use chrono::{DateTime, Utc};
+use platform::LinkSigner;
+use platform::links;
 
 /// A fact worth an e-mail, with what the mail needs to say.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,6 +16,8 @@ pub enum Fact {
         event: EventInfo,
         seats: u32,
         email: String,
+        /// Booked without signing in: the mail carries the link that manages the booking.
+        guest: bool,
     },
     /// The customer (or an admin for them) cancelled the booking.
     BookingCancelled {
@@ -36,6 +40,41 @@ pub enum Fact {
     },
 }
 
+/// Makes the link of a guest booking's page for its confirmation mail: the same link, with the
+/// same token, as the booking's answer carried.
+#[derive(Debug, Clone)]
+pub struct BookingLinks {
+    signer: Option<LinkSigner>,
+    public_url: String,
+}
+
+impl BookingLinks {
+    pub fn new(signer: LinkSigner, public_url: String) -> Self {
+        Self {
+            signer: Some(signer),
+            public_url,
+        }
+    }
+
+    /// Mails without links (tests, and tools that never mail guests).
+    pub fn none() -> Self {
+        Self {
+            signer: None,
+            public_url: String::new(),
+        }
+    }
+
+    fn guest_booking(&self, booking_id: &str) -> Option<String> {
+        let signer = self.signer.as_ref()?;
+        let token = signer.sign(links::GUEST_BOOKING, booking_id);
+        Some(links::guest_booking_link(
+            &self.public_url,
+            booking_id,
+            &token,
+        ))
+    }
+}
+
 /// What the notifications service knows of an event, from its `eventCreated`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventInfo {
@@ -52,6 +91,9 @@ pub struct Mail {
     pub subject: String,
     pub text: String,
     pub html: String,
+    /// The W3C `traceparent` of the span that queued it (the apply of its fact), which its
+    /// sending continues; `None` when no trace is exported.
+    pub trace: Option<String>,
 }
 
 impl Mail {
@@ -63,6 +105,7 @@ impl Mail {
             subject: "A message from MyEvents".into(),
             text: content.to_owned(),
             html: format!("<pre>{}</pre>", escape(content)),
+            trace: platform::telemetry::traceparent(),
         }
     }
 }
@@ -92,13 +135,20 @@ impl Fact {
         }
     }
 
-    pub fn mail(&self) -> Mail {
+    /// The mail this fact is worth; none for a guest who gave no e-mail address.
+    pub fn mail(&self, links: &BookingLinks) -> Option<Mail> {
+        let mail = self.write(links);
+        (!mail.to.is_empty()).then_some(mail)
+    }
+
+    fn write(&self, links: &BookingLinks) -> Mail {
         match self {
             Fact::Booked {
                 booking_id,
                 event,
                 seats,
                 email,
+                guest,
             } => booking_mail(
                 format!("booked-{booking_id}"),
                 email,
@@ -107,6 +157,7 @@ impl Fact {
                 booking_id,
                 event,
                 *seats,
+                guest.then(|| links.guest_booking(booking_id)).flatten(),
             ),
             Fact::BookingCancelled {
                 booking_id,
@@ -121,6 +172,7 @@ impl Fact {
                 booking_id,
                 event,
                 *seats,
+                None,
             ),
             Fact::EventCancelled {
                 booking_id,
@@ -135,6 +187,7 @@ impl Fact {
                 booking_id,
                 event,
                 *seats,
+                None,
             ),
             Fact::Welcome {
                 user_id,
@@ -156,12 +209,14 @@ impl Fact {
                     subject: "Welcome to MyEvents".into(),
                     text,
                     html,
+                    trace: None,
                 }
             }
         }
     }
 }
 
+#[allow(clippy::too_many_arguments)] // each is one line of the mail
 fn booking_mail(
     id: String,
     to: &str,
@@ -170,14 +225,15 @@ fn booking_mail(
     booking_id: &str,
     event: &EventInfo,
     seats: u32,
+    manage_link: Option<String>,
 ) -> Mail {
     let when = event.starts.format("%A %-d %B %Y, %H:%M UTC").to_string();
     let seat_word = if seats == 1 { "seat" } else { "seats" };
-    let text = format!(
+    let mut text = format!(
         "{lead}\n\nEvent:   {}\nDate:    {when}\nSeats:   {seats}\nBooking: {booking_id}\n",
         event.name
     );
-    let html = format!(
+    let mut html = format!(
         "<p>{}</p><table><tr><th align=\"left\">Event</th><td>{}</td></tr>\
          <tr><th align=\"left\">Date</th><td>{when}</td></tr>\
          <tr><th align=\"left\">Seats</th><td>{seats} {seat_word}</td></tr>\
@@ -186,12 +242,24 @@ fn booking_mail(
         escape(&event.name),
         escape(booking_id)
     );
+    if let Some(link) = manage_link {
+        text.push_str(&format!(
+            "\nTo see or cancel this booking, open:\n{link}\nKeep this link to yourself: \
+             whoever has it can cancel the booking.\n"
+        ));
+        html.push_str(&format!(
+            "<p><a href=\"{0}\">See or cancel this booking</a>. Keep this link to yourself: \
+             whoever has it can cancel the booking.</p>",
+            escape(&link)
+        ));
+    }
     Mail {
         id,
         to: to.to_owned(),
         subject,
         text,
         html,
+        trace: None,
     }
 }
 
@@ -229,8 +297,10 @@ mod tests {
             event: show(),
             seats: 2,
             email: "ann@example.com".into(),
+            guest: false,
         }
-        .mail();
+        .mail(&BookingLinks::none())
+        .unwrap();
         assert_eq!(mail.id, "booked-b1");
         assert_eq!(mail.to, "ann@example.com");
         assert_eq!(mail.subject, "Your tickets for Rock & <Roll>");
@@ -248,6 +318,28 @@ mod tests {
             mail.html
         );
         assert!(mail.html.contains("2 seats"), "{}", mail.html);
+        assert!(!mail.text.contains("/#/bookings/"), "{}", mail.text);
+    }
+
+    #[test]
+    fn a_guests_confirmation_carries_the_link_that_manages_the_booking() {
+        let signer = LinkSigner::new(b"0123456789abcdef", None);
+        let links = BookingLinks::new(signer.clone(), "https://tickets.example/".into());
+        let booked = |guest: bool, email: &str| Fact::Booked {
+            booking_id: "b1".into(),
+            event: show(),
+            seats: 2,
+            email: email.into(),
+            guest,
+        };
+        let mail = booked(true, "ann@example.com").mail(&links).unwrap();
+        let token = signer.sign(links::GUEST_BOOKING, "b1");
+        let link = format!("https://tickets.example/#/bookings/b1?token={token}");
+        assert!(mail.text.contains(&link), "{}", mail.text);
+        assert!(mail.html.contains(&link), "{}", mail.html);
+        let member = booked(false, "ann@example.com").mail(&links).unwrap();
+        assert!(!member.text.contains(&token), "a member signs in instead");
+        assert_eq!(booked(true, "").mail(&links), None, "no address, no mail");
     }
 
     #[test]
@@ -257,6 +349,7 @@ mod tests {
             event: show(),
             seats: 1,
             email: "a@example.com".into(),
+            guest: true,
         };
         let cancelled = Fact::EventCancelled {
             booking_id: "b1".into(),
@@ -264,9 +357,10 @@ mod tests {
             seats: 1,
             email: "a@example.com".into(),
         };
-        assert_eq!(booked("b1").mail().id, booked("b1").mail().id);
-        assert_ne!(booked("b1").mail().id, booked("b2").mail().id);
-        assert_ne!(booked("b1").mail().id, cancelled.mail().id);
-        assert!(cancelled.mail().subject.starts_with("Event cancelled"));
+        let mail = |fact: &Fact| fact.mail(&BookingLinks::none()).unwrap();
+        assert_eq!(mail(&booked("b1")).id, mail(&booked("b1")).id);
+        assert_ne!(mail(&booked("b1")).id, mail(&booked("b2")).id);
+        assert_ne!(mail(&booked("b1")).id, mail(&cancelled).id);
+        assert!(mail(&cancelled).subject.starts_with("Event cancelled"));
     }
 }

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use crate::domain::Mail;
-use crate::store::NotificationStore;
+use crate::store::{NotificationStore, StoreError};
 
 /// The code generated from `proto/notificator.proto`.
 pub mod proto {
@@ -45,11 +45,24 @@ impl Notificator for NotificatorService {
         }
         let id = uuid::Uuid::now_v7().to_string();
         let mail = Mail::direct(id.clone(), email.into_string(), &request.content);
-        self.store
-            .queue(mail)
-            .await
-            .map_err(|e| Status::unavailable(e.to_string()))?;
+        self.store.queue(mail).await.map_err(store_status)?;
         Ok(Response::new(SendEmailReply { id }))
+    }
+}
+
+/// A store error as a gRPC status: its kind, and the detail in this process's log only, as for
+/// the HTTP API.
+fn store_status(error: StoreError) -> Status {
+    match &error {
+        StoreError::Internal(_) => tracing::error!(%error, "SendEmail failed"),
+        _ => tracing::warn!(%error, "SendEmail failed"),
+    }
+    let message = error.for_client();
+    match error {
+        StoreError::Unavailable(_) => Status::unavailable(message),
+        StoreError::Conflict(_) => Status::already_exists(message),
+        StoreError::Invalid(_) => Status::invalid_argument(message),
+        StoreError::Internal(_) => Status::internal(message),
     }
 }
 

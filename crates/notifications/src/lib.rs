@@ -15,13 +15,14 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use contracts::{DomainEvent, Envelope};
 
+pub use domain::BookingLinks;
 #[cfg(feature = "dynamodb")]
 pub use store::DynamoNotificationStore;
 #[cfg(feature = "mongodb")]
 pub use store::MongoNotificationStore;
 #[cfg(feature = "postgres")]
 pub use store::PgNotificationStore;
-pub use store::{Delivered, NotificationStore, SqliteNotificationStore};
+pub use store::{Delivered, MailQueue, NotificationStore, Received, SqliteNotificationStore};
 
 /// The consumer group of this service and what it listens to.
 pub fn subscription() -> bus::Subscription {
@@ -37,19 +38,26 @@ pub fn subscription() -> bus::Subscription {
 }
 
 /// Turns delivered facts into queued mails.
-pub struct MailConsumer(pub Arc<dyn NotificationStore>);
+pub struct MailConsumer {
+    pub store: Arc<dyn NotificationStore>,
+    pub links: domain::BookingLinks,
+}
 
 #[async_trait]
 impl bus::Handler for MailConsumer {
     async fn handle(&self, batch: &[Envelope]) -> anyhow::Result<Vec<bus::Outcome>> {
         // The decoded prefix is the batch's prefix, in order: each keeps its envelope's time.
-        bus::apply_decoded(batch, |decoded| async {
+        bus::apply_decoded(batch, |decoded, traces| async {
             let delivered = decoded
                 .into_iter()
                 .zip(batch)
-                .map(|((id, event), envelope)| (id, (event, envelope.occurred_at)))
+                .zip(traces)
+                .map(|(((id, event), envelope), trace)| {
+                    let at = envelope.occurred_at;
+                    (id, Received { event, at, trace })
+                })
                 .collect();
-            Ok(self.0.apply(delivered).await?)
+            Ok(self.store.apply(delivered, &self.links).await?)
         })
         .await
     }

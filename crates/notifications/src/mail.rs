@@ -230,6 +230,7 @@ mod tests {
             subject: "Your tickets".into(),
             text: "Seats: 2".into(),
             html: "<p>Seats: 2</p>".into(),
+            trace: None,
         }
     }
 

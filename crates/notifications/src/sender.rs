@@ -12,9 +12,10 @@
 
 use std::collections::HashSet;
 use std::sync::{Arc, LazyLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use prometheus::{IntCounterVec, register_int_counter_vec};
+use platform::metrics::AgeGauge;
+use prometheus::{IntCounterVec, IntGauge, register_int_counter_vec, register_int_gauge};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -27,6 +28,25 @@ const BATCH: usize = 256;
 const RECORD_EVERY: usize = 16;
 /// A commit wakes the sender at once; this catches mails whose retry time has come.
 const POLL: Duration = Duration::from_secs(1);
+
+/// How often the queue's gauges are measured: each time counts the queue in the database.
+const MEASURE_EVERY: Duration = Duration::from_secs(5);
+
+static QUEUE_DEPTH: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!(
+        "myevents_mail_queue_depth",
+        "Mails waiting to be sent, due now or after a failed attempt"
+    )
+    .expect("metric names are static and valid")
+});
+
+static OLDEST_DUE: LazyLock<AgeGauge> = LazyLock::new(|| {
+    AgeGauge::register(
+        "myevents_mail_oldest_due_age_seconds",
+        "How long the mail due first has been waiting since it became due (0 when none is due)",
+        &[],
+    )
+});
 
 static MAILS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
@@ -47,10 +67,15 @@ pub fn spawn_sender(
         // Sent, but not yet recorded as sent: never sent again, recorded before anything new.
         let mut unrecorded: Vec<String> = Vec::new();
         let mut failures = 0u32;
+        let mut measured: Option<Instant> = None;
         loop {
             let notified = committed.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
+            if measured.is_none_or(|at| at.elapsed() >= MEASURE_EVERY) {
+                measure(store.as_ref()).await;
+                measured = Some(Instant::now());
+            }
             if !record(store.as_ref(), &mut unrecorded).await {
                 failures += 1;
                 if shutdown.is_cancelled() {
@@ -82,7 +107,22 @@ pub fn spawn_sender(
                 if shutdown.is_cancelled() {
                     break;
                 }
+                // A span per mail that came with a trace, lasting as long as its chunk's
+                // sending: the booking's trace ends with its confirmation going out.
+                let spans: Vec<tracing::Span> = chunk
+                    .iter()
+                    .filter_map(|mail| {
+                        let trace = mail.trace.as_deref()?;
+                        Some(platform::telemetry::message_span(
+                            "send mail",
+                            "client",
+                            &mail.id,
+                            trace,
+                        ))
+                    })
+                    .collect();
                 let outcomes = transport.send_all(chunk).await;
+                drop(spans);
                 for (mail, outcome) in chunk.iter().zip(outcomes) {
                     match outcome {
                         Ok(()) => {
@@ -122,6 +162,17 @@ pub fn spawn_sender(
             );
         }
     })
+}
+
+/// Sets the queue's gauges; leaves them as they were if the store cannot say.
+async fn measure(store: &dyn NotificationStore) {
+    match store.mail_queue().await {
+        Ok(queue) => {
+            QUEUE_DEPTH.set(i64::try_from(queue.depth).unwrap_or(i64::MAX));
+            OLDEST_DUE.set(&[], queue.first_due);
+        }
+        Err(error) => tracing::debug!(%error, "cannot measure the mail queue"),
+    }
 }
 
 /// Records `unrecorded` as sent; true when nothing is left to record.

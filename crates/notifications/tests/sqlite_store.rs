@@ -58,10 +58,17 @@ async fn a_crash_between_sending_and_recording_leaves_one_mail() {
     let outbox = dir.path().join("mail");
     let from: lettre::message::Mailbox = "MyEvents <t@myevents.example>".parse().unwrap();
     store
-        .apply(vec![(
-            "m1".into(),
-            (conformance::welcome("u1"), chrono::Utc::now()),
-        )])
+        .apply(
+            vec![(
+                "m1".into(),
+                notifications::Received {
+                    event: conformance::welcome("u1"),
+                    at: chrono::Utc::now(),
+                    trace: None,
+                },
+            )],
+            &notifications::BookingLinks::none(),
+        )
         .await
         .unwrap();
 

@@ -1,6 +1,12 @@
 //! Bearer-token auth shared by every service. Tokens are HS256 JWTs signed with one secret that
 //! every service is configured with, so the bookings and events services can check a user's
 //! identity and role without asking the users service (they never read its tables).
+//!
+//! Tokens carry an issuer and an audience, and are refused unless both are the configured ones
+//! (a token made for another system that happens to share the secret is no token here). The
+//! header names the key in `kid`, derived from the secret, so that the secret can be rotated:
+//! new tokens are signed with the current secret, and tokens of the previous one stay valid
+//! until they expire.
 
 use std::sync::Arc;
 
@@ -9,10 +15,11 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::ApiError;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Customer,
@@ -54,25 +61,95 @@ impl Claims {
     }
 }
 
+/// The `iss` and `aud` of tokens unless configured otherwise.
+pub const DEFAULT_ISSUER: &str = "myevents";
+pub const DEFAULT_AUDIENCE: &str = "myevents";
+
+/// The `kid` of tokens signed with `secret`: the first 8 hex digits of its SHA-256, so that no
+/// one has to configure key ids, and every service derives the same one.
+pub fn key_id(secret: &[u8]) -> String {
+    Sha256::digest(secret)[..4]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A secret tokens may be signed with, and its id.
+struct Key {
+    id: String,
+    decoding: DecodingKey,
+}
+
+impl Key {
+    fn new(secret: &[u8]) -> Key {
+        Key {
+            id: key_id(secret),
+            decoding: DecodingKey::from_secret(secret),
+        }
+    }
+}
+
+/// What a token carries besides the [`Claims`].
+#[derive(Serialize)]
+struct Issued<'a> {
+    #[serde(flatten)]
+    claims: &'a Claims,
+    iss: &'a str,
+    aud: &'a str,
+}
+
 /// Issues and checks tokens. Put into every router as an `Extension<Arc<Auth>>`.
 pub struct Auth {
     encoding: EncodingKey,
-    decoding: DecodingKey,
+    /// The current key first, then the previous one, if any.
+    keys: Vec<Key>,
+    issuer: String,
+    audience: String,
     validation: Validation,
     ttl_secs: i64,
 }
 
 impl Auth {
+    /// Signs with `secret`, issuer and audience [`DEFAULT_ISSUER`] and [`DEFAULT_AUDIENCE`].
     pub fn new(secret: &[u8], ttl_secs: u64) -> Self {
         crate::hs256::install();
+        let mut auth = Self {
+            encoding: EncodingKey::from_secret(secret),
+            keys: vec![Key::new(secret)],
+            issuer: String::new(),
+            audience: String::new(),
+            validation: Validation::new(Algorithm::HS256),
+            ttl_secs: ttl_secs.min(i64::MAX as u64) as i64,
+        };
+        auth.set_issuer_and_audience(DEFAULT_ISSUER, DEFAULT_AUDIENCE);
+        auth
+    }
+
+    /// Tokens say `issuer` and `audience`, and only those are accepted.
+    pub fn with_issuer_and_audience(mut self, issuer: &str, audience: &str) -> Self {
+        self.set_issuer_and_audience(issuer, audience);
+        self
+    }
+
+    fn set_issuer_and_audience(&mut self, issuer: &str, audience: &str) {
+        self.issuer = issuer.to_owned();
+        self.audience = audience.to_owned();
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 5;
-        Self {
-            encoding: EncodingKey::from_secret(secret),
-            decoding: DecodingKey::from_secret(secret),
-            validation,
-            ttl_secs: ttl_secs.min(i64::MAX as u64) as i64,
+        validation.set_issuer(&[issuer]);
+        validation.set_audience(&[audience]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+        self.validation = validation;
+    }
+
+    /// Also accepts the tokens of `previous` (the secret before a rotation) until they expire.
+    pub fn with_previous_secret(mut self, previous: &[u8]) -> Self {
+        let key = Key::new(previous);
+        if self.keys.iter().all(|k| k.id != key.id) {
+            self.keys.truncate(1);
+            self.keys.push(key);
         }
+        self
     }
 
     /// A token for this user and its expiry (Unix seconds).
@@ -85,18 +162,33 @@ impl Auth {
             iat: now,
             exp: now.saturating_add(self.ttl_secs),
         };
-        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)?;
+        let issued = Issued {
+            claims: &claims,
+            iss: &self.issuer,
+            aud: &self.audience,
+        };
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(self.keys[0].id.clone());
+        let token = jsonwebtoken::encode(&header, &issued, &self.encoding)?;
         Ok((token, claims.exp))
     }
 
     pub fn verify(&self, token: &str) -> Result<Claims, ApiError> {
-        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+        let invalid = || ApiError::Unauthorized("the token is not valid".into());
+        // A token names its key; one that names none, or one not configured here, was not
+        // signed by this system (or by a secret retired more than one rotation ago).
+        let header = jsonwebtoken::decode_header(token).map_err(|_| invalid())?;
+        let key = header
+            .kid
+            .and_then(|kid| self.keys.iter().find(|k| k.id == kid))
+            .ok_or_else(invalid)?;
+        jsonwebtoken::decode::<Claims>(token, &key.decoding, &self.validation)
             .map(|data| data.claims)
             .map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
                     ApiError::Unauthorized("the token has expired; sign in again".into())
                 }
-                _ => ApiError::Unauthorized("the token is not valid".into()),
+                _ => invalid(),
             })
     }
 }
@@ -178,6 +270,80 @@ mod tests {
         let other = Auth::new(b"secret-two", 60);
         assert!(other.verify(&token).is_err());
         assert!(auth.verify("not.a.token").is_err());
+    }
+
+    #[test]
+    fn a_token_carries_its_issuer_audience_and_key_id() {
+        let auth = Auth::new(b"secret-one", 60).with_issuer_and_audience("tickets", "shop");
+        let (token, _) = auth.issue("u1", "a@b.c", Role::Customer).unwrap();
+        let header = jsonwebtoken::decode_header(&token).unwrap();
+        assert_eq!(header.kid.as_deref(), Some(key_id(b"secret-one").as_str()));
+        assert_eq!(key_id(b"secret-one").len(), 8);
+        let claims = jsonwebtoken::dangerous::insecure_decode::<serde_json::Value>(&token)
+            .unwrap()
+            .claims;
+        assert_eq!(
+            (claims["iss"].as_str(), claims["aud"].as_str()),
+            (Some("tickets"), Some("shop"))
+        );
+    }
+
+    #[test]
+    fn a_wrong_issuer_or_audience_is_refused() {
+        let auth = Auth::new(b"secret-one", 60);
+        for (iss, aud) in [
+            ("someone-else", DEFAULT_AUDIENCE),
+            (DEFAULT_ISSUER, "another-app"),
+        ] {
+            let foreign = Auth::new(b"secret-one", 60).with_issuer_and_audience(iss, aud);
+            let (token, _) = foreign.issue("u1", "a@b.c", Role::Admin).unwrap();
+            assert!(foreign.verify(&token).is_ok());
+            assert!(auth.verify(&token).is_err(), "iss {iss}, aud {aud}");
+        }
+    }
+
+    #[test]
+    fn tokens_of_the_previous_secret_verify_until_it_is_retired() {
+        let before = Auth::new(b"secret-one", 60);
+        let (old_token, _) = before.issue("u1", "a@b.c", Role::Customer).unwrap();
+
+        let rotated = Auth::new(b"secret-two", 60).with_previous_secret(b"secret-one");
+        assert_eq!(rotated.verify(&old_token).unwrap().sub, "u1");
+        let (new_token, _) = rotated.issue("u2", "b@b.c", Role::Customer).unwrap();
+        let kid = jsonwebtoken::decode_header(&new_token).unwrap().kid;
+        assert_eq!(
+            kid,
+            Some(key_id(b"secret-two")),
+            "new tokens use the new secret"
+        );
+        assert!(before.verify(&new_token).is_err());
+
+        let retired = Auth::new(b"secret-three", 60).with_previous_secret(b"secret-two");
+        assert!(retired.verify(&old_token).is_err());
+        assert!(retired.verify(&new_token).is_ok());
+    }
+
+    /// Signs `claims` with `secret` under a header of our own choosing.
+    fn forged(header: &Header, secret: &[u8]) -> String {
+        crate::hs256::install();
+        let now = chrono::Utc::now().timestamp();
+        let claims = serde_json::json!({
+            "sub": "u1", "email": "a@b.c", "role": "admin", "iat": now, "exp": now + 60,
+            "iss": DEFAULT_ISSUER, "aud": DEFAULT_AUDIENCE,
+        });
+        jsonwebtoken::encode(header, &claims, &EncodingKey::from_secret(secret)).unwrap()
+    }
+
+    #[test]
+    fn an_unknown_or_missing_key_id_is_refused() {
+        let auth = Auth::new(b"secret-one", 60);
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(key_id(b"secret-one"));
+        assert!(auth.verify(&forged(&header, b"secret-one")).is_ok());
+        header.kid = Some("deadbeef".into());
+        assert!(auth.verify(&forged(&header, b"secret-one")).is_err());
+        header.kid = None;
+        assert!(auth.verify(&forged(&header, b"secret-one")).is_err());
     }
 
     #[test]

@@ -32,12 +32,18 @@ pub struct Config {
     pub listen: String,
     /// Address of the Prometheus endpoint (`/metrics`).
     pub metrics_listen: String,
+    /// Where `serve` writes the addresses it listens on, once bound (for a test or a script
+    /// that starts it on port 0); unset: nowhere.
+    pub ports_file: Option<PathBuf>,
     /// Where the embedded databases live.
     pub data_dir: PathBuf,
     /// Services this process runs: events, bookings, users, notifications (all by default).
     pub roles: Vec<String>,
     /// Built web UI to serve at `/`; `web/dist` when present.
     pub web_dir: Option<PathBuf>,
+    /// The address people reach MyEvents at (`https://tickets.example`), for the links in
+    /// answers and mails; `http://localhost:<listen port>` if unset.
+    pub public_url: Option<String>,
     /// `text` or `json` logs.
     pub log_format: String,
     pub tls: Tls,
@@ -73,19 +79,42 @@ pub struct Http {
     pub body_limit_bytes: usize,
     /// How long in-flight requests may take to finish on shutdown.
     pub shutdown_grace_secs: u64,
+    /// Addresses of reverse proxies whose `X-Forwarded-For` names the client (sign-in limits
+    /// count by client address). None by default: the header is then ignored, since any client
+    /// can write it.
+    pub trusted_proxies: Vec<String>,
+    /// How long a client may take to send a request's line and headers (and how long an idle
+    /// connection is kept): a client trickling bytes is cut off.
+    pub header_timeout_secs: u64,
+    /// How long a client may take to send a whole request body.
+    pub body_timeout_secs: u64,
+    /// Connections served at once (HTTP and HTTPS together); more are closed at once. Sized for
+    /// the usual limit of 1024 open files, leaving room for databases, brokers and logs.
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthSettings {
     /// HS256 secret shared by every service; generated into `data_dir/jwt-secret` when unset.
+    /// New tokens are signed with it.
     pub jwt_secret: Option<String>,
+    /// The secret before the last rotation: tokens it signed stay valid until they expire.
+    pub jwt_previous_secret: Option<String>,
+    /// The `iss` of the tokens issued, and the only one accepted.
+    pub jwt_issuer: String,
+    /// The `aud` of the tokens issued, and the only one accepted.
+    pub jwt_audience: String,
     pub token_ttl_secs: u64,
     /// An admin created on start when no user has this e-mail yet.
     pub admin_email: Option<String>,
     pub admin_password: Option<String>,
-    /// Failed sign-ins for one e-mail address before further attempts get 429.
+    /// Failed sign-ins for one account from one client address before further attempts from
+    /// there wait (1 s, then twice as long after each further failure).
     pub max_failed_logins: u32,
+    /// The same for one client address, whatever the accounts it tries.
+    pub max_failed_logins_per_address: u32,
+    /// The longest such wait.
     pub lockout_secs: u64,
 }
 
@@ -93,6 +122,8 @@ pub struct AuthSettings {
 #[serde(default, deny_unknown_fields)]
 pub struct Bookings {
     pub max_seats_per_booking: u32,
+    /// Guest bookings one client address may make in an hour; 0 (the default) for no limit.
+    pub guest_bookings_per_hour: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -150,6 +181,7 @@ impl Default for Config {
         Self {
             listen: "0.0.0.0:8181".into(),
             metrics_listen: "0.0.0.0:9100".into(),
+            ports_file: None,
             data_dir: PathBuf::from("./data"),
             roles: vec![
                 "events".into(),
@@ -158,6 +190,7 @@ impl Default for Config {
                 "notifications".into(),
             ],
             web_dir: None,
+            public_url: None,
             log_format: "text".into(),
             tls: Tls::default(),
             cors: Cors::default(),
@@ -194,6 +227,10 @@ impl Default for Http {
         Self {
             body_limit_bytes: 64 * 1024,
             shutdown_grace_secs: 30,
+            trusted_proxies: Vec::new(),
+            header_timeout_secs: 10,
+            body_timeout_secs: 30,
+            max_connections: 768,
         }
     }
 }
@@ -202,10 +239,14 @@ impl Default for AuthSettings {
     fn default() -> Self {
         Self {
             jwt_secret: None,
+            jwt_previous_secret: None,
+            jwt_issuer: "myevents".into(),
+            jwt_audience: "myevents".into(),
             token_ttl_secs: 24 * 3600,
             admin_email: None,
             admin_password: None,
             max_failed_logins: 5,
+            max_failed_logins_per_address: 50,
             lockout_secs: 15 * 60,
         }
     }
@@ -215,6 +256,7 @@ impl Default for Bookings {
     fn default() -> Self {
         Self {
             max_seats_per_booking: 10,
+            guest_bookings_per_hour: 0,
         }
     }
 }
@@ -255,9 +297,11 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ),
     ("MYEVENTS_LISTEN", "listen"),
     ("MYEVENTS_METRICS_LISTEN", "metrics_listen"),
+    ("MYEVENTS_PORTS_FILE", "ports_file"),
     ("MYEVENTS_DATA_DIR", "data_dir"),
     ("MYEVENTS_ROLES", "roles, comma-separated"),
     ("MYEVENTS_WEB_DIR", "web_dir"),
+    ("MYEVENTS_PUBLIC_URL", "public_url"),
     ("MYEVENTS_LOG_FORMAT", "log_format"),
     ("MYEVENTS_TLS_CERT", "tls.cert"),
     ("MYEVENTS_TLS_KEY", "tls.key"),
@@ -268,15 +312,33 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ),
     ("MYEVENTS_BODY_LIMIT_BYTES", "http.body_limit_bytes"),
     ("MYEVENTS_SHUTDOWN_GRACE_SECS", "http.shutdown_grace_secs"),
+    (
+        "MYEVENTS_TRUSTED_PROXIES",
+        "http.trusted_proxies, comma-separated",
+    ),
+    ("MYEVENTS_HEADER_TIMEOUT_SECS", "http.header_timeout_secs"),
+    ("MYEVENTS_BODY_TIMEOUT_SECS", "http.body_timeout_secs"),
+    ("MYEVENTS_MAX_CONNECTIONS", "http.max_connections"),
     ("MYEVENTS_JWT_SECRET", "auth.jwt_secret"),
+    ("MYEVENTS_JWT_PREVIOUS_SECRET", "auth.jwt_previous_secret"),
+    ("MYEVENTS_JWT_ISSUER", "auth.jwt_issuer"),
+    ("MYEVENTS_JWT_AUDIENCE", "auth.jwt_audience"),
     ("MYEVENTS_TOKEN_TTL_SECS", "auth.token_ttl_secs"),
     ("MYEVENTS_ADMIN_EMAIL", "auth.admin_email"),
     ("MYEVENTS_ADMIN_PASSWORD", "auth.admin_password"),
     ("MYEVENTS_MAX_FAILED_LOGINS", "auth.max_failed_logins"),
+    (
+        "MYEVENTS_MAX_FAILED_LOGINS_PER_ADDRESS",
+        "auth.max_failed_logins_per_address",
+    ),
     ("MYEVENTS_LOCKOUT_SECS", "auth.lockout_secs"),
     (
         "MYEVENTS_MAX_SEATS_PER_BOOKING",
         "bookings.max_seats_per_booking",
+    ),
+    (
+        "MYEVENTS_GUEST_BOOKINGS_PER_HOUR",
+        "bookings.guest_bookings_per_hour",
     ),
     ("MYEVENTS_BROKER_URL", "broker.url"),
     ("MYEVENTS_BROKER_NAMESPACE", "broker.namespace"),
@@ -355,9 +417,11 @@ impl Config {
             "KAFKA_BROKERS" => self.broker.url = format!("kafka://{}", value.trim()),
             "MONGO_URL" | "MYEVENTS_STORAGE_URL" => self.storage.url = value.clone(),
             "MYEVENTS_METRICS_LISTEN" => self.metrics_listen = value.clone(),
+            "MYEVENTS_PORTS_FILE" => self.ports_file = Some(PathBuf::from(&value)),
             "MYEVENTS_DATA_DIR" => self.data_dir = PathBuf::from(&value),
             "MYEVENTS_ROLES" => self.roles = list(&value),
             "MYEVENTS_WEB_DIR" => self.web_dir = Some(PathBuf::from(&value)),
+            "MYEVENTS_PUBLIC_URL" => self.public_url = Some(value.clone()),
             "MYEVENTS_LOG_FORMAT" => self.log_format = value.clone(),
             "MYEVENTS_TLS_CERT" => self.tls.cert = Some(PathBuf::from(&value)),
             "MYEVENTS_TLS_KEY" => self.tls.key = Some(PathBuf::from(&value)),
@@ -365,7 +429,14 @@ impl Config {
             "MYEVENTS_CORS_ALLOW_ORIGINS" => self.cors.allow_origins = list(&value),
             "MYEVENTS_BODY_LIMIT_BYTES" => self.http.body_limit_bytes = number(&value)? as usize,
             "MYEVENTS_SHUTDOWN_GRACE_SECS" => self.http.shutdown_grace_secs = number(&value)?,
+            "MYEVENTS_TRUSTED_PROXIES" => self.http.trusted_proxies = list(&value),
+            "MYEVENTS_HEADER_TIMEOUT_SECS" => self.http.header_timeout_secs = number(&value)?,
+            "MYEVENTS_BODY_TIMEOUT_SECS" => self.http.body_timeout_secs = number(&value)?,
+            "MYEVENTS_MAX_CONNECTIONS" => self.http.max_connections = number(&value)? as usize,
             "MYEVENTS_JWT_SECRET" => self.auth.jwt_secret = Some(value.clone()),
+            "MYEVENTS_JWT_PREVIOUS_SECRET" => self.auth.jwt_previous_secret = Some(value.clone()),
+            "MYEVENTS_JWT_ISSUER" => self.auth.jwt_issuer = value.clone(),
+            "MYEVENTS_JWT_AUDIENCE" => self.auth.jwt_audience = value.clone(),
             "MYEVENTS_TOKEN_TTL_SECS" => self.auth.token_ttl_secs = number(&value)?,
             "MYEVENTS_ADMIN_EMAIL" => self.auth.admin_email = Some(value.clone()),
             "MYEVENTS_ADMIN_PASSWORD" => self.auth.admin_password = Some(value.clone()),
@@ -373,9 +444,17 @@ impl Config {
                 self.auth.max_failed_logins =
                     u32::try_from(number(&value)?).map_err(|_| bad("too large".into()))?
             }
+            "MYEVENTS_MAX_FAILED_LOGINS_PER_ADDRESS" => {
+                self.auth.max_failed_logins_per_address =
+                    u32::try_from(number(&value)?).map_err(|_| bad("too large".into()))?
+            }
             "MYEVENTS_LOCKOUT_SECS" => self.auth.lockout_secs = number(&value)?,
             "MYEVENTS_MAX_SEATS_PER_BOOKING" => {
                 self.bookings.max_seats_per_booking =
+                    u32::try_from(number(&value)?).map_err(|_| bad("too large".into()))?
+            }
+            "MYEVENTS_GUEST_BOOKINGS_PER_HOUR" => {
+                self.bookings.guest_bookings_per_hour =
                     u32::try_from(number(&value)?).map_err(|_| bad("too large".into()))?
             }
             "MYEVENTS_BROKER_URL" => self.broker.url = value.clone(),
@@ -397,7 +476,25 @@ impl Config {
     }
 
     /// Checks what no single field can: run after every source is applied.
+    /// [`Config::public_url`] as configured, or this process's own address on localhost.
+    pub fn public_url(&self) -> String {
+        match &self.public_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => {
+                let port = self.listen.rsplit(':').next().unwrap_or("8181");
+                format!("http://localhost:{port}")
+            }
+        }
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(url) = &self.public_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(ConfigError::Invalid(format!(
+                "public_url {url:?} must start with http:// or https://"
+            )));
+        }
         if self.bookings.max_seats_per_booking == 0 {
             return Err(ConfigError::Invalid(
                 "bookings.max_seats_per_booking must be at least 1".into(),
@@ -406,6 +503,16 @@ impl Config {
         if self.http.body_limit_bytes < 1024 {
             return Err(ConfigError::Invalid(
                 "http.body_limit_bytes must be at least 1024".into(),
+            ));
+        }
+        if self.http.header_timeout_secs == 0
+            || self.http.body_timeout_secs == 0
+            || self.http.max_connections == 0
+        {
+            return Err(ConfigError::Invalid(
+                "http.header_timeout_secs, http.body_timeout_secs and http.max_connections must \
+                 be at least 1"
+                    .into(),
             ));
         }
         if self.tls.cert.is_some() != self.tls.key.is_some() {
@@ -418,6 +525,21 @@ impl Config {
                 "log_format must be \"text\" or \"json\", not {:?}",
                 self.log_format
             )));
+        }
+        if let Some(bad) = self
+            .http
+            .trusted_proxies
+            .iter()
+            .find(|p| p.parse::<std::net::IpAddr>().is_err())
+        {
+            return Err(ConfigError::Invalid(format!(
+                "http.trusted_proxies: {bad:?} is not an IP address"
+            )));
+        }
+        if self.auth.jwt_issuer.is_empty() || self.auth.jwt_audience.is_empty() {
+            return Err(ConfigError::Invalid(
+                "auth.jwt_issuer and auth.jwt_audience must not be empty".into(),
+            ));
         }
         match (&self.auth.admin_email, &self.auth.admin_password) {
             (Some(_), None) | (None, Some(_)) => Err(ConfigError::Invalid(
@@ -487,6 +609,22 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("MYEVENTS_MAX_SEATS_PER_BOOKING"), "{err}");
+    }
+
+    #[test]
+    fn trusted_proxies_must_be_addresses() {
+        let mut c = Config::default();
+        c.apply_env(|k| (k == "MYEVENTS_TRUSTED_PROXIES").then(|| "10.0.0.1, ::1".to_owned()))
+            .unwrap();
+        assert_eq!(c.http.trusted_proxies, ["10.0.0.1", "::1"]);
+        c.validate().unwrap();
+        c.http.trusted_proxies.push("proxy.local".into());
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("proxy.local")
+        );
     }
 
     #[test]

@@ -17,11 +17,15 @@ use tokio_util::task::TaskTracker;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use tower_http::services::ServeDir;
 
+use tracing::Instrument;
+
 use crate::config::Config;
-use crate::{ApiError, Auth, metrics};
+use crate::hardening::{self, BodyRules, ConnectionCap};
+use crate::{ApiError, Auth, metrics, request_id};
 
 /// Wraps the services' routes with what every request gets: JSON 404/405, the web UI at `/`,
-/// detached handlers, metrics, CORS, the body limit and the auth extension.
+/// detached handlers, the body deadline, metrics, CORS, the body limit, the auth extension,
+/// security headers and, outermost, the request ID (so that every error body carries it).
 pub fn finish(
     app: Router,
     config: &Config,
@@ -39,32 +43,39 @@ pub fn finish(
         ),
         None => app.fallback(no_route),
     };
+    let body_rules = BodyRules {
+        max_bytes: config.http.body_limit_bytes,
+        timeout: Duration::from_secs(config.http.body_timeout_secs),
+    };
     Ok(app
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(in_flight, detach))
+        .layer(middleware::from_fn_with_state(
+            body_rules,
+            hardening::read_body_in_time,
+        ))
         .layer(middleware::from_fn(metrics::track))
         .layer(cors(&config.cors.allow_origins)?)
         .layer(Extension(auth))
-        .layer(DefaultBodyLimit::max(config.http.body_limit_bytes)))
+        .layer(DefaultBodyLimit::max(config.http.body_limit_bytes))
+        .layer(middleware::map_response(hardening::security_headers))
+        .layer(middleware::from_fn(request_id::request_id)))
 }
 
 async fn no_route() -> ApiError {
     ApiError::NotFound("no such route".into())
 }
 
-async fn method_not_allowed() -> Response {
-    (
-        axum::http::StatusCode::METHOD_NOT_ALLOWED,
-        axum::Json(serde_json::json!({"error": "method not allowed on this route"})),
-    )
-        .into_response()
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
 }
 
 /// Runs the handler in a task of its own, so that a request received in full is carried out even
 /// when its client hangs up (the reference UI reloads the page right after posting a booking).
-/// The tracker lets shutdown wait for these tasks.
+/// The tracker lets shutdown wait for these tasks. The task keeps the request's span, so its
+/// log lines carry the request ID.
 async fn detach(State(in_flight): State<TaskTracker>, req: Request, next: Next) -> Response {
-    match in_flight.spawn(next.run(req)).await {
+    match in_flight.spawn(next.run(req).in_current_span()).await {
         Ok(response) => response,
         Err(error) => {
             ApiError::Internal(anyhow::anyhow!("request handler failed: {error}")).into_response()
@@ -91,23 +102,50 @@ fn cors(origins: &[String]) -> anyhow::Result<CorsLayer> {
             header::AUTHORIZATION,
             header::CONTENT_TYPE,
             HeaderName::from_static("idempotency-key"),
+            request_id::HEADER.clone(),
         ])
+        .expose_headers([request_id::HEADER.clone()])
         .max_age(Duration::from_secs(3600)))
 }
 
-/// Serves `app` on `listener` (and on HTTPS when configured) until `shutdown`, then lets
-/// in-flight requests finish for up to the configured grace period.
+/// The HTTPS listener when a certificate and key are configured, bound to `tls.listen` (see
+/// [`serve`]); bound apart so that the caller knows its address before serving.
+pub fn bind_tls(config: &Config) -> anyhow::Result<Option<std::net::TcpListener>> {
+    if config.tls.cert.is_none() || config.tls.key.is_none() {
+        return Ok(None);
+    }
+    let addr: SocketAddr = config
+        .tls
+        .listen
+        .parse()
+        .with_context(|| format!("tls.listen {:?} is not host:port", config.tls.listen))?;
+    let listener = std::net::TcpListener::bind(addr)
+        .with_context(|| format!("cannot listen on tls.listen {addr}"))?;
+    listener.set_nonblocking(true)?;
+    Ok(Some(listener))
+}
+
+/// Serves `app` on `listener` (and on `tls_listener`, from [`bind_tls`], over HTTPS) until
+/// `shutdown`, then lets in-flight requests finish for up to the configured grace period.
+/// Handlers can read the client's address (`ConnectInfo<SocketAddr>`): sign-in limits count
+/// by it.
 pub async fn serve(
     app: Router,
     config: &Config,
     listener: tokio::net::TcpListener,
+    tls_listener: Option<std::net::TcpListener>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let grace = Duration::from_secs(config.http.shutdown_grace_secs);
+    let header_timeout = Duration::from_secs(config.http.header_timeout_secs);
+    // One cap for both listeners: it guards the process's file descriptors.
+    let cap = ConnectionCap::new(config.http.max_connections);
     let handle = axum_server::Handle::new();
     let mut servers = tokio::task::JoinSet::new();
 
-    if let (Some(cert), Some(key)) = (&config.tls.cert, &config.tls.key) {
+    if let (Some(tls_listener), Some(cert), Some(key)) =
+        (tls_listener, &config.tls.cert, &config.tls.key)
+    {
         crate::tls::install_crypto_provider();
         let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
             .await
@@ -118,33 +156,33 @@ pub async fn serve(
                     key.display()
                 )
             })?;
-        let addr: SocketAddr = config
-            .tls
-            .listen
-            .parse()
-            .with_context(|| format!("tls.listen {:?} is not host:port", config.tls.listen))?;
-        let tls_listener = std::net::TcpListener::bind(addr)
-            .with_context(|| format!("cannot listen on tls.listen {addr}"))?;
-        tls_listener.set_nonblocking(true)?;
-        let mut server = axum_server::from_tcp_rustls(tls_listener, tls).handle(handle.clone());
-        keep_serving_half_closed(server.http_builder());
+        let addr = tls_listener.local_addr()?;
+        let cap = cap.clone();
+        let mut server = axum_server::from_tcp_rustls(tls_listener, tls)
+            .map(|tls| tls.acceptor(cap))
+            .handle(handle.clone());
+        configure(server.http_builder(), header_timeout);
         tracing::info!(%addr, "serving HTTPS");
-        let app = app.clone();
+        let app = app.clone().layer(middleware::map_response(
+            hardening::strict_transport_security,
+        ));
         servers.spawn(async move {
             server
-                .serve(app.into_make_service())
+                .serve(app.into_make_service_with_connect_info::<SocketAddr>())
                 .await
                 .context("HTTPS server failed")
         });
     }
 
     let addr = listener.local_addr()?;
-    let mut server = axum_server::from_tcp(listener.into_std()?).handle(handle.clone());
-    keep_serving_half_closed(server.http_builder());
+    let mut server = axum_server::from_tcp(listener.into_std()?)
+        .acceptor(cap)
+        .handle(handle.clone());
+    configure(server.http_builder(), header_timeout);
     tracing::info!(%addr, "serving HTTP");
     servers.spawn(async move {
         server
-            .serve(app.into_make_service())
+            .serve(app.into_make_service_with_connect_info::<SocketAddr>())
             .await
             .context("HTTP server failed")
     });
@@ -160,13 +198,24 @@ pub async fn serve(
     Ok(())
 }
 
-/// A client that sends its whole request and hangs up (the reference UI reloads the page right
-/// after posting a booking) still gets its request carried out: hyper would otherwise drop the
-/// request when it reads the end of the stream.
-fn keep_serving_half_closed(
+/// How every connection is served.
+/// - A client that sends its whole request and hangs up (the reference UI reloads the page right
+///   after posting a booking) still gets its request carried out: hyper would otherwise drop
+///   the request when it reads the end of the stream.
+/// - A client must send a request's line and headers within `header_timeout` of the server
+///   starting to wait for them (which also ends idle keep-alive connections), so that one that
+///   trickles bytes (slow loris) does not hold a connection for ever. hyper has no such timeout
+///   without a timer.
+/// - No `Server` header: hyper sends none, and nothing here adds one, so no version is shown.
+fn configure(
     builder: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
+    header_timeout: Duration,
 ) {
-    builder.http1().half_close(true);
+    builder
+        .http1()
+        .half_close(true)
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(header_timeout);
 }
 
 /// Binds an address given as `host:port`, naming it in the error.

@@ -1,5 +1,6 @@
 //! Request bodies as the reference's clients send them: JSON with or without a `Content-Type`,
-//! keys in PascalCase (`StartDate`) or lower-case (`startdate`).
+//! keys in PascalCase (`StartDate`) or lower-case (`startdate`), and whole numbers written
+//! either way (`2` or `2.0`).
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
@@ -45,18 +46,31 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             "the body must be a JSON object".to_owned(),
         ));
     }
-    serde_json::from_value(lowercase_keys(value))
+    serde_json::from_value(normalised(value))
         .map_err(|e| ApiError::BadRequest(format!("the body does not fit: {e}")))
 }
 
-fn lowercase_keys(value: Value) -> Value {
+/// Keys lower-cased; whole floats (`2.0`) as integers, since JSON Schema, and so the OpenAPI
+/// document, counts them as integers, and the request types decode integers.
+fn normalised(value: Value) -> Value {
     match value {
         Value::Object(map) => Value::Object(
             map.into_iter()
-                .map(|(k, v)| (k.to_lowercase(), lowercase_keys(v)))
+                .map(|(k, v)| (k.to_lowercase(), normalised(v)))
                 .collect(),
         ),
-        Value::Array(items) => Value::Array(items.into_iter().map(lowercase_keys).collect()),
+        Value::Array(items) => Value::Array(items.into_iter().map(normalised).collect()),
+        Value::Number(n) => match n.as_f64() {
+            // The range excludes 2^63, which `i64::MAX as f64` rounds up to.
+            Some(f)
+                if n.is_f64()
+                    && f.fract() == 0.0
+                    && (i64::MIN as f64..i64::MAX as f64).contains(&f) =>
+            {
+                Value::from(f as i64)
+            }
+            _ => Value::Number(n),
+        },
         other => other,
     }
 }
@@ -85,6 +99,20 @@ mod tests {
             ("x".into(), 5, 3)
         );
         assert_eq!(b.halls[0].capacity, 3);
+    }
+
+    #[test]
+    fn whole_floats_decode_as_integers_and_others_do_not() {
+        let a: Input =
+            parse(br#"{"name":"x","startdate":5.0,"halls":[{"capacity":3e0}]}"#).unwrap();
+        assert_eq!((a.startdate, a.halls[0].capacity), (5, 3));
+        for body in [
+            &br#"{"name":"x","startdate":5.5,"halls":[]}"#[..],
+            br#"{"name":"x","startdate":1e19,"halls":[]}"#,
+        ] {
+            let err = parse::<Input>(body).unwrap_err();
+            assert_eq!(err.status(), StatusCode::BAD_REQUEST, "{body:?}");
+        }
     }
 
     #[test]

@@ -1,85 +1,86 @@
-//! The OpenAPI 3 document at `/openapi.json`: each service describes its own paths, and the
-//! process serves the union of the services it runs.
+//! The OpenAPI document at `/openapi.json`. Each service's routes are registered together with
+//! their `#[utoipa::path]` descriptions (utoipa-axum's `routes!`), and the bodies they take and
+//! answer derive `ToSchema`, so the document is made from the code that serves the API and
+//! cannot drift from it. A process serves the union of the services it runs
+//! ([`document`]); `myevents openapi` prints the union of all of them.
 
-use serde_json::{Map, Value, json};
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::{InfoBuilder, OpenApi, OpenApiBuilder};
+use utoipa::{Modify, PartialSchema, ToSchema};
 
-/// One operation, described compactly; [`operation`] turns it into OpenAPI.
-pub struct Op<'a> {
-    pub summary: &'a str,
-    /// `(name, description)` of path parameters.
-    pub path_params: &'a [(&'a str, &'a str)],
-    pub query_params: &'a [(&'a str, &'a str)],
-    /// Example request body, if the operation takes one.
-    pub body: Option<Value>,
-    pub auth: bool,
-    /// `(status, description)`.
-    pub responses: &'a [(u16, &'a str)],
+/// The body of every error answer (SPEC §3). Some answers add fields of their own (a booking's
+/// 409 adds `Available`).
+#[derive(ToSchema)]
+#[schema(as = Error)]
+pub struct ErrorBody {
+    /// What went wrong, for a person; never a database's or broker's own text.
+    pub error: String,
+    /// The request's ID, as in the server's log: quote it when reporting a problem.
+    #[schema(rename = "RequestID")]
+    pub request_id: String,
 }
 
-pub fn operation(op: Op<'_>) -> Value {
-    let mut o = Map::new();
-    o.insert("summary".into(), json!(op.summary));
-    let mut params: Vec<Value> = op
-        .path_params
-        .iter()
-        .map(|(n, d)| json!({"name": n, "in": "path", "required": true, "description": d, "schema": {"type": "string"}}))
-        .collect();
-    params.extend(op.query_params.iter().map(
-        |(n, d)| json!({"name": n, "in": "query", "required": false, "description": d, "schema": {"type": "string"}}),
-    ));
-    if !params.is_empty() {
-        o.insert("parameters".into(), Value::Array(params));
+/// The name of the bearer scheme the operations refer to (`security(("bearer" = []))`).
+pub const BEARER: &str = "bearer";
+
+/// Adds the bearer scheme: a JWT from `POST /auth/login`, sent as `Authorization: Bearer …`.
+struct BearerScheme;
+
+impl Modify for BearerScheme {
+    fn modify(&self, openapi: &mut OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let mut http = Http::new(HttpAuthScheme::Bearer);
+        http.bearer_format = Some("JWT".into());
+        http.description = Some("The Token of `POST /auth/login`.".into());
+        components
+            .security_schemes
+            .insert(BEARER.into(), SecurityScheme::Http(http).into());
     }
-    if let Some(example) = op.body {
-        o.insert(
-            "requestBody".into(),
-            json!({"required": true, "content": {"application/json": {"schema": {"type": "object"}, "example": example}}}),
+}
+
+/// The whole document: the services' parts merged under one title, with the Error schema and
+/// the bearer scheme they refer to.
+pub fn document(parts: impl IntoIterator<Item = OpenApi>) -> OpenApi {
+    let mut doc = OpenApiBuilder::new()
+        .info(
+            InfoBuilder::new()
+                .title("MyEvents")
+                .version(env!("CARGO_PKG_VERSION"))
+                .description(Some(
+                    "Event ticketing: locations, events, bookings and users. Request bodies \
+                     are documented with PascalCase keys; the server also accepts each key in \
+                     lower case, and a JSON body without a Content-Type.",
+                ))
+                .build(),
+        )
+        .build();
+    for part in parts {
+        doc.merge(part);
+    }
+    let components = doc.components.get_or_insert_with(Default::default);
+    let mut error_schemas = Vec::new();
+    <ErrorBody as ToSchema>::schemas(&mut error_schemas);
+    components.schemas.insert(
+        <ErrorBody as ToSchema>::name().into_owned(),
+        ErrorBody::schema(),
+    );
+    components.schemas.extend(error_schemas);
+    BearerScheme.modify(&mut doc);
+    doc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_error_schema_and_the_bearer_scheme_are_always_there() {
+        let doc = serde_json::to_value(document([])).unwrap();
+        let error = &doc["components"]["schemas"]["Error"];
+        assert_eq!(error["required"], serde_json::json!(["error", "RequestID"]));
+        assert_eq!(
+            doc["components"]["securitySchemes"]["bearer"]["scheme"],
+            "bearer"
         );
     }
-    if op.auth {
-        o.insert("security".into(), json!([{"bearer": []}]));
-    }
-    let responses: Map<String, Value> = op
-        .responses
-        .iter()
-        .map(|(status, d)| {
-            let schema = if *status >= 400 {
-                json!({"$ref": "#/components/schemas/Error"})
-            } else {
-                json!({})
-            };
-            (
-                status.to_string(),
-                json!({"description": d, "content": {"application/json": {"schema": schema}}}),
-            )
-        })
-        .collect();
-    o.insert("responses".into(), Value::Object(responses));
-    Value::Object(o)
-}
-
-/// The whole document from each service's `paths` object.
-pub fn document(parts: &[Value]) -> Value {
-    let mut paths = Map::new();
-    for part in parts {
-        if let Value::Object(map) = part {
-            for (path, ops) in map {
-                let entry = paths.entry(path.clone()).or_insert_with(|| json!({}));
-                if let (Value::Object(into), Value::Object(ops)) = (entry, ops) {
-                    into.extend(ops.clone());
-                }
-            }
-        }
-    }
-    json!({
-        "openapi": "3.0.3",
-        "info": {"title": "MyEvents", "version": env!("CARGO_PKG_VERSION"),
-                 "description": "Event ticketing: locations, events, bookings and users."},
-        "paths": paths,
-        "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
-            "schemas": {"Error": {"type": "object", "required": ["error"],
-                                   "properties": {"error": {"type": "string"}}}}
-        }
-    })
 }

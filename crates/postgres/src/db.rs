@@ -21,21 +21,85 @@ const MIGRATION_LOCK: i64 = 0x6d79_6576_656e_7473; // "myevents"
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum PgError {
+    /// The database cannot be used right now (down, restarting, out of resources, a conflict
+    /// between transactions that a retry resolves); the caller may try again.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// A write hit a unique or exclusion constraint.
+    #[error("database conflict: {0}")]
+    Conflict(String),
+    /// A value the database cannot hold (too long, out of range, a NUL in a text).
+    #[error("database refused a value: {0}")]
+    Invalid(String),
+    /// A bug or damaged data: a constraint the code should have kept, a value it cannot read.
     #[error("database error: {0}")]
-    Sql(String),
+    Internal(String),
     #[error("invalid PostgreSQL URL: {0}")]
     Url(String),
 }
 
 impl From<sqlx::Error> for PgError {
     fn from(e: sqlx::Error) -> Self {
-        PgError::Sql(e.to_string())
+        let detail = e.to_string();
+        match &e {
+            sqlx::Error::Database(db) => match db.code() {
+                Some(code) => by_sqlstate(&code, detail),
+                None => PgError::Internal(detail),
+            },
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => PgError::Unavailable(detail),
+            // Decoding a column, a row expected and missing, a statement this program got wrong.
+            _ => PgError::Internal(detail),
+        }
+    }
+}
+
+impl PgError {
+    /// The same kind of error, its detail prefixed with where it happened.
+    pub fn context(self, what: impl std::fmt::Display) -> PgError {
+        match self {
+            PgError::Unavailable(d) => PgError::Unavailable(format!("{what}: {d}")),
+            PgError::Conflict(d) => PgError::Conflict(format!("{what}: {d}")),
+            PgError::Invalid(d) => PgError::Invalid(format!("{what}: {d}")),
+            PgError::Internal(d) => PgError::Internal(format!("{what}: {d}")),
+            PgError::Url(d) => PgError::Url(format!("{what}: {d}")),
+        }
+    }
+}
+
+/// The kind of a refusal, by its SQLSTATE (PostgreSQL manual, appendix A).
+fn by_sqlstate(code: &str, detail: String) -> PgError {
+    let class = code.get(..2).unwrap_or("");
+    match (class, code) {
+        // Connection lost, the server shutting down or starting, out of disk, memory or
+        // connections, an I/O error, a statement timeout, a standby that cannot write, and the
+        // conflicts between transactions that a retry resolves.
+        ("08" | "53" | "58", _)
+        | (_, "57P01" | "57P02" | "57P03" | "57014" | "25006" | "40001" | "40P01" | "55P03") => {
+            PgError::Unavailable(detail)
+        }
+        (_, "23505" | "23P01") => PgError::Conflict(detail),
+        // Data exceptions: a value the client sent that a column cannot hold. The domain checks
+        // the rules of the product; the database's own limits are met here.
+        ("22", _) => PgError::Invalid(detail),
+        // CHECK, NOT NULL and foreign keys guard what the domain already checked (seats never
+        // below zero): a client cannot reach them, so hitting one is a bug.
+        _ => PgError::Internal(detail),
     }
 }
 
 impl From<PgError> for platform::StoreError {
     fn from(e: PgError) -> Self {
-        platform::StoreError::Unavailable(e.to_string())
+        let detail = e.to_string();
+        match e {
+            PgError::Unavailable(_) => platform::StoreError::Unavailable(detail),
+            PgError::Conflict(_) => platform::StoreError::Conflict(detail),
+            PgError::Invalid(_) => platform::StoreError::Invalid(detail),
+            PgError::Internal(_) | PgError::Url(_) => platform::StoreError::Internal(detail),
+        }
     }
 }
 
@@ -87,17 +151,18 @@ impl Pg {
             .max_connections(options.max_connections.max(1))
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_lazy_with(connect.clone());
-        Ok(Pg {
-            inner: Arc::new(Inner {
-                pool,
-                connect,
-                name,
-                schema: options.schema,
-                migrations: options.migrations,
-                migrated: OnceCell::new(),
-                committed: Arc::new(Notify::new()),
-            }),
-        })
+        let inner = Arc::new(Inner {
+            pool,
+            connect,
+            name,
+            schema: options.schema,
+            migrations: options.migrations,
+            migrated: OnceCell::new(),
+            committed: Arc::new(Notify::new()),
+        });
+        // The schema is the service's name (see the crate's comment).
+        platform::metrics::watch_pool(&inner.schema, &inner);
+        Ok(Pg { inner })
     }
 
     /// Creates the schema and runs the migrations, if this handle has not done so yet.
@@ -107,11 +172,9 @@ impl Pg {
             .get_or_try_init(|| self.run_migrations())
             .await
             .map(|_| ())
+            // A database that is down at start is unavailable, not broken: the kind stays.
             .map_err(|e| {
-                PgError::Sql(format!(
-                    "{}: cannot create the tables: {e}",
-                    self.inner.name
-                ))
+                PgError::from(e).context(format!("{}: cannot create the tables", self.inner.name))
             })
     }
 
@@ -209,6 +272,18 @@ impl Pg {
     }
 }
 
+impl platform::metrics::Pool for Inner {
+    fn pool_use(&self) -> platform::metrics::PoolUse {
+        let open = u64::from(self.pool.size());
+        let idle = self.pool.num_idle() as u64;
+        platform::metrics::PoolUse {
+            in_use: open.saturating_sub(idle),
+            idle,
+            max: Some(u64::from(self.pool.options().get_max_connections())),
+        }
+    }
+}
+
 /// Reads an integer column into the domain's type (PostgreSQL has no unsigned integers, so every
 /// count is a BIGINT here), refusing a value that does not fit.
 pub fn int<T: TryFrom<i64>>(row: &PgRow, column: &str) -> Result<T, sqlx::Error> {
@@ -216,6 +291,21 @@ pub fn int<T: TryFrom<i64>>(row: &PgRow, column: &str) -> Result<T, sqlx::Error>
     T::try_from(value).map_err(|_| sqlx::Error::ColumnDecode {
         index: column.to_owned(),
         source: format!("{value} is out of range").into(),
+    })
+}
+
+/// Reads a text column that holds one of a fixed set of values (a status, a role) with
+/// `parse`: a value this program does not know is an error, never a default.
+pub fn stored<T>(
+    row: &PgRow,
+    column: &str,
+    what: &'static str,
+    parse: impl FnOnce(&str) -> Option<T>,
+) -> Result<T, sqlx::Error> {
+    let value: String = row.try_get(column)?;
+    platform::error::stored(what, &value, parse).map_err(|e| sqlx::Error::ColumnDecode {
+        index: column.to_owned(),
+        source: Box::new(e),
     })
 }
 

@@ -11,6 +11,6 @@ pub mod outbox;
 pub mod replay_lock;
 pub mod testing;
 
-pub use db::{Options, Pg, PgError, PgQuery, drop_schema, int, query, replace_schema};
+pub use db::{Options, Pg, PgError, PgQuery, drop_schema, int, query, replace_schema, stored};
 pub use outbox::PgOutbox;
 pub use sqlx;

@@ -116,12 +116,16 @@ impl bus::Outbox for PgOutbox {
         Ok(())
     }
 
-    async fn backlog(&self, after: i64) -> anyhow::Result<u64> {
-        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE seq > $1")
-            .bind(after)
-            .fetch_one(self.0.pool().await?)
-            .await?;
-        Ok(u64::try_from(count).unwrap_or(0))
+    async fn backlog(&self, after: i64) -> anyhow::Result<bus::Backlog> {
+        let (count, oldest): (i64, Option<DateTime<Utc>>) =
+            sqlx::query_as("SELECT COUNT(*), MIN(occurred_at) FROM outbox WHERE seq > $1")
+                .bind(after)
+                .fetch_one(self.0.pool().await?)
+                .await?;
+        Ok(bus::Backlog {
+            events: u64::try_from(count).unwrap_or(0),
+            oldest,
+        })
     }
 
     fn wakeup(&self) -> Arc<Notify> {

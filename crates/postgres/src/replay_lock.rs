@@ -36,7 +36,7 @@ pub async fn lock_for_replay(url: &str, schema: &str) -> Result<PgConnection, Pg
         .fetch_one(&mut conn)
         .await?;
     if !taken {
-        return Err(PgError::Sql(format!(
+        return Err(PgError::Internal(format!(
             "a service is serving schema {schema} of this database: stop it first"
         )));
     }
@@ -60,7 +60,7 @@ async fn take_shared(
 }
 
 fn replay_running(schema: &str) -> PgError {
-    PgError::Sql(format!(
+    PgError::Unavailable(format!(
         "a replay is rebuilding schema {schema} of this database"
     ))
 }

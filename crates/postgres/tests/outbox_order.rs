@@ -1,6 +1,6 @@
 //! Outbox positions become visible in increasing order even when many transactions append at
-//! once (see `postgres::outbox` and the shared check in `bus::conformance`). Against a real
-//! server, in a fresh database.
+//! once (see `postgres::outbox` and the shared check in `bus::conformance`), and the backlog is
+//! measured right. Against a real server, in a fresh database.
 
 use std::sync::Arc;
 
@@ -11,8 +11,7 @@ use postgres::{Options, Pg, PgOutbox, outbox};
 const WRITERS: usize = 4;
 const COMMITS_EACH: usize = 25;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_reader_that_remembers_its_position_misses_no_concurrent_commit() {
+async fn fresh() -> (TestDatabase, Pg) {
     let db = TestDatabase::create().await.expect("a PostgreSQL server");
     let pg = Pg::connect_lazy(
         &db.url,
@@ -24,6 +23,34 @@ async fn a_reader_that_remembers_its_position_misses_no_concurrent_commit() {
     )
     .expect("a valid URL");
     pg.migrate().await.expect("migrations");
+    (db, pg)
+}
+
+fn appender(pg: &Pg) -> Append {
+    let pg = pg.clone();
+    Box::new(move |envelope| {
+        let pg = pg.clone();
+        Box::pin(async move {
+            let tx = pg.begin().await?;
+            pg.commit(tx, std::slice::from_ref(&envelope)).await?;
+            Ok(())
+        })
+    })
+}
+
+#[tokio::test]
+async fn the_backlog_counts_what_waits_and_dates_the_oldest() {
+    let (_db, pg) = fresh().await;
+    conformance::the_backlog_counts_what_waits_and_dates_the_oldest(
+        Arc::new(PgOutbox(pg.clone())),
+        appender(&pg),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_that_remembers_its_position_misses_no_concurrent_commit() {
+    let (_db, pg) = fresh().await;
 
     let writers = (0..WRITERS)
         .map(|_| {

@@ -124,7 +124,7 @@ fn carry_out<Q, R>(
         if answers.len() == batch.len() {
             Ok(answers)
         } else {
-            Err(DbError::Sqlite(
+            Err(DbError::Internal(
                 "a batch answered the wrong number of requests".into(),
             ))
         }

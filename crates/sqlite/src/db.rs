@@ -1,5 +1,6 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -14,8 +15,16 @@ const QUEUE_DEPTH: usize = 16 * 1024;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum DbError {
+    /// SQLite cannot be used right now: busy, out of disk or memory, an I/O error, a file it may
+    /// not write. Nothing was written; the caller may try again.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// A write hit a unique key.
+    #[error("database conflict: {0}")]
+    Conflict(String),
+    /// A bug or damaged data: a constraint the code should have kept, a value it cannot read.
     #[error("database error: {0}")]
-    Sqlite(String),
+    Internal(String),
     #[error("database is shutting down")]
     Closed,
     #[error("database is overloaded")]
@@ -27,21 +36,76 @@ pub enum DbError {
 
 impl From<DbError> for platform::StoreError {
     fn from(e: DbError) -> Self {
-        platform::StoreError::Unavailable(e.to_string())
+        let detail = e.to_string();
+        match e {
+            DbError::Conflict(_) => platform::StoreError::Conflict(detail),
+            DbError::Internal(_) => platform::StoreError::Internal(detail),
+            DbError::Unavailable(_)
+            | DbError::Closed
+            | DbError::Overloaded
+            | DbError::NotCommitted => platform::StoreError::Unavailable(detail),
+        }
     }
 }
 
 impl From<rusqlite::Error> for DbError {
     fn from(e: rusqlite::Error) -> Self {
-        DbError::Sqlite(e.to_string())
+        use rusqlite::ErrorCode as Code;
+        let detail = e.to_string();
+        let Some(code) = e.sqlite_error() else {
+            // Not SQLite's refusal but this program's: a column it cannot convert (a damaged
+            // or foreign value), a row it expected and did not find, a misused statement.
+            return DbError::Internal(detail);
+        };
+        match code.code {
+            Code::DatabaseBusy
+            | Code::DatabaseLocked
+            | Code::OutOfMemory
+            | Code::SystemIoFailure
+            | Code::DiskFull
+            | Code::CannotOpen
+            | Code::FileLockingProtocolFailed
+            | Code::ReadOnly
+            | Code::PermissionDenied
+            | Code::OperationInterrupted => DbError::Unavailable(detail),
+            Code::ConstraintViolation
+                if matches!(
+                    code.extended_code,
+                    rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                        | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+                ) =>
+            {
+                DbError::Conflict(detail)
+            }
+            // CHECK, NOT NULL and foreign keys guard what the domain already checked (seats
+            // never below zero): a client cannot reach them, so hitting one is a bug. So are a
+            // corrupt file, a schema this program did not make, and its own misuse.
+            _ => DbError::Internal(detail),
+        }
     }
+}
+
+/// Reads a text column that holds one of a fixed set of values (a status, a role) with
+/// `parse`: a value this program does not know is an error, never a default.
+pub fn stored<T>(
+    row: &rusqlite::Row<'_>,
+    column: usize,
+    what: &'static str,
+    parse: impl FnOnce(&str) -> Option<T>,
+) -> rusqlite::Result<T> {
+    let value: String = row.get(column)?;
+    platform::error::stored(what, &value, parse).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, Box::new(e))
+    })
 }
 
 /// How to open a database.
 #[derive(Debug, Clone)]
 pub struct Options {
     /// Schema statements, run in order on every start; each must be idempotent
-    /// (`CREATE TABLE IF NOT EXISTS …`), so starting twice is harmless.
+    /// (`CREATE TABLE IF NOT EXISTS …`), so starting twice is harmless. SQLite has no
+    /// `ADD COLUMN IF NOT EXISTS`: a statement that is one `ALTER TABLE … ADD COLUMN` is
+    /// skipped when the column is there already.
     pub migrations: Vec<&'static str>,
     pub readers: usize,
 }
@@ -53,6 +117,27 @@ impl Default for Options {
             readers: 4,
         }
     }
+}
+
+/// Runs one schema statement of [`Options::migrations`].
+fn migrate(conn: &Connection, statement: &str) -> Result<(), DbError> {
+    match conn.execute_batch(statement) {
+        Err(e) if is_add_column(statement) && e.to_string().contains("duplicate column name") => {
+            Ok(())
+        }
+        result => result.map_err(|e| DbError::Internal(format!("migration failed: {e}"))),
+    }
+}
+
+fn is_add_column(statement: &str) -> bool {
+    let words: Vec<String> = statement
+        .split_whitespace()
+        .map(|w| w.to_ascii_uppercase())
+        .collect();
+    words.len() >= 6
+        && words[..2] == ["ALTER", "TABLE"]
+        && words[3..5] == ["ADD", "COLUMN"]
+        && !statement.trim_end().trim_end_matches(';').contains(';')
 }
 
 /// The outcome of a batch's COMMIT, handed to every request of the batch.
@@ -71,6 +156,8 @@ struct Inner {
     writer: Mutex<Option<SyncSender<Job>>>,
     writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     readers: Mutex<Vec<Connection>>,
+    /// Read connections taken from `readers` (or opened beside them) and not yet given back.
+    reading: AtomicU64,
     committed: Arc<Notify>,
 }
 
@@ -78,7 +165,7 @@ impl Db {
     pub fn open(path: &Path, options: Options) -> Result<Db, DbError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
-                .map_err(|e| DbError::Sqlite(format!("cannot create {}: {e}", dir.display())))?;
+                .map_err(|e| DbError::Internal(format!("cannot create {}: {e}", dir.display())))?;
         }
         let writer_conn = open_connection(path, false)?;
         // A checkpoint copies each page changed since the last one back into the database
@@ -86,9 +173,7 @@ impl Db {
         writer_conn
             .execute_batch("PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 8192;")?;
         for statement in &options.migrations {
-            writer_conn
-                .execute_batch(statement)
-                .map_err(|e| DbError::Sqlite(format!("migration failed: {e}")))?;
+            migrate(&writer_conn, statement)?;
         }
         let readers = (0..options.readers.max(1))
             .map(|_| open_connection(path, true))
@@ -104,17 +189,20 @@ impl Db {
         let thread = std::thread::Builder::new()
             .name(name)
             .spawn(move || writer_loop(writer_conn, rx, notify))
-            .map_err(|e| DbError::Sqlite(format!("cannot start writer thread: {e}")))?;
+            .map_err(|e| DbError::Internal(format!("cannot start writer thread: {e}")))?;
 
-        Ok(Db {
-            inner: Arc::new(Inner {
-                path: path.to_owned(),
-                writer: Mutex::new(Some(tx)),
-                writer_thread: Mutex::new(Some(thread)),
-                readers: Mutex::new(readers),
-                committed,
-            }),
-        })
+        let inner = Arc::new(Inner {
+            path: path.to_owned(),
+            writer: Mutex::new(Some(tx)),
+            writer_thread: Mutex::new(Some(thread)),
+            readers: Mutex::new(readers),
+            reading: AtomicU64::new(0),
+            committed,
+        });
+        // Named after the file: each service's database is `<service>.db`.
+        let service = path.file_stem().and_then(|s| s.to_str()).unwrap_or("db");
+        platform::metrics::watch_pool(service, &inner);
+        Ok(Db { inner })
     }
 
     pub fn path(&self) -> &Path {
@@ -177,7 +265,7 @@ impl Db {
             result
         })
         .await
-        .map_err(|e| DbError::Sqlite(format!("reader task failed: {e}")))?
+        .map_err(|e| DbError::Internal(format!("reader task failed: {e}")))?
     }
 
     /// Why this database cannot be read right now, if it cannot (for `/health/ready`).
@@ -218,18 +306,32 @@ impl Inner {
 
     fn take_reader(&self) -> Result<Connection, DbError> {
         let pooled = self.readers.lock().map_err(|_| DbError::Closed)?.pop();
-        match pooled {
-            Some(conn) => Ok(conn),
+        let conn = match pooled {
+            Some(conn) => conn,
             // More readers at once than pooled: open one more; it joins the pool afterwards.
-            None => open_connection(&self.path, true),
-        }
+            None => open_connection(&self.path, true)?,
+        };
+        self.reading.fetch_add(1, Ordering::Relaxed);
+        Ok(conn)
     }
 
     fn give_back_reader(&self, conn: Connection) {
+        self.reading.fetch_sub(1, Ordering::Relaxed);
         if let Ok(mut pool) = self.readers.lock()
             && pool.len() < 16
         {
             pool.push(conn);
+        }
+    }
+}
+
+/// The read connections; the writer is one more, always open, and not counted.
+impl platform::metrics::Pool for Inner {
+    fn pool_use(&self) -> platform::metrics::PoolUse {
+        platform::metrics::PoolUse {
+            in_use: self.reading.load(Ordering::Relaxed),
+            idle: self.readers.lock().map_or(0, |r| r.len() as u64),
+            max: None,
         }
     }
 }
@@ -243,7 +345,7 @@ fn open_connection(path: &Path, read_only: bool) -> Result<Connection, DbError> 
             | OpenFlags::SQLITE_OPEN_NO_MUTEX
     };
     let conn = Connection::open_with_flags(path, flags)
-        .map_err(|e| DbError::Sqlite(format!("cannot open {}: {e}", path.display())))?;
+        .map_err(|e| DbError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
     // Another process may hold the write lock briefly (a separate service on the same
     // embedded log, or `myevents admin create` beside a running server).
     conn.busy_timeout(Duration::from_secs(5))?;
@@ -264,7 +366,7 @@ where
 {
     run(conn, "SAVEPOINT job")?;
     let outcome = catch_unwind(AssertUnwindSafe(|| work(conn)))
-        .unwrap_or_else(|_| Err(E::from(DbError::Sqlite("write job panicked".into()))));
+        .unwrap_or_else(|_| Err(E::from(DbError::Internal("write job panicked".into()))));
     let end = if outcome.is_ok() {
         run(conn, "RELEASE job")
     } else {
@@ -325,6 +427,43 @@ pub(crate) mod tests {
         .unwrap()
     }
 
+    #[test]
+    fn sqlite_errors_keep_their_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.db");
+        let c = Connection::open(&path).unwrap();
+        c.execute_batch(
+            "CREATE TABLE k (id INTEGER PRIMARY KEY, v TEXT UNIQUE, n INTEGER CHECK (n >= 0));
+             INSERT INTO k VALUES (1, 'a', 0);",
+        )
+        .unwrap();
+        let kind = |c: &Connection, sql: &str| DbError::from(c.execute(sql, []).unwrap_err());
+        let unique = kind(&c, "INSERT INTO k VALUES (2, 'a', 0)");
+        assert!(matches!(unique, DbError::Conflict(_)), "{unique:?}");
+        let key = kind(&c, "INSERT INTO k VALUES (1, 'b', 0)");
+        assert!(matches!(key, DbError::Conflict(_)), "{key:?}");
+        let check = kind(&c, "INSERT INTO k VALUES (3, 'c', -1)");
+        assert!(matches!(check, DbError::Internal(_)), "{check:?}");
+        let unreadable: rusqlite::Error = c
+            .query_row("SELECT v FROM k", [], |r| r.get::<_, i64>(0))
+            .unwrap_err();
+        assert!(matches!(DbError::from(unreadable), DbError::Internal(_)));
+
+        // Another connection holds the write lock and this one may not wait: busy.
+        c.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let other = Connection::open(&path).unwrap();
+        other.busy_timeout(Duration::ZERO).unwrap();
+        let busy = kind(&other, "INSERT INTO k VALUES (4, 'd', 0)");
+        assert!(matches!(busy, DbError::Unavailable(_)), "{busy:?}");
+        for (error, unavailable) in [(busy, true), (unique, false)] {
+            let store = platform::StoreError::from(error);
+            assert_eq!(
+                matches!(store, platform::StoreError::Unavailable(_)),
+                unavailable
+            );
+        }
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_failed_request_rolls_back_only_itself() {
         let dir = tempfile::tempdir().unwrap();
@@ -378,5 +517,39 @@ pub(crate) mod tests {
             },
             Err(DbError::Closed)
         ));
+    }
+
+    /// A column added by a later version is added to an existing database once; on the next
+    /// start its `ADD COLUMN` is skipped, while any other failing migration still fails.
+    #[tokio::test]
+    async fn an_added_column_is_added_once_and_other_failures_still_fail() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let with = |migrations: Vec<&'static str>| {
+            Db::open(
+                &path,
+                Options {
+                    migrations,
+                    ..Options::default()
+                },
+            )
+        };
+        let create = "CREATE TABLE IF NOT EXISTS t (v INTEGER NOT NULL)";
+        let add = "ALTER TABLE t ADD COLUMN note TEXT;";
+        with(vec![create]).unwrap().close();
+        for _ in 0..2 {
+            let db = with(vec![create, add]).unwrap();
+            db.write(|c| {
+                c.execute("INSERT INTO t (v, note) VALUES (1, 'x')", [])
+                    .map_err(DbError::from)
+            })
+            .await
+            .unwrap();
+            db.close();
+        }
+        let broken = "ALTER TABLE missing ADD COLUMN note TEXT";
+        assert!(matches!(with(vec![broken]), Err(DbError::Internal(_))));
+        let two = "ALTER TABLE t ADD COLUMN note TEXT; SELECT 1";
+        assert!(matches!(with(vec![two]), Err(DbError::Internal(_))));
     }
 }

@@ -15,5 +15,5 @@ pub mod inbox;
 pub mod outbox;
 
 pub use batch::Batcher;
-pub use db::{Db, DbError, Options};
+pub use db::{Db, DbError, Options, stored};
 pub use rusqlite;

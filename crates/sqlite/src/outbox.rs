@@ -53,11 +53,24 @@ pub fn delete_through(conn: &Connection, seq: i64) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// How many events wait after position `after`.
-pub fn backlog(conn: &Connection, after: i64) -> rusqlite::Result<u64> {
-    conn.prepare_cached("SELECT COUNT(*) FROM outbox WHERE seq > ?1")?
-        .query_row([after], |r| r.get::<_, i64>(0))
-        .map(|n| n as u64)
+/// How many events wait after position `after`, and when the first of them happened.
+pub fn backlog(conn: &Connection, after: i64) -> rusqlite::Result<(u64, Option<DateTime<Utc>>)> {
+    let (count, oldest) = conn
+        .prepare_cached(
+            "SELECT COUNT(*),
+                    (SELECT occurred_at FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT 1)
+             FROM outbox WHERE seq > ?1",
+        )?
+        .query_row([after], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, Option<String>>(1)?))
+        })?;
+    let oldest = oldest
+        .map(|t| DateTime::parse_from_rfc3339(&t).map(|t| t.with_timezone(&Utc)))
+        .transpose()
+        .map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, Box::new(e))
+        })?;
+    Ok((count as u64, oldest))
 }
 
 /// Reads an envelope from columns `first..first+6` (id, name, key, occurred_at, trace, payload);

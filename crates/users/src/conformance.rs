@@ -5,7 +5,7 @@ use std::sync::Arc;
 use platform::Role;
 
 use crate::domain::User;
-use crate::store::{Account, UserStore};
+use crate::store::{Account, Failures, UserStore};
 
 pub fn account(id: &str, email: &str) -> Account {
     Account {
@@ -70,6 +70,82 @@ pub async fn set_admin_creates_or_promotes(store: Arc<dyn UserStore>) {
     assert_eq!(stored.password_hash, "$argon2id$new");
 }
 
+pub async fn failures_count_up_expire_and_clear(store: Arc<dyn UserStore>) {
+    assert_eq!(store.failures("k").await.unwrap(), None);
+    store.add_failure("k", 1_000, 5_000).await.unwrap();
+    store.add_failure("k", 2_000, 6_000).await.unwrap();
+    let two = Failures {
+        count: 2,
+        last: 2_000,
+        expires: 6_000,
+    };
+    assert_eq!(store.failures("k").await.unwrap(), Some(two));
+    assert_eq!(store.failures("j").await.unwrap(), None, "keys count apart");
+    store.add_failure("j", 2_500, 7_000).await.unwrap();
+    assert_eq!(store.failures("k").await.unwrap(), Some(two));
+
+    // A failure at or after the count's expiry starts it again.
+    store.add_failure("k", 6_000, 10_000).await.unwrap();
+    assert_eq!(
+        store.failures("k").await.unwrap(),
+        Some(Failures {
+            count: 1,
+            last: 6_000,
+            expires: 10_000
+        })
+    );
+
+    store.clear_failures("k").await.unwrap();
+    assert_eq!(store.failures("k").await.unwrap(), None);
+    store.clear_failures("never-failed").await.unwrap();
+}
+
+/// Replicas of the service share one limit: `second` is another store on `store`'s database
+/// (another process), and failures counted by both at once all count. Not in
+/// [`conformance_tests!`]: opening a second store is each backend's own.
+pub async fn replicas_share_the_failure_counts(
+    store: Arc<dyn UserStore>,
+    second: Arc<dyn UserStore>,
+) {
+    let expires = 1_000_000;
+    store.add_failure("k", 1, expires).await.unwrap();
+    assert_eq!(
+        second.failures("k").await.unwrap().map(|f| f.count),
+        Some(1)
+    );
+
+    let count = |s: Arc<dyn UserStore>, at: i64| async move {
+        s.add_failure("k", at, expires).await.unwrap();
+    };
+    let mut both = Vec::new();
+    for i in 0..8 {
+        both.push(tokio::spawn(count(store.clone(), 10 + i)));
+        both.push(tokio::spawn(count(second.clone(), 10 + i)));
+    }
+    for task in both {
+        task.await.unwrap();
+    }
+    assert_eq!(
+        store.failures("k").await.unwrap().map(|f| f.count),
+        Some(17),
+        "no failure lost when two replicas count at once"
+    );
+
+    second.clear_failures("k").await.unwrap();
+    assert_eq!(store.failures("k").await.unwrap(), None);
+}
+
+/// A failure deletes the counts that have expired, so that the failures of the past do not pile
+/// up. Not in [`conformance_tests!`]: DynamoDB leaves that to the table's time to live.
+pub async fn expired_failures_are_pruned(store: Arc<dyn UserStore>) {
+    store.add_failure("old", 0, 1_000).await.unwrap();
+    store.add_failure("live", 0, 9_000).await.unwrap();
+    assert!(store.failures("old").await.unwrap().is_some());
+    store.add_failure("new", 1_000, 9_000).await.unwrap();
+    assert_eq!(store.failures("old").await.unwrap(), None);
+    assert!(store.failures("live").await.unwrap().is_some());
+}
+
 /// Starting twice (two processes, or a restart) runs the migrations again harmlessly: `reopen`
 /// opens a second store on `store`'s database and migrates it, and that store still finds what
 /// the first one stored. Not in [`conformance_tests!`]: reopening is each backend's own.
@@ -98,7 +174,12 @@ where
 #[macro_export]
 macro_rules! conformance_tests {
     ($fresh:path) => {
-        $crate::conformance_tests!($fresh; accounts_are_unique_by_email, set_admin_creates_or_promotes);
+        $crate::conformance_tests!(
+            $fresh;
+            accounts_are_unique_by_email,
+            set_admin_creates_or_promotes,
+            failures_count_up_expire_and_clear
+        );
     };
     ($fresh:path; $($name:ident),*) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

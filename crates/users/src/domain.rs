@@ -2,17 +2,19 @@
 
 use platform::{Email, Role};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct Invalid(pub String);
 
 /// A user as the API shows it; the password hash is never part of it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct User {
     #[serde(rename = "ID")]
     pub id: String,
+    #[schema(format = Email)]
     pub email: String,
     pub name: String,
     pub role: Role,
@@ -22,12 +24,18 @@ pub const MIN_PASSWORD: usize = 8;
 /// Argon2 takes any length, but hashing megabytes on request is a denial of service.
 pub const MAX_PASSWORD: usize = 1024;
 
-/// Sign-up as a client sends it (keys already lower-cased).
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
+/// Sign-up as a client sends it (keys already lower-cased; the schema documents the
+/// PascalCase form and what [`Registration::check`] requires).
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[schema(as = NewUser)]
 pub struct Registration {
+    #[schema(rename = "Email", value_type = String, format = Email, required = true)]
     pub email: Option<String>,
+    /// At least 8 characters and at most 1024 bytes.
+    #[schema(rename = "Password", value_type = String, required = true, min_length = 8)]
     pub password: Option<String>,
+    /// At most 200 characters, not only spaces.
+    #[schema(rename = "Name", value_type = String, required = true, min_length = 1, max_length = 200, pattern = r"\S")]
     pub name: Option<String>,
 }
 

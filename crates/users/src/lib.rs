@@ -4,15 +4,13 @@
 pub mod conformance;
 pub mod domain;
 mod http;
-mod login_limit;
-mod openapi;
 pub mod password;
+pub mod signin;
 pub mod store;
 
 use std::sync::Arc;
 
-pub use http::router;
-pub use openapi::paths as openapi;
+pub use http::{openapi, router};
 #[cfg(feature = "dynamodb")]
 pub use store::DynamoUserStore;
 #[cfg(feature = "mongodb")]

@@ -29,3 +29,17 @@ async fn migrating_twice_keeps_the_data() {
     })
     .await;
 }
+
+/// Two stores on one database, as two replicas of the service.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_share_the_failure_counts() {
+    let (db, store) = fresh().await;
+    let second = Arc::new(MongoUserStore::connect(&db.url).unwrap());
+    conformance::replicas_share_the_failure_counts(store, second).await;
+}
+
+#[tokio::test]
+async fn expired_failures_are_pruned() {
+    let (_db, store) = fresh().await;
+    conformance::expired_failures_are_pruned(store).await;
+}

@@ -14,26 +14,9 @@ gateway_dir_of_script="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 GATEWAY_TEMPLATE="${GATEWAY_TEMPLATE:-$gateway_dir_of_script/../../gateway/default.conf.template}"
 gateway_dir=""
 
-# Runs a command as root: directly when this is root (these machines), with sudo otherwise (a CI
-# runner's user).
-as_root() {
-  if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
-}
-
-# apt_install PACKAGE…: installs Debian packages without starting the servers they bring
-# (nginx would take port 80, prometheus 9090): a policy-rc.d that says no, while installing.
-apt_install() {
-  local made_policy="" rc=0
-  if [ ! -e /usr/sbin/policy-rc.d ]; then
-    printf '#!/bin/sh\nexit 101\n' | as_root tee /usr/sbin/policy-rc.d >/dev/null \
-      && as_root chmod +x /usr/sbin/policy-rc.d
-    made_policy=1
-  fi
-  { as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-      --no-install-recommends "$@" >/dev/null; } || rc=1
-  [ -n "$made_policy" ] && as_root rm -f /usr/sbin/policy-rc.d
-  return "$rc"
-}
+# apt_install (scripts/services.sh) installs nginx without starting it.
+# shellcheck source=scripts/services.sh
+source "$gateway_dir_of_script/../../../scripts/services.sh"
 
 # Debian's nginx-light (or any nginx already installed), and envsubst (gettext-base).
 gateway_ensure_nginx() {

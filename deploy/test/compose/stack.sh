@@ -2,10 +2,10 @@
 # shellcheck disable=SC2317 # checks are functions that check() calls by name
 # The whole of deploy/compose.yaml on a real Docker engine (the CI runner's; machines without
 # one run deploy/test/compose/smoke.sh instead): PostgreSQL, the broker, the migrations, the
-# five MyEvents containers, the gateway, Prometheus, Grafana and Mailpit, with the image given.
-# Then the README's walk-through through the gateway on the published port, and checks that
-# Prometheus scrapes every service, Grafana has its data source and dashboard, and the mails
-# reached Mailpit. `docker compose down -v` on exit.
+# five MyEvents containers, the gateway, Prometheus, Grafana, Jaeger and Mailpit, with the image
+# given. Then the README's walk-through through the gateway on the published port, and checks
+# that Prometheus scrapes every service and loaded its rules, Grafana has its data source and
+# dashboards, and the mails reached Mailpit. `docker compose down -v` on exit.
 #
 #   MYEVENTS_IMAGE=myevents:ci deploy/test/compose/stack.sh [rabbitmq|kafka]
 #
@@ -101,10 +101,19 @@ bookings_counted() {
 check "Prometheus has the walk-through's bookings requests" eventually 60 bookings_counted
 
 grafana() { curl -fsS --max-time 5 -u "admin:$GRAFANA_ADMIN_PASSWORD" "http://127.0.0.1:3000$1"; }
-dashboard() { grafana '/api/search?query=MyEvents' | grep -q '"uid":"myevents-services"'; }
-check "Grafana has the provisioned dashboard" eventually 60 dashboard
+dashboard() { grafana "/api/dashboards/uid/$1" | grep -q "\"uid\":\"$1\""; }
+for uid in myevents-overview myevents-sales myevents-messaging myevents-mail; do
+  check "Grafana has the provisioned dashboard $uid" eventually 60 dashboard "$uid"
+done
+rules_loaded() {
+  curl -fsS --max-time 5 http://127.0.0.1:9090/api/v1/rules \
+    | json "sum(len(g['rules']) for g in d['data']['groups'])" | grep -qv '^0$'
+}
+check "Prometheus loaded the recording rules and alerts" rules_loaded
 datasource() { grafana /api/datasources/uid/prometheus/health | grep -q '"status":"OK"'; }
 check "Grafana's Prometheus data source answers" eventually 60 datasource
+jaeger() { curl -fsS --max-time 5 http://127.0.0.1:16686/api/services | grep -q '"data"'; }
+check "Jaeger answers on 127.0.0.1:16686" eventually 60 jaeger
 
 mails() {
   [ "$(curl -fsS --max-time 5 http://127.0.0.1:8025/api/v1/messages | json "d.get('messages_count', d.get('total', 0))")" -ge 5 ]

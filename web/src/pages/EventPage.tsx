@@ -367,7 +367,14 @@ function Confirmation({ booking, event, onAgain }: { booking: Booking; event: My
           Book more seats
         </button>
       </div>
-      {!user && <p className="hint">Keep the booking number: you need it if you contact us about this booking.</p>}
+      {!user && booking.Token && (
+        <p className="hint" data-testid="guest-link">
+          This booking's own page, where you can see or cancel it:{' '}
+          <a href={href({ name: 'booking', id: booking.ID, token: booking.Token })}>open your booking</a>. Keep its link
+          {booking.Email ? ' (it is in your confirmation e-mail too)' : ''}: without an account, it is the only way in,
+          and whoever has it can cancel the booking.
+        </p>
+      )}
     </div>
   );
 }

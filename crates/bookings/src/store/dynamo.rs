@@ -10,9 +10,13 @@ use dynamo::{Commit, Dynamo, DynamoError, KeyKind, Options, Query, Table, Write,
 
 use super::{
     BookResult, BookingFilter, BookingStore, StoreError, availability, booked_event,
-    booking_cancelled, cancelled_status, refusal, replay,
+    booking_cancelled, cancelled_status, event_json, halls_json, parse_event, parse_halls, refusal,
+    replay, sale_status, seats_at,
 };
-use crate::domain::{Availability, BookOutcome, Booking, BookingStatus, NewBooking};
+use crate::domain::{
+    Availability, BookOutcome, Booking, BookingStatus, NewBooking, Placement, SaleStatus,
+    location_key, placement,
+};
 use crate::replay::Rebuilt;
 
 const INVENTORY: &str = "inventory";
@@ -22,6 +26,15 @@ const BOOKINGS: &str = "bookings";
 /// index would be only eventually consistent and could miss the latest).
 const EVENT_BOOKINGS: &str = "event_bookings";
 const IDEMPOTENCY: &str = "idempotency";
+/// Locations by [`location_key`] (`id`) with their halls (JSON), from `locationCreated`.
+const LOCATIONS: &str = "locations";
+/// Events (`event_id`) waiting for their location's halls: `location_id` (a location key),
+/// their `eventCreated` (JSON), and `cancelled` (1 if their `eventCancelled` came meanwhile).
+const WAITING: &str = "waiting_events";
+/// The events waiting at each location, keyed (location, event) and written with
+/// [`WAITING`]: read consistently, it lists every event a `locationCreated` must put on sale
+/// (an index would be only eventually consistent).
+const WAITING_AT: &str = "waiting_at";
 /// Bookings of each signed-in user (guests have no `user_id`, so they stay out of it).
 const BY_USER: &str = "by_user";
 /// Bookings released per transaction when an event is cancelled: each takes two items (the
@@ -51,6 +64,10 @@ impl DynamoBookingStore {
                     Table::new(EVENT_BOOKINGS, ("event_id", KeyKind::S))
                         .sorted_by(("id", KeyKind::S)),
                     Table::new(IDEMPOTENCY, ("id", KeyKind::S)),
+                    Table::new(LOCATIONS, ("id", KeyKind::S)),
+                    Table::new(WAITING, ("event_id", KeyKind::S)),
+                    Table::new(WAITING_AT, ("location_id", KeyKind::S))
+                        .sorted_by(("event_id", KeyKind::S)),
                     outbox::table(),
                     inbox::table(),
                 ],
@@ -72,8 +89,11 @@ fn booking(i: &Item) -> Result<Booking, DynamoError> {
         event_name: get_s(i, "event_name")?,
         seats: get_n(i, "seats")?,
         date: get_n(i, "date")?,
-        // Only this module writes the attribute.
-        status: BookingStatus::parse(&get_s(i, "status")?).unwrap_or(BookingStatus::Active),
+        status: platform::error::stored(
+            "booking status",
+            &get_s(i, "status")?,
+            BookingStatus::parse,
+        )?,
         user_id: get_s_opt(i, "user_id")?.unwrap_or_default(),
         email: get_s(i, "email")?,
     })
@@ -192,15 +212,13 @@ async fn book(db: &Dynamo, request: &NewBooking) -> Result<BookResult, DynamoErr
         let state = match &inventory {
             Some(i) => Some((
                 get_n::<u32>(i, "available")?,
-                get_s(i, "status")?,
+                sale_status(&get_s(i, "status")?)?,
                 get_s(i, "name")?,
             )),
             None => None,
         };
         let event_name = match state {
-            Some((available, status, name)) if status == "active" && available >= request.seats => {
-                name
-            }
+            Some((available, SaleStatus::Active, name)) if available >= request.seats => name,
             refused => {
                 let outcome = refusal(refused.map(|(available, status, _)| (available, status)));
                 if outcome.is_final()
@@ -326,36 +344,158 @@ fn release_all(
     (writes, caused)
 }
 
+/// Puts an event on sale with `capacity` seats (cancelled already if its `eventCancelled`
+/// came while it waited for its location), on condition that it is not on sale yet.
+fn put_on_sale(db: &Dynamo, event_id: &str, name: &str, capacity: u32, cancelled: bool) -> Write {
+    let status = if cancelled { "cancelled" } else { "active" };
+    let stored = item([
+        ("event_id", s(event_id)),
+        ("name", s(name)),
+        ("capacity", n(capacity)),
+        ("available", n(capacity)),
+        ("status", s(status)),
+    ]);
+    Write::put(db.table(INVENTORY), stored).when("attribute_not_exists(event_id)")
+}
+
+/// The writes that keep `event` waiting for its location `key`.
+fn put_waiting(
+    db: &Dynamo,
+    event: &contracts::EventCreated,
+    key: &str,
+    cancelled: bool,
+) -> [Write; 2] {
+    let waiting = item([
+        ("event_id", s(&event.id)),
+        ("location_id", s(key)),
+        ("event", s(event_json(event))),
+        ("cancelled", n(u8::from(cancelled))),
+    ]);
+    let listed = item([("location_id", s(key)), ("event_id", s(&event.id))]);
+    [
+        Write::put(db.table(WAITING), waiting).when("attribute_not_exists(event_id)"),
+        Write::put(db.table(WAITING_AT), listed),
+    ]
+}
+
+fn location_item(key: &str) -> Item {
+    item([("id", s(key))])
+}
+
+async fn halls_at(db: &Dynamo, key: &str) -> Result<Option<Vec<contracts::Hall>>, DynamoError> {
+    let Some(location) = db.get(LOCATIONS, location_item(key)).await? else {
+        return Ok(None);
+    };
+    let halls = get_s(&location, "halls")?;
+    parse_halls(&halls).map(Some).map_err(DynamoError::Data)
+}
+
+/// The change an `eventCreated` makes. Keeping an event waiting commits on condition that its
+/// location still has no halls: a `locationCreated` writes them before it lists the events
+/// waiting, so either it lists this one, or this commit is refused and made again, and then
+/// finds the halls.
+async fn create_event(
+    db: &Dynamo,
+    created: &contracts::EventCreated,
+) -> Result<Change, DynamoError> {
+    // An event is created once; another eventCreated for it (a new message id) changes nothing.
+    if db.get(INVENTORY, event_key(&created.id)).await?.is_some()
+        || db.get(WAITING, event_key(&created.id)).await?.is_some()
+    {
+        return Ok(Change::applied(Vec::new(), Vec::new()));
+    }
+    let key = location_key(&created.location_id);
+    let halls = match created.capacity {
+        Some(_) => None,
+        None => halls_at(db, &key).await?,
+    };
+    let not_waiting = Write::check(db.table(WAITING), event_key(&created.id))
+        .when("attribute_not_exists(event_id)");
+    Ok(match placement(created, halls.as_deref()) {
+        Placement::OnSale(capacity) => Change::applied(
+            vec![
+                put_on_sale(db, &created.id, &created.name, capacity, false),
+                not_waiting,
+            ],
+            Vec::new(),
+        ),
+        Placement::AwaitsLocation => {
+            let no_halls = Write::check(db.table(LOCATIONS), location_item(&key))
+                .when("attribute_not_exists(halls)");
+            let not_on_sale = Write::check(db.table(INVENTORY), event_key(&created.id))
+                .when("attribute_not_exists(event_id)");
+            let mut writes = Vec::from(put_waiting(db, created, &key, false));
+            writes.extend([no_halls, not_on_sale]);
+            Change::applied(writes, Vec::new())
+        }
+        Placement::Unsellable(why) => Change::not_applied(bus::Outcome::Poison(why)),
+    })
+}
+
+/// The change a `locationCreated` makes: its halls first, on their own (the first
+/// `locationCreated` of a location wins), then each event waiting for it on sale, each in a
+/// transaction of its own. A crash in between leaves the message unrecorded; its redelivery
+/// puts the rest on sale.
+async fn create_location(
+    db: &Dynamo,
+    location: &contracts::LocationCreated,
+) -> Result<Change, DynamoError> {
+    let key = location_key(&location.id);
+    let halls = Write::update(
+        db.table(LOCATIONS),
+        location_item(&key),
+        "SET halls = :halls",
+    )
+    .when("attribute_not_exists(halls)")
+    .value(":halls", s(halls_json(&location.halls)));
+    db.write(halls).await?;
+    let halls = halls_at(db, &key)
+        .await?
+        .ok_or_else(|| DynamoError::Data(format!("location {key:?} vanished")))?;
+    let started = Instant::now();
+    let listed = db
+        .query(
+            WAITING_AT,
+            Query::new("location_id = :key").value(":key", s(&key)),
+        )
+        .await?;
+    for entry in listed {
+        let event_id = get_s(&entry, "event_id")?;
+        loop {
+            let Some(waiting) = db.get(WAITING, event_key(&event_id)).await? else {
+                break;
+            };
+            let event = parse_event(&get_s(&waiting, "event")?).map_err(DynamoError::Data)?;
+            let cancelled: u8 = get_n(&waiting, "cancelled")?;
+            let Some(capacity) = seats_at(&event, &halls) else {
+                break;
+            };
+            let writes = vec![
+                put_on_sale(db, &event.id, &event.name, capacity, cancelled == 1),
+                // Unless it was cancelled since it was read.
+                Write::delete(db.table(WAITING), event_key(&event.id))
+                    .when("cancelled = :cancelled")
+                    .value(":cancelled", n(cancelled)),
+                Write::delete(
+                    db.table(WAITING_AT),
+                    item([("location_id", s(&key)), ("event_id", s(&event.id))]),
+                ),
+            ];
+            match db.commit(writes, &[]).await? {
+                Commit::Done => break,
+                Commit::Refused(_) => db.patience(started, "putting waiting events on sale")?,
+            }
+        }
+    }
+    Ok(Change::applied(Vec::new(), Vec::new()))
+}
+
 /// Applies one event to the inventory (see [`BookingStore::apply`]); the inbox is
 /// `dynamo::inbox::apply_once`'s business.
 async fn apply_one(db: &Dynamo, event: &DomainEvent) -> Result<Change, DynamoError> {
     match event {
-        DomainEvent::EventCreated(created) => {
-            let Some(capacity) = created.capacity.filter(|c| *c > 0) else {
-                let why = format!(
-                    "eventCreated {} has no capacity, so its seats cannot be sold",
-                    created.id
-                );
-                return Ok(Change::not_applied(bus::Outcome::Poison(why)));
-            };
-            // An event is created once; another eventCreated for it (a new message id) changes
-            // nothing.
-            let create = Write::update(
-                db.table(INVENTORY),
-                event_key(&created.id),
-                "SET #name = if_not_exists(#name, :name), \
-                 #capacity = if_not_exists(#capacity, :capacity), \
-                 available = if_not_exists(available, :capacity), \
-                 #status = if_not_exists(#status, :active)",
-            )
-            .name("#name", "name")
-            .name("#capacity", "capacity")
-            .name("#status", "status")
-            .value(":name", s(&created.name))
-            .value(":capacity", n(capacity))
-            .value(":active", s("active"));
-            Ok(Change::applied(vec![create], Vec::new()))
-        }
+        DomainEvent::EventCreated(created) => create_event(db, created).await,
+        DomainEvent::LocationCreated(location) => create_location(db, location).await,
         DomainEvent::EventCancelled(cancelled) => {
             // First, on its own: once the event is cancelled no booking can be taken, so the
             // list read below is complete. Doing it again on a redelivery changes nothing.
@@ -368,6 +508,19 @@ async fn apply_one(db: &Dynamo, event: &DomainEvent) -> Result<Change, DynamoErr
             .name("#status", "status")
             .value(":cancelled", s("cancelled"));
             if !db.write(stop_sales).await? {
+                if db.get(WAITING, event_key(&cancelled.id)).await?.is_some() {
+                    // It goes on sale cancelled when its location comes; it has no bookings.
+                    // If its location put it on sale meanwhile, the condition fails and this
+                    // change is made again, and then stops its sales above.
+                    let mark = Write::update(
+                        db.table(WAITING),
+                        event_key(&cancelled.id),
+                        "SET cancelled = :one",
+                    )
+                    .when("attribute_exists(event_id)")
+                    .value(":one", n(1));
+                    return Ok(Change::applied(vec![mark], Vec::new()));
+                }
                 // Its eventCreated may still be on the way (a broker without global order).
                 let why = format!("event {} is not known yet", cancelled.id);
                 return Ok(Change::not_applied(bus::Outcome::Retry(why)));
@@ -450,7 +603,7 @@ impl BookingStore for DynamoBookingStore {
             event_id.to_owned(),
             get_n(&i, "capacity")?,
             get_n(&i, "available")?,
-            &get_s(&i, "status")?,
+            sale_status(&get_s(&i, "status")?)?,
         )))
     }
 
@@ -503,6 +656,17 @@ impl BookingStore for DynamoBookingStore {
                 email: b.email.clone(),
             };
             writes.extend(put_booking(db, &restored));
+        }
+        for location in &rebuilt.locations {
+            let stored = item([
+                ("id", s(&location.key)),
+                ("halls", s(halls_json(&location.halls))),
+            ]);
+            writes.push(Write::put(db.table(LOCATIONS), stored));
+        }
+        for w in &rebuilt.waiting {
+            let key = location_key(&w.event.location_id);
+            writes.extend(put_waiting(db, &w.event, &key, w.cancelled));
         }
         writes.extend(rebuilt.message_ids.iter().map(|id| inbox::record(db, id)));
         // Not one transaction (a replay is larger than DynamoDB's 100 items); it writes into

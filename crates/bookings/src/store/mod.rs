@@ -12,10 +12,13 @@ mod sqlite;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use contracts::{BookingCancelled, CancelReason, DomainEvent, Envelope, EventBooked};
+use contracts::{
+    BookingCancelled, CancelReason, DomainEvent, Envelope, EventBooked, EventCreated, Hall,
+};
 
 use crate::domain::{
-    Availability, BookOutcome, Booking, BookingStatus, Idempotency, NewBooking, SaleStatus,
+    Availability, BookOutcome, Booking, BookingStatus, Idempotency, NewBooking, Placement,
+    SaleStatus, placement,
 };
 use crate::replay::Rebuilt;
 
@@ -59,9 +62,13 @@ pub trait BookingStore: Send + Sync + 'static {
     async fn bookings(&self, filter: BookingFilter) -> Result<Vec<Booking>, StoreError>;
     async fn availability(&self, event_id: &str) -> Result<Option<Availability>, StoreError>;
 
-    /// Applies `eventCreated` / `eventCancelled` to the inventory, each message once; an event
-    /// cancelled turns its active bookings into `event_cancelled`, each with a
-    /// `bookingCancelled`.
+    /// Applies `locationCreated` / `eventCreated` / `eventCancelled` to the inventory, each
+    /// message once; an event cancelled turns its active bookings into `event_cancelled`, each
+    /// with a `bookingCancelled`. An `eventCreated` that states no capacity (the reference's)
+    /// takes its seats from its location's halls ([`crate::domain::placement`]); if its
+    /// `locationCreated` has not come yet, the event is kept waiting (not bookable, cancellable)
+    /// and goes on sale in the transaction that records the location. The first
+    /// `locationCreated` of a location and the first `eventCreated` of an event win.
     async fn apply(
         &self,
         batch: Vec<(String, DomainEvent)>,
@@ -86,7 +93,7 @@ fn booked_event(request: &NewBooking) -> Envelope {
         email: request.customer.email.clone(),
         booked_at: chrono::DateTime::from_timestamp(request.date, 0).unwrap_or_default(),
     });
-    Envelope::new(&booked, None)
+    Envelope::new(&booked, platform::telemetry::traceparent())
 }
 
 /// The `bookingCancelled` a released booking emits.
@@ -102,7 +109,7 @@ fn booking_cancelled(
         seats,
         reason,
     });
-    Envelope::new(&cancelled, None)
+    Envelope::new(&cancelled, platform::telemetry::traceparent())
 }
 
 /// The status a booking released for `reason` ends in.
@@ -130,24 +137,65 @@ fn replay(idem: &Idempotency, fingerprint: &str, answer: &str) -> serde_json::Re
 /// Why seats were not taken, from the event's (available, status) if it is known: for the
 /// stores that take seats with one conditional write per request (MongoDB, DynamoDB).
 #[cfg(any(feature = "mongodb", feature = "dynamodb"))]
-fn refusal(state: Option<(u32, String)>) -> BookOutcome {
+fn refusal(state: Option<(u32, SaleStatus)>) -> BookOutcome {
     match state {
         None => BookOutcome::UnknownEvent,
-        Some((_, status)) if status != "active" => BookOutcome::EventCancelled,
-        Some((available, _)) => BookOutcome::NotEnoughSeats { available },
+        Some((_, SaleStatus::Cancelled)) => BookOutcome::EventCancelled,
+        Some((available, SaleStatus::Active)) => BookOutcome::NotEnoughSeats { available },
     }
 }
 
 /// How a store reports an event's seats.
-fn availability(event_id: String, capacity: u32, available: u32, status: &str) -> Availability {
+fn availability(
+    event_id: String,
+    capacity: u32,
+    available: u32,
+    status: SaleStatus,
+) -> Availability {
     Availability {
         event_id,
         capacity,
         available,
-        status: if status == "active" {
-            SaleStatus::Active
-        } else {
-            SaleStatus::Cancelled
-        },
+        status,
     }
+}
+
+/// A location's halls as the stores keep them: JSON text.
+fn halls_json(halls: &[Hall]) -> String {
+    // A Vec of plain structs always serialises.
+    serde_json::to_string(halls).unwrap_or_else(|_| "[]".to_owned())
+}
+
+fn parse_halls(json: &str) -> Result<Vec<Hall>, String> {
+    serde_json::from_str(json).map_err(|e| format!("stored halls do not parse: {e}"))
+}
+
+/// A waiting event's `eventCreated` as the stores keep it: JSON text.
+fn event_json(event: &EventCreated) -> String {
+    serde_json::to_string(event).unwrap_or_else(|_| "{}".to_owned())
+}
+
+fn parse_event(json: &str) -> Result<EventCreated, String> {
+    serde_json::from_str(json).map_err(|e| format!("a stored waiting event does not parse: {e}"))
+}
+
+/// The seats of a waiting event now that its location's `halls` are known; `None` if it can
+/// never be sold (a location with no seats, a hall it does not have), and then it stays
+/// waiting, where an operator finds it, rather than vanish.
+fn seats_at(event: &EventCreated, halls: &[Hall]) -> Option<u32> {
+    match placement(event, Some(halls)) {
+        Placement::OnSale(seats) => Some(seats),
+        Placement::AwaitsLocation => None,
+        Placement::Unsellable(why) => {
+            tracing::warn!(event = %event.id, "an event waiting for its location cannot be sold: {why}");
+            None
+        }
+    }
+}
+
+/// An event's sale status as a store keeps it (`active` or `cancelled`); any other value is
+/// an error, never read as either. Only the MongoDB and DynamoDB stores need it.
+#[cfg(any(feature = "mongodb", feature = "dynamodb"))]
+fn sale_status(value: &str) -> Result<SaleStatus, platform::UnknownValue> {
+    platform::error::stored("sale status", value, SaleStatus::parse)
 }

@@ -11,9 +11,13 @@ use serde::Deserialize;
 
 use super::{
     BookResult, BookingFilter, BookingStore, StoreError, availability, booked_event,
-    booking_cancelled, cancelled_status, refusal, replay,
+    booking_cancelled, cancelled_status, event_json, halls_json, parse_event, parse_halls, refusal,
+    replay, sale_status, seats_at,
 };
-use crate::domain::{Availability, BookOutcome, Booking, BookingStatus, NewBooking};
+use crate::domain::{
+    Availability, BookOutcome, Booking, BookingStatus, NewBooking, Placement, location_key,
+    placement,
+};
 use crate::replay::Rebuilt;
 
 /// Each event's seats, by event id (`_id`).
@@ -23,6 +27,14 @@ const INVENTORY: &str = "inventory";
 const BOOKINGS: &str = "bookings";
 /// Idempotency keys (`_id`) with the fingerprint of their request and its answer (JSON).
 const IDEMPOTENCY: &str = "idempotency";
+/// Locations by [`location_key`] (`_id`): their halls (JSON) once their `locationCreated`
+/// came. The document is where an event and its location meet: an event that finds no halls
+/// writes it (`$inc` of `waiting`) and a `locationCreated` writes its halls into it, so two
+/// such transactions at once conflict and the one retried sees the other's work.
+const LOCATIONS: &str = "locations";
+/// Events (`_id`) waiting for their location (`location_id`, a location key): their
+/// `eventCreated` (JSON) and whether they were cancelled meanwhile.
+const WAITING: &str = "waiting_events";
 
 #[derive(Deserialize)]
 struct InventoryDoc {
@@ -45,20 +57,32 @@ struct BookingDoc {
     email: String,
 }
 
-impl From<BookingDoc> for Booking {
-    fn from(d: BookingDoc) -> Booking {
-        Booking {
+impl TryFrom<BookingDoc> for Booking {
+    type Error = MongoError;
+
+    fn try_from(d: BookingDoc) -> Result<Booking, MongoError> {
+        Ok(Booking {
             id: d.id,
             event_id: d.event_id,
             event_name: d.event_name,
             seats: d.seats,
             date: d.date,
-            // Only this module writes the field.
-            status: BookingStatus::parse(&d.status).unwrap_or(BookingStatus::Active),
+            status: platform::error::stored("booking status", &d.status, BookingStatus::parse)?,
             user_id: d.user_id.unwrap_or_default(),
             email: d.email,
-        }
+        })
     }
+}
+
+#[derive(Deserialize)]
+struct LocationDoc {
+    halls: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct WaitingDoc {
+    event: String,
+    cancelled: bool,
 }
 
 #[derive(Deserialize)]
@@ -86,6 +110,8 @@ impl MongoBookingStore {
                         .index(doc! {"user_id": 1, "order": 1}, false)
                         .index(doc! {"order": 1}, false),
                     Collection::new(IDEMPOTENCY),
+                    Collection::new(LOCATIONS),
+                    Collection::new(WAITING).index(doc! {"location_id": 1}, false),
                 ],
                 seeds: Vec::new(),
             },
@@ -155,7 +181,11 @@ async fn book(
             let state: Option<InventoryDoc> = tx
                 .find_one(INVENTORY, doc! {"_id": &request.event_id})
                 .await?;
-            (refusal(state.map(|s| (s.available, s.status))), Vec::new())
+            let state = match state {
+                Some(s) => Some((s.available, sale_status(&s.status)?)),
+                None => None,
+            };
+            (refusal(state), Vec::new())
         }
     };
 
@@ -210,36 +240,130 @@ async fn release(
     )))
 }
 
+/// Puts an event on sale with `capacity` seats (cancelled already if its `eventCancelled`
+/// came while it waited for its location). An event is created once: if it is on sale
+/// already, nothing changes.
+async fn put_on_sale(
+    tx: &mut Tx,
+    event_id: &str,
+    name: &str,
+    capacity: u32,
+    cancelled: bool,
+) -> Result<(), MongoError> {
+    let capacity = i64::from(capacity);
+    tx.update_one(
+        INVENTORY,
+        doc! {"_id": event_id},
+        doc! {"$setOnInsert": {
+            "name": name,
+            "capacity": capacity,
+            "available": capacity,
+            "status": if cancelled { "cancelled" } else { "active" },
+        }},
+        true,
+    )
+    .await?;
+    Ok(())
+}
+
 /// Applies one event to the inventory (see [`BookingStore::apply`]); the inbox is
 /// `mongo::inbox::apply_once`'s business.
 async fn apply_one(tx: &mut Tx, event: &DomainEvent) -> Result<Applied, MongoError> {
     match event {
         DomainEvent::EventCreated(created) => {
-            let Some(capacity) = created.capacity.filter(|c| *c > 0) else {
-                let why = format!(
-                    "eventCreated {} has no capacity, so its seats cannot be sold",
-                    created.id
-                );
-                return Ok((bus::Outcome::Poison(why), Vec::new()));
-            };
             // An event is created once; another eventCreated for it (a new message id) changes
             // nothing.
-            let capacity = i64::from(capacity);
-            tx.update_one(
-                INVENTORY,
-                doc! {"_id": &created.id},
-                doc! {"$setOnInsert": {
-                    "name": &created.name,
-                    "capacity": capacity,
-                    "available": capacity,
-                    "status": "active",
-                }},
-                true,
-            )
-            .await?;
+            let id = doc! {"_id": &created.id};
+            if tx.count(INVENTORY, id.clone()).await? + tx.count(WAITING, id).await? > 0 {
+                return Ok((bus::Outcome::Applied, Vec::new()));
+            }
+            let key = location_key(&created.location_id);
+            let halls = match created.capacity {
+                Some(_) => None,
+                None => {
+                    let found: Option<LocationDoc> =
+                        tx.find_one(LOCATIONS, doc! {"_id": &key}).await?;
+                    found
+                        .and_then(|l| l.halls)
+                        .map(|j| parse_halls(&j).map_err(MongoError::Invalid))
+                        .transpose()?
+                }
+            };
+            match placement(created, halls.as_deref()) {
+                Placement::OnSale(capacity) => {
+                    put_on_sale(tx, &created.id, &created.name, capacity, false).await?
+                }
+                Placement::AwaitsLocation => {
+                    // See LOCATIONS.
+                    tx.update_one(
+                        LOCATIONS,
+                        doc! {"_id": &key},
+                        doc! {"$inc": {"waiting": 1}},
+                        true,
+                    )
+                    .await?;
+                    let waiting = doc! {
+                        "_id": &created.id,
+                        "location_id": &key,
+                        "event": event_json(created),
+                        "cancelled": false,
+                    };
+                    tx.insert(WAITING, waiting).await?;
+                }
+                Placement::Unsellable(why) => return Ok((bus::Outcome::Poison(why), Vec::new())),
+            }
+            Ok((bus::Outcome::Applied, Vec::new()))
+        }
+        DomainEvent::LocationCreated(location) => {
+            let key = location_key(&location.id);
+            let found: Option<LocationDoc> = tx.find_one(LOCATIONS, doc! {"_id": &key}).await?;
+            // The first locationCreated's halls win.
+            let halls = match found.and_then(|l| l.halls) {
+                Some(json) => parse_halls(&json).map_err(MongoError::Invalid)?,
+                None => {
+                    let json = halls_json(&location.halls);
+                    tx.update_one(
+                        LOCATIONS,
+                        doc! {"_id": &key},
+                        doc! {"$set": {"halls": json}},
+                        true,
+                    )
+                    .await?;
+                    location.halls.clone()
+                }
+            };
+            let waiting: Vec<WaitingDoc> = tx
+                .find(WAITING, doc! {"location_id": &key}, doc! {"_id": 1})
+                .await?;
+            for w in waiting {
+                let event = parse_event(&w.event).map_err(MongoError::Invalid)?;
+                if let Some(capacity) = seats_at(&event, &halls) {
+                    put_on_sale(tx, &event.id, &event.name, capacity, w.cancelled).await?;
+                    tx.db
+                        .collection::<Document>(WAITING)
+                        .delete_one(doc! {"_id": &event.id})
+                        .session(&mut tx.session)
+                        .await?;
+                }
+            }
             Ok((bus::Outcome::Applied, Vec::new()))
         }
         DomainEvent::EventCancelled(cancelled) => {
+            // A locationCreated that puts it on sale at the same time writes the same document:
+            // one of the two transactions is retried and sees the other's work.
+            let waiting = tx
+                .update_one(
+                    WAITING,
+                    doc! {"_id": &cancelled.id},
+                    doc! {"$set": {"cancelled": true}},
+                    false,
+                )
+                .await?
+                .matched_count;
+            if waiting == 1 {
+                // It goes on sale cancelled when its location comes; it has no bookings.
+                return Ok((bus::Outcome::Applied, Vec::new()));
+            }
             let known = tx
                 .update_one(
                     INVENTORY,
@@ -318,6 +442,21 @@ async fn restore(
         bookings.push(booking_document(&booking, b.user_id.as_deref()));
     }
     tx.insert_many(BOOKINGS, bookings).await?;
+    let locations = (rebuilt.locations.iter())
+        .map(|l| doc! {"_id": &l.key, "halls": halls_json(&l.halls)})
+        .collect();
+    tx.insert_many(LOCATIONS, locations).await?;
+    let waiting = (rebuilt.waiting.iter())
+        .map(|w| {
+            doc! {
+                "_id": &w.event.id,
+                "location_id": location_key(&w.event.location_id),
+                "event": event_json(&w.event),
+                "cancelled": w.cancelled,
+            }
+        })
+        .collect();
+    tx.insert_many(WAITING, waiting).await?;
     for id in &rebuilt.message_ids {
         if !inbox::seen(tx, id).await? {
             inbox::record(tx, id).await?;
@@ -345,7 +484,10 @@ impl BookingStore for MongoBookingStore {
                     let cancelled = release(tx, id, CancelReason::Customer).await?;
                     let booking: Option<BookingDoc> =
                         tx.find_one(BOOKINGS, doc! {"_id": id}).await?;
-                    Ok((booking.map(Booking::from), Vec::from_iter(cancelled)))
+                    Ok((
+                        booking.map(Booking::try_from).transpose()?,
+                        Vec::from_iter(cancelled),
+                    ))
                 })
             })
             .await?)
@@ -356,7 +498,7 @@ impl BookingStore for MongoBookingStore {
             .mongo
             .find_one(BOOKINGS, doc! {"_id": id}, doc! {})
             .await?;
-        Ok(found.map(Booking::from))
+        Ok(found.map(Booking::try_from).transpose()?)
     }
 
     async fn bookings(&self, filter: BookingFilter) -> Result<Vec<Booking>, StoreError> {
@@ -371,7 +513,10 @@ impl BookingStore for MongoBookingStore {
             .mongo
             .find(BOOKINGS, condition, doc! {"order": 1}, None)
             .await?;
-        Ok(found.into_iter().map(Booking::from).collect())
+        Ok(found
+            .into_iter()
+            .map(Booking::try_from)
+            .collect::<Result<_, _>>()?)
     }
 
     async fn availability(&self, event_id: &str) -> Result<Option<Availability>, StoreError> {
@@ -379,7 +524,16 @@ impl BookingStore for MongoBookingStore {
             .mongo
             .find_one(INVENTORY, doc! {"_id": event_id}, doc! {})
             .await?;
-        Ok(found.map(|i| availability(event_id.to_owned(), i.capacity, i.available, &i.status)))
+        let Some(i) = found else {
+            return Ok(None);
+        };
+        let status = sale_status(&i.status).map_err(StoreError::from)?;
+        Ok(Some(availability(
+            event_id.to_owned(),
+            i.capacity,
+            i.available,
+            status,
+        )))
     }
 
     async fn apply(

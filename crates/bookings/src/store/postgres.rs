@@ -9,11 +9,12 @@ use postgres::{Options, Pg, PgError, inbox, int, outbox};
 
 use super::{
     BookResult, BookingFilter, BookingStore, StoreError, availability, booked_event,
-    booking_cancelled, cancelled_status, replay,
+    booking_cancelled, cancelled_status, event_json, halls_json, parse_event, parse_halls, replay,
+    seats_at,
 };
 use crate::domain::{
-    Availability, BookOutcome, Booking, BookingStatus, NewBooking, Stock, Stocks, seats_taken,
-    take_seats,
+    Availability, BookOutcome, Booking, BookingStatus, NewBooking, Placement, SaleStatus, Stock,
+    Stocks, location_key, placement, seats_taken, take_seats,
 };
 use crate::replay::Rebuilt;
 use tokio::sync::{mpsc, oneshot};
@@ -45,7 +46,23 @@ CREATE TABLE IF NOT EXISTS idempotency (
     fingerprint TEXT NOT NULL,
     answer      TEXT NOT NULL, -- the BookOutcome as JSON
     created_at  BIGINT NOT NULL
-);";
+);
+-- Halls of each location (locationCreated), for events that state no capacity. The row is
+-- where an event and its location meet: an event that finds no halls writes the row (halls
+-- still NULL) and keeps it locked until it commits, so a locationCreated applied at the same
+-- time waits and then sees the event waiting, or commits first and is seen by the event.
+CREATE TABLE IF NOT EXISTS locations (
+    id    TEXT PRIMARY KEY, -- domain::location_key
+    halls TEXT              -- JSON; NULL until the locationCreated comes
+);
+-- Events that wait for their location's halls to know their seats.
+CREATE TABLE IF NOT EXISTS waiting_events (
+    event_id    TEXT PRIMARY KEY,
+    location_id TEXT NOT NULL, -- domain::location_key
+    event       TEXT NOT NULL, -- the eventCreated as JSON
+    cancelled   BOOLEAN NOT NULL DEFAULT FALSE
+);
+CREATE INDEX IF NOT EXISTS waiting_by_location ON waiting_events (location_id);";
 
 const SELECT_BOOKINGS: &str = "SELECT b.id, b.event_id, i.name, b.seats, b.date, b.status,
         COALESCE(b.user_id, '') AS user_id, b.email
@@ -89,15 +106,13 @@ impl PgBookingStore {
 }
 
 fn booking_row(row: &PgRow) -> Result<Booking, sqlx::Error> {
-    let status: String = row.try_get("status")?;
     Ok(Booking {
         id: row.try_get("id")?,
         event_id: row.try_get("event_id")?,
         event_name: row.try_get("name")?,
         seats: int(row, "seats")?,
         date: row.try_get("date")?,
-        // Only this module writes the column.
-        status: BookingStatus::parse(&status).unwrap_or(BookingStatus::Active),
+        status: postgres::stored(row, "status", "booking status", BookingStatus::parse)?,
         user_id: row.try_get("user_id")?,
         email: row.try_get("email")?,
     })
@@ -115,7 +130,7 @@ async fn select_booking<'c>(
 }
 
 fn json_failure(e: serde_json::Error) -> PgError {
-    PgError::Sql(format!("cannot encode an idempotent answer: {e}"))
+    PgError::Internal(format!("cannot encode an idempotent answer: {e}"))
 }
 
 /// An event's seats, read and locked (`FOR UPDATE`) the first time a booking transaction
@@ -131,11 +146,11 @@ async fn lock_stock(conn: &mut PgConnection, event_id: &str) -> Result<Option<St
     let Some(row) = row else {
         return Ok(None);
     };
-    let status: String = row.try_get("status")?;
+    let status = postgres::stored(&row, "status", "sale status", SaleStatus::parse)?;
     Ok(Some(Stock::new(
         row.try_get("name")?,
         int(&row, "available")?,
-        status == "active",
+        status == SaleStatus::Active,
     )))
 }
 
@@ -153,7 +168,7 @@ async fn write_back(conn: &mut PgConnection, stocks: &Stocks) -> Result<(), PgEr
         .await?
         .rows_affected();
         if updated != 1 {
-            return Err(PgError::Sql(format!(
+            return Err(PgError::Internal(format!(
                 "the seats of event {event_id} changed under a booking transaction"
             )));
         }
@@ -279,6 +294,33 @@ async fn release(
     Ok(Some(booking_cancelled(booking_id, event_id, seats, reason)))
 }
 
+/// Puts an event on sale with `capacity` seats (cancelled already if its `eventCancelled`
+/// came while it waited for its location). An event is created once: if it is on sale
+/// already, nothing changes.
+async fn put_on_sale(
+    conn: &mut PgConnection,
+    event_id: &str,
+    name: &str,
+    capacity: u32,
+    cancelled: bool,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO inventory (event_id, name, capacity, available, status)
+         VALUES ($1, $2, $3, $3, $4) ON CONFLICT (event_id) DO NOTHING",
+    )
+    .bind(event_id)
+    .bind(name)
+    .bind(i64::from(capacity))
+    .bind(if cancelled { "cancelled" } else { "active" })
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+fn data(error: String) -> sqlx::Error {
+    sqlx::Error::Decode(error.into())
+}
+
 /// Applies one event to the inventory (see [`BookingStore::apply`]); the inbox is
 /// `postgres::inbox::apply_once`'s business.
 async fn apply_one(
@@ -287,27 +329,99 @@ async fn apply_one(
 ) -> Result<inbox::Applied, sqlx::Error> {
     match event {
         DomainEvent::EventCreated(created) => {
-            let Some(capacity) = created.capacity.filter(|c| *c > 0) else {
-                let why = format!(
-                    "eventCreated {} has no capacity, so its seats cannot be sold",
-                    created.id
-                );
-                return Ok((bus::Outcome::Poison(why), Vec::new()));
-            };
             // An event is created once; another eventCreated for it (a new message id) changes
             // nothing.
-            sqlx::query(
-                "INSERT INTO inventory (event_id, name, capacity, available, status)
-                 VALUES ($1, $2, $3, $3, 'active') ON CONFLICT (event_id) DO NOTHING",
+            let known: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM inventory WHERE event_id = $1)
+                     OR EXISTS (SELECT 1 FROM waiting_events WHERE event_id = $1)",
             )
             .bind(&created.id)
-            .bind(&created.name)
-            .bind(i64::from(capacity))
-            .execute(&mut *conn)
+            .fetch_one(&mut *conn)
             .await?;
+            if known {
+                return Ok((bus::Outcome::Applied, Vec::new()));
+            }
+            let key = location_key(&created.location_id);
+            let halls = match created.capacity {
+                Some(_) => None,
+                None => {
+                    // See the comment on the locations table.
+                    sqlx::query("INSERT INTO locations (id) VALUES ($1) ON CONFLICT DO NOTHING")
+                        .bind(&key)
+                        .execute(&mut *conn)
+                        .await?;
+                    let json: Option<String> =
+                        sqlx::query_scalar("SELECT halls FROM locations WHERE id = $1 FOR UPDATE")
+                            .bind(&key)
+                            .fetch_one(&mut *conn)
+                            .await?;
+                    json.map(|j| parse_halls(&j).map_err(data)).transpose()?
+                }
+            };
+            match placement(created, halls.as_deref()) {
+                Placement::OnSale(capacity) => {
+                    put_on_sale(conn, &created.id, &created.name, capacity, false).await?
+                }
+                Placement::AwaitsLocation => {
+                    sqlx::query(
+                        "INSERT INTO waiting_events (event_id, location_id, event) VALUES ($1, $2, $3)
+                         ON CONFLICT (event_id) DO NOTHING",
+                    )
+                    .bind(&created.id)
+                    .bind(&key)
+                    .bind(event_json(created))
+                    .execute(&mut *conn)
+                    .await?;
+                }
+                Placement::Unsellable(why) => return Ok((bus::Outcome::Poison(why), Vec::new())),
+            }
+            Ok((bus::Outcome::Applied, Vec::new()))
+        }
+        DomainEvent::LocationCreated(location) => {
+            let key = location_key(&location.id);
+            // The first locationCreated's halls win; the row stays locked to the commit.
+            let json: String = sqlx::query_scalar(
+                "INSERT INTO locations (id, halls) VALUES ($1, $2)
+                 ON CONFLICT (id) DO UPDATE SET halls = COALESCE(locations.halls, EXCLUDED.halls)
+                 RETURNING halls",
+            )
+            .bind(&key)
+            .bind(halls_json(&location.halls))
+            .fetch_one(&mut *conn)
+            .await?;
+            let halls = parse_halls(&json).map_err(data)?;
+            let waiting: Vec<(String, bool)> = sqlx::query_as(
+                "SELECT event, cancelled FROM waiting_events WHERE location_id = $1
+                 ORDER BY event_id FOR UPDATE",
+            )
+            .bind(&key)
+            .fetch_all(&mut *conn)
+            .await?;
+            for (json, cancelled) in waiting {
+                let event = parse_event(&json).map_err(data)?;
+                if let Some(capacity) = seats_at(&event, &halls) {
+                    put_on_sale(conn, &event.id, &event.name, capacity, cancelled).await?;
+                    sqlx::query("DELETE FROM waiting_events WHERE event_id = $1")
+                        .bind(&event.id)
+                        .execute(&mut *conn)
+                        .await?;
+                }
+            }
             Ok((bus::Outcome::Applied, Vec::new()))
         }
         DomainEvent::EventCancelled(cancelled) => {
+            // Waiting first: a locationCreated that puts it on sale meanwhile holds its row,
+            // and once it commits the inventory update below sees the event.
+            let waiting =
+                sqlx::query("UPDATE waiting_events SET cancelled = TRUE WHERE event_id = $1")
+                    .bind(&cancelled.id)
+                    .execute(&mut *conn)
+                    .await?
+                    .rows_affected();
+            if waiting == 1 {
+                // It goes on sale cancelled when its location comes; it has no bookings.
+                return Ok((bus::Outcome::Applied, Vec::new()));
+            }
             let known =
                 sqlx::query("UPDATE inventory SET status = 'cancelled' WHERE event_id = $1")
                     .bind(&cancelled.id)
@@ -344,12 +458,13 @@ async fn restore(
     outbox: Vec<Envelope>,
 ) -> Result<Vec<Envelope>, PgError> {
     let holds: i64 = sqlx::query_scalar(
-        "SELECT (SELECT COUNT(*) FROM inventory) + (SELECT COUNT(*) FROM bookings)",
+        "SELECT (SELECT COUNT(*) FROM inventory) + (SELECT COUNT(*) FROM bookings)
+              + (SELECT COUNT(*) FROM locations) + (SELECT COUNT(*) FROM waiting_events)",
     )
     .fetch_one(&mut *conn)
     .await?;
     if holds > 0 {
-        return Err(PgError::Sql(
+        return Err(PgError::Internal(
             "a replay writes into an empty bookings database only".into(),
         ));
     }
@@ -362,6 +477,24 @@ async fn restore(
         .bind(i64::from(event.capacity))
         .bind(i64::from(event.available))
         .bind(if event.cancelled { "cancelled" } else { "active" })
+        .execute(&mut *conn)
+        .await?;
+    }
+    for location in &rebuilt.locations {
+        sqlx::query("INSERT INTO locations (id, halls) VALUES ($1, $2)")
+            .bind(&location.key)
+            .bind(halls_json(&location.halls))
+            .execute(&mut *conn)
+            .await?;
+    }
+    for w in &rebuilt.waiting {
+        sqlx::query(
+            "INSERT INTO waiting_events (event_id, location_id, event, cancelled) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&w.event.id)
+        .bind(location_key(&w.event.location_id))
+        .bind(event_json(&w.event))
+        .bind(w.cancelled)
         .execute(&mut *conn)
         .await?;
     }
@@ -495,12 +628,11 @@ impl BookingStore for PgBookingStore {
         Ok(self
             .pg
             .fetch_optional(query, |r| {
-                let status: String = r.try_get("status")?;
                 Ok(availability(
                     event_id.to_owned(),
                     int(r, "capacity")?,
                     int(r, "available")?,
-                    &status,
+                    postgres::stored(r, "status", "sale status", SaleStatus::parse)?,
                 ))
             })
             .await?)

@@ -9,11 +9,12 @@ use sqlite::{Batcher, Db, DbError, Options, inbox, outbox};
 
 use super::{
     BookResult, BookingFilter, BookingStore, StoreError, availability, booked_event,
-    booking_cancelled, cancelled_status, replay,
+    booking_cancelled, cancelled_status, event_json, halls_json, parse_event, parse_halls, replay,
+    seats_at,
 };
 use crate::domain::{
-    Availability, BookOutcome, Booking, BookingStatus, NewBooking, Stock, Stocks, seats_taken,
-    take_seats,
+    Availability, BookOutcome, Booking, BookingStatus, NewBooking, Placement, SaleStatus, Stock,
+    Stocks, location_key, placement, seats_taken, take_seats,
 };
 use crate::replay::Rebuilt;
 
@@ -44,7 +45,20 @@ CREATE TABLE IF NOT EXISTS idempotency (
     fingerprint TEXT NOT NULL,
     answer      TEXT NOT NULL, -- the BookOutcome as JSON
     created_at  INTEGER NOT NULL
-);";
+);
+-- Halls of each location (locationCreated), for events that state no capacity.
+CREATE TABLE IF NOT EXISTS locations (
+    id    TEXT PRIMARY KEY, -- domain::location_key
+    halls TEXT NOT NULL     -- JSON
+);
+-- Events that wait for their location's halls to know their seats.
+CREATE TABLE IF NOT EXISTS waiting_events (
+    event_id    TEXT PRIMARY KEY,
+    location_id TEXT NOT NULL, -- domain::location_key
+    event       TEXT NOT NULL, -- the eventCreated as JSON
+    cancelled   INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS waiting_by_location ON waiting_events (location_id);";
 
 const BOOKING_COLUMNS: &str =
     "b.id, b.event_id, i.name, b.seats, b.date, b.status, COALESCE(b.user_id, ''), b.email";
@@ -69,15 +83,13 @@ impl SqliteBookingStore {
 }
 
 fn booking_row(row: &Row<'_>) -> sqlite::rusqlite::Result<Booking> {
-    let status: String = row.get(5)?;
     Ok(Booking {
         id: row.get(0)?,
         event_id: row.get(1)?,
         event_name: row.get(2)?,
         seats: row.get(3)?,
         date: row.get(4)?,
-        // Only this module writes the column.
-        status: BookingStatus::parse(&status).unwrap_or(BookingStatus::Active),
+        status: sqlite::stored(row, 5, "booking status", BookingStatus::parse)?,
         user_id: row.get(6)?,
         email: row.get(7)?,
     })
@@ -92,7 +104,7 @@ fn select_booking(conn: &Connection, id: &str) -> sqlite::rusqlite::Result<Optio
 }
 
 fn json_failure(e: serde_json::Error) -> DbError {
-    DbError::Sqlite(format!("cannot encode an idempotent answer: {e}"))
+    DbError::Internal(format!("cannot encode an idempotent answer: {e}"))
 }
 
 /// A request to book and the `eventBooked` it emits if it is taken.
@@ -167,7 +179,7 @@ fn book_batch(conn: &Connection, requests: &[BookingRequest]) -> Result<Vec<Book
             )?
             .execute(params![taken, event_id])?;
         if updated != 1 {
-            return Err(DbError::Sqlite(format!(
+            return Err(DbError::Internal(format!(
                 "the seats of event {event_id} changed under a booking batch"
             )));
         }
@@ -180,8 +192,12 @@ fn stock_of(conn: &Connection, event_id: &str) -> Result<Option<Stock>, DbError>
     Ok(conn
         .prepare_cached("SELECT name, available, status FROM inventory WHERE event_id = ?1")?
         .query_row([event_id], |r| {
-            let status: String = r.get(2)?;
-            Ok(Stock::new(r.get(0)?, r.get(1)?, status == "active"))
+            let status = sqlite::stored(r, 2, "sale status", SaleStatus::parse)?;
+            Ok(Stock::new(
+                r.get(0)?,
+                r.get(1)?,
+                status == SaleStatus::Active,
+            ))
         })
         .optional()?)
 }
@@ -208,27 +224,98 @@ fn release(conn: &Connection, booking_id: &str, reason: CancelReason) -> Result<
     Ok(true)
 }
 
+/// Puts an event on sale with `capacity` seats (cancelled already if its `eventCancelled`
+/// came while it waited for its location).
+fn put_on_sale(
+    conn: &Connection,
+    event_id: &str,
+    name: &str,
+    capacity: u32,
+    cancelled: bool,
+) -> Result<(), DbError> {
+    let status = if cancelled { "cancelled" } else { "active" };
+    conn.prepare_cached(
+        "INSERT INTO inventory (event_id, name, capacity, available, status)
+         VALUES (?1, ?2, ?3, ?3, ?4)",
+    )?
+    .execute(params![event_id, name, capacity, status])?;
+    Ok(())
+}
+
+fn halls_of(conn: &Connection, key: &str) -> Result<Option<Vec<contracts::Hall>>, DbError> {
+    let json: Option<String> = conn
+        .prepare_cached("SELECT halls FROM locations WHERE id = ?1")?
+        .query_row([key], |r| r.get(0))
+        .optional()?;
+    json.map(|j| parse_halls(&j).map_err(DbError::Internal))
+        .transpose()
+}
+
 /// Applies one event to the inventory (see [`BookingStore::apply`]); the inbox is
 /// `bus::inbox::apply_once`'s business.
 fn apply_one(conn: &Connection, event: &DomainEvent) -> Result<bus::Outcome, DbError> {
     match event {
         DomainEvent::EventCreated(created) => {
-            let Some(capacity) = created.capacity.filter(|c| *c > 0) else {
-                return Ok(bus::Outcome::Poison(format!(
-                    "eventCreated {} has no capacity, so its seats cannot be sold",
-                    created.id
-                )));
-            };
             // An event is created once; another eventCreated for it (a new message id) changes
             // nothing.
-            conn.prepare_cached(
-                "INSERT OR IGNORE INTO inventory (event_id, name, capacity, available, status)
-                 VALUES (?1, ?2, ?3, ?3, 'active')",
-            )?
-            .execute(params![created.id, created.name, capacity])?;
+            let known = conn
+                .prepare_cached(
+                    "SELECT 1 FROM inventory WHERE event_id = ?1
+                     UNION ALL SELECT 1 FROM waiting_events WHERE event_id = ?1",
+                )?
+                .exists([&created.id])?;
+            if known {
+                return Ok(bus::Outcome::Applied);
+            }
+            let key = location_key(&created.location_id);
+            let halls = match created.capacity {
+                Some(_) => None,
+                None => halls_of(conn, &key)?,
+            };
+            match placement(created, halls.as_deref()) {
+                Placement::OnSale(capacity) => {
+                    put_on_sale(conn, &created.id, &created.name, capacity, false)?
+                }
+                Placement::AwaitsLocation => {
+                    conn.prepare_cached(
+                        "INSERT INTO waiting_events (event_id, location_id, event) VALUES (?1, ?2, ?3)",
+                    )?
+                    .execute(params![created.id, key, event_json(created)])?;
+                }
+                Placement::Unsellable(why) => return Ok(bus::Outcome::Poison(why)),
+            }
+            Ok(bus::Outcome::Applied)
+        }
+        DomainEvent::LocationCreated(location) => {
+            let key = location_key(&location.id);
+            conn.prepare_cached("INSERT OR IGNORE INTO locations (id, halls) VALUES (?1, ?2)")?
+                .execute(params![key, halls_json(&location.halls)])?;
+            // The first locationCreated's halls, which may be an earlier message's.
+            let halls = halls_of(conn, &key)?.unwrap_or_default();
+            let waiting: Vec<(String, bool)> = conn
+                .prepare_cached(
+                    "SELECT event, cancelled FROM waiting_events WHERE location_id = ?1 ORDER BY event_id",
+                )?
+                .query_map([&key], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?;
+            for (json, cancelled) in waiting {
+                let event = parse_event(&json).map_err(DbError::Internal)?;
+                if let Some(capacity) = seats_at(&event, &halls) {
+                    put_on_sale(conn, &event.id, &event.name, capacity, cancelled)?;
+                    conn.prepare_cached("DELETE FROM waiting_events WHERE event_id = ?1")?
+                        .execute([&event.id])?;
+                }
+            }
             Ok(bus::Outcome::Applied)
         }
         DomainEvent::EventCancelled(cancelled) => {
+            let waiting = conn
+                .prepare_cached("UPDATE waiting_events SET cancelled = 1 WHERE event_id = ?1")?
+                .execute([&cancelled.id])?;
+            if waiting == 1 {
+                // It goes on sale cancelled when its location comes; it has no bookings.
+                return Ok(bus::Outcome::Applied);
+            }
             let known = conn
                 .prepare_cached("SELECT 1 FROM inventory WHERE event_id = ?1")?
                 .exists([&cancelled.id])?;
@@ -259,12 +346,13 @@ fn apply_one(conn: &Connection, event: &DomainEvent) -> Result<bus::Outcome, DbE
 /// See [`BookingStore::restore`].
 fn restore(conn: &Connection, rebuilt: &Rebuilt, outbox: &[Envelope]) -> Result<(), DbError> {
     let holds: i64 = conn.query_row(
-        "SELECT (SELECT COUNT(*) FROM inventory) + (SELECT COUNT(*) FROM bookings)",
+        "SELECT (SELECT COUNT(*) FROM inventory) + (SELECT COUNT(*) FROM bookings)
+              + (SELECT COUNT(*) FROM locations) + (SELECT COUNT(*) FROM waiting_events)",
         [],
         |r| r.get(0),
     )?;
     if holds > 0 {
-        return Err(DbError::Sqlite(
+        return Err(DbError::Internal(
             "a replay writes into an empty bookings database only".into(),
         ));
     }
@@ -278,6 +366,21 @@ fn restore(conn: &Connection, rebuilt: &Rebuilt, outbox: &[Envelope]) -> Result<
             event.capacity,
             event.available,
             if event.cancelled { "cancelled" } else { "active" }
+        ])?;
+    }
+    for location in &rebuilt.locations {
+        conn.prepare_cached("INSERT INTO locations (id, halls) VALUES (?1, ?2)")?
+            .execute(params![location.key, halls_json(&location.halls)])?;
+    }
+    for w in &rebuilt.waiting {
+        conn.prepare_cached(
+            "INSERT INTO waiting_events (event_id, location_id, event, cancelled) VALUES (?1, ?2, ?3, ?4)",
+        )?
+        .execute(params![
+            w.event.id,
+            location_key(&w.event.location_id),
+            event_json(&w.event),
+            w.cancelled
         ])?;
     }
     for b in &rebuilt.bookings {
@@ -360,12 +463,11 @@ impl BookingStore for SqliteBookingStore {
                     "SELECT capacity, available, status FROM inventory WHERE event_id = ?1",
                 )?
                 .query_row([&event_id], |r| {
-                    let status: String = r.get(2)?;
                     Ok(availability(
                         event_id.clone(),
                         r.get(0)?,
                         r.get(1)?,
-                        &status,
+                        sqlite::stored(r, 2, "sale status", SaleStatus::parse)?,
                     ))
                 })
                 .optional()

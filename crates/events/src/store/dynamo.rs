@@ -94,8 +94,7 @@ fn event(i: &Item) -> Result<Event, DynamoError> {
         end_date: get_n(i, "end_date")?,
         hall: get_s(i, "hall")?,
         capacity: get_n(i, "capacity")?,
-        // Only this module writes the attribute.
-        status: EventStatus::parse(&get_s(i, "status")?).unwrap_or(EventStatus::Active),
+        status: platform::error::stored("event status", &get_s(i, "status")?, EventStatus::parse)?,
         // An event keeps a copy of its location: locations never change.
         location: location(get_m(i, "location")?)?,
     })

@@ -82,7 +82,7 @@ fn location_created(l: &Location) -> Envelope {
             })
             .collect(),
     });
-    Envelope::new(&created, None)
+    Envelope::new(&created, platform::telemetry::traceparent())
 }
 
 /// The `eventCreated` a new event emits.
@@ -97,12 +97,12 @@ fn event_created(event: &Event) -> Envelope {
         hall: event.hall.clone(),
         capacity: Some(event.capacity),
     });
-    Envelope::new(&created, None)
+    Envelope::new(&created, platform::telemetry::traceparent())
 }
 
 fn event_cancelled(id: &str) -> Envelope {
     let cancelled = DomainEvent::EventCancelled(EventCancelled { id: id.to_owned() });
-    Envelope::new(&cancelled, None)
+    Envelope::new(&cancelled, platform::telemetry::traceparent())
 }
 
 /// What one `eventBooked` / `bookingCancelled` adds to its event's sales figures: (event id,

@@ -64,9 +64,11 @@ struct EventDoc {
     status: String,
 }
 
-impl From<EventDoc> for Event {
-    fn from(d: EventDoc) -> Event {
-        Event {
+impl TryFrom<EventDoc> for Event {
+    type Error = MongoError;
+
+    fn try_from(d: EventDoc) -> Result<Event, MongoError> {
+        Ok(Event {
             id: d.id,
             name: d.name,
             duration: d.duration,
@@ -75,9 +77,8 @@ impl From<EventDoc> for Event {
             location: d.location.into(),
             hall: d.hall,
             capacity: d.capacity,
-            // Only this module writes the field.
-            status: EventStatus::parse(&d.status).unwrap_or(EventStatus::Active),
-        }
+            status: platform::error::stored("event status", &d.status, EventStatus::parse)?,
+        })
     }
 }
 
@@ -198,7 +199,7 @@ async fn cancel_event(tx: &mut Tx, id: &str) -> Result<(Option<Event>, Vec<Envel
     } else {
         Vec::new()
     };
-    Ok((event.map(Event::from), caused))
+    Ok((event.map(Event::try_from).transpose()?, caused))
 }
 
 /// Adds one booking or cancellation to its event's sales figures.
@@ -225,7 +226,7 @@ impl MongoEventStore {
             .mongo
             .find(EVENTS, filter, doc! {"order": 1}, limit)
             .await?;
-        Ok(found.into_iter().map(Event::from).collect())
+        found.into_iter().map(Event::try_from).collect()
     }
 
     /// The creation order of the event with this id, if there is one.
@@ -286,7 +287,7 @@ impl EventStore for MongoEventStore {
             .mongo
             .find_one(EVENTS, doc! {"_id": id}, doc! {})
             .await?;
-        Ok(found.map(Event::from))
+        Ok(found.map(Event::try_from).transpose()?)
     }
 
     async fn event_by_name(&self, name: &str) -> Result<Option<Event>, StoreError> {
@@ -294,7 +295,7 @@ impl EventStore for MongoEventStore {
             .mongo
             .find_one(EVENTS, doc! {"name": name}, doc! {"order": 1})
             .await?;
-        Ok(found.map(Event::from))
+        Ok(found.map(Event::try_from).transpose()?)
     }
 
     async fn events(&self, page: Page) -> Result<Vec<Event>, StoreError> {

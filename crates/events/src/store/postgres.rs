@@ -89,7 +89,6 @@ fn location_row(row: &PgRow) -> Result<Location, sqlx::Error> {
 }
 
 fn event_row(row: &PgRow) -> Result<Event, sqlx::Error> {
-    let status: String = row.try_get("status")?;
     Ok(Event {
         id: row.try_get("id")?,
         name: row.try_get("name")?,
@@ -98,8 +97,7 @@ fn event_row(row: &PgRow) -> Result<Event, sqlx::Error> {
         end_date: row.try_get("end_date")?,
         hall: row.try_get("hall")?,
         capacity: int(row, "capacity")?,
-        // Only this module writes the column.
-        status: EventStatus::parse(&status).unwrap_or(EventStatus::Active),
+        status: postgres::stored(row, "status", "event status", EventStatus::parse)?,
         location: location_row(row)?,
     })
 }
@@ -113,7 +111,7 @@ fn select_events(filter: &str) -> String {
 }
 
 async fn insert_location(conn: &mut PgConnection, l: &Location) -> Result<Envelope, PgError> {
-    let halls = serde_json::to_string(&l.halls).map_err(|e| PgError::Sql(e.to_string()))?;
+    let halls = serde_json::to_string(&l.halls).map_err(|e| PgError::Internal(e.to_string()))?;
     sqlx::query(
         "INSERT INTO locations (id, name, address, country, open_time, close_time, halls)
          VALUES ($1, $2, $3, $4, $5, $6, $7)",

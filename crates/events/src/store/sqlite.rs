@@ -85,7 +85,6 @@ fn location_at(row: &Row<'_>, first: usize) -> sqlite::rusqlite::Result<Location
 }
 
 fn event_row(row: &Row<'_>) -> sqlite::rusqlite::Result<Event> {
-    let status: String = row.get(7)?;
     Ok(Event {
         id: row.get(0)?,
         name: row.get(1)?,
@@ -94,14 +93,13 @@ fn event_row(row: &Row<'_>) -> sqlite::rusqlite::Result<Event> {
         end_date: row.get(4)?,
         hall: row.get(5)?,
         capacity: row.get(6)?,
-        // Only this module writes the column.
-        status: EventStatus::parse(&status).unwrap_or(EventStatus::Active),
+        status: sqlite::stored(row, 7, "event status", EventStatus::parse)?,
         location: location_at(row, 8)?,
     })
 }
 
 fn insert_location(conn: &Connection, l: &Location) -> Result<(), DbError> {
-    let halls = serde_json::to_string(&l.halls).map_err(|e| DbError::Sqlite(e.to_string()))?;
+    let halls = serde_json::to_string(&l.halls).map_err(|e| DbError::Internal(e.to_string()))?;
     conn.prepare_cached(
         "INSERT INTO locations (id, name, address, country, open_time, close_time, halls)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",

@@ -79,11 +79,6 @@ async fn invalid_booking_requests_are_refused() {
     )
     .await;
     assert_error(
-        s.post(&path, None, json!({"seats": 1})).await,
-        StatusCode::UNPROCESSABLE_ENTITY,
-    )
-    .await;
-    assert_error(
         s.book(&event, 1, "not-an-email").await,
         StatusCode::UNPROCESSABLE_ENTITY,
     )
@@ -123,7 +118,11 @@ async fn a_cancelled_event_takes_no_bookings_and_cancels_the_ones_it_had() {
             .status(),
         StatusCode::OK
     );
-    let path = format!("/bookings/{}", booking["ID"].as_str().unwrap());
+    let path = format!(
+        "/bookings/{}?token={}",
+        booking["ID"].as_str().unwrap(),
+        booking["Token"].as_str().unwrap()
+    );
     eventually("the booking is event_cancelled", || async {
         body(s.get(&path, None).await).await["Status"] == "event_cancelled"
     })
@@ -227,16 +226,138 @@ async fn bookings_are_listed_shown_and_cancelled_by_their_owner_or_an_admin() {
     assert_eq!(body(twice).await["Status"], "cancelled");
     assert_eq!(s.available(&event).await, 8, "seats return exactly once");
 
+    // A guest booking opens with its token only: its id shows no e-mail and cancels nothing,
+    // and neither does the same address signed in, or another booking's token.
     let guest_path = format!("/bookings/{}", guest["ID"].as_str().unwrap());
-    assert_eq!(s.get(&guest_path, None).await.status(), StatusCode::OK);
+    let token = guest["Token"].as_str().unwrap();
+    let mine_token = mine.get("Token");
+    assert_eq!(
+        mine_token, None,
+        "a member's booking has no token: they sign in"
+    );
+    let refused = assert_error(s.get(&guest_path, None).await, StatusCode::FORBIDDEN).await;
+    assert!(
+        !refused.to_string().contains("guest@example.com"),
+        "{refused}"
+    );
     assert_error(s.delete(&guest_path, None).await, StatusCode::FORBIDDEN).await;
-    let r = s
-        .delete(&format!("{guest_path}?email=GUEST@example.com"), None)
-        .await;
+    let same_address = s.customer("guest@example.com").await;
+    assert_error(
+        s.get(&guest_path, Some(&same_address)).await,
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+    let other_guest = body(s.book(&event, 1, "other@example.com").await).await;
+    let other_token = other_guest["Token"].as_str().unwrap();
+    assert_error(
+        s.delete(&format!("{guest_path}?token={other_token}"), None)
+            .await,
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+    assert_error(
+        s.delete(&format!("{guest_path}?email=GUEST@example.com"), None)
+            .await,
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+    let shown = body(s.get(&format!("{guest_path}?token={token}"), None).await).await;
+    assert_eq!(
+        shown, guest,
+        "the token shows the booking as it was answered"
+    );
+    assert_eq!(
+        s.get(&guest_path, Some(&admin)).await.status(),
+        StatusCode::OK
+    );
+    let r = s.delete(&format!("{guest_path}?token={token}"), None).await;
     assert_eq!(body(r).await["Status"], "cancelled");
     assert_error(
         s.delete("/bookings/unknown", Some(&admin)).await,
         StatusCode::NOT_FOUND,
     )
     .await;
+}
+
+/// Exactly what the reference's React UI sends: `{"seats": n}`, no token, no e-mail, no
+/// `Content-Type`. It books, and the answer carries the token and link that manage it.
+#[tokio::test]
+async fn the_reference_uis_booking_call_books_and_its_token_manages_the_booking() {
+    let s = TestServer::start().await;
+    let admin = s.admin_token().await;
+    let event = s.bookable_event(&admin, 10).await;
+    let response = reqwest::Client::new()
+        .post(s.url(&format!("/events/{event}/bookings")))
+        .body(r#"{"seats": 2}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let booking = body(response).await;
+    assert_eq!(booking["Seats"], 2);
+    assert_eq!(booking["Email"], "");
+    assert_eq!(booking["UserID"], "");
+    let id = booking["ID"].as_str().unwrap();
+    let token = booking["Token"].as_str().unwrap();
+    assert_eq!(token.len(), 32, "{booking}");
+    let link = booking["Link"].as_str().unwrap();
+    assert!(
+        link.ends_with(&format!("/#/bookings/{id}?token={token}")),
+        "{link}"
+    );
+    assert_eq!(s.available(&event).await, 8);
+
+    let path = format!("/bookings/{id}");
+    assert_error(s.delete(&path, None).await, StatusCode::FORBIDDEN).await;
+    assert_error(
+        s.delete(
+            &format!("{path}?token=0123456789abcdef0123456789abcdef"),
+            None,
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+    assert_eq!(
+        s.available(&event).await,
+        8,
+        "nothing cancelled without the token"
+    );
+    let cancelled = body(s.delete(&format!("{path}?token={token}"), None).await).await;
+    assert_eq!(cancelled["Status"], "cancelled");
+    assert_eq!(s.available(&event).await, 10);
+}
+
+/// An operator may cap guest bookings per client address; signed-in customers are not capped,
+/// and the cap is off by default (the other tests book many times as guests).
+#[tokio::test]
+async fn an_optional_cap_limits_guest_bookings_per_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start_in(dir.path(), &[("MYEVENTS_GUEST_BOOKINGS_PER_HOUR", "2")]).await;
+    let admin = s.admin_token().await;
+    let ann = s.customer("ann@example.com").await;
+    let event = s.bookable_event(&admin, 10).await;
+    let path = format!("/events/{event}/bookings");
+    for _ in 0..2 {
+        assert_eq!(
+            s.post(&path, None, json!({"seats": 1})).await.status(),
+            StatusCode::CREATED
+        );
+    }
+    let refused = s.post(&path, None, json!({"seats": 1})).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    let wait: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=3600).contains(&wait), "{wait}");
+    assert_error(refused, StatusCode::TOO_MANY_REQUESTS).await;
+    assert_eq!(
+        s.post(&path, Some(&ann), json!({"seats": 1}))
+            .await
+            .status(),
+        StatusCode::CREATED
+    );
+    assert_eq!(s.available(&event).await, 7);
 }

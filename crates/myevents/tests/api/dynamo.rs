@@ -32,7 +32,7 @@ async fn a_service_waits_for_its_dynamodb_and_recovers() {
         ("MYEVENTS_ROLES", "events,users"),
         ("MYEVENTS_STORAGE_URL", url.as_str()),
     ];
-    let s = TestServer::spawn_in(dir.path(), &env);
+    let s = TestServer::spawn_in(dir.path(), &env).await;
     s.wait_live().await;
     let ready = assert_error(
         s.get("/health/ready", None).await,

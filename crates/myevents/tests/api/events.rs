@@ -272,8 +272,11 @@ async fn sales_follow_bookings_and_cancellations() {
     let event = s.bookable_event(&admin, 10).await;
     let first = body(s.book(&event, 3, "a@example.com").await).await;
     s.book(&event, 2, "b@example.com").await;
-    let id = first["ID"].as_str().unwrap();
-    s.delete(&format!("/bookings/{id}?email=a@example.com"), None)
+    let (id, token) = (
+        first["ID"].as_str().unwrap(),
+        first["Token"].as_str().unwrap(),
+    );
+    s.delete(&format!("/bookings/{id}?token={token}"), None)
         .await;
     let path = format!("/events/{event}/sales");
     crate::helpers::eventually("sales caught up", || async {

@@ -1,6 +1,7 @@
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use reqwest::{Client, Response, StatusCode};
@@ -9,17 +10,24 @@ use serde_json::{Value, json};
 pub const ADMIN_EMAIL: &str = "admin@example.com";
 pub const ADMIN_PASSWORD: &str = "organiser-password";
 
-/// A `myevents serve` process on random ports, killed when dropped.
+/// A `myevents serve` process on ports the system chose (port 0), killed when dropped.
 pub struct TestServer {
     child: Option<Child>,
     pub base: String,
     pub metrics: String,
+    /// The gRPC Notificator's `host:port`, in a process that runs the notifications service.
+    pub grpc: Option<String>,
+    /// The HTTPS `host:port`, when TLS is configured.
+    pub https: Option<String>,
     pub data_dir: PathBuf,
     pub client: Client,
     // Keeps the data folder alive as long as the server; `None` when the caller owns it.
     _dir: Option<tempfile::TempDir>,
 }
 
+/// A port free now, for a server of another kind that must be told its port before it starts
+/// (and so cannot report one it chose): another process may take it before that server binds
+/// it. A MyEvents server binds port 0 and reports its ports instead (see [`Ports`]).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -27,9 +35,64 @@ pub fn free_port() -> u16 {
         .expect("a free port")
 }
 
+/// The RabbitMQ the broker tests use: `MYEVENTS_TEST_AMQP_URL`, or the local default.
+#[cfg(feature = "rabbitmq")]
+pub fn amqp_url() -> String {
+    std::env::var("MYEVENTS_TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned())
+}
+
+/// The Kafka the broker tests use, as a broker URL: `MYEVENTS_TEST_KAFKA_BROKERS`, or the local
+/// default.
+#[cfg(feature = "kafka")]
+pub fn kafka_url() -> String {
+    let brokers = std::env::var("MYEVENTS_TEST_KAFKA_BROKERS")
+        .unwrap_or_else(|_| "127.0.0.1:9092".to_owned());
+    format!("kafka://{brokers}")
+}
+
 pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_myevents")
 }
+
+/// The addresses a `myevents serve` process listens on, from the `ports_file`
+/// (`MYEVENTS_PORTS_FILE`) it writes once every listener is bound.
+#[derive(Debug, serde::Deserialize)]
+pub struct Ports {
+    pub http: String,
+    pub metrics: String,
+    pub https: Option<String>,
+    pub grpc: Option<String>,
+}
+
+impl Ports {
+    /// Waits up to 60 s (a loaded 2-core CI machine starts many servers at once) until `child`
+    /// has written `file`; `None` if it ended first (a start that fails on purpose). The
+    /// server writes the file whole or not at all.
+    pub async fn wait(child: &mut Child, file: &Path) -> Option<Ports> {
+        let started = Instant::now();
+        loop {
+            if let Ok(text) = std::fs::read_to_string(file) {
+                let ports = serde_json::from_str(&text)
+                    .unwrap_or_else(|e| panic!("{}: {e}: {text:?}", file.display()));
+                return Some(ports);
+            }
+            if child.try_wait().expect("server exit status").is_some() {
+                return None;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the server wrote no {} within 60 s",
+                file.display()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Numbers the servers of this test process: servers that share a data folder (several
+/// services, or a restart) each keep their own log and ports file there.
+static SERVERS: AtomicUsize = AtomicUsize::new(0);
 
 impl TestServer {
     pub async fn start() -> TestServer {
@@ -41,7 +104,7 @@ impl TestServer {
 
     /// Starts on `data_dir` (kept by the caller, so a restart finds the same data).
     pub async fn start_in(data_dir: &Path, env: &[(&str, &str)]) -> TestServer {
-        let server = Self::spawn_in(data_dir, env);
+        let server = Self::spawn_in(data_dir, env).await;
         server.wait_for("/health/ready").await;
         server
     }
@@ -49,7 +112,7 @@ impl TestServer {
     /// Starts on `data_dir` and waits only until it is live: for a server whose broker or
     /// database is down on purpose.
     pub async fn start_live_in(data_dir: &Path, env: &[(&str, &str)]) -> TestServer {
-        let server = Self::spawn_in(data_dir, env);
+        let server = Self::spawn_in(data_dir, env).await;
         server.wait_for("/health/live").await;
         server
     }
@@ -71,39 +134,46 @@ impl TestServer {
             .is_ok_and(|r| r.status() == StatusCode::OK)
     }
 
-    /// Starts without waiting until it is ready (a test may keep a dependency down on purpose).
-    pub fn spawn_in(data_dir: &Path, env: &[(&str, &str)]) -> TestServer {
+    /// Starts and waits only until its ports are bound, not until it is ready (a test may keep
+    /// a dependency down on purpose). A server that ends before it listens (a start refused on
+    /// purpose) has no address: see [`TestServer::exit_within`] and [`TestServer::log`].
+    pub async fn spawn_in(data_dir: &Path, env: &[(&str, &str)]) -> TestServer {
         // reqwest is built without a TLS crypto provider of its own; ring serves the HTTPS test.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let port = free_port();
-        let metrics_port = free_port();
+        let n = SERVERS.fetch_add(1, Ordering::Relaxed);
         let log =
-            std::fs::File::create(data_dir.join(format!("server-{port}.log"))).expect("log file");
+            std::fs::File::create(data_dir.join(format!("server-{n}.log"))).expect("log file");
+        let ports_file = data_dir.join(format!("server-{n}.ports.json"));
         let mut command = Command::new(binary());
         command
             .arg("serve")
-            .env("MYEVENTS_LISTEN", format!("127.0.0.1:{port}"))
-            // Any free port: several servers run side by side.
+            // Port 0: the system picks a free port, which the server reports in `ports_file`.
+            .env("MYEVENTS_LISTEN", "127.0.0.1:0")
             .env("MYEVENTS_GRPC_LISTEN", "127.0.0.1:0")
-            .env(
-                "MYEVENTS_METRICS_LISTEN",
-                format!("127.0.0.1:{metrics_port}"),
-            )
+            .env("MYEVENTS_METRICS_LISTEN", "127.0.0.1:0")
+            .env("MYEVENTS_PORTS_FILE", &ports_file)
             .env("MYEVENTS_DATA_DIR", data_dir)
             .env("MYEVENTS_ADMIN_EMAIL", ADMIN_EMAIL)
             .env("MYEVENTS_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .env("MYEVENTS_WEB_DIR", data_dir.join("no-web"))
             .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
+            // The log lines (stdout) and anything on stderr, for tests that read them.
+            .stdout(log.try_clone().expect("log file"))
             .stderr(log);
         for (k, v) in env {
             command.env(k, v);
         }
-        let child = command.spawn().expect("start myevents");
+        let mut child = command.spawn().expect("start myevents");
+        let ports = Ports::wait(&mut child, &ports_file).await;
+        // A server that ended before listening is reached nowhere: its URLs are relative, and
+        // every request to it fails.
+        let http = |addr: &str| format!("http://{addr}");
         TestServer {
             child: Some(child),
-            base: format!("http://127.0.0.1:{port}"),
-            metrics: format!("http://127.0.0.1:{metrics_port}"),
+            base: ports.as_ref().map(|p| http(&p.http)).unwrap_or_default(),
+            metrics: ports.as_ref().map(|p| http(&p.metrics)).unwrap_or_default(),
+            grpc: ports.as_ref().and_then(|p| p.grpc.clone()),
+            https: ports.and_then(|p| p.https),
             data_dir: data_dir.to_owned(),
             client: Client::builder()
                 .timeout(Duration::from_secs(30))
@@ -138,6 +208,23 @@ impl TestServer {
             }
         }
         out
+    }
+
+    /// The value of one series of the server's `/metrics`, written as Prometheus writes it
+    /// (`name{label="value",…}`, labels in the order of their names); 0 while it is absent.
+    pub async fn metric(&self, series: &str) -> f64 {
+        let text = self
+            .client
+            .get(format!("{}/metrics", self.metrics))
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("the metrics");
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+            .map_or(0.0, |value| value.trim().parse().expect("a number"))
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -311,14 +398,22 @@ pub async fn body(response: Response) -> Value {
     serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text:?}"))
 }
 
-/// Asserts an error answer: the status and a JSON `error` text.
+/// Asserts an error answer: the status, a JSON `error` text, and the request's ID as
+/// `RequestID`, the same as in its `X-Request-Id` header.
 pub async fn assert_error(response: Response, status: StatusCode) -> Value {
     assert_eq!(response.status(), status, "status");
+    let header = response
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let json = body(response).await;
     assert!(
         json["error"].as_str().is_some_and(|e| !e.is_empty()),
         "error text in {json}"
     );
+    assert!(header.is_some(), "X-Request-Id header with {json}");
+    assert_eq!(json["RequestID"].as_str(), header.as_deref(), "{json}");
     json
 }
 
@@ -336,6 +431,25 @@ where
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     panic!("timed out waiting until {what}");
+}
+
+/// Whether the notifications service on `data_dir`'s SQLite database has recorded the mail to
+/// `recipient` as sent. Once it has, every mail that was due before it has been handed to the
+/// transport and counted in `myevents_mails_total`: the sender takes due mails oldest first and
+/// records a chunk only after counting it.
+pub fn mail_recorded_sent(data_dir: &Path, recipient: &str) -> bool {
+    let Ok(db) = rusqlite::Connection::open_with_flags(
+        data_dir.join("notifications.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    ) else {
+        return false;
+    };
+    db.query_row(
+        "SELECT status = 'sent' FROM mails WHERE recipient = ?1",
+        [recipient],
+        |r| r.get(0),
+    )
+    .unwrap_or(false)
 }
 
 /// A server process of the test's own (moto, SecantusDB, aiosmtpd, etcd), killed when dropped.

@@ -1,20 +1,77 @@
 //! SPEC §2's invariants under load, kill -9, redelivery and shutdown.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use tokio::sync::Notify;
 
-use crate::helpers::{TestServer, assert_error, binary, body, eventually};
+use crate::helpers::{TestServer, assert_error, binary, body, eventually, mail_recorded_sent};
 
-/// What a burst of clients got: the bookings confirmed with 201.
-async fn burst(s: &TestServer, event: &str, clients: usize, per_client: usize) -> Vec<Value> {
+/// Counts the bookings a burst's clients have had confirmed, and wakes whoever waits for the
+/// `at`-th.
+struct Confirmations {
+    count: AtomicUsize,
+    at: usize,
+    reached: Notify,
+}
+
+impl Confirmations {
+    fn new(at: usize) -> Arc<Confirmations> {
+        Arc::new(Confirmations {
+            count: AtomicUsize::new(0),
+            at,
+            reached: Notify::new(),
+        })
+    }
+
+    fn confirmed(&self) {
+        if self.count.fetch_add(1, Ordering::SeqCst) + 1 == self.at {
+            // Kept as a permit if nobody waits yet.
+            self.reached.notify_one();
+        }
+    }
+
+    /// Waits until `at` bookings are confirmed, for at most a minute (then the caller goes on
+    /// regardless, and its check of the count fails).
+    async fn wait(&self) {
+        let _ = tokio::time::timeout(Duration::from_secs(60), self.reached.notified()).await;
+    }
+}
+
+/// Sends `signal` to `pid` once `confirmations` reach their mark: mid-sale, with that many
+/// bookings confirmed to their clients and the rest of the burst still sending.
+fn signal_after(
+    confirmations: &Arc<Confirmations>,
+    signal: &'static str,
+    pid: u32,
+) -> tokio::task::JoinHandle<()> {
+    let confirmations = confirmations.clone();
+    tokio::spawn(async move {
+        confirmations.wait().await;
+        let _ = std::process::Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status();
+    })
+}
+
+/// What a burst of clients got: the bookings confirmed with 201 (each counted in
+/// `confirmations` as its answer is read).
+async fn burst(
+    s: &TestServer,
+    event: &str,
+    clients: usize,
+    per_client: usize,
+    confirmations: &Arc<Confirmations>,
+) -> Vec<Value> {
     let url = Arc::new(s.url(&format!("/events/{event}/bookings")));
     let mut tasks = Vec::new();
     for i in 0..clients {
         let client = s.client.clone();
         let url = url.clone();
+        let confirmations = confirmations.clone();
         tasks.push(tokio::spawn(async move {
             let mut confirmed = Vec::new();
             for j in 0..per_client {
@@ -26,7 +83,10 @@ async fn burst(s: &TestServer, event: &str, clients: usize, per_client: usize) -
                     .await;
                 match sent {
                     Ok(r) if r.status() == StatusCode::CREATED => match r.json::<Value>().await {
-                        Ok(b) => confirmed.push(b),
+                        Ok(b) => {
+                            confirmed.push(b);
+                            confirmations.confirmed();
+                        }
                         Err(_) => break, // the server died while answering
                     },
                     Ok(_) => {}
@@ -122,19 +182,18 @@ async fn a_kill_9_mid_burst_loses_no_confirmed_booking() {
     let admin = s.admin_token().await;
     let event = s.bookable_event(&admin, 100_000).await;
 
-    let pid = s.pid();
-    let killer = tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(700)).await;
-        let _ = std::process::Command::new("kill")
-            .args(["-9", &pid.to_string()])
-            .status();
-    });
-    let confirmed = burst(&s, &event, 32, 10_000).await;
+    // Killed once this many bookings are confirmed: the 32 clients keep sending, so the kill
+    // lands mid-sale, with requests in flight and a batch being written.
+    const KILL_AFTER: usize = 300;
+    let confirmations = Confirmations::new(KILL_AFTER);
+    let killer = signal_after(&confirmations, "-9", s.pid());
+    let confirmed = burst(&s, &event, 32, 10_000, &confirmations).await;
     killer.await.unwrap();
     s.kill();
     assert!(
-        !confirmed.is_empty(),
-        "some bookings were confirmed before the kill"
+        confirmed.len() >= KILL_AFTER,
+        "{KILL_AFTER} bookings confirmed before the kill, got {}",
+        confirmed.len()
     );
 
     let s = TestServer::start_in(dir.path(), &[]).await;
@@ -163,17 +222,18 @@ async fn sigterm_mid_burst_finishes_in_flight_requests_and_exits_cleanly() {
     let mut s = TestServer::start_in(dir.path(), &[]).await;
     let admin = s.admin_token().await;
     let event = s.bookable_event(&admin, 100_000).await;
-    let pid = s.pid();
-    let stopper = tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let _ = std::process::Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status();
-    });
-    let confirmed = burst(&s, &event, 16, 10_000).await;
+    const STOP_AFTER: usize = 300;
+    let confirmations = Confirmations::new(STOP_AFTER);
+    let stopper = signal_after(&confirmations, "-TERM", s.pid());
+    let confirmed = burst(&s, &event, 16, 10_000, &confirmations).await;
     stopper.await.unwrap();
     let status = s.wait_exit();
     assert!(status.success(), "graceful exit, got {status:?}");
+    assert!(
+        confirmed.len() >= STOP_AFTER,
+        "{STOP_AFTER} bookings confirmed before SIGTERM, got {}",
+        confirmed.len()
+    );
 
     let s = TestServer::start_in(dir.path(), &[]).await;
     let admin = s.admin_token().await;
@@ -230,8 +290,9 @@ async fn redelivering_every_event_changes_nothing() {
     s.book(&cancelled, 4, "c@example.com").await;
     s.delete(
         &format!(
-            "/bookings/{}?email=a@example.com",
-            a["ID"].as_str().unwrap()
+            "/bookings/{}?token={}",
+            a["ID"].as_str().unwrap(),
+            a["Token"].as_str().unwrap()
         ),
         None,
     )
@@ -294,18 +355,28 @@ async fn redelivering_every_event_changes_nothing() {
     .await;
     let after = snapshot(&s, &admin, &[&kept, &cancelled]).await;
     assert_eq!(after, before);
-    assert_eq!(mails(), mails_before);
+    // A marker behind every redelivered event: a new customer, whose welcome mail is queued
+    // after any mail a redelivery could have queued, and sent after it (and after any old mail
+    // sent again).
+    let marker = s.customer("marker@example.com").await;
+    let marker_id = body(s.get("/users/me", Some(&marker)).await).await["ID"]
+        .as_str()
+        .expect("the marker's ID")
+        .to_owned();
+    eventually("the marker's mail was sent", || async {
+        mail_recorded_sent(dir.path(), "marker@example.com")
+    })
+    .await;
+    let mut with_marker = mails_before.clone();
+    with_marker.push(format!("welcome-{marker_id}.eml"));
+    with_marker.sort();
+    assert_eq!(mails(), with_marker);
     // The file transport would not write a mail twice; the count of mails sent shows whether
     // any was sent again.
-    let text = reqwest::get(&metrics_url)
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        !text.contains("myevents_mails_total{outcome=\"sent\"}"),
-        "no mail sent again after the restart"
+    assert_eq!(
+        s.metric("myevents_mails_total{outcome=\"sent\"}").await,
+        1.0,
+        "only the marker's mail was sent after the restart"
     );
 }
 
@@ -598,8 +669,7 @@ async fn one_process_per_service_over_the_embedded_log() {
 #[cfg(feature = "rabbitmq")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_process_per_service_over_rabbitmq() {
-    let url = std::env::var("MYEVENTS_TEST_AMQP_URL")
-        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned());
+    let url = crate::helpers::amqp_url();
     let namespace = format!("e2e-{}.", std::process::id());
     one_process_per_service(
         &[
@@ -614,8 +684,7 @@ async fn one_process_per_service_over_rabbitmq() {
 #[cfg(feature = "kafka")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_process_per_service_over_kafka() {
-    let brokers = std::env::var("MYEVENTS_TEST_KAFKA_BROKERS")
-        .unwrap_or_else(|_| "127.0.0.1:9092".to_owned());
+    let kafka = crate::helpers::kafka_url();
     let namespace = format!(
         "e2e-{}-{}.",
         std::process::id(),
@@ -623,7 +692,7 @@ async fn one_process_per_service_over_kafka() {
     );
     one_process_per_service(
         &[
-            ("MYEVENTS_BROKER_URL", &format!("kafka://{brokers}")),
+            ("MYEVENTS_BROKER_URL", &kafka),
             ("MYEVENTS_BROKER_NAMESPACE", &namespace),
         ],
         Replay::Rebuilds,

@@ -7,11 +7,14 @@
 mod bookings;
 #[cfg(feature = "dynamodb")]
 mod dynamo;
+mod errors;
 mod events;
+mod hardening;
 mod helpers;
 #[cfg(feature = "rabbitmq")]
 mod interop;
 mod invariants;
+mod metrics;
 #[cfg(feature = "full")]
 mod mixed;
 #[cfg(feature = "mongodb")]
@@ -20,4 +23,6 @@ mod notifications;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod serving;
+mod signin;
+mod traces;
 mod users;

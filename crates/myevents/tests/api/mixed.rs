@@ -15,8 +15,7 @@ async fn each_service_on_a_database_of_its_own_kind_over_rabbitmq() {
         .await
         .expect("a MongoDB server");
     let dynamo = dynamo::testing::TestDatabase::create();
-    let amqp = std::env::var("MYEVENTS_TEST_AMQP_URL")
-        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned());
+    let amqp = crate::helpers::amqp_url();
     let namespace = format!("mixed-{}.", uuid::Uuid::now_v7().simple());
     one_process_per_service(
         &[
@@ -42,12 +41,11 @@ async fn each_service_on_a_database_of_its_own_kind_over_kafka() {
         .await
         .expect("a MongoDB server");
     let dynamo = dynamo::testing::TestDatabase::create();
-    let brokers = std::env::var("MYEVENTS_TEST_KAFKA_BROKERS")
-        .unwrap_or_else(|_| "127.0.0.1:9092".to_owned());
+    let kafka = crate::helpers::kafka_url();
     let namespace = format!("mixed-{}.", uuid::Uuid::now_v7().simple());
     one_process_per_service(
         &[
-            ("MYEVENTS_BROKER_URL", &format!("kafka://{brokers}")),
+            ("MYEVENTS_BROKER_URL", &kafka),
             ("MYEVENTS_BROKER_NAMESPACE", &namespace),
             ("MYEVENTS_EVENTS_STORAGE_URL", &mongo.url),
             ("MYEVENTS_BOOKINGS_STORAGE_URL", &pg.url),

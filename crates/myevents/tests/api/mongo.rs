@@ -63,7 +63,7 @@ async fn services_started_without_their_database_recover_when_it_comes() {
         ("MYEVENTS_ROLES", "events,users"),
         ("MYEVENTS_STORAGE_URL", url.as_str()),
     ];
-    let s = TestServer::spawn_in(dir.path(), &env);
+    let s = TestServer::spawn_in(dir.path(), &env).await;
     s.wait_live().await;
     let ready = assert_error(
         s.get("/health/ready", None).await,
@@ -152,7 +152,9 @@ async fn migrate_and_admin_create_work_on_mongodb() {
             "idempotency",
             "inbox",
             "inventory",
-            "outbox"
+            "locations",
+            "outbox",
+            "waiting_events"
         ]
     );
 

@@ -5,7 +5,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
 use notifications::discovery::NotificatorPool;
 use notifications::grpc::proto::SendEmailRequest;
@@ -14,7 +13,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::helpers::{OwnServer, TestServer, body, eventually, free_port};
+use crate::helpers::{OwnServer, TestServer, body, eventually, free_port, mail_recorded_sent};
 
 /// aiosmtpd on `port`, delivering into the Maildir `maildir` (scripts/test installs it).
 async fn smtp_server(port: u16, maildir: &Path) -> OwnServer {
@@ -127,9 +126,26 @@ async fn every_fact_reaches_the_smtp_server_once_also_after_redelivery() {
         )
     })
     .await;
-    // Give a wrongly sent duplicate the time to arrive before looking.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(delivered(&maildir), expected, "no mail twice");
+    // A marker behind every redelivered event: a new customer, whose welcome mail is queued
+    // after any mail a redelivery could have queued, and sent after it (and after any old mail
+    // sent again).
+    s.customer("marker@example.com").await;
+    eventually("the marker's mail was sent", || async {
+        mail_recorded_sent(dir.path(), "marker@example.com")
+    })
+    .await;
+    let mut with_marker = expected.clone();
+    with_marker.push((
+        "Welcome to MyEvents".to_owned(),
+        "marker@example.com".to_owned(),
+    ));
+    with_marker.sort();
+    assert_eq!(delivered(&maildir), with_marker, "no mail twice");
+    assert_eq!(
+        s.metric("myevents_mails_total{outcome=\"sent\"}").await,
+        1.0,
+        "only the marker's mail was sent after the restart"
+    );
 }
 
 /// `SendEmail` queues a mail and answers its id; a bad address is `INVALID_ARGUMENT`; the gRPC
@@ -137,16 +153,8 @@ async fn every_fact_reaches_the_smtp_server_once_also_after_redelivery() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_grpc_notificator_sends_and_refuses_bad_addresses() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let _s = TestServer::start_in(
-        dir.path(),
-        &[
-            ("MYEVENTS_ROLES", "notifications"),
-            ("MYEVENTS_GRPC_LISTEN", &listen),
-        ],
-    )
-    .await;
+    let s = TestServer::start_in(dir.path(), &[("MYEVENTS_ROLES", "notifications")]).await;
+    let listen = s.grpc.clone().expect("the Notificator's address");
     let mut client = NotificatorClient::connect(format!("http://{listen}"))
         .await
         .expect("connect to the Notificator");
@@ -239,13 +247,14 @@ async fn notificators_found_through_etcd_share_calls_and_one_stopping_leaves_the
     let start = |dir: PathBuf| {
         let endpoint = endpoint.clone();
         async move {
-            let listen = format!("127.0.0.1:{}", free_port());
             let env = [
                 ("MYEVENTS_ROLES", "notifications"),
-                ("MYEVENTS_GRPC_LISTEN", listen.as_str()),
                 ("MYEVENTS_ETCD_ENDPOINTS", endpoint.as_str()),
             ];
-            (TestServer::start_in(&dir, &env).await, listen)
+            let server = TestServer::start_in(&dir, &env).await;
+            // What it registers in etcd: 127.0.0.1 and the port it bound.
+            let listen = server.grpc.clone().expect("the Notificator's address");
+            (server, listen)
         }
     };
     let (mut first, first_addr) = start(dirs[0].path().to_owned()).await;

@@ -4,7 +4,7 @@ use std::process::Command;
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{TestServer, assert_error, binary, body, eventually, free_port};
+use crate::helpers::{Ports, TestServer, assert_error, binary, body, eventually};
 
 #[tokio::test]
 async fn health_and_openapi_describe_every_route() {
@@ -18,7 +18,7 @@ async fn health_and_openapi_describe_every_route() {
         json!({"ready": true})
     );
     let doc = body(s.get("/openapi.json", None).await).await;
-    assert_eq!(doc["openapi"], "3.0.3");
+    assert_eq!(doc["openapi"], "3.1.0");
     let routes = [
         ("/events", "get"),
         ("/events", "post"),
@@ -49,6 +49,27 @@ async fn health_and_openapi_describe_every_route() {
             "{method} {path} is documented"
         );
     }
+    // Each create links to the reads of what it made: schemathesis' stateful phase
+    // (scripts/api-fuzz.sh) follows these links.
+    for (path, link, target) in [
+        ("/locations", "GetLocation", "location"),
+        ("/events", "GetEvent", "event"),
+        ("/events/{id}/bookings", "GetBooking", "show"),
+        ("/users", "SignIn", "login"),
+    ] {
+        let links = &doc["paths"][path]["post"]["responses"]["201"]["links"];
+        assert_eq!(links[link]["operationId"], target, "{path}: {links}");
+    }
+    let create_event = &doc["paths"]["/events"]["post"];
+    assert_eq!(create_event["security"], json!([{"bearer": []}]));
+    assert_eq!(
+        create_event["responses"]["403"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/Error"
+    );
+    assert_eq!(
+        doc["components"]["schemas"]["NewEvent"]["required"],
+        json!(["Name", "StartDate", "EndDate", "Location"])
+    );
     assert_error(s.get("/no/such/route", None).await, StatusCode::NOT_FOUND).await;
     let r = s.client.put(s.url("/events")).send().await.unwrap();
     assert_error(r, StatusCode::METHOD_NOT_ALLOWED).await;
@@ -165,19 +186,19 @@ async fn https_is_served_beside_http_with_a_generated_certificate() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let tls_port = free_port();
     let cert = dir.path().join("cert.pem");
     let key = dir.path().join("key.pem");
-    let tls_listen = format!("127.0.0.1:{tls_port}");
     let s = TestServer::start_in(
         dir.path(),
         &[
             ("MYEVENTS_TLS_CERT", cert.to_str().unwrap()),
             ("MYEVENTS_TLS_KEY", key.to_str().unwrap()),
-            ("MYEVENTS_TLS_LISTEN", &tls_listen),
+            ("MYEVENTS_TLS_LISTEN", "127.0.0.1:0"),
         ],
     )
     .await;
+    let tls = s.https.as_deref().expect("the HTTPS address");
+    let tls_port = tls.rsplit(':').next().unwrap();
     let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::builder()
         .danger_accept_invalid_certs(true)
@@ -189,10 +210,17 @@ async fn https_is_served_beside_http_with_a_generated_certificate() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    assert_eq!(
-        s.get("/health/live", None).await.status(),
-        StatusCode::OK,
-        "HTTP still served"
+    assert!(
+        r.headers()
+            .get("strict-transport-security")
+            .is_some_and(|v| v.to_str().unwrap().starts_with("max-age=")),
+        "HSTS over HTTPS"
+    );
+    let plain = s.get("/health/live", None).await;
+    assert_eq!(plain.status(), StatusCode::OK, "HTTP still served");
+    assert!(
+        plain.headers().get("strict-transport-security").is_none(),
+        "no HSTS over plain HTTP, where it means nothing"
     );
 }
 
@@ -311,31 +339,40 @@ fn bad_configuration_is_an_error_that_names_it() {
 async fn a_config_file_sets_what_it_names_and_flags_win() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("myevents.toml");
-    std::fs::write(&file, "[bookings]\nmax_seats_per_booking = 4\n").unwrap();
+    std::fs::write(
+        &file,
+        "listen = \"127.0.0.2:0\"\n[bookings]\nmax_seats_per_booking = 4\n",
+    )
+    .unwrap();
     let s = TestServer::start_in(dir.path(), &[]).await;
     drop(s);
-    let port = free_port();
+    let ports_file = dir.path().join("flag.ports.json");
     let mut child = Command::new(binary())
         .args([
             "--config",
             file.to_str().unwrap(),
             "serve",
             "--listen",
-            &format!("127.0.0.1:{port}"),
+            "127.0.0.1:0",
         ])
         // Any free port: several servers run side by side.
         .env("MYEVENTS_GRPC_LISTEN", "127.0.0.1:0")
-        .env(
-            "MYEVENTS_METRICS_LISTEN",
-            format!("127.0.0.1:{}", free_port()),
-        )
+        .env("MYEVENTS_METRICS_LISTEN", "127.0.0.1:0")
+        .env("MYEVENTS_PORTS_FILE", &ports_file)
         .env("MYEVENTS_DATA_DIR", dir.path())
         .env("MYEVENTS_ADMIN_EMAIL", crate::helpers::ADMIN_EMAIL)
         .env("MYEVENTS_ADMIN_PASSWORD", crate::helpers::ADMIN_PASSWORD)
         .spawn()
         .unwrap();
+    let ports = Ports::wait(&mut child, &ports_file)
+        .await
+        .expect("the server listens");
+    assert!(
+        ports.http.starts_with("127.0.0.1:"),
+        "the flag's address, not the file's: {ports:?}"
+    );
     let client = reqwest::Client::new();
-    let base = format!("http://127.0.0.1:{port}");
+    let base = format!("http://{}", ports.http);
     eventually("the flag's port answers", || async {
         client
             .get(format!("{base}/health/ready"))
@@ -443,7 +480,7 @@ async fn a_service_starts_without_its_broker_and_says_why_it_is_not_ready() {
     let dir = tempfile::tempdir().unwrap();
     // The reference's variable; nothing listens on port 1.
     let env = [("AMQP_BROKER_URL", "amqp://guest:guest@127.0.0.1:1/%2f")];
-    let s = TestServer::spawn_in(dir.path(), &env);
+    let s = TestServer::spawn_in(dir.path(), &env).await;
     s.wait_live().await;
     let answer = assert_error(
         s.get("/health/ready", None).await,

@@ -2,9 +2,10 @@
 interoperability test (crates/myevents/tests/api/interop.rs).
 
     pika_client.py listen URL EXCHANGE   prints the first eventCreated it receives, as JSON
-    pika_client.py publish URL EXCHANGE BODY
-                                         publishes BODY as eventCreated, the reference's way
-                                         (no message id, no headers beyond x-event-name)
+    pika_client.py publish URL EXCHANGE BODY [NAME]
+                                         publishes BODY as event NAME (default eventCreated),
+                                         the reference's way (no message id, no headers beyond
+                                         x-event-name)
 """
 import json
 import sys
@@ -34,17 +35,17 @@ def listen(url, exchange):
         return 0
 
 
-def publish(url, exchange, body):
+def publish(url, exchange, body, name="eventCreated"):
     connection = pika.BlockingConnection(pika.URLParameters(url))
     channel = connection.channel()
     channel.exchange_declare(exchange=exchange, exchange_type="topic", durable=True)
     channel.basic_publish(
         exchange=exchange,
-        routing_key="eventCreated",
+        routing_key=name,
         body=body.encode(),
         properties=pika.BasicProperties(
             content_type="application/json",
-            headers={"x-event-name": "eventCreated"},
+            headers={"x-event-name": name},
         ),
     )
     connection.close()
@@ -53,4 +54,4 @@ def publish(url, exchange, body):
 
 if __name__ == "__main__":
     mode, url, exchange = sys.argv[1:4]
-    sys.exit(listen(url, exchange) if mode == "listen" else publish(url, exchange, sys.argv[4]))
+    sys.exit(listen(url, exchange) if mode == "listen" else publish(url, exchange, *sys.argv[4:6]))

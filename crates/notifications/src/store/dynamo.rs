@@ -6,12 +6,12 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use contracts::DomainEvent;
 use dynamo::inbox::{self, Change};
-use dynamo::item::{Item, get_n, get_s, item, n, s};
+use dynamo::item::{Item, get_n, get_s, get_s_opt, item, n, s};
 use dynamo::{Dynamo, DynamoError, KeyKind, Options, Query, Table, Write};
 use tokio::sync::{Notify, OnceCell};
 
-use super::{Delivered, MailStatus, NotificationStore, StoreError, StoredMail};
-use crate::domain::{EventInfo, Fact, Mail};
+use super::{Delivered, MailQueue, MailStatus, Mailing, NotificationStore, StoreError, StoredMail};
+use crate::domain::{BookingLinks, EventInfo, Fact, Mail};
 
 /// The same tables as in SQLite (see `sqlite.rs` for what each holds).
 const EVENTS: &str = "events";
@@ -112,7 +112,7 @@ async fn queue_mail(db: &Dynamo, mail: &Mail) -> Result<Option<Write>, DynamoErr
     if db.get(MAILS, item([("id", s(&mail.id))])).await?.is_some() {
         return Ok(None);
     }
-    let queued = item([
+    let mut queued = item([
         ("id", s(&mail.id)),
         ("recipient", s(&mail.to)),
         ("subject", s(&mail.subject)),
@@ -124,6 +124,9 @@ async fn queue_mail(db: &Dynamo, mail: &Mail) -> Result<Option<Write>, DynamoErr
         ("queue", s(PENDING)),
         ("queued", n(queue_order())),
     ]);
+    if let Some(trace) = &mail.trace {
+        queued.insert("trace".into(), s(trace));
+    }
     // Queued by someone else meanwhile: the transaction is refused and made again.
     Ok(Some(
         Write::put(db.table(MAILS), queued).when("attribute_not_exists(id)"),
@@ -147,7 +150,11 @@ fn learn(db: &Dynamo, table: &str, stored: Item) -> Write {
 }
 
 /// Applies one event, mailing its fact if `mail`; mirrors `sqlite.rs`.
-async fn apply_one(db: &Dynamo, event: &DomainEvent, mail: bool) -> Result<Change, DynamoError> {
+async fn apply_one(
+    db: &Dynamo,
+    event: &DomainEvent,
+    mailing: Option<Mailing>,
+) -> Result<Change, DynamoError> {
     let retry = |why: String| Ok(Change::not_applied(bus::Outcome::Retry(why)));
     let mut writes = Vec::new();
     let fact = match event {
@@ -183,6 +190,7 @@ async fn apply_one(db: &Dynamo, event: &DomainEvent, mail: bool) -> Result<Chang
                 event,
                 seats: booked.seats,
                 email: booked.email.clone(),
+                guest: booked.user_id.is_empty(),
             }
         }
         DomainEvent::BookingCancelled(cancelled) => {
@@ -213,8 +221,8 @@ async fn apply_one(db: &Dynamo, event: &DomainEvent, mail: bool) -> Result<Chang
             return Ok(Change::applied(Vec::new(), Vec::new()));
         }
     };
-    if mail {
-        writes.extend(queue_mail(db, &fact.mail()).await?);
+    if let Some(mail) = mailing.and_then(|mailing| mailing.mail(&fact)) {
+        writes.extend(queue_mail(db, &mail).await?);
     }
     Ok(Change::applied(writes, Vec::new()))
 }
@@ -226,6 +234,7 @@ fn mail(i: &Item) -> Result<Mail, DynamoError> {
         subject: get_s(i, "subject")?,
         text: get_s(i, "text")?,
         html: get_s(i, "html")?,
+        trace: get_s_opt(i, "trace")?,
     })
 }
 
@@ -235,11 +244,15 @@ fn mail_key(id: &str) -> Item {
 
 #[async_trait]
 impl NotificationStore for DynamoNotificationStore {
-    async fn apply(&self, batch: Vec<Delivered>) -> Result<Vec<bus::Outcome>, StoreError> {
+    async fn apply(
+        &self,
+        batch: Vec<Delivered>,
+        links: &BookingLinks,
+    ) -> Result<Vec<bus::Outcome>, StoreError> {
         let since = self.mail_since().await?;
-        let outcomes = inbox::apply_once(&self.db, &batch, |db, (event, at)| {
-            let mail = at.timestamp() >= since;
-            Box::pin(apply_one(db, event, mail))
+        let outcomes = inbox::apply_once(&self.db, &batch, |db, received| {
+            let mailing = received.mailing(since, links);
+            Box::pin(apply_one(db, &received.event, mailing))
         })
         .await?;
         self.committed.notify_waiters();
@@ -338,14 +351,36 @@ impl NotificationStore for DynamoNotificationStore {
         }
     }
 
+    /// The first due is the due time of the mail queued first: the index is ordered by when
+    /// mails were queued, not by when they are next due, and reading every pending mail to find
+    /// the earliest would cost a read of the whole queue. It differs only after retries.
+    async fn mail_queue(&self) -> Result<MailQueue, StoreError> {
+        let pending = || {
+            Query::new("#queue = :pending")
+                .index(DUE)
+                .name("#queue", "queue")
+                .value(":pending", s(PENDING))
+        };
+        let depth = self.db.count(MAILS, pending()).await?;
+        let first = self.db.query(MAILS, pending().limit(1)).await?;
+        // A mail not tried yet is due from when it was queued (its `next_attempt` is 0).
+        let due_ms = |m: &Item| -> Result<i64, DynamoError> {
+            let queued_us: i64 = get_n(m, "queued")?;
+            Ok(get_n::<i64>(m, "next_attempt")?.max(queued_us / 1000))
+        };
+        let first_due = first
+            .first()
+            .map(due_ms)
+            .transpose()?
+            .and_then(DateTime::from_timestamp_millis);
+        Ok(MailQueue { depth, first_due })
+    }
+
     async fn mails(&self) -> Result<Vec<StoredMail>, StoreError> {
         let mut stored = Vec::new();
         for i in self.db.scan(MAILS).await? {
-            let status = match get_s(&i, "status")?.as_str() {
-                "sent" => MailStatus::Sent,
-                "failed" => MailStatus::Failed,
-                _ => MailStatus::Pending,
-            };
+            let status =
+                platform::error::stored("mail status", &get_s(&i, "status")?, MailStatus::parse)?;
             let queued: i64 = get_n(&i, "queued")?;
             stored.push((
                 queued,

@@ -9,8 +9,8 @@ use mongo::{Collection, Mongo, MongoError, Options, Tx, inbox};
 use serde::Deserialize;
 use tokio::sync::Notify;
 
-use super::{Delivered, MailStatus, NotificationStore, StoreError, StoredMail};
-use crate::domain::{EventInfo, Fact, Mail};
+use super::{Delivered, MailQueue, MailStatus, Mailing, NotificationStore, StoreError, StoredMail};
+use crate::domain::{BookingLinks, EventInfo, Fact, Mail};
 
 /// The same collections as SQLite's tables (see `sqlite.rs` for what each holds), by `_id`.
 const EVENTS: &str = "events";
@@ -40,27 +40,29 @@ struct MailDoc {
     subject: String,
     text: String,
     html: String,
+    /// Absent in mails queued before traces were kept.
+    #[serde(default)]
+    trace: Option<String>,
     status: String,
     attempts: u32,
 }
 
-impl From<MailDoc> for StoredMail {
-    fn from(d: MailDoc) -> StoredMail {
-        StoredMail {
+impl TryFrom<MailDoc> for StoredMail {
+    type Error = MongoError;
+
+    fn try_from(d: MailDoc) -> Result<StoredMail, MongoError> {
+        Ok(StoredMail {
             mail: Mail {
                 id: d.id,
                 to: d.recipient,
                 subject: d.subject,
                 text: d.text,
                 html: d.html,
+                trace: d.trace,
             },
-            status: match d.status.as_str() {
-                "sent" => MailStatus::Sent,
-                "failed" => MailStatus::Failed,
-                _ => MailStatus::Pending,
-            },
+            status: platform::error::stored("mail status", &d.status, MailStatus::parse)?,
             attempts: d.attempts,
-        }
+        })
     }
 }
 
@@ -115,6 +117,7 @@ async fn insert_mail(tx: &mut Tx, mail: &Mail) -> Result<(), MongoError> {
             "subject": &mail.subject,
             "text": &mail.text,
             "html": &mail.html,
+            "trace": &mail.trace,
             "status": "pending",
             "attempts": 0_i64,
             // Due from now: mails go out in the order they became due (see the SQLite store).
@@ -151,7 +154,7 @@ async fn event_info(tx: &mut Tx, id: &str) -> Result<Option<EventInfo>, MongoErr
 async fn apply_one(
     tx: &mut Tx,
     event: &DomainEvent,
-    mail: bool,
+    mailing: Option<Mailing>,
 ) -> Result<bus::Outcome, MongoError> {
     let fact = match event {
         DomainEvent::EventCreated(created) => {
@@ -182,6 +185,7 @@ async fn apply_one(
                 event,
                 seats: booked.seats,
                 email: booked.email.clone(),
+                guest: booked.user_id.is_empty(),
             }
         }
         DomainEvent::BookingCancelled(cancelled) => {
@@ -217,8 +221,8 @@ async fn apply_one(
             return Ok(bus::Outcome::Applied);
         }
     };
-    if mail {
-        insert_mail(tx, &fact.mail()).await?;
+    if let Some(mail) = mailing.and_then(|mailing| mailing.mail(&fact)) {
+        insert_mail(tx, &mail).await?;
     }
     Ok(bus::Outcome::Applied)
 }
@@ -227,14 +231,16 @@ async fn apply_one(
 async fn apply(
     tx: &mut Tx,
     batch: &[Delivered],
+    links: &BookingLinks,
 ) -> Result<(Vec<bus::Outcome>, Vec<contracts::Envelope>), MongoError> {
     let since: Option<Document> = tx.find_one(MAIL_SINCE, doc! {"_id": MAIL_SINCE}).await?;
     let since = since
         .and_then(|d| d.get_i64("at").ok())
         .ok_or_else(|| MongoError::Invalid("the mail_since document is missing".into()))?;
-    inbox::apply_once(tx, batch, move |t, (event, at)| {
-        let mail = at.timestamp() >= since;
-        Box::pin(async move { Ok((apply_one(t, event, mail).await?, Vec::new())) })
+    inbox::apply_once(tx, batch, move |t, received| {
+        let mailing = received.mailing(since, links);
+        let event = &received.event;
+        Box::pin(async move { Ok((apply_one(t, event, mailing).await?, Vec::new())) })
     })
     .await
 }
@@ -263,10 +269,16 @@ async fn mark_failed(
 
 #[async_trait]
 impl NotificationStore for MongoNotificationStore {
-    async fn apply(&self, batch: Vec<Delivered>) -> Result<Vec<bus::Outcome>, StoreError> {
+    async fn apply(
+        &self,
+        batch: Vec<Delivered>,
+        links: &BookingLinks,
+    ) -> Result<Vec<bus::Outcome>, StoreError> {
         let outcomes = self
             .mongo
-            .transaction(batch.as_slice(), |tx, batch| Box::pin(apply(tx, batch)))
+            .transaction(&(batch, links), |tx, (batch, links)| {
+                Box::pin(apply(tx, batch, links))
+            })
             .await?;
         self.committed.notify_waiters();
         Ok(outcomes)
@@ -299,8 +311,8 @@ impl NotificationStore for MongoNotificationStore {
             .await?;
         Ok(found
             .into_iter()
-            .map(|d| StoredMail::from(d).mail)
-            .collect())
+            .map(|d| StoredMail::try_from(d).map(|s| s.mail))
+            .collect::<Result<_, _>>()?)
     }
 
     async fn mark_sent(&self, ids: Vec<String>) -> Result<(), StoreError> {
@@ -329,12 +341,28 @@ impl NotificationStore for MongoNotificationStore {
             .await?)
     }
 
+    async fn mail_queue(&self) -> Result<MailQueue, StoreError> {
+        let pending = doc! {"status": "pending"};
+        let depth = self.mongo.count(MAILS, pending.clone()).await?;
+        let first: Option<Document> = self
+            .mongo
+            .find_one(MAILS, pending, doc! {"next_attempt": 1})
+            .await?;
+        let first_due = first
+            .and_then(|d| d.get_i64("next_attempt").ok())
+            .and_then(DateTime::from_timestamp_millis);
+        Ok(MailQueue { depth, first_due })
+    }
+
     async fn mails(&self) -> Result<Vec<StoredMail>, StoreError> {
         let found: Vec<MailDoc> = self
             .mongo
             .find(MAILS, doc! {}, doc! {"order": 1}, None)
             .await?;
-        Ok(found.into_iter().map(StoredMail::from).collect())
+        Ok(found
+            .into_iter()
+            .map(StoredMail::try_from)
+            .collect::<Result<_, _>>()?)
     }
 
     fn committed(&self) -> Arc<Notify> {

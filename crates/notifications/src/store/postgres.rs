@@ -8,8 +8,8 @@ use postgres::sqlx::{self, PgConnection, Row};
 use postgres::{Options, Pg, PgError, inbox};
 use tokio::sync::Notify;
 
-use super::{Delivered, MailStatus, NotificationStore, StoreError, StoredMail};
-use crate::domain::{EventInfo, Fact, Mail};
+use super::{Delivered, MailQueue, MailStatus, Mailing, NotificationStore, StoreError, StoredMail};
+use crate::domain::{BookingLinks, EventInfo, Fact, Mail};
 
 /// The same tables as in SQLite (see `sqlite.rs` for what each holds).
 const SCHEMA: &str = "
@@ -39,7 +39,8 @@ CREATE TABLE IF NOT EXISTS mails (
 CREATE INDEX IF NOT EXISTS mails_due ON mails (status, next_attempt);
 CREATE TABLE IF NOT EXISTS mail_since (at BIGINT NOT NULL);
 INSERT INTO mail_since (at) SELECT extract(epoch FROM now())::BIGINT - 60
-    WHERE NOT EXISTS (SELECT 1 FROM mail_since);";
+    WHERE NOT EXISTS (SELECT 1 FROM mail_since);
+ALTER TABLE mails ADD COLUMN IF NOT EXISTS trace TEXT;";
 
 /// The notifications service's tables in PostgreSQL, in the schema `notifications`.
 pub struct PgNotificationStore {
@@ -73,8 +74,8 @@ impl PgNotificationStore {
 
 async fn insert_mail(conn: &mut PgConnection, mail: &Mail) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO mails (id, recipient, subject, text, html, next_attempt)
-         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
+        "INSERT INTO mails (id, recipient, subject, text, html, next_attempt, trace)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING",
     )
     .bind(&mail.id)
     .bind(&mail.to)
@@ -83,6 +84,7 @@ async fn insert_mail(conn: &mut PgConnection, mail: &Mail) -> Result<(), sqlx::E
     .bind(&mail.html)
     // Due from now: mails go out in the order they became due (see the SQLite store).
     .bind(Utc::now().timestamp_millis())
+    .bind(&mail.trace)
     .execute(conn)
     .await?;
     Ok(())
@@ -106,7 +108,7 @@ async fn event_info(conn: &mut PgConnection, id: &str) -> Result<Option<EventInf
 async fn apply_one(
     conn: &mut PgConnection,
     event: &DomainEvent,
-    mail: bool,
+    mailing: Option<Mailing>,
 ) -> Result<bus::Outcome, sqlx::Error> {
     let fact = match event {
         DomainEvent::EventCreated(created) => {
@@ -142,6 +144,7 @@ async fn apply_one(
                 event,
                 seats: booked.seats,
                 email: booked.email.clone(),
+                guest: booked.user_id.is_empty(),
             }
         }
         DomainEvent::BookingCancelled(cancelled) => {
@@ -179,8 +182,8 @@ async fn apply_one(
             return Ok(bus::Outcome::Applied);
         }
     };
-    if mail {
-        insert_mail(conn, &fact.mail()).await?;
+    if let Some(mail) = mailing.and_then(|mailing| mailing.mail(&fact)) {
+        insert_mail(conn, &mail).await?;
     }
     Ok(bus::Outcome::Applied)
 }
@@ -192,20 +195,26 @@ fn mail_row(r: &PgRow) -> Result<Mail, sqlx::Error> {
         subject: r.try_get("subject")?,
         text: r.try_get("text")?,
         html: r.try_get("html")?,
+        trace: r.try_get("trace")?,
     })
 }
 
 #[async_trait]
 impl NotificationStore for PgNotificationStore {
-    async fn apply(&self, batch: Vec<Delivered>) -> Result<Vec<bus::Outcome>, StoreError> {
+    async fn apply(
+        &self,
+        batch: Vec<Delivered>,
+        links: &BookingLinks,
+    ) -> Result<Vec<bus::Outcome>, StoreError> {
         let mut tx = self.pg.begin().await?;
         let since: i64 = sqlx::query_scalar("SELECT at FROM mail_since")
             .fetch_one(&mut *tx)
             .await
             .map_err(PgError::from)?;
-        let (outcomes, caused) = inbox::apply_once(&mut tx, &batch, |c, (event, at)| {
-            let mail = at.timestamp() >= since;
-            Box::pin(async move { Ok((apply_one(c, event, mail).await?, Vec::new())) })
+        let (outcomes, caused) = inbox::apply_once(&mut tx, &batch, |c, received| {
+            let mailing = received.mailing(since, links);
+            let event = &received.event;
+            Box::pin(async move { Ok((apply_one(c, event, mailing).await?, Vec::new())) })
         })
         .await
         .map_err(PgError::from)?;
@@ -224,7 +233,7 @@ impl NotificationStore for PgNotificationStore {
 
     async fn due(&self, limit: usize) -> Result<Vec<Mail>, StoreError> {
         let query = sqlx::query(
-            "SELECT id, recipient, subject, text, html FROM mails
+            "SELECT id, recipient, subject, text, html, trace FROM mails
              WHERE status = 'pending' AND next_attempt <= $1 ORDER BY next_attempt, seq LIMIT $2",
         )
         .bind(Utc::now().timestamp_millis())
@@ -263,21 +272,32 @@ impl NotificationStore for PgNotificationStore {
         Ok(())
     }
 
+    async fn mail_queue(&self) -> Result<MailQueue, StoreError> {
+        let query = sqlx::query(
+            "SELECT COUNT(*) AS depth, MIN(next_attempt) AS first_due FROM mails
+             WHERE status = 'pending'",
+        );
+        let queue = self.pg.fetch_optional(query, |row| {
+            Ok(MailQueue {
+                depth: postgres::int(row, "depth")?,
+                first_due: row
+                    .try_get::<Option<i64>, _>("first_due")?
+                    .and_then(DateTime::from_timestamp_millis),
+            })
+        });
+        Ok(queue.await?.unwrap_or_default())
+    }
+
     async fn mails(&self) -> Result<Vec<StoredMail>, StoreError> {
         let query = sqlx::query(
-            "SELECT id, recipient, subject, text, html, status, attempts FROM mails ORDER BY seq",
+            "SELECT id, recipient, subject, text, html, trace, status, attempts FROM mails ORDER BY seq",
         );
         Ok(self
             .pg
             .fetch_all(query, |r| {
-                let status: String = r.try_get("status")?;
                 Ok(StoredMail {
                     mail: mail_row(r)?,
-                    status: match status.as_str() {
-                        "sent" => MailStatus::Sent,
-                        "failed" => MailStatus::Failed,
-                        _ => MailStatus::Pending,
-                    },
+                    status: postgres::stored(r, "status", "mail status", MailStatus::parse)?,
                     attempts: postgres::int(r, "attempts")?,
                 })
             })

@@ -8,8 +8,8 @@ use sqlite::rusqlite::{Connection, OptionalExtension, params};
 use sqlite::{Db, DbError, Options, inbox};
 use tokio::sync::Notify;
 
-use super::{Delivered, MailStatus, NotificationStore, StoreError, StoredMail};
-use crate::domain::{EventInfo, Fact, Mail};
+use super::{Delivered, MailQueue, MailStatus, Mailing, NotificationStore, StoreError, StoredMail};
+use crate::domain::{BookingLinks, EventInfo, Fact, Mail};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS events (
@@ -41,6 +41,9 @@ CREATE TABLE IF NOT EXISTS mail_since (at INTEGER NOT NULL);
 INSERT INTO mail_since (at) SELECT CAST(strftime('%s', 'now') AS INTEGER) - 60
     WHERE NOT EXISTS (SELECT 1 FROM mail_since);";
 
+/// The trace a mail's sending continues (added after the first release).
+const MAIL_TRACE: &str = "ALTER TABLE mails ADD COLUMN trace TEXT";
+
 pub struct SqliteNotificationStore {
     db: Db,
 }
@@ -50,7 +53,7 @@ impl SqliteNotificationStore {
         let db = Db::open(
             path,
             Options {
-                migrations: vec![SCHEMA, inbox::MIGRATION],
+                migrations: vec![SCHEMA, MAIL_TRACE, inbox::MIGRATION],
                 ..Options::default()
             },
         )?;
@@ -66,8 +69,8 @@ fn now_ms() -> i64 {
 /// due from now, so that mails go out in the order they became due, retries among them.
 fn insert_mail(conn: &Connection, mail: &Mail) -> sqlite::rusqlite::Result<()> {
     conn.prepare_cached(
-        "INSERT OR IGNORE INTO mails (id, recipient, subject, text, html, next_attempt)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT OR IGNORE INTO mails (id, recipient, subject, text, html, next_attempt, trace)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?
     .execute(params![
         mail.id,
@@ -75,7 +78,8 @@ fn insert_mail(conn: &Connection, mail: &Mail) -> sqlite::rusqlite::Result<()> {
         mail.subject,
         mail.text,
         mail.html,
-        now_ms()
+        now_ms(),
+        mail.trace
     ])?;
     Ok(())
 }
@@ -84,7 +88,7 @@ fn insert_mail(conn: &Connection, mail: &Mail) -> sqlite::rusqlite::Result<()> {
 /// the rowid every index ends with), so that taking a batch reads just that batch. Ordered by
 /// `seq` alone, SQLite sorted every pending mail to take the first few: after a flash sale, with
 /// a hundred thousand mails queued, each batch cost a sort of them all.
-const DUE: &str = "SELECT id, recipient, subject, text, html FROM mails
+const DUE: &str = "SELECT id, recipient, subject, text, html, trace FROM mails
      WHERE status = 'pending' AND next_attempt <= ?1 ORDER BY next_attempt, seq LIMIT ?2";
 
 fn event_info(conn: &Connection, id: &str) -> sqlite::rusqlite::Result<Option<EventInfo>> {
@@ -101,7 +105,11 @@ fn event_info(conn: &Connection, id: &str) -> sqlite::rusqlite::Result<Option<Ev
 
 /// Applies one event, mailing its fact if `mail` (see [`NotificationStore::apply`]); the inbox
 /// is `bus::inbox::apply_once`'s business.
-fn apply_one(conn: &Connection, event: &DomainEvent, mail: bool) -> Result<bus::Outcome, DbError> {
+fn apply_one(
+    conn: &Connection,
+    event: &DomainEvent,
+    mailing: Option<Mailing>,
+) -> Result<bus::Outcome, DbError> {
     let fact = match event {
         DomainEvent::EventCreated(created) => {
             conn.prepare_cached(
@@ -132,6 +140,7 @@ fn apply_one(conn: &Connection, event: &DomainEvent, mail: bool) -> Result<bus::
                 event,
                 seats: booked.seats,
                 email: booked.email.clone(),
+                guest: booked.user_id.is_empty(),
             }
         }
         DomainEvent::BookingCancelled(cancelled) => {
@@ -167,8 +176,8 @@ fn apply_one(conn: &Connection, event: &DomainEvent, mail: bool) -> Result<bus::
             return Ok(bus::Outcome::Applied);
         }
     };
-    if mail {
-        insert_mail(conn, &fact.mail())?;
+    if let Some(mail) = mailing.and_then(|mailing| mailing.mail(&fact)) {
+        insert_mail(conn, &mail)?;
     }
     Ok(bus::Outcome::Applied)
 }
@@ -180,15 +189,20 @@ fn retry_delay_ms(attempts: u32) -> i64 {
 
 #[async_trait]
 impl NotificationStore for SqliteNotificationStore {
-    async fn apply(&self, batch: Vec<Delivered>) -> Result<Vec<bus::Outcome>, StoreError> {
+    async fn apply(
+        &self,
+        batch: Vec<Delivered>,
+        links: &BookingLinks,
+    ) -> Result<Vec<bus::Outcome>, StoreError> {
+        let links = links.clone();
         Ok(self
             .db
             .write(move |c| {
                 let since: i64 = c
                     .prepare_cached("SELECT at FROM mail_since")?
                     .query_row([], |r| r.get(0))?;
-                bus::inbox::apply_once(c, &batch, |c, (event, at)| {
-                    apply_one(c, event, at.timestamp() >= since)
+                bus::inbox::apply_once(c, &batch, |c, received| {
+                    apply_one(c, &received.event, received.mailing(since, &links))
                 })
             })
             .await?)
@@ -213,6 +227,7 @@ impl NotificationStore for SqliteNotificationStore {
                         subject: r.get(2)?,
                         text: r.get(3)?,
                         html: r.get(4)?,
+                        trace: r.get(5)?,
                     })
                 })?;
                 rows.collect()
@@ -264,15 +279,32 @@ impl NotificationStore for SqliteNotificationStore {
             .await?)
     }
 
+    async fn mail_queue(&self) -> Result<MailQueue, StoreError> {
+        let (depth, first_due) = self
+            .db
+            .read(|c| {
+                c.prepare_cached(
+                    "SELECT COUNT(*), MIN(next_attempt) FROM mails WHERE status = 'pending'",
+                )?
+                .query_row([], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?))
+                })
+            })
+            .await?;
+        Ok(MailQueue {
+            depth: u64::try_from(depth).unwrap_or(0),
+            first_due: first_due.and_then(DateTime::from_timestamp_millis),
+        })
+    }
+
     async fn mails(&self) -> Result<Vec<StoredMail>, StoreError> {
         Ok(self
             .db
             .read(|c| {
                 let mut stmt = c.prepare(
-                    "SELECT id, recipient, subject, text, html, status, attempts FROM mails ORDER BY seq",
+                    "SELECT id, recipient, subject, text, html, trace, status, attempts FROM mails ORDER BY seq",
                 )?;
                 let rows = stmt.query_map([], |r| {
-                    let status: String = r.get(5)?;
                     Ok(StoredMail {
                         mail: Mail {
                             id: r.get(0)?,
@@ -280,13 +312,10 @@ impl NotificationStore for SqliteNotificationStore {
                             subject: r.get(2)?,
                             text: r.get(3)?,
                             html: r.get(4)?,
+                            trace: r.get(5)?,
                         },
-                        status: match status.as_str() {
-                            "sent" => MailStatus::Sent,
-                            "failed" => MailStatus::Failed,
-                            _ => MailStatus::Pending,
-                        },
-                        attempts: r.get(6)?,
+                        status: sqlite::stored(r, 6, "mail status", MailStatus::parse)?,
+                        attempts: r.get(7)?,
                     })
                 })?;
                 rows.collect()

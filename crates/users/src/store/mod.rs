@@ -15,6 +15,7 @@ use async_trait::async_trait;
 use contracts::{DomainEvent, Envelope, UserCreated};
 
 use crate::domain::User;
+pub use crate::signin::Failures;
 
 #[cfg(feature = "dynamodb")]
 pub use self::dynamo::DynamoUserStore;
@@ -43,6 +44,18 @@ pub trait UserStore: Send + Sync + 'static {
     /// Makes the account with this e-mail an admin with this password, creating it if needed.
     async fn set_admin(&self, account: Account) -> Result<User, StoreError>;
 
+    /// The failed sign-ins counted under `key` ([`crate::signin::Keys`]), expired or not: the
+    /// rule ignores expired ones.
+    async fn failures(&self, key: &str) -> Result<Option<Failures>, StoreError>;
+    /// Counts a failed sign-in under `key` at `now` (Unix ms): one more, or 1 again when the
+    /// count had expired by `now`; it then expires at `expires`. One atomic step, so that
+    /// replicas sharing the database lose no failure when they count at once. Counts expired
+    /// by `now` are deleted here, or, on DynamoDB, by the table's time to live, so that the
+    /// failures of the past do not pile up.
+    async fn add_failure(&self, key: &str, now: i64, expires: i64) -> Result<(), StoreError>;
+    /// Forgets the failures counted under `key` (a successful sign-in).
+    async fn clear_failures(&self, key: &str) -> Result<(), StoreError>;
+
     fn outbox(&self) -> Arc<dyn bus::Outbox>;
     async fn check(&self) -> Result<(), String>;
 }
@@ -54,5 +67,5 @@ fn user_created(u: &User) -> Envelope {
         email: u.email.clone(),
         name: u.name.clone(),
     });
-    Envelope::new(&created, None)
+    Envelope::new(&created, platform::telemetry::traceparent())
 }

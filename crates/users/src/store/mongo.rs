@@ -2,16 +2,35 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use contracts::Envelope;
-use mongo::bson::doc;
+use mongo::bson::{Document, doc};
 use mongo::{Collection, Mongo, MongoError, Options, Tx};
 use platform::Role;
 use serde::Deserialize;
 
-use super::{Account, StoreError, UserStore, user_created};
+use super::{Account, Failures, StoreError, UserStore, user_created};
 use crate::domain::User;
 
 /// Accounts by id (`_id`), unique by e-mail.
 const USERS: &str = "users";
+/// Failed sign-ins by key (`_id`): `count`, `last`, `expires` (Unix ms).
+const FAILURES: &str = "signin_failures";
+
+#[derive(Deserialize)]
+struct FailuresDoc {
+    count: i64,
+    last: i64,
+    expires: i64,
+}
+
+impl From<FailuresDoc> for Failures {
+    fn from(d: FailuresDoc) -> Failures {
+        Failures {
+            count: u32::try_from(d.count).unwrap_or(u32::MAX),
+            last: d.last,
+            expires: d.expires,
+        }
+    }
+}
 
 #[derive(Deserialize)]
 struct UserDoc {
@@ -23,17 +42,19 @@ struct UserDoc {
     password_hash: String,
 }
 
-impl From<UserDoc> for Account {
-    fn from(d: UserDoc) -> Account {
-        Account {
+impl TryFrom<UserDoc> for Account {
+    type Error = MongoError;
+
+    fn try_from(d: UserDoc) -> Result<Account, MongoError> {
+        Ok(Account {
             user: User {
                 id: d.id,
                 email: d.email,
                 name: d.name,
-                role: Role::parse(&d.role).unwrap_or(Role::Customer),
+                role: platform::error::stored("role", &d.role, Role::parse)?,
             },
             password_hash: d.password_hash,
-        }
+        })
     }
 }
 
@@ -49,7 +70,10 @@ impl MongoUserStore {
             url,
             Options {
                 service: "users",
-                collections: vec![Collection::new(USERS).index(doc! {"email": 1}, true)],
+                collections: vec![
+                    Collection::new(USERS).index(doc! {"email": 1}, true),
+                    Collection::new(FAILURES).index(doc! {"expires": 1}, false),
+                ],
                 seeds: Vec::new(),
             },
         )?;
@@ -100,7 +124,26 @@ async fn set_admin(tx: &mut Tx, account: &Account) -> Result<(User, Vec<Envelope
     let admin = admin.ok_or_else(|| {
         MongoError::Invalid(format!("the account {} vanished", account.user.email))
     })?;
-    Ok((Account::from(admin).user, Vec::from_iter(created)))
+    Ok((Account::try_from(admin)?.user, Vec::from_iter(created)))
+}
+
+/// See [`UserStore::add_failure`]. In a transaction, so that two replicas counting the same key
+/// at once conflict and one of them is retried on the other's count.
+async fn add_failure(tx: &mut Tx, failure: &(String, i64, i64)) -> Result<(), MongoError> {
+    let (key, now, expires) = failure;
+    let found: Option<FailuresDoc> = tx.find_one(FAILURES, doc! {"_id": key}).await?;
+    let count = match found {
+        Some(f) if f.expires > *now => f.count.saturating_add(1),
+        _ => 1,
+    };
+    tx.update_one(
+        FAILURES,
+        doc! {"_id": key},
+        doc! {"$set": {"count": count, "last": now, "expires": expires}},
+        true,
+    )
+    .await?;
+    Ok(())
 }
 
 #[async_trait]
@@ -122,7 +165,7 @@ impl UserStore for MongoUserStore {
             .mongo
             .find_one(USERS, doc! {"email": email}, doc! {})
             .await?;
-        Ok(found.map(Account::from))
+        Ok(found.map(Account::try_from).transpose()?)
     }
 
     async fn by_id(&self, id: &str) -> Result<Option<User>, StoreError> {
@@ -130,7 +173,7 @@ impl UserStore for MongoUserStore {
             .mongo
             .find_one(USERS, doc! {"_id": id}, doc! {})
             .await?;
-        Ok(found.map(|d| Account::from(d).user))
+        Ok(found.map(Account::try_from).transpose()?.map(|a| a.user))
     }
 
     async fn set_admin(&self, account: Account) -> Result<User, StoreError> {
@@ -138,6 +181,47 @@ impl UserStore for MongoUserStore {
             .mongo
             .transaction(&account, |tx, account| Box::pin(set_admin(tx, account)))
             .await?)
+    }
+
+    async fn failures(&self, key: &str) -> Result<Option<Failures>, StoreError> {
+        let found: Option<FailuresDoc> = self
+            .mongo
+            .find_one(FAILURES, doc! {"_id": key}, doc! {})
+            .await?;
+        Ok(found.map(Failures::from))
+    }
+
+    async fn add_failure(&self, key: &str, now: i64, expires: i64) -> Result<(), StoreError> {
+        let failure = (key.to_owned(), now, expires);
+        self.mongo
+            .transaction(&failure, |tx, failure| {
+                Box::pin(async move { Ok((add_failure(tx, failure).await?, Vec::new())) })
+            })
+            .await?;
+        // Outside the transaction: pruning must not make counting conflict.
+        let pruned = async {
+            self.mongo
+                .database()
+                .await?
+                .collection::<Document>(FAILURES)
+                .delete_many(doc! {"expires": {"$lte": now}})
+                .await?;
+            Ok::<_, MongoError>(())
+        };
+        Ok(pruned.await?)
+    }
+
+    async fn clear_failures(&self, key: &str) -> Result<(), StoreError> {
+        let cleared = async {
+            self.mongo
+                .database()
+                .await?
+                .collection::<Document>(FAILURES)
+                .delete_one(doc! {"_id": key})
+                .await?;
+            Ok::<_, MongoError>(())
+        };
+        Ok(cleared.await?)
     }
 
     fn outbox(&self) -> Arc<dyn bus::Outbox> {

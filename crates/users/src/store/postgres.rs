@@ -7,7 +7,7 @@ use postgres::sqlx::postgres::PgRow;
 use postgres::sqlx::{self, PgConnection, Row};
 use postgres::{Options, Pg, PgError, outbox};
 
-use super::{Account, StoreError, UserStore, user_created};
+use super::{Account, Failures, StoreError, UserStore, user_created};
 use crate::domain::User;
 
 const SCHEMA: &str = "
@@ -18,7 +18,14 @@ CREATE TABLE IF NOT EXISTS users (
     name          TEXT NOT NULL,
     role          TEXT NOT NULL,
     password_hash TEXT NOT NULL
-);";
+);
+CREATE TABLE IF NOT EXISTS signin_failures (
+    key     TEXT PRIMARY KEY,
+    count   BIGINT NOT NULL,
+    last    BIGINT NOT NULL,
+    expires BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS signin_failures_expires ON signin_failures (expires);";
 
 const SELECT: &str = "SELECT id, email, name, role, password_hash FROM users";
 
@@ -48,13 +55,12 @@ impl PgUserStore {
 }
 
 fn account_row(r: &PgRow) -> Result<Account, sqlx::Error> {
-    let role: String = r.try_get("role")?;
     Ok(Account {
         user: User {
             id: r.try_get("id")?,
             email: r.try_get("email")?,
             name: r.try_get("name")?,
-            role: Role::parse(&role).unwrap_or(Role::Customer),
+            role: postgres::stored(r, "role", "role", Role::parse)?,
         },
         password_hash: r.try_get("password_hash")?,
     })
@@ -124,6 +130,55 @@ impl UserStore for PgUserStore {
         let admin = account_row(&row).map_err(PgError::from)?.user;
         self.pg.commit(tx, created.as_slice()).await?;
         Ok(admin)
+    }
+
+    async fn failures(&self, key: &str) -> Result<Option<Failures>, StoreError> {
+        let query = "SELECT count, last, expires FROM signin_failures WHERE key = $1".to_owned();
+        Ok(self
+            .pg
+            .fetch_optional(postgres::query(query).bind(key), |r| {
+                Ok(Failures {
+                    count: postgres::int(r, "count")?,
+                    last: r.try_get("last")?,
+                    expires: r.try_get("expires")?,
+                })
+            })
+            .await?)
+    }
+
+    async fn add_failure(&self, key: &str, now: i64, expires: i64) -> Result<(), StoreError> {
+        let pool = self.pg.pool().await?;
+        // Two statements, not one transaction: the delete holds no locks while the upsert runs.
+        sqlx::query("DELETE FROM signin_failures WHERE expires <= $1")
+            .bind(now)
+            .execute(pool)
+            .await
+            .map_err(PgError::from)?;
+        // The upsert takes the row's lock, so replicas counting at once each add theirs.
+        sqlx::query(
+            "INSERT INTO signin_failures (key, count, last, expires) VALUES ($1, 1, $2, $3)
+             ON CONFLICT (key) DO UPDATE SET
+                 count = CASE WHEN signin_failures.expires <= $2 THEN 1
+                              ELSE least(signin_failures.count + 1, 4294967295) END,
+                 last = $2, expires = $3",
+        )
+        .bind(key)
+        .bind(now)
+        .bind(expires)
+        .execute(pool)
+        .await
+        .map_err(PgError::from)?;
+        Ok(())
+    }
+
+    async fn clear_failures(&self, key: &str) -> Result<(), StoreError> {
+        let pool = self.pg.pool().await?;
+        sqlx::query("DELETE FROM signin_failures WHERE key = $1")
+            .bind(key)
+            .execute(pool)
+            .await
+            .map_err(PgError::from)?;
+        Ok(())
     }
 
     fn outbox(&self) -> Arc<dyn bus::Outbox> {

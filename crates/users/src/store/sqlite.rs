@@ -6,7 +6,7 @@ use platform::Role;
 use sqlite::rusqlite::{Connection, OptionalExtension, Row, params};
 use sqlite::{Db, DbError, Options, outbox};
 
-use super::{Account, StoreError, UserStore, user_created};
+use super::{Account, Failures, StoreError, UserStore, user_created};
 use crate::domain::User;
 
 const SCHEMA: &str = "
@@ -17,7 +17,14 @@ CREATE TABLE IF NOT EXISTS users (
     name          TEXT NOT NULL,
     role          TEXT NOT NULL,
     password_hash TEXT NOT NULL
-);";
+);
+CREATE TABLE IF NOT EXISTS signin_failures (
+    key     TEXT PRIMARY KEY,
+    count   INTEGER NOT NULL,
+    last    INTEGER NOT NULL,
+    expires INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS signin_failures_expires ON signin_failures (expires);";
 
 pub struct SqliteUserStore {
     db: Db,
@@ -37,13 +44,13 @@ impl SqliteUserStore {
 }
 
 fn account_row(r: &Row<'_>) -> sqlite::rusqlite::Result<Account> {
-    let role: String = r.get(3)?;
     Ok(Account {
         user: User {
             id: r.get(0)?,
             email: r.get(1)?,
             name: r.get(2)?,
-            role: Role::parse(&role).unwrap_or(Role::Customer),
+            // Never a default: a damaged role must not become `customer`, nor anything `admin`.
+            role: sqlite::stored(r, 3, "role", Role::parse)?,
         },
         password_hash: r.get(4)?,
     })
@@ -113,7 +120,56 @@ impl UserStore for SqliteUserStore {
                 }
                 select(c, "email", &account.user.email)?
                     .map(|a| a.user)
-                    .ok_or_else(|| DbError::Sqlite("admin vanished while being written".into()))
+                    .ok_or_else(|| DbError::Internal("admin vanished while being written".into()))
+            })
+            .await?)
+    }
+
+    async fn failures(&self, key: &str) -> Result<Option<Failures>, StoreError> {
+        let key = key.to_owned();
+        Ok(self
+            .db
+            .read(move |c| {
+                c.prepare_cached("SELECT count, last, expires FROM signin_failures WHERE key = ?1")?
+                    .query_row([key], |r| {
+                        Ok(Failures {
+                            count: r.get(0)?,
+                            last: r.get(1)?,
+                            expires: r.get(2)?,
+                        })
+                    })
+                    .optional()
+            })
+            .await?)
+    }
+
+    async fn add_failure(&self, key: &str, now: i64, expires: i64) -> Result<(), StoreError> {
+        let key = key.to_owned();
+        Ok(self
+            .db
+            .write(move |c| {
+                c.prepare_cached("DELETE FROM signin_failures WHERE expires <= ?1")?
+                    .execute([now])?;
+                // The expired count was just deleted, so a conflict means a live one.
+                c.prepare_cached(
+                    "INSERT INTO signin_failures (key, count, last, expires) VALUES (?1, 1, ?2, ?3)
+                     ON CONFLICT (key) DO UPDATE SET
+                         count = min(count + 1, 4294967295), last = ?2, expires = ?3",
+                )?
+                .execute(params![key, now, expires])?;
+                Ok::<_, DbError>(())
+            })
+            .await?)
+    }
+
+    async fn clear_failures(&self, key: &str) -> Result<(), StoreError> {
+        let key = key.to_owned();
+        Ok(self
+            .db
+            .write(move |c| {
+                c.prepare_cached("DELETE FROM signin_failures WHERE key = ?1")?
+                    .execute([key])?;
+                Ok::<_, DbError>(())
             })
             .await?)
     }
