@@ -82,7 +82,7 @@ async fn setup(store: &dyn BookingStore, event_id: &str, capacity: u32) {
     let outcomes = store
         .apply(vec![(
             format!("created-{event_id}"),
-            created(event_id, capacity),
+            created(event_id, capacity).into(),
         )])
         .await
         .expect("apply eventCreated");
@@ -91,7 +91,7 @@ async fn setup(store: &dyn BookingStore, event_id: &str, capacity: u32) {
 
 async fn apply_one(store: &dyn BookingStore, message_id: &str, event: DomainEvent) -> bus::Outcome {
     let mut outcomes = store
-        .apply(vec![(message_id.into(), event)])
+        .apply(vec![(message_id.into(), event.into())])
         .await
         .expect("apply");
     assert_eq!(outcomes.len(), 1);
@@ -220,7 +220,7 @@ pub async fn a_cancelled_event_cancels_its_bookings_and_takes_no_more(
     let other = booked(store.book(request("e2", 1, "u1")).await.unwrap().outcome);
 
     let outcome = store
-        .apply(vec![("m-cancel".into(), cancelled("e1"))])
+        .apply(vec![("m-cancel".into(), cancelled("e1").into())])
         .await
         .unwrap();
     assert_eq!(outcome, [bus::Outcome::Applied]);
@@ -249,6 +249,32 @@ pub async fn a_cancelled_event_cancels_its_bookings_and_takes_no_more(
     assert_eq!(outbox_count(store, "bookingCancelled").await, 3);
 }
 
+/// The `bookingCancelled`s an `eventCancelled` causes carry the trace it was applied in, so that
+/// a cancellation's trace reaches every customer's mail.
+pub async fn a_cancellations_trace_reaches_the_bookings_it_releases(store: Arc<dyn BookingStore>) {
+    let store = store.as_ref();
+    setup(store, "e1", 10).await;
+    booked(store.book(request("e1", 2, "u1")).await.unwrap().outcome);
+    booked(store.book(request("e1", 1, "u2")).await.unwrap().outcome);
+    let trace = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let delivered = crate::store::Delivered {
+        event: cancelled("e1"),
+        trace: Some(trace.into()),
+    };
+    let outcome = store.apply(vec![("m-cancel".into(), delivered)]).await;
+    assert_eq!(outcome.unwrap(), [bus::Outcome::Applied]);
+    let pending = store.outbox().pending(0, 100).await.unwrap();
+    let released: Vec<&Envelope> = pending
+        .iter()
+        .map(|(_, e)| e)
+        .filter(|e| e.name == "bookingCancelled")
+        .collect();
+    assert_eq!(released.len(), 2, "{pending:?}");
+    for envelope in released {
+        assert_eq!(envelope.trace.as_deref(), Some(trace), "{envelope:?}");
+    }
+}
+
 /// The redelivery test: the same `eventCreated` / `eventCancelled` applied twice leaves the
 /// state of once.
 pub async fn redelivered_events_change_nothing(store: Arc<dyn BookingStore>) {
@@ -256,19 +282,19 @@ pub async fn redelivered_events_change_nothing(store: Arc<dyn BookingStore>) {
     setup(store, "e1", 10).await;
     let booking = booked(store.book(request("e1", 4, "u")).await.unwrap().outcome);
     let again = store
-        .apply(vec![("created-e1".into(), created("e1", 10))])
+        .apply(vec![("created-e1".into(), created("e1", 10).into())])
         .await
         .unwrap();
     assert_eq!(again, [bus::Outcome::Duplicate]);
     // The same fact under a new message id must not reset the inventory either.
     store
-        .apply(vec![("other-id".into(), created("e1", 10))])
+        .apply(vec![("other-id".into(), created("e1", 10).into())])
         .await
         .unwrap();
     assert_eq!(available(store, "e1").await, 6);
 
     store
-        .apply(vec![("m-cancel".into(), cancelled("e1"))])
+        .apply(vec![("m-cancel".into(), cancelled("e1").into())])
         .await
         .unwrap();
     let once = (
@@ -277,7 +303,7 @@ pub async fn redelivered_events_change_nothing(store: Arc<dyn BookingStore>) {
         outbox_count(store, "bookingCancelled").await,
     );
     let twice = store
-        .apply(vec![("m-cancel".into(), cancelled("e1"))])
+        .apply(vec![("m-cancel".into(), cancelled("e1").into())])
         .await
         .unwrap();
     assert_eq!(twice, [bus::Outcome::Duplicate]);
@@ -296,8 +322,8 @@ pub async fn a_cancellation_before_its_creation_is_retried(store: Arc<dyn Bookin
     let store = store.as_ref();
     let outcomes = store
         .apply(vec![
-            ("m-cancel".into(), cancelled("e9")),
-            ("m-other".into(), created("e8", 5)),
+            ("m-cancel".into(), cancelled("e9").into()),
+            ("m-other".into(), created("e8", 5).into()),
         ])
         .await
         .unwrap();
@@ -311,7 +337,7 @@ pub async fn a_cancellation_before_its_creation_is_retried(store: Arc<dyn Bookin
     );
     setup(store, "e9", 5).await;
     let outcomes = store
-        .apply(vec![("m-cancel".into(), cancelled("e9"))])
+        .apply(vec![("m-cancel".into(), cancelled("e9").into())])
         .await
         .unwrap();
     assert_eq!(outcomes, [bus::Outcome::Applied]);
@@ -478,7 +504,7 @@ pub async fn events_and_their_locations_meet_between(
                 _ => one.clone(),
             };
             tasks.push(tokio::spawn(async move {
-                store.apply(vec![(message, event)]).await
+                store.apply(vec![(message, event.into())]).await
             }));
         }
     }
@@ -656,7 +682,7 @@ pub async fn a_rebuilt_state_is_restored_into_an_empty_store(store: Arc<dyn Book
         ("Show e1", 3, BookingStatus::Active)
     );
     let again = store
-        .apply(vec![("created-e1".into(), created("e1", 10))])
+        .apply(vec![("created-e1".into(), created("e1", 10).into())])
         .await
         .unwrap();
     assert_eq!(again, [bus::Outcome::Duplicate]);
@@ -712,7 +738,7 @@ pub async fn customers_cancel_while_the_event_is_cancelled(store: Arc<dyn Bookin
             let store = store.clone();
             tasks.push(tokio::spawn(async move {
                 store
-                    .apply(vec![("m-cancel".into(), cancelled("e1"))])
+                    .apply(vec![("m-cancel".into(), cancelled("e1").into())])
                     .await
                     .map(|_| ())
             }));
@@ -807,7 +833,7 @@ where
 #[macro_export]
 macro_rules! conformance_tests {
     ($fresh:path) => {
-        $crate::conformance_tests!($fresh; seats_are_taken_and_refused_when_short, an_idempotency_key_books_once, a_cancelled_booking_returns_its_seats_once, a_cancelled_event_cancels_its_bookings_and_takes_no_more, redelivered_events_change_nothing, a_cancellation_before_its_creation_is_retried, listing_filters_by_user_and_event, concurrent_clients_never_oversell, concurrent_retries_with_one_key_book_once, a_rebuilt_state_is_restored_into_an_empty_store, customers_cancel_while_the_event_is_cancelled, the_references_event_has_the_seats_of_its_locations_halls, an_event_before_its_location_waits_for_it, events_and_their_locations_applied_at_once_meet);
+        $crate::conformance_tests!($fresh; seats_are_taken_and_refused_when_short, an_idempotency_key_books_once, a_cancelled_booking_returns_its_seats_once, a_cancelled_event_cancels_its_bookings_and_takes_no_more, a_cancellations_trace_reaches_the_bookings_it_releases, redelivered_events_change_nothing, a_cancellation_before_its_creation_is_retried, listing_filters_by_user_and_event, concurrent_clients_never_oversell, concurrent_retries_with_one_key_book_once, a_rebuilt_state_is_restored_into_an_empty_store, customers_cancel_while_the_event_is_cancelled, the_references_event_has_the_seats_of_its_locations_halls, an_event_before_its_location_waits_for_it, events_and_their_locations_applied_at_once_meet);
     };
     ($fresh:path; $($name:ident),*) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

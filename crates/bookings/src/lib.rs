@@ -43,8 +43,13 @@ pub struct InventoryConsumer(pub Arc<dyn BookingStore>);
 #[async_trait]
 impl bus::Handler for InventoryConsumer {
     async fn handle(&self, batch: &[Envelope]) -> anyhow::Result<Vec<bus::Outcome>> {
-        bus::apply_decoded(batch, |decoded, _| async {
-            Ok(self.0.apply(decoded).await?)
+        bus::apply_decoded(batch, |decoded, traces| async {
+            let delivered = decoded
+                .into_iter()
+                .zip(traces)
+                .map(|((id, event), trace)| (id, store::Delivered { event, trace }))
+                .collect();
+            Ok(self.0.apply(delivered).await?)
         })
         .await
     }

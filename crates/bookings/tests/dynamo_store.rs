@@ -23,7 +23,10 @@ async fn an_event_with_more_bookings_than_a_transaction_holds_is_cancelled_whole
     use bookings::domain::{BookOutcome, BookingStatus};
     let (_db, store) = fresh().await;
     let outcomes = store
-        .apply(vec![("created".into(), conformance::created("big", 200))])
+        .apply(vec![(
+            "created".into(),
+            conformance::created("big", 200).into(),
+        )])
         .await
         .unwrap();
     assert_eq!(outcomes, [bus::Outcome::Applied]);
@@ -41,7 +44,10 @@ async fn an_event_with_more_bookings_than_a_transaction_holds_is_cancelled_whole
     }
     for _ in 0..2 {
         store
-            .apply(vec![("cancel".into(), conformance::cancelled("big"))])
+            .apply(vec![(
+                "cancel".into(),
+                conformance::cancelled("big").into(),
+            )])
             .await
             .unwrap();
     }

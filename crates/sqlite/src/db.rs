@@ -218,7 +218,9 @@ impl Db {
     /// durable. An `Err` from `work` rolls back its own writes only; a failed COMMIT fails every
     /// request of the batch.
     ///
-    /// `work` runs on the writer thread: it must not block on anything but the database.
+    /// `work` runs on the writer thread: it must not block on anything but the database. It
+    /// runs in the caller's span, so that an event it appends to the outbox carries the
+    /// caller's trace (`platform::telemetry::traceparent`), as it would on the caller's thread.
     pub async fn write<T, E, F>(&self, work: F) -> Result<T, E>
     where
         T: Send + 'static,
@@ -226,8 +228,9 @@ impl Db {
         F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel::<Result<T, E>>();
+        let span = tracing::Span::current();
         let job: Job = Box::new(move |conn: &Connection| -> Reply {
-            let outcome = run_in_savepoint(conn, work);
+            let outcome = span.in_scope(|| run_in_savepoint(conn, work));
             Box::new(move |commit: CommitResult| {
                 let answer = match (commit, outcome) {
                     (Ok(()), outcome) => outcome,

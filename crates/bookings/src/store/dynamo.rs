@@ -9,7 +9,7 @@ use dynamo::item::{Item, get_n, get_s, get_s_opt, item, n, s};
 use dynamo::{Commit, Dynamo, DynamoError, KeyKind, Options, Query, Table, Write, outbox};
 
 use super::{
-    BookResult, BookingFilter, BookingStore, StoreError, availability, booked_event,
+    BookResult, BookingFilter, BookingStore, Delivered, StoreError, availability, booked_event,
     booking_cancelled, cancelled_status, event_json, halls_json, parse_event, parse_halls, refusal,
     replay, sale_status, seats_at,
 };
@@ -288,7 +288,8 @@ async fn cancel(db: &Dynamo, id: &str) -> Result<Option<Booking>, DynamoError> {
             mark_released(db, id, reason),
             give_back(db, &b.event_id, b.seats),
         ];
-        let cancelled = booking_cancelled(id, b.event_id.clone(), b.seats, reason);
+        let trace = platform::telemetry::traceparent();
+        let cancelled = booking_cancelled(id, b.event_id.clone(), b.seats, reason, trace);
         match db.commit(writes, &[cancelled]).await? {
             Commit::Done => {
                 b.status = cancelled_status(reason);
@@ -324,11 +325,12 @@ async fn active_bookings(db: &Dynamo, event_id: &str) -> Result<Vec<(String, u32
 }
 
 /// Releases `bookings` of `event_id` because the event was cancelled: the writes and their
-/// `bookingCancelled`s, for one transaction.
+/// `bookingCancelled`s (in the trace `trace` names), for one transaction.
 fn release_all(
     db: &Dynamo,
     event_id: &str,
     bookings: &[(String, u32)],
+    trace: &Option<String>,
 ) -> (Vec<Write>, Vec<Envelope>) {
     if bookings.is_empty() {
         return (Vec::new(), Vec::new());
@@ -339,7 +341,14 @@ fn release_all(
     let mut caused = Vec::with_capacity(bookings.len());
     for (id, seats) in bookings {
         writes.push(mark_released(db, id, reason));
-        caused.push(booking_cancelled(id, event_id.to_owned(), *seats, reason));
+        let trace = trace.clone();
+        caused.push(booking_cancelled(
+            id,
+            event_id.to_owned(),
+            *seats,
+            reason,
+            trace,
+        ));
     }
     (writes, caused)
 }
@@ -492,8 +501,8 @@ async fn create_location(
 
 /// Applies one event to the inventory (see [`BookingStore::apply`]); the inbox is
 /// `dynamo::inbox::apply_once`'s business.
-async fn apply_one(db: &Dynamo, event: &DomainEvent) -> Result<Change, DynamoError> {
-    match event {
+async fn apply_one(db: &Dynamo, delivered: &Delivered) -> Result<Change, DynamoError> {
+    match &delivered.event {
         DomainEvent::EventCreated(created) => create_event(db, created).await,
         DomainEvent::LocationCreated(location) => create_location(db, location).await,
         DomainEvent::EventCancelled(cancelled) => {
@@ -533,10 +542,12 @@ async fn apply_one(db: &Dynamo, event: &DomainEvent) -> Result<Change, DynamoErr
             loop {
                 let active = active_bookings(db, &cancelled.id).await?;
                 if active.len() <= RELEASE_CHUNK {
-                    let (writes, caused) = release_all(db, &cancelled.id, &active);
+                    let (writes, caused) =
+                        release_all(db, &cancelled.id, &active, &delivered.trace);
                     return Ok(Change::applied(writes, caused));
                 }
-                let (writes, caused) = release_all(db, &cancelled.id, &active[..RELEASE_CHUNK]);
+                let chunk = &active[..RELEASE_CHUNK];
+                let (writes, caused) = release_all(db, &cancelled.id, chunk, &delivered.trace);
                 if let Commit::Refused(_) = db.commit(writes, &caused).await? {
                     // A customer cancelled one of them meanwhile: list them again.
                     db.patience(started, "releasing the bookings of a cancelled event")?;
@@ -609,7 +620,7 @@ impl BookingStore for DynamoBookingStore {
 
     async fn apply(
         &self,
-        batch: Vec<(String, DomainEvent)>,
+        batch: Vec<(String, Delivered)>,
     ) -> Result<Vec<bus::Outcome>, StoreError> {
         Ok(inbox::apply_once(&self.db, &batch, |db, e| Box::pin(apply_one(db, e))).await?)
     }

@@ -40,6 +40,21 @@ pub struct BookResult {
     pub replayed: bool,
 }
 
+/// A delivered event for [`BookingStore::apply`], with the `traceparent` of the span it is
+/// applied in (`None` when it carries no trace): the `bookingCancelled`s that an
+/// `eventCancelled` causes continue that trace.
+#[derive(Debug, Clone)]
+pub struct Delivered {
+    pub event: DomainEvent,
+    pub trace: Option<String>,
+}
+
+impl From<DomainEvent> for Delivered {
+    fn from(event: DomainEvent) -> Self {
+        Self { event, trace: None }
+    }
+}
+
 /// Which bookings to list; `None` means any.
 #[derive(Debug, Clone, Default)]
 pub struct BookingFilter {
@@ -69,10 +84,8 @@ pub trait BookingStore: Send + Sync + 'static {
     /// `locationCreated` has not come yet, the event is kept waiting (not bookable, cancellable)
     /// and goes on sale in the transaction that records the location. The first
     /// `locationCreated` of a location and the first `eventCreated` of an event win.
-    async fn apply(
-        &self,
-        batch: Vec<(String, DomainEvent)>,
-    ) -> Result<Vec<bus::Outcome>, StoreError>;
+    async fn apply(&self, batch: Vec<(String, Delivered)>)
+    -> Result<Vec<bus::Outcome>, StoreError>;
 
     /// Writes a state rebuilt from the bus history (`myevents replay`) into this store, which
     /// must hold no inventory and no bookings yet, with `outbox` as the events still to publish.
@@ -96,12 +109,14 @@ fn booked_event(request: &NewBooking) -> Envelope {
     Envelope::new(&booked, platform::telemetry::traceparent())
 }
 
-/// The `bookingCancelled` a released booking emits.
+/// The `bookingCancelled` a released booking emits, in the trace `trace` names: the customer's
+/// request's, or the apply of the `eventCancelled` that released it.
 fn booking_cancelled(
     booking_id: &str,
     event_id: String,
     seats: u32,
     reason: CancelReason,
+    trace: Option<String>,
 ) -> Envelope {
     let cancelled = DomainEvent::BookingCancelled(BookingCancelled {
         booking_id: booking_id.to_owned(),
@@ -109,7 +124,7 @@ fn booking_cancelled(
         seats,
         reason,
     });
-    Envelope::new(&cancelled, platform::telemetry::traceparent())
+    Envelope::new(&cancelled, trace)
 }
 
 /// The status a booking released for `reason` ends in.

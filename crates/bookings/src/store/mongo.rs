@@ -10,7 +10,7 @@ use mongo::{Collection, Mongo, MongoError, Options, Tx};
 use serde::Deserialize;
 
 use super::{
-    BookResult, BookingFilter, BookingStore, StoreError, availability, booked_event,
+    BookResult, BookingFilter, BookingStore, Delivered, StoreError, availability, booked_event,
     booking_cancelled, cancelled_status, event_json, halls_json, parse_event, parse_halls, refusal,
     replay, sale_status, seats_at,
 };
@@ -207,13 +207,14 @@ async fn book(
 }
 
 /// Marks one active booking as cancelled for `reason` and gives its seats back; its
-/// `bookingCancelled`, or `None` when it was not active (nothing changes: seats return exactly
-/// once, since a concurrent release of the same booking conflicts with this one and, retried,
-/// finds it inactive).
+/// `bookingCancelled` (in the trace `trace` names), or `None` when it was not active (nothing
+/// changes: seats return exactly once, since a concurrent release of the same booking conflicts
+/// with this one and, retried, finds it inactive).
 async fn release(
     tx: &mut Tx,
     booking_id: &str,
     reason: CancelReason,
+    trace: Option<String>,
 ) -> Result<Option<Envelope>, MongoError> {
     let released: Option<BookingDoc> = tx
         .find_one_and_update(
@@ -237,6 +238,7 @@ async fn release(
         booking.event_id,
         booking.seats,
         reason,
+        trace,
     )))
 }
 
@@ -268,8 +270,8 @@ async fn put_on_sale(
 
 /// Applies one event to the inventory (see [`BookingStore::apply`]); the inbox is
 /// `mongo::inbox::apply_once`'s business.
-async fn apply_one(tx: &mut Tx, event: &DomainEvent) -> Result<Applied, MongoError> {
-    match event {
+async fn apply_one(tx: &mut Tx, delivered: &Delivered) -> Result<Applied, MongoError> {
+    match &delivered.event {
         DomainEvent::EventCreated(created) => {
             // An event is created once; another eventCreated for it (a new message id) changes
             // nothing.
@@ -390,7 +392,9 @@ async fn apply_one(tx: &mut Tx, event: &DomainEvent) -> Result<Applied, MongoErr
                 .await?;
             let mut caused = Vec::with_capacity(active.len());
             for booking in active {
-                caused.extend(release(tx, &booking.id, CancelReason::EventCancelled).await?);
+                let trace = delivered.trace.clone();
+                let reason = CancelReason::EventCancelled;
+                caused.extend(release(tx, &booking.id, reason, trace).await?);
             }
             Ok((bus::Outcome::Applied, caused))
         }
@@ -481,7 +485,8 @@ impl BookingStore for MongoBookingStore {
             .mongo
             .transaction(booking_id, |tx, id| {
                 Box::pin(async move {
-                    let cancelled = release(tx, id, CancelReason::Customer).await?;
+                    let trace = platform::telemetry::traceparent();
+                    let cancelled = release(tx, id, CancelReason::Customer, trace).await?;
                     let booking: Option<BookingDoc> =
                         tx.find_one(BOOKINGS, doc! {"_id": id}).await?;
                     Ok((
@@ -538,7 +543,7 @@ impl BookingStore for MongoBookingStore {
 
     async fn apply(
         &self,
-        batch: Vec<(String, DomainEvent)>,
+        batch: Vec<(String, Delivered)>,
     ) -> Result<Vec<bus::Outcome>, StoreError> {
         Ok(self
             .mongo

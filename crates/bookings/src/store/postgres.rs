@@ -8,7 +8,7 @@ use postgres::sqlx::{self, PgConnection, Row};
 use postgres::{Options, Pg, PgError, inbox, int, outbox};
 
 use super::{
-    BookResult, BookingFilter, BookingStore, StoreError, availability, booked_event,
+    BookResult, BookingFilter, BookingStore, Delivered, StoreError, availability, booked_event,
     booking_cancelled, cancelled_status, event_json, halls_json, parse_event, parse_halls, replay,
     seats_at,
 };
@@ -258,12 +258,14 @@ async fn book(
 }
 
 /// Marks one active booking as cancelled for `reason` and gives its seats back; its
-/// `bookingCancelled`, or `None` when it was not active (nothing changes: seats return exactly
-/// once, since a concurrent release waits on the booking's row and then finds it inactive).
+/// `bookingCancelled` (in the trace `trace` names), or `None` when it was not active (nothing
+/// changes: seats return exactly once, since a concurrent release waits on the booking's row
+/// and then finds it inactive).
 async fn release(
     conn: &mut PgConnection,
     booking_id: &str,
     reason: CancelReason,
+    trace: Option<String>,
 ) -> Result<Option<Envelope>, sqlx::Error> {
     // Locks the event's inventory row before the booking's, the order in which booking and
     // cancelling an event take them: the other order could deadlock with an event cancellation.
@@ -291,7 +293,9 @@ async fn release(
         .bind(&event_id)
         .execute(&mut *conn)
         .await?;
-    Ok(Some(booking_cancelled(booking_id, event_id, seats, reason)))
+    Ok(Some(booking_cancelled(
+        booking_id, event_id, seats, reason, trace,
+    )))
 }
 
 /// Puts an event on sale with `capacity` seats (cancelled already if its `eventCancelled`
@@ -325,9 +329,9 @@ fn data(error: String) -> sqlx::Error {
 /// `postgres::inbox::apply_once`'s business.
 async fn apply_one(
     conn: &mut PgConnection,
-    event: &DomainEvent,
+    delivered: &Delivered,
 ) -> Result<inbox::Applied, sqlx::Error> {
-    match event {
+    match &delivered.event {
         DomainEvent::EventCreated(created) => {
             // An event is created once; another eventCreated for it (a new message id) changes
             // nothing.
@@ -443,7 +447,9 @@ async fn apply_one(
             .await?;
             let mut caused = Vec::with_capacity(active.len());
             for booking_id in active {
-                caused.extend(release(conn, &booking_id, CancelReason::EventCancelled).await?);
+                let trace = delivered.trace.clone();
+                let reason = CancelReason::EventCancelled;
+                caused.extend(release(conn, &booking_id, reason, trace).await?);
             }
             Ok((bus::Outcome::Applied, caused))
         }
@@ -594,7 +600,8 @@ impl BookingStore for PgBookingStore {
 
     async fn cancel(&self, booking_id: &str) -> Result<Option<Booking>, StoreError> {
         let mut tx = self.pg.begin().await?;
-        let cancelled = release(&mut tx, booking_id, CancelReason::Customer)
+        let trace = platform::telemetry::traceparent();
+        let cancelled = release(&mut tx, booking_id, CancelReason::Customer, trace)
             .await
             .map_err(PgError::from)?;
         let booking = select_booking(&mut *tx, booking_id).await?;
@@ -640,7 +647,7 @@ impl BookingStore for PgBookingStore {
 
     async fn apply(
         &self,
-        batch: Vec<(String, DomainEvent)>,
+        batch: Vec<(String, Delivered)>,
     ) -> Result<Vec<bus::Outcome>, StoreError> {
         let mut tx = self.pg.begin().await?;
         let (outcomes, caused) =

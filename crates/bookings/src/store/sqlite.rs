@@ -8,7 +8,7 @@ use sqlite::rusqlite::{Connection, OptionalExtension, Row, params};
 use sqlite::{Batcher, Db, DbError, Options, inbox, outbox};
 
 use super::{
-    BookResult, BookingFilter, BookingStore, StoreError, availability, booked_event,
+    BookResult, BookingFilter, BookingStore, Delivered, StoreError, availability, booked_event,
     booking_cancelled, cancelled_status, event_json, halls_json, parse_event, parse_halls, replay,
     seats_at,
 };
@@ -202,9 +202,15 @@ fn stock_of(conn: &Connection, event_id: &str) -> Result<Option<Stock>, DbError>
         .optional()?)
 }
 
-/// Marks one active booking as `status`, gives its seats back and emits `bookingCancelled`.
-/// False when it was not active (nothing changes: seats return exactly once).
-fn release(conn: &Connection, booking_id: &str, reason: CancelReason) -> Result<bool, DbError> {
+/// Marks one active booking as `status`, gives its seats back and emits `bookingCancelled` in
+/// the trace `trace` names. False when it was not active (nothing changes: seats return exactly
+/// once).
+fn release(
+    conn: &Connection,
+    booking_id: &str,
+    reason: CancelReason,
+    trace: Option<String>,
+) -> Result<bool, DbError> {
     let status = cancelled_status(reason);
     let released: Option<(String, u32)> = conn
         .prepare_cached(
@@ -219,7 +225,7 @@ fn release(conn: &Connection, booking_id: &str, reason: CancelReason) -> Result<
         .execute(params![seats, event_id])?;
     outbox::append(
         conn,
-        &booking_cancelled(booking_id, event_id, seats, reason),
+        &booking_cancelled(booking_id, event_id, seats, reason, trace),
     )?;
     Ok(true)
 }
@@ -253,8 +259,8 @@ fn halls_of(conn: &Connection, key: &str) -> Result<Option<Vec<contracts::Hall>>
 
 /// Applies one event to the inventory (see [`BookingStore::apply`]); the inbox is
 /// `bus::inbox::apply_once`'s business.
-fn apply_one(conn: &Connection, event: &DomainEvent) -> Result<bus::Outcome, DbError> {
-    match event {
+fn apply_one(conn: &Connection, delivered: &Delivered) -> Result<bus::Outcome, DbError> {
+    match &delivered.event {
         DomainEvent::EventCreated(created) => {
             // An event is created once; another eventCreated for it (a new message id) changes
             // nothing.
@@ -335,7 +341,8 @@ fn apply_one(conn: &Connection, event: &DomainEvent) -> Result<bus::Outcome, DbE
                 .query_map([&cancelled.id], |r| r.get(0))?
                 .collect::<Result<_, _>>()?;
             for booking_id in active {
-                release(conn, &booking_id, CancelReason::EventCancelled)?;
+                let trace = delivered.trace.clone();
+                release(conn, &booking_id, CancelReason::EventCancelled, trace)?;
             }
             Ok(bus::Outcome::Applied)
         }
@@ -422,7 +429,9 @@ impl BookingStore for SqliteBookingStore {
         Ok(self
             .db
             .write(move |c| {
-                release(c, &id, CancelReason::Customer)?;
+                // The writer runs this in the request's store span.
+                let trace = platform::telemetry::traceparent();
+                release(c, &id, CancelReason::Customer, trace)?;
                 Ok::<_, DbError>(select_booking(c, &id)?)
             })
             .await?)
@@ -477,7 +486,7 @@ impl BookingStore for SqliteBookingStore {
 
     async fn apply(
         &self,
-        batch: Vec<(String, DomainEvent)>,
+        batch: Vec<(String, Delivered)>,
     ) -> Result<Vec<bus::Outcome>, StoreError> {
         Ok(self
             .db

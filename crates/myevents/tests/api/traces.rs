@@ -286,3 +286,150 @@ async fn one_booking_is_one_trace_across_processes_over_kafka() {
     ])
     .await;
 }
+
+/// The spans of `trace` in the receiver's `file`, once every `(name, count)` of `wanted` is
+/// there (each process exports on its own schedule).
+async fn trace_with(file: &Path, trace: &str, wanted: &[(&str, usize)]) -> Vec<Value> {
+    let in_trace = || -> Vec<Value> {
+        spans(file)
+            .into_iter()
+            .filter(|s| s["trace_id"] == trace)
+            .collect()
+    };
+    let complete = |spans: &[Value]| {
+        wanted
+            .iter()
+            .all(|(name, count)| spans.iter().filter(|s| s["name"] == *name).count() >= *count)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let spans = in_trace();
+        if complete(&spans) {
+            return spans;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not all of {wanted:?} in trace {trace} within 60 s: {:#?}",
+            spans.iter().map(|s| &s["name"]).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// The spans of `spans` named `name`.
+fn named<'s>(spans: &'s [Value], name: &str) -> Vec<&'s Value> {
+    spans.iter().filter(|s| s["name"] == name).collect()
+}
+
+/// Asserts that `child`'s parent is one of `parents`.
+fn assert_child_of_one(child: &Value, parents: &[&Value]) {
+    assert!(
+        parents
+            .iter()
+            .any(|p| p["span_id"] == child["parent_span_id"]),
+        "{child} is not a child of any of {parents:#?}"
+    );
+}
+
+/// On SQLite, whose writes run on a thread of their own, and for what a consumer causes in
+/// turn: a customer's cancellation is one trace down to the events service's apply, and an
+/// organiser's cancellation of an event is one trace down to the mails of the bookings it
+/// released, through the bookings service's apply of `eventCancelled` and the
+/// `bookingCancelled`s that apply emits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancellations_and_the_bookings_they_release_are_traced() {
+    const CANCEL_BOOKING: &str = "5bf92f3577b34da6a3ce929d0e0e4736";
+    const CANCEL_EVENT: &str = "6bf92f3577b34da6a3ce929d0e0e4736";
+    let dir = tempfile::tempdir().unwrap();
+    let (grpc_port, http_port) = (free_port(), free_port());
+    let file = dir.path().join("spans.jsonl");
+    let _receiver = receiver(grpc_port, http_port, &file).await;
+    let endpoint = format!("http://127.0.0.1:{grpc_port}");
+    let env = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_SERVICE_NAME", "myevents-test"),
+        ("OTEL_BSP_SCHEDULE_DELAY", "200"),
+    ];
+    let s = TestServer::start_in(dir.path(), &env).await;
+    let admin = s.admin_token().await;
+    let event = s.bookable_event(&admin, 10).await;
+    let mut bookings = Vec::new();
+    for email in ["ann@example.com", "bob@example.com", "cy@example.com"] {
+        let r = s.book(&event, 1, email).await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+        bookings.push(
+            r.json::<Value>().await.unwrap()["ID"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+
+    let cancelled = s
+        .client
+        .delete(s.url(&format!("/bookings/{}", bookings[0])))
+        .bearer_auth(&admin)
+        .header("traceparent", format!("00-{CANCEL_BOOKING}-{PARENT_ID}-01"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cancelled.status(), StatusCode::OK);
+    let trace = trace_with(
+        &file,
+        CANCEL_BOOKING,
+        &[
+            ("store cancel booking", 1),
+            ("publish bookingCancelled", 1),
+            ("apply bookingCancelled", 2),
+        ],
+    )
+    .await;
+    let store = named(&trace, "store cancel booking");
+    let publish = named(&trace, "publish bookingCancelled");
+    assert_child_of_one(publish[0], &store);
+    for apply in named(&trace, "apply bookingCancelled") {
+        assert_child_of_one(apply, &publish);
+    }
+
+    let cancelled = s
+        .client
+        .delete(s.url(&format!("/events/{event}")))
+        .bearer_auth(&admin)
+        .header("traceparent", format!("00-{CANCEL_EVENT}-{PARENT_ID}-01"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cancelled.status(), StatusCode::OK);
+    // Two bookings were still active: two bookingCancelled, each applied by the events and
+    // the notifications services, each mailed.
+    let trace = trace_with(
+        &file,
+        CANCEL_EVENT,
+        &[
+            ("publish eventCancelled", 1),
+            ("apply eventCancelled", 1),
+            ("publish bookingCancelled", 2),
+            ("apply bookingCancelled", 4),
+            ("send mail", 2),
+        ],
+    )
+    .await;
+    let store = named(&trace, "store cancel event");
+    let publish = named(&trace, "publish eventCancelled");
+    assert_child_of_one(publish[0], &store);
+    let applied = named(&trace, "apply eventCancelled");
+    for apply in &applied {
+        assert_child_of_one(apply, &publish);
+    }
+    let released = named(&trace, "publish bookingCancelled");
+    for publish in &released {
+        assert_child_of_one(publish, &applied);
+    }
+    let applies = named(&trace, "apply bookingCancelled");
+    for apply in &applies {
+        assert_child_of_one(apply, &released);
+    }
+    for mail in named(&trace, "send mail") {
+        assert_child_of_one(mail, &applies);
+    }
+}
