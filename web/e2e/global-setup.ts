@@ -1,6 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -9,26 +8,29 @@ const here = dirname(fileURLToPath(import.meta.url));
 export const ADMIN_EMAIL = 'admin@example.com';
 export const ADMIN_PASSWORD = 'organiser-e2e-password';
 
-function freePort(): Promise<number> {
-  return new Promise((ok, fail) => {
-    const srv = createServer();
-    srv.once('error', fail);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      srv.close(() => ok(port));
-    });
-  });
+/**
+ * The address the server's HTTP listener bound: it listens on port 0 and writes its addresses to
+ * `portsFile` (MYEVENTS_PORTS_FILE) once every listener is bound, whole or not at all. No free
+ * port is guessed beforehand, so nothing can take it in between.
+ */
+async function waitBound(portsFile: string, child: ChildProcess, deadline: number): Promise<string> {
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`the backend exited with code ${child.exitCode} before it listened`);
+    if (existsSync(portsFile)) return (JSON.parse(readFileSync(portsFile, 'utf8')) as { http: string }).http;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`the backend wrote no ${portsFile} in time`);
 }
 
-async function waitReady(base: string, child: ChildProcess, timeoutMs: number): Promise<void> {
+async function waitReady(portsFile: string, child: ChildProcess, timeoutMs: number): Promise<string> {
   const deadline = Date.now() + timeoutMs;
+  const base = `http://${await waitBound(portsFile, child, deadline)}`;
   let last = '';
   while (Date.now() < deadline) {
     if (child.exitCode !== null) throw new Error(`the backend exited with code ${child.exitCode} before it was ready`);
     try {
       const res = await fetch(`${base}/health/ready`);
-      if (res.status === 200) return;
+      if (res.status === 200) return base;
       last = `HTTP ${res.status}`;
     } catch (err) {
       last = String(err);
@@ -38,25 +40,25 @@ async function waitReady(base: string, child: ChildProcess, timeoutMs: number): 
   throw new Error(`the backend was not ready within ${timeoutMs / 1000}s (last answer: ${last})`);
 }
 
-/** Starts a real `myevents serve` on free ports with a fresh data directory; returns its teardown. */
+/** Starts a real `myevents serve` on ports it picks, with a fresh data directory; returns its teardown. */
 export default async function globalSetup(): Promise<() => Promise<void>> {
   const bin = process.env.MYEVENTS_BIN ?? join(process.env.CARGO_TARGET_DIR ?? resolve(here, '../../target'), 'debug/myevents');
   if (!existsSync(bin)) throw new Error(`backend binary not found: ${bin} (set MYEVENTS_BIN)`);
   const webDir = resolve(here, '../dist');
   if (!existsSync(join(webDir, 'index.html'))) throw new Error(`no built UI in ${webDir}: run npm run build first`);
 
-  const [port, metricsPort] = [await freePort(), await freePort()];
   const dataDir = mkdtempSync(join(tmpdir(), 'myevents-e2e-'));
   const logDir = resolve(here, '../test-results');
   mkdirSync(logDir, { recursive: true });
   const log = createWriteStream(join(logDir, 'backend.log'));
-  const base = `http://127.0.0.1:${port}`;
+  const portsFile = join(dataDir, 'ports.json');
 
   const child = spawn(bin, ['serve'], {
     env: {
       ...process.env,
-      MYEVENTS_LISTEN: `127.0.0.1:${port}`,
-      MYEVENTS_METRICS_LISTEN: `127.0.0.1:${metricsPort}`,
+      MYEVENTS_LISTEN: '127.0.0.1:0',
+      MYEVENTS_METRICS_LISTEN: '127.0.0.1:0',
+      MYEVENTS_PORTS_FILE: portsFile,
       MYEVENTS_GRPC_LISTEN: '127.0.0.1:0',
       MYEVENTS_DATA_DIR: dataDir,
       MYEVENTS_WEB_DIR: webDir,
@@ -68,8 +70,9 @@ export default async function globalSetup(): Promise<() => Promise<void>> {
   child.stdout?.pipe(log);
   child.stderr?.pipe(log);
 
+  let base: string;
   try {
-    await waitReady(base, child, 60_000);
+    base = await waitReady(portsFile, child, 60_000);
   } catch (err) {
     child.kill('SIGKILL');
     throw new Error(`${(err as Error).message}; see test-results/backend.log`);
