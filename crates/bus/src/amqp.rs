@@ -121,6 +121,11 @@ impl AmqpBus {
             "x-dead-letter-routing-key".into(),
             AMQPValue::LongString(dead.as_str().into()),
         );
+        // Replicas of a service consume one queue; RabbitMQ delivers it to one of them at a time
+        // and hands it to another when that one goes, so each entity's events are applied in the
+        // order they were published (competing consumers would apply a booking's cancellation
+        // beside its creation).
+        arguments.insert("x-single-active-consumer".into(), AMQPValue::Boolean(true));
         channel.queue_declare(&queue, durable, arguments).await?;
         for name in &subscription.events {
             channel

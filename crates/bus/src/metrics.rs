@@ -36,6 +36,16 @@ pub static OUTBOX_BACKLOG: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     .expect("metric names are static and valid")
 });
 
+pub static RELAY_HOLDS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register_int_gauge_vec!(
+        "myevents_outbox_relay_holding",
+        "1 while this process's relay holds its service's outbox and publishes it, 0 while \
+         another replica's relay does",
+        &["service"]
+    )
+    .expect("metric names are static and valid")
+});
+
 pub static OUTBOX_OLDEST: LazyLock<AgeGauge> = LazyLock::new(|| {
     AgeGauge::register(
         "myevents_outbox_oldest_age_seconds",

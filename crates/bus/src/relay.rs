@@ -6,6 +6,11 @@
 //! (every few thousand events or every second): a delete per batch would cost the service's
 //! writer a second commit for every commit it makes. After a crash, what was published but not
 //! yet deleted goes out once more.
+//!
+//! Replicas of a service share one outbox when it is in PostgreSQL. One relay at a time holds it
+//! ([`Outbox::hold`]) and publishes; the others stand by and take over when the holder goes, so
+//! each event goes out once, in commit order, however many replicas run. A takeover publishes
+//! again what the former holder published and had not deleted yet, which inboxes drop.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,7 +24,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::Bus;
-use crate::metrics::{OUTBOX_BACKLOG, OUTBOX_OLDEST, PUBLISH_DURATION, PUBLISHED};
+use crate::metrics::{OUTBOX_BACKLOG, OUTBOX_OLDEST, PUBLISH_DURATION, PUBLISHED, RELAY_HOLDS};
 
 const BATCH: usize = 512;
 /// After a round that published something, how long events may gather before the next one.
@@ -38,6 +43,13 @@ pub trait Outbox: Send + Sync + 'static {
     async fn backlog(&self, after: i64) -> anyhow::Result<Backlog>;
     /// Notified after the store commits, so the relay need not poll.
     fn wakeup(&self) -> Arc<Notify>;
+    /// Whether this process's relay holds the outbox now and may publish it: asked before each
+    /// round. An outbox that only one process writes (SQLite's, locked by its file) is always
+    /// held; MongoDB's and DynamoDB's are published by every replica's relay (each event then
+    /// goes out once per replica, and inboxes drop the copies).
+    async fn hold(&self) -> anyhow::Result<bool> {
+        Ok(true)
+    }
 }
 
 /// The events of an outbox that wait to be published.
@@ -109,7 +121,26 @@ pub fn spawn_relay(
             let notified = wakeup.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            match relay.once(outbox.as_ref(), bus.as_ref()).await {
+            let round = match outbox.hold().await {
+                Ok(true) => {
+                    RELAY_HOLDS.with_label_values(&[service]).set(1);
+                    relay.once(outbox.as_ref(), bus.as_ref()).await
+                }
+                Ok(false) => {
+                    // Another replica publishes: stand by, and try again in a while.
+                    RELAY_HOLDS.with_label_values(&[service]).set(0);
+                    if shutdown.is_cancelled() {
+                        break;
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(IDLE_POLL) => {}
+                        _ = shutdown.cancelled() => {}
+                    }
+                    continue;
+                }
+                Err(error) => Err(error),
+            };
+            match round {
                 Ok(0) => {
                     failures = 0;
                     if shutdown.is_cancelled() {

@@ -86,3 +86,90 @@ async fn a_broker_without_history_says_so() {
 async fn a_groups_lag_and_oldest_unapplied_age_show_what_waits() {
     conformance::a_groups_lag_and_oldest_unapplied_age_show_what_waits(broker()).await;
 }
+
+/// Two replicas of one service consume its queue: RabbitMQ delivers to one of them at a time
+/// (a single active consumer), so each entity's events are applied in the order they were
+/// published; when that replica goes, the other takes over where it stopped. Competing consumers
+/// would split the queue between the two, an entity's events with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_of_a_service_take_its_queue_in_turn_and_keep_each_entitys_order() {
+    use bus::Bus;
+    use std::collections::HashMap;
+
+    let namespace = namespace();
+    let subscription = || bus::Subscription {
+        group: "replicated".into(),
+        events: vec![contracts::DomainEvent::EVENT_CANCELLED],
+    };
+    let (first_bus, second_bus) = (
+        AmqpBus::with_namespace(&url(), &namespace),
+        AmqpBus::with_namespace(&url(), &namespace),
+    );
+    first_bus.declare(&subscription()).await.unwrap();
+    let (first, second) = (conformance::Recorder::new(), conformance::Recorder::new());
+    let (first_stop, second_stop) = (
+        tokio_util::sync::CancellationToken::new(),
+        tokio_util::sync::CancellationToken::new(),
+    );
+    let first_task = first_bus.subscribe(subscription(), first.clone(), first_stop.clone());
+    let second_task = second_bus.subscribe(subscription(), second.clone(), second_stop.clone());
+    // Both consumers are registered before anything is published.
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+
+    let publish = |count: usize| {
+        let events: Vec<contracts::Envelope> = (0..count)
+            .map(|i| conformance::cancelled(&format!("e{}", i % 10)))
+            .collect();
+        events
+    };
+    let before = publish(200);
+    for chunk in before.chunks(20) {
+        first_bus.publish(chunk).await.unwrap();
+    }
+    conformance::eventually("the 200 events are applied", || {
+        first.applied().len() + second.applied().len() == 200
+    })
+    .await;
+    let first_took_them = !first.applied().is_empty();
+    let ((active, active_stop, active_task), (standby, standby_stop, _)) = if first_took_them {
+        (
+            (first, first_stop, first_task),
+            (second, second_stop, second_task),
+        )
+    } else {
+        (
+            (second, second_stop, second_task),
+            (first, first_stop, first_task),
+        )
+    };
+    assert_eq!(active.applied().len(), 200, "one consumer took them all");
+    assert!(standby.applied().is_empty(), "the other stood by");
+
+    // The active replica goes; the one standing by takes the rest.
+    active_stop.cancel();
+    let _ = active_task.await;
+    let after = publish(100);
+    for chunk in after.chunks(20) {
+        first_bus.publish(chunk).await.unwrap();
+    }
+    conformance::eventually("the standby applies the next 100", || {
+        standby.applied().len() == 100
+    })
+    .await;
+
+    let ids = |events: Vec<contracts::Envelope>| {
+        let mut per_entity: HashMap<String, Vec<String>> = HashMap::new();
+        for e in events {
+            per_entity.entry(e.key).or_default().push(e.id);
+        }
+        per_entity
+    };
+    let applied: Vec<contracts::Envelope> = active
+        .applied()
+        .into_iter()
+        .chain(standby.applied())
+        .collect();
+    let sent: Vec<contracts::Envelope> = before.into_iter().chain(after).collect();
+    assert_eq!(ids(applied), ids(sent), "each entity's events in order");
+    standby_stop.cancel();
+}

@@ -191,6 +191,61 @@ pub async fn a_booking_before_its_event_is_retried(store: Arc<dyn NotificationSt
     assert_eq!(mail_ids(&store).await, ["booked-b9"]);
 }
 
+/// How long the tests' claims last: longer than any of them takes.
+const LEASE: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Replicas' senders share one queue: a mail one of them claimed is due for no other until its
+/// claim runs out (its sender died without recording it), and two senders claiming at once
+/// take different mails.
+pub async fn a_claimed_mail_is_due_for_no_other_sender_until_its_claim_runs_out(
+    store: Arc<dyn NotificationStore>,
+) {
+    let users: Vec<String> = (0..40).map(|n| format!("u{n}")).collect();
+    let facts: Vec<(String, DomainEvent)> = users
+        .iter()
+        .map(|u| (format!("m-{u}"), welcome(u)))
+        .collect();
+    let facts: Vec<(&str, DomainEvent)> =
+        facts.iter().map(|(m, f)| (m.as_str(), f.clone())).collect();
+    store
+        .apply(batch(&facts), &BookingLinks::none())
+        .await
+        .unwrap();
+    let short = std::time::Duration::from_millis(1500);
+    let (one, other) = tokio::join!(store.claim(25, short), store.claim(25, short));
+    let (one, other) = (one.unwrap(), other.unwrap());
+    let mut ids: Vec<String> = one.iter().chain(&other).map(|m| m.id.clone()).collect();
+    ids.sort();
+    let claimed = ids.len();
+    ids.dedup();
+    assert_eq!(
+        ids.len(),
+        claimed,
+        "a mail claimed by both senders: {ids:?}"
+    );
+    // What one sender left, the next claim takes; then nothing is due.
+    let rest = store.claim(100, short).await.unwrap();
+    assert_eq!(claimed + rest.len(), 40, "every mail claimed once");
+    assert!(store.claim(100, short).await.unwrap().is_empty());
+    // One sender records its mails; the other dies: its mails come due again.
+    store
+        .mark_sent(one.iter().chain(&rest).map(|m| m.id.clone()).collect())
+        .await
+        .unwrap();
+    tokio::time::sleep(short + std::time::Duration::from_millis(200)).await;
+    let mut again: Vec<String> = store
+        .claim(100, LEASE)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
+    again.sort();
+    let mut lost: Vec<String> = other.iter().map(|m| m.id.clone()).collect();
+    lost.sort();
+    assert_eq!(again, lost);
+}
+
 /// A mail is due until sent; a failed attempt makes it wait, and a permanent refusal ends it.
 pub async fn mails_are_due_until_sent_and_given_up_when_refused_for_good(
     store: Arc<dyn NotificationStore>,
@@ -203,7 +258,7 @@ pub async fn mails_are_due_until_sent_and_given_up_when_refused_for_good(
         .await
         .unwrap();
     let due: Vec<String> = store
-        .due(10)
+        .claim(10, LEASE)
         .await
         .unwrap()
         .into_iter()
@@ -216,7 +271,7 @@ pub async fn mails_are_due_until_sent_and_given_up_when_refused_for_good(
         .await
         .unwrap();
     assert!(
-        store.due(10).await.unwrap().is_empty(),
+        store.claim(10, LEASE).await.unwrap().is_empty(),
         "one sent, one waiting to retry"
     );
     store
@@ -357,7 +412,7 @@ pub async fn a_mail_keeps_the_trace_of_the_message_that_queued_it(
         ("booked-b1".to_owned(), Some(trace.to_owned())),
         ("booked-b2".to_owned(), None),
     ];
-    assert_eq!(traces(store.due(10).await.unwrap()), expected);
+    assert_eq!(traces(store.claim(10, LEASE).await.unwrap()), expected);
     let stored = store.mails().await.unwrap();
     assert_eq!(
         traces(stored.into_iter().map(|m| m.mail).collect()),
@@ -372,7 +427,7 @@ pub async fn a_mail_keeps_the_trace_of_the_message_that_queued_it(
 #[macro_export]
 macro_rules! conformance_tests {
     ($fresh:path) => {
-        $crate::conformance_tests!($fresh; every_fact_queues_one_mail_and_redelivery_none, a_guests_mail_carries_its_link_and_no_address_means_no_mail, a_booking_before_its_event_is_retried, mails_are_due_until_sent_and_given_up_when_refused_for_good, the_mail_queue_counts_what_waits_and_when_it_is_due, facts_from_before_the_first_start_are_learnt_not_mailed, a_mail_keeps_the_trace_of_the_message_that_queued_it);
+        $crate::conformance_tests!($fresh; every_fact_queues_one_mail_and_redelivery_none, a_guests_mail_carries_its_link_and_no_address_means_no_mail, a_booking_before_its_event_is_retried, mails_are_due_until_sent_and_given_up_when_refused_for_good, the_mail_queue_counts_what_waits_and_when_it_is_due, facts_from_before_the_first_start_are_learnt_not_mailed, a_mail_keeps_the_trace_of_the_message_that_queued_it, a_claimed_mail_is_due_for_no_other_sender_until_its_claim_runs_out);
     };
     ($fresh:path; $($name:ident),*) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

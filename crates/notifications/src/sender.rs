@@ -9,6 +9,10 @@
 //! file transport closes the gap (a mail whose file exists is not written again); over SMTP it
 //! cannot be closed from this side (the server has the mail, we do not know it), so the second
 //! copy carries the same Message-ID, which mail clients use to show it once.
+//!
+//! Replicas of the notifications service share one queue: each sender claims the mails it
+//! sends ([`NotificationStore::claim`]), so two never send the same mail, and a mail claimed by
+//! a sender that died comes due again a minute later.
 
 use std::collections::HashSet;
 use std::sync::{Arc, LazyLock};
@@ -26,6 +30,9 @@ use crate::store::NotificationStore;
 const BATCH: usize = 256;
 /// Sent mails are recorded at least this often, so a crash resends at most this many.
 const RECORD_EVERY: usize = 16;
+/// How long the mails a sender takes are its own: replicas' senders share one queue, and
+/// a mail that a dead sender took comes due again after this. Far longer than a batch takes.
+const CLAIM_FOR: Duration = Duration::from_secs(60);
 /// A commit wakes the sender at once; this catches mails whose retry time has come.
 const POLL: Duration = Duration::from_secs(1);
 
@@ -91,7 +98,7 @@ pub fn spawn_sender(
             if shutdown.is_cancelled() {
                 break;
             }
-            let due = match store.due(BATCH).await {
+            let due = match store.claim(BATCH, CLAIM_FOR).await {
                 Ok(due) => due,
                 Err(error) => {
                     tracing::warn!(%error, "cannot read the mails due; will retry");

@@ -11,12 +11,13 @@
 //! the lock is held to the commit itself.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use contracts::Envelope;
 use sqlx::{PgConnection, Row};
-use tokio::sync::Notify;
+use tokio::sync::{Mutex, Notify};
 
 use crate::Pg;
 
@@ -78,8 +79,54 @@ pub async fn append(conn: &mut PgConnection, envelopes: &[Envelope]) -> Result<(
     Ok(())
 }
 
-/// The outbox table of a PostgreSQL service database, for the relay.
-pub struct PgOutbox(pub Pg);
+/// First key of the lock a relay holds while it publishes the outbox (the second is the schema,
+/// as for [`OUTBOX_LOCK`]).
+const RELAY_LOCK: i32 = 0x7265_6c79; // "rely"
+
+/// How often the holder makes sure that its connection, and so its lock, is still there.
+const HOLD_CHECK_EVERY: Duration = Duration::from_secs(1);
+/// How long that check may take before the holder counts the lock as lost.
+const HOLD_CHECK_TIMEOUT: Duration = Duration::from_secs(3);
+/// PostgreSQL ends the holder's session when it has not heard from it for this long (its checks
+/// stopped: the process hangs, or a partition cut it off), which frees the lock for another
+/// replica; without it the lock would last until TCP gave up on the connection.
+const HOLDER_SILENT_FOR: Duration = Duration::from_secs(10);
+
+/// The outbox table of a PostgreSQL service database, for the relay. Replicas of a service share
+/// it; a session-level advisory lock, held on a connection of its own, says which relay
+/// publishes it ([`bus::Outbox::hold`]). PostgreSQL releases the lock when that connection
+/// ends, also when its process is killed.
+pub struct PgOutbox {
+    pg: Pg,
+    holder: Mutex<Holder>,
+}
+
+/// The relay's own connection: it holds the lock, or tries again to take it.
+#[derive(Default)]
+struct Holder {
+    conn: Option<PgConnection>,
+    held: bool,
+    checked: Option<Instant>,
+}
+
+impl PgOutbox {
+    pub fn new(pg: Pg) -> Self {
+        Self {
+            pg,
+            holder: Mutex::new(Holder::default()),
+        }
+    }
+
+    /// A connection of the holder's own, outside the pool: the lock lives as long as it does.
+    async fn connect(&self) -> anyhow::Result<PgConnection> {
+        let mut conn = self.pg.pool().await?.acquire().await?.detach();
+        let silent = HOLDER_SILENT_FOR.as_millis();
+        crate::query(format!("SET idle_session_timeout = {silent}"))
+            .execute(&mut conn)
+            .await?;
+        Ok(conn)
+    }
+}
 
 #[async_trait]
 impl bus::Outbox for PgOutbox {
@@ -90,7 +137,7 @@ impl bus::Outbox for PgOutbox {
         )
         .bind(after)
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(self.0.pool().await?)
+        .fetch_all(self.pg.pool().await?)
         .await?;
         let mut pending = Vec::with_capacity(rows.len());
         for row in rows {
@@ -111,7 +158,7 @@ impl bus::Outbox for PgOutbox {
     async fn mark_published(&self, position: i64) -> anyhow::Result<()> {
         sqlx::query("DELETE FROM outbox WHERE seq <= $1")
             .bind(position)
-            .execute(self.0.pool().await?)
+            .execute(self.pg.pool().await?)
             .await?;
         Ok(())
     }
@@ -120,7 +167,7 @@ impl bus::Outbox for PgOutbox {
         let (count, oldest): (i64, Option<DateTime<Utc>>) =
             sqlx::query_as("SELECT COUNT(*), MIN(occurred_at) FROM outbox WHERE seq > $1")
                 .bind(after)
-                .fetch_one(self.0.pool().await?)
+                .fetch_one(self.pg.pool().await?)
                 .await?;
         Ok(bus::Backlog {
             events: u64::try_from(count).unwrap_or(0),
@@ -129,6 +176,44 @@ impl bus::Outbox for PgOutbox {
     }
 
     fn wakeup(&self) -> Arc<Notify> {
-        self.0.committed()
+        self.pg.committed()
+    }
+
+    async fn hold(&self) -> anyhow::Result<bool> {
+        let mut holder = self.holder.lock().await;
+        if holder
+            .checked
+            .is_some_and(|at| at.elapsed() < HOLD_CHECK_EVERY)
+        {
+            return Ok(holder.held);
+        }
+        let mut conn = match holder.conn.take() {
+            Some(conn) => conn,
+            None => self.connect().await?,
+        };
+        // Holding: a statement shows that the session, and so the lock, is still there.
+        // Standing by: try to take it. A connection that fails or hangs is dropped, and the
+        // lock with it; the next call starts again with a new one.
+        let was_held = holder.held;
+        let asked = async {
+            if was_held {
+                sqlx::query_scalar::<_, bool>("SELECT TRUE")
+                    .fetch_one(&mut conn)
+                    .await
+            } else {
+                sqlx::query_scalar("SELECT pg_try_advisory_lock($1, hashtext(current_schema()))")
+                    .bind(RELAY_LOCK)
+                    .fetch_one(&mut conn)
+                    .await
+            }
+        };
+        holder.held = false;
+        holder.checked = Some(Instant::now());
+        let held = tokio::time::timeout(HOLD_CHECK_TIMEOUT, asked)
+            .await
+            .map_err(|_| anyhow::anyhow!("the database did not answer the relay's lock check"))??;
+        holder.held = held;
+        holder.conn = Some(conn);
+        Ok(held)
     }
 }

@@ -42,7 +42,7 @@ fn appender(pg: &Pg) -> Append {
 async fn the_backlog_counts_what_waits_and_dates_the_oldest() {
     let (_db, pg) = fresh().await;
     conformance::the_backlog_counts_what_waits_and_dates_the_oldest(
-        Arc::new(PgOutbox(pg.clone())),
+        Arc::new(PgOutbox::new(pg.clone())),
         appender(&pg),
     )
     .await;
@@ -73,7 +73,7 @@ async fn a_reader_that_remembers_its_position_misses_no_concurrent_commit() {
         })
         .collect();
     conformance::a_reader_that_only_moves_forward_misses_no_concurrent_commit(
-        Arc::new(PgOutbox(pg)),
+        Arc::new(PgOutbox::new(pg)),
         writers,
         COMMITS_EACH,
         Positions::Increasing,

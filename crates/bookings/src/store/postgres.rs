@@ -665,7 +665,7 @@ impl BookingStore for PgBookingStore {
     }
 
     fn outbox(&self) -> Arc<dyn bus::Outbox> {
-        Arc::new(postgres::PgOutbox(self.pg.clone()))
+        Arc::new(postgres::PgOutbox::new(self.pg.clone()))
     }
 
     async fn check(&self) -> Result<(), String> {

@@ -301,7 +301,7 @@ impl EventStore for PgEventStore {
     }
 
     fn outbox(&self) -> Arc<dyn bus::Outbox> {
-        Arc::new(postgres::PgOutbox(self.pg.clone()))
+        Arc::new(postgres::PgOutbox::new(self.pg.clone()))
     }
 
     async fn check(&self) -> Result<(), String> {

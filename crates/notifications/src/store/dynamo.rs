@@ -1,6 +1,6 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -268,8 +268,9 @@ impl NotificationStore for DynamoNotificationStore {
         Ok(())
     }
 
-    async fn due(&self, limit: usize) -> Result<Vec<Mail>, StoreError> {
+    async fn claim(&self, limit: usize, lease: Duration) -> Result<Vec<Mail>, StoreError> {
         let now = Utc::now().timestamp_millis();
+        let until = now.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
         let query = Query::new("#queue = :pending")
             .index(DUE)
             .filter("next_attempt <= :now")
@@ -292,7 +293,25 @@ impl NotificationStore for DynamoNotificationStore {
             }
         }
         due.sort_by_key(|(queued, _)| *queued);
-        Ok(due.into_iter().map(|(_, m)| m).collect())
+        // Each one taken on condition that it is still due: a replica's sender that took it
+        // first changed its next attempt.
+        let mut claimed = Vec::with_capacity(due.len());
+        for (_, mail) in due {
+            let claim = Write::update(
+                self.db.table(MAILS),
+                mail_key(&mail.id),
+                "SET next_attempt = :until",
+            )
+            .when("#status = :pending AND next_attempt <= :now")
+            .name("#status", "status")
+            .value(":pending", s(PENDING))
+            .value(":now", n(now))
+            .value(":until", n(until));
+            if self.db.write(claim).await? {
+                claimed.push(mail);
+            }
+        }
+        Ok(claimed)
     }
 
     async fn mark_sent(&self, ids: Vec<String>) -> Result<(), StoreError> {

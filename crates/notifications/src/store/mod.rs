@@ -11,6 +11,7 @@ mod postgres;
 mod sqlite;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -128,8 +129,10 @@ pub trait NotificationStore: Send + Sync + 'static {
     /// Queues a mail asked for directly (the gRPC `SendEmail`); a mail with this id already
     /// queued is left as it is.
     async fn queue(&self, mail: Mail) -> Result<(), StoreError>;
-    /// Mails due for a (new) attempt, oldest first.
-    async fn due(&self, limit: usize) -> Result<Vec<Mail>, StoreError>;
+    /// Takes up to `limit` mails due for a (new) attempt, the longest due first, for this
+    /// process's sender: for `lease` they are due for no other sender (a replica's), by when
+    /// this one has recorded each as sent or failed — or has died, and they come due again.
+    async fn claim(&self, limit: usize, lease: Duration) -> Result<Vec<Mail>, StoreError>;
     async fn mark_sent(&self, ids: Vec<String>) -> Result<(), StoreError>;
     /// Records a failed attempt: a `permanent` failure (the address refused) makes the mail
     /// `Failed`; another waits 2 s, 4 s, … up to 5 minutes and is tried again, without end.

@@ -1,4 +1,5 @@
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -294,10 +295,12 @@ impl NotificationStore for MongoNotificationStore {
         Ok(())
     }
 
-    async fn due(&self, limit: usize) -> Result<Vec<Mail>, StoreError> {
+    async fn claim(&self, limit: usize, lease: Duration) -> Result<Vec<Mail>, StoreError> {
+        let now = Utc::now().timestamp_millis();
+        let until = now.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
         let filter = doc! {
             "status": "pending",
-            "next_attempt": {"$lte": Utc::now().timestamp_millis()},
+            "next_attempt": {"$lte": now},
         };
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let found: Vec<MailDoc> = self
@@ -309,10 +312,38 @@ impl NotificationStore for MongoNotificationStore {
                 Some(limit),
             )
             .await?;
-        Ok(found
+        let due: Vec<Mail> = found
             .into_iter()
             .map(|d| StoredMail::try_from(d).map(|s| s.mail))
-            .collect::<Result<_, _>>()?)
+            .collect::<Result<_, _>>()?;
+        if due.is_empty() {
+            return Ok(due);
+        }
+        // Each one taken only if it is still due: a replica's sender that took it first
+        // changed its next attempt (or the two transactions conflict, and this one, retried,
+        // finds that).
+        let claimed = self
+            .mongo
+            .transaction(&(due, now, until), |tx, (due, now, until)| {
+                Box::pin(async move {
+                    let mut claimed = Vec::with_capacity(due.len());
+                    for mail in due {
+                        let taken: Option<Document> = tx
+                            .find_one_and_update(
+                                MAILS,
+                                doc! {"_id": &mail.id, "status": "pending", "next_attempt": {"$lte": *now}},
+                                doc! {"$set": {"next_attempt": *until}},
+                            )
+                            .await?;
+                        if taken.is_some() {
+                            claimed.push(mail.clone());
+                        }
+                    }
+                    Ok((claimed, Vec::new()))
+                })
+            })
+            .await?;
+        Ok(claimed)
     }
 
     async fn mark_sent(&self, ids: Vec<String>) -> Result<(), StoreError> {

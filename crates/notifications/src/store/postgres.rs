@@ -1,4 +1,5 @@
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -231,14 +232,33 @@ impl NotificationStore for PgNotificationStore {
         Ok(())
     }
 
-    async fn due(&self, limit: usize) -> Result<Vec<Mail>, StoreError> {
+    async fn claim(&self, limit: usize, lease: Duration) -> Result<Vec<Mail>, StoreError> {
+        let now = Utc::now().timestamp_millis();
+        let until = now.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
+        // SKIP LOCKED: a replica's sender claiming at the same moment takes other mails rather
+        // than waiting for these and then finding them taken.
         let query = sqlx::query(
-            "SELECT id, recipient, subject, text, html, trace FROM mails
-             WHERE status = 'pending' AND next_attempt <= $1 ORDER BY next_attempt, seq LIMIT $2",
+            "WITH due AS (
+                 SELECT id, next_attempt, seq FROM mails
+                 WHERE status = 'pending' AND next_attempt <= $1
+                 ORDER BY next_attempt, seq LIMIT $2 FOR UPDATE SKIP LOCKED)
+             UPDATE mails m SET next_attempt = $3 FROM due WHERE m.id = due.id
+             RETURNING m.id, m.recipient, m.subject, m.text, m.html, m.trace,
+                       due.next_attempt AS was_due, due.seq",
         )
-        .bind(Utc::now().timestamp_millis())
-        .bind(limit as i64);
-        Ok(self.pg.fetch_all(query, mail_row).await?)
+        .bind(now)
+        .bind(limit as i64)
+        .bind(until);
+        let mut claimed = self
+            .pg
+            .fetch_all(query, |r| {
+                let order: (i64, i64) = (r.try_get("was_due")?, r.try_get("seq")?);
+                Ok((order, mail_row(r)?))
+            })
+            .await?;
+        // RETURNING keeps no order.
+        claimed.sort_by_key(|(order, _)| *order);
+        Ok(claimed.into_iter().map(|(_, mail)| mail).collect())
     }
 
     async fn mark_sent(&self, ids: Vec<String>) -> Result<(), StoreError> {

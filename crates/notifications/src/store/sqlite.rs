@@ -1,5 +1,6 @@
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -215,12 +216,14 @@ impl NotificationStore for SqliteNotificationStore {
             .await?)
     }
 
-    async fn due(&self, limit: usize) -> Result<Vec<Mail>, StoreError> {
-        Ok(self
+    async fn claim(&self, limit: usize, lease: Duration) -> Result<Vec<Mail>, StoreError> {
+        let now = now_ms();
+        let until = now.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
+        let due: Vec<Mail> = self
             .db
             .read(move |c| {
                 let mut stmt = c.prepare_cached(DUE)?;
-                let rows = stmt.query_map(params![now_ms(), limit as i64], |r| {
+                let rows = stmt.query_map(params![now, limit as i64], |r| {
                     Ok(Mail {
                         id: r.get(0)?,
                         to: r.get(1)?,
@@ -231,6 +234,27 @@ impl NotificationStore for SqliteNotificationStore {
                     })
                 })?;
                 rows.collect()
+            })
+            .await?;
+        // Nothing due, nothing written: every commit wakes the sender, which would otherwise
+        // wake itself for ever.
+        if due.is_empty() {
+            return Ok(due);
+        }
+        Ok(self
+            .db
+            .write(move |c| {
+                let mut claim = c.prepare_cached(
+                    "UPDATE mails SET next_attempt = ?1
+                     WHERE id = ?2 AND status = 'pending' AND next_attempt <= ?3",
+                )?;
+                let mut claimed = Vec::with_capacity(due.len());
+                for mail in due {
+                    if claim.execute(params![until, mail.id, now])? == 1 {
+                        claimed.push(mail);
+                    }
+                }
+                Ok::<_, DbError>(claimed)
             })
             .await?)
     }

@@ -182,7 +182,7 @@ impl UserStore for PgUserStore {
     }
 
     fn outbox(&self) -> Arc<dyn bus::Outbox> {
-        Arc::new(postgres::PgOutbox(self.pg.clone()))
+        Arc::new(postgres::PgOutbox::new(self.pg.clone()))
     }
 
     async fn check(&self) -> Result<(), String> {
