@@ -22,6 +22,8 @@ mod mongo;
 mod notifications;
 #[cfg(feature = "postgres")]
 mod postgres;
+#[cfg(feature = "postgres")]
+mod replicas;
 mod serving;
 mod signin;
 mod traces;

@@ -1,0 +1,534 @@
+//! Two replicas of every service, each a process of its own, on one PostgreSQL database and one
+//! broker, behind a real nginx configured from the gateway's template (each API path to its
+//! service, spread over that service's replicas). A sale runs through it while one replica of
+//! every service is killed with SIGKILL and started again, and then another is stopped with
+//! SIGTERM and started again. Afterwards SPEC §2's promises hold: no event oversold, every
+//! confirmed booking kept, the events service's sales figures equal to the bookings service's,
+//! every confirmation mailed, every outbox drained and no consumer group behind.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use postgres::testing::TestDatabase;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestServer, body};
+
+const ROLES: [&str; 4] = ["users", "events", "bookings", "notifications"];
+const SECRET: (&str, &str) = ("MYEVENTS_JWT_SECRET", "one-secret-for-every-replica");
+
+/// nginx from Debian (scripts/test installs it), in a folder of its own, in the foreground.
+struct Nginx {
+    child: Child,
+    base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Nginx {
+    /// Serves the gateway's routing on a port of its own, with each service's `upstreams`. A
+    /// replica that refuses connections or times out is skipped for 2 s (nginx's passive
+    /// health check); a request that reached a replica is never sent to another (the
+    /// template's `proxy_next_upstream error timeout`, which nginx applies to POST only before
+    /// anything was sent).
+    async fn start(upstreams: &HashMap<&str, Vec<String>>) -> Nginx {
+        let dir = tempfile::tempdir().unwrap();
+        let template = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../deploy/gateway/default.conf.template");
+        let mut conf = std::fs::read_to_string(template).unwrap();
+        let servers = |role: &str| -> String {
+            upstreams[role]
+                .iter()
+                .map(|addr| format!("server {addr} max_fails=1 fail_timeout=2s;"))
+                .collect::<Vec<_>>()
+                .join("\n    ")
+        };
+        for (variable, role) in [
+            ("${EVENTS_UPSTREAM}", "events"),
+            ("${BOOKINGS_UPSTREAM}", "bookings"),
+            ("${USERS_UPSTREAM}", "users"),
+            // No web role here: the UI's path goes to an events replica, which has none.
+            ("${WEB_UPSTREAM}", "events"),
+        ] {
+            conf = conf.replace(&format!("server {variable};"), &servers(role));
+        }
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        conf = conf.replace("${GATEWAY_LISTEN}", &format!("127.0.0.1:{port}"));
+        let path = dir.path();
+        std::fs::create_dir_all(path.join("logs")).unwrap();
+        std::fs::create_dir_all(path.join("tmp")).unwrap();
+        std::fs::write(path.join("default.conf"), conf).unwrap();
+        // Workers of a root master run as nobody.
+        let user = if Command::new("id").arg("-u").output().unwrap().stdout == b"0\n" {
+            std::os::unix::fs::chown(path.join("tmp"), Some(65534), Some(65534)).unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+            "user nobody nogroup;"
+        } else {
+            ""
+        };
+        let d = path.display();
+        std::fs::write(
+            path.join("nginx.conf"),
+            format!(
+                "{user}
+worker_processes 1;
+daemon off;
+pid {d}/nginx.pid;
+error_log {d}/logs/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {d}/tmp/body;
+    proxy_temp_path {d}/tmp/proxy;
+    fastcgi_temp_path {d}/tmp/fastcgi;
+    uwsgi_temp_path {d}/tmp/uwsgi;
+    scgi_temp_path {d}/tmp/scgi;
+    include {d}/default.conf;
+}}"
+            ),
+        )
+        .unwrap();
+        let child = Command::new("/usr/sbin/nginx")
+            .args(["-p", &d.to_string(), "-c", &format!("{d}/nginx.conf")])
+            .args(["-e", &format!("{d}/logs/error.log")])
+            // Its workers must not hold the test's output open after it.
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("nginx (scripts/test installs Debian's nginx-light)");
+        let nginx = Nginx {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            _dir: dir,
+        };
+        let client = reqwest::Client::new();
+        for _ in 0..100 {
+            let health = format!("{}/gateway/health", nginx.base);
+            if client.get(health).send().await.is_ok() {
+                return nginx;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let log = nginx._dir.path().join("logs/error.log");
+        panic!(
+            "nginx did not answer: {}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+    }
+}
+
+impl Drop for Nginx {
+    /// SIGTERM: the master stops its workers and then itself (SIGKILL would leave the workers).
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// One replica: its process, its data folder, and what it was started with, so that it can be
+/// started again on the same port.
+struct Replica {
+    role: &'static str,
+    server: TestServer,
+    dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
+}
+
+impl Replica {
+    async fn start(role: &'static str, shared: &[(String, String)]) -> Replica {
+        let dir = tempfile::tempdir().unwrap();
+        let mut env: Vec<(String, String)> = shared.to_vec();
+        env.push(("MYEVENTS_ROLES".into(), role.into()));
+        env.push((SECRET.0.into(), SECRET.1.into()));
+        let server = start(dir.path(), &env).await;
+        // Started again, it listens where nginx expects it.
+        let addr = server.url("").trim_start_matches("http://").to_owned();
+        env.push(("MYEVENTS_LISTEN".into(), addr));
+        Replica {
+            role,
+            server,
+            dir,
+            env,
+        }
+    }
+
+    fn addr(&self) -> String {
+        self.server.url("").trim_start_matches("http://").to_owned()
+    }
+
+    async fn restart(&mut self) {
+        self.server = start(self.dir.path(), &self.env).await;
+    }
+}
+
+async fn start(dir: &Path, env: &[(String, String)]) -> TestServer {
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    TestServer::start_in(dir, &env).await
+}
+
+/// What the sale's clients saw.
+#[derive(Default)]
+struct Outcomes {
+    /// (booking id, event id) of every 201.
+    confirmed: Vec<(String, String)>,
+    sold_out: usize,
+    /// Requests given up after their retries (every replica of the service was away).
+    given_up: usize,
+    unexpected: Vec<String>,
+}
+
+/// One client: books a seat at a time, on `events` in turn, until `until`. Each booking has an
+/// idempotency key, and an answer that says the request may not have been served (a gateway
+/// error, a 503, a broken connection) is retried with the same key: a retried booking is booked
+/// once.
+async fn client(
+    base: String,
+    events: Vec<String>,
+    n: usize,
+    until: Instant,
+    seen: Arc<Mutex<Outcomes>>,
+) {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let mut i = 0;
+    while Instant::now() < until {
+        let event = &events[i % events.len()];
+        i += 1;
+        let key = uuid::Uuid::now_v7().to_string();
+        let mut answered = None;
+        for _ in 0..40 {
+            let sent = http
+                .post(format!("{base}/events/{event}/bookings"))
+                .header("Idempotency-Key", &key)
+                .json(&json!({"seats": 1, "email": format!("client{n}-{i}@example.com")}))
+                .send()
+                .await;
+            match sent {
+                Ok(r) if ![502, 503, 504].contains(&r.status().as_u16()) => {
+                    answered = Some((r.status(), r.json::<Value>().await.unwrap_or_default()));
+                    break;
+                }
+                _ => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+        let mut seen = seen.lock().unwrap();
+        match answered {
+            Some((StatusCode::CREATED, booking)) => seen
+                .confirmed
+                .push((booking["ID"].as_str().unwrap().to_owned(), event.clone())),
+            Some((StatusCode::CONFLICT, _)) => seen.sold_out += 1,
+            Some((status, answer)) => seen.unexpected.push(format!("{status}: {answer}")),
+            None => seen.given_up += 1,
+        }
+    }
+}
+
+/// Waits up to `limit` for `check` to hold, saying `what` otherwise.
+async fn within<F, Fut>(limit: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let started = Instant::now();
+    loop {
+        match check().await {
+            Ok(()) => return,
+            Err(why) if started.elapsed() > limit => panic!("{what}: {why}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    }
+}
+
+/// The mails the notifications replicas wrote, by file name: how many copies of each.
+fn mails(replicas: &[&Replica]) -> HashMap<String, usize> {
+    let mut found = HashMap::new();
+    for r in replicas {
+        if let Ok(entries) = std::fs::read_dir(r.dir.path().join("mail")) {
+            for e in entries.flatten() {
+                *found
+                    .entry(e.file_name().to_string_lossy().into_owned())
+                    .or_insert(0) += 1;
+            }
+        }
+    }
+    found
+}
+
+async fn a_sale_survives_losing_replicas(broker: &[(&str, &str)]) {
+    let db = TestDatabase::create().await.expect("a PostgreSQL server");
+    let mut shared: Vec<(String, String)> = broker
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    shared.push(("MYEVENTS_STORAGE_URL".into(), db.url.clone()));
+    let mut replicas: Vec<Replica> = Vec::new();
+    for role in ROLES {
+        for _ in 0..2 {
+            replicas.push(Replica::start(role, &shared).await);
+        }
+    }
+    let upstreams: HashMap<&str, Vec<String>> = ROLES
+        .iter()
+        .map(|role| {
+            let addrs = replicas
+                .iter()
+                .filter(|r| r.role == *role)
+                .map(Replica::addr)
+                .collect();
+            (*role, addrs)
+        })
+        .collect();
+    let nginx = Nginx::start(&upstreams).await;
+    let base = nginx.base.clone();
+    let http = reqwest::Client::new();
+
+    // The organiser's events: one hot (fewer seats than the sale wants), three roomy.
+    let login = http
+        .post(format!("{base}/auth/login"))
+        .json(&json!({"Email": crate::helpers::ADMIN_EMAIL, "Password": crate::helpers::ADMIN_PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), StatusCode::OK);
+    let admin = body(login).await["Token"].as_str().unwrap().to_owned();
+    let post = |path: &str, json: Value| {
+        http.post(format!("{base}{path}"))
+            .bearer_auth(&admin)
+            .json(&json)
+            .send()
+    };
+    let location = body(
+        post(
+            "/locations",
+            json!({"Name": "Arena", "Address": "1 Main St", "Country": "NZ", "OpenTime": 9, "CloseTime": 23,
+                   "Halls": [{"name": "Main", "location": "ground", "capacity": 60},
+                             {"name": "Big", "location": "first", "capacity": 100000}]}),
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    let mut events = Vec::new();
+    for (name, hall) in [("Hot", "Main"), ("A", "Big"), ("B", "Big"), ("C", "Big")] {
+        let r = post(
+            "/events",
+            json!({"Name": name, "StartDate": 1_900_000_000, "EndDate": 1_900_007_200,
+                   "Location": {"ID": location["ID"]}, "Hall": hall}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+        events.push(body(r).await["ID"].as_str().unwrap().to_owned());
+    }
+    for event in &events {
+        within(Duration::from_secs(30), "every event bookable", || {
+            let url = format!("{base}/events/{event}/availability");
+            let http = http.clone();
+            async move {
+                let r = http.get(url).send().await.map_err(|e| e.to_string())?;
+                (r.status() == StatusCode::OK)
+                    .then_some(())
+                    .ok_or(r.status().to_string())
+            }
+        })
+        .await;
+    }
+
+    // The sale: 16 clients for 16 s, half of them on the hot event.
+    let seen = Arc::new(Mutex::new(Outcomes::default()));
+    let until = Instant::now() + Duration::from_secs(16);
+    let clients: Vec<_> = (0..16)
+        .map(|n| {
+            let mine = if n % 2 == 0 {
+                vec![events[0].clone()]
+            } else {
+                events[1..].to_vec()
+            };
+            tokio::spawn(client(base.clone(), mine, n, until, seen.clone()))
+        })
+        .collect();
+    // Replica 0 of every service is killed and started again; then replica 1 of every
+    // service is stopped gracefully and started again.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for r in replicas.iter_mut().step_by(2) {
+        r.server.kill();
+    }
+    for r in replicas.iter_mut().step_by(2) {
+        r.restart().await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for r in replicas.iter_mut().skip(1).step_by(2) {
+        assert!(r.server.stop().success(), "{}", r.server.log());
+        r.restart().await;
+    }
+    for c in clients {
+        c.await.unwrap();
+    }
+    let seen = std::mem::take(&mut *seen.lock().unwrap());
+    assert!(seen.unexpected.is_empty(), "{:?}", seen.unexpected);
+    assert_eq!(seen.given_up, 0, "a service had no replica to answer");
+    assert!(seen.sold_out > 0, "the hot event sold out");
+    eprintln!(
+        "replicas: {} bookings confirmed, {} refused as sold out",
+        seen.confirmed.len(),
+        seen.sold_out
+    );
+
+    // Every confirmed booking is there, and no event is oversold.
+    let get = |path: String| {
+        let http = http.clone();
+        let admin = admin.clone();
+        async move {
+            let r = http.get(path).bearer_auth(admin).send().await.unwrap();
+            assert_eq!(r.status(), StatusCode::OK);
+            r.json::<Value>().await.unwrap()
+        }
+    };
+    let mut active: HashMap<String, i64> = HashMap::new();
+    let mut kept = HashSet::new();
+    for event in &events {
+        let list = get(format!("{base}/bookings?event={event}")).await;
+        for b in list.as_array().unwrap() {
+            if b["Status"] == "active" {
+                *active.entry(event.clone()).or_default() += b["Seats"].as_i64().unwrap();
+                kept.insert(b["ID"].as_str().unwrap().to_owned());
+            }
+        }
+        let a = get(format!("{base}/events/{event}/availability")).await;
+        let sold = active.get(event).copied().unwrap_or(0);
+        assert_eq!(
+            a["Capacity"].as_i64().unwrap() - sold,
+            a["Available"].as_i64().unwrap()
+        );
+        assert!(a["Available"].as_i64().unwrap() >= 0, "{a}");
+    }
+    assert_eq!(active[&events[0]], 60, "the hot event sold out exactly");
+    for (id, _) in &seen.confirmed {
+        assert!(kept.contains(id), "confirmed booking {id} is missing");
+    }
+    assert_eq!(
+        kept.len(),
+        seen.confirmed.len(),
+        "no booking beyond the confirmed ones"
+    );
+
+    // The events service's figures agree; every outbox drains; no consumer is behind.
+    for event in &events {
+        let sold = active.get(event).copied().unwrap_or(0);
+        within(Duration::from_secs(60), "the sales figures agree", || {
+            let get = get(format!("{base}/events/{event}/sales"));
+            async move {
+                let sales = get.await;
+                (sales["SeatsSold"] == sold)
+                    .then_some(())
+                    .ok_or(format!("{sales} against {sold} seats booked"))
+            }
+        })
+        .await;
+    }
+    for r in &replicas {
+        let service = r.role;
+        within(
+            Duration::from_secs(60),
+            "every outbox is drained",
+            || async {
+                let backlog = r
+                    .server
+                    .metric(&format!("myevents_outbox_backlog{{service=\"{service}\"}}"))
+                    .await;
+                (backlog == 0.0)
+                    .then_some(())
+                    .ok_or(format!("{service}: {backlog}"))
+            },
+        )
+        .await;
+    }
+    for (role, group) in [
+        ("events", "events"),
+        ("bookings", "booking"),
+        ("notifications", "notifications"),
+    ] {
+        for r in replicas.iter().filter(|r| r.role == role) {
+            within(
+                Duration::from_secs(60),
+                "no consumer group is behind",
+                || async {
+                    let lag = r
+                        .server
+                        .metric(&format!("myevents_consumer_lag{{consumer=\"{group}\"}}"))
+                        .await;
+                    (lag == 0.0).then_some(()).ok_or(format!("{group}: {lag}"))
+                },
+            )
+            .await;
+        }
+    }
+
+    // Every confirmation is mailed. A mail is sent again only if the replica that sent it was
+    // killed before it recorded it (at most one chunk of 16); its claim runs out after a
+    // minute, so this waits longer than that.
+    let senders: Vec<&Replica> = replicas
+        .iter()
+        .filter(|r| r.role == "notifications")
+        .collect();
+    within(
+        Duration::from_secs(100),
+        "every confirmation is mailed",
+        || {
+            let found = mails(&senders);
+            let missing: Vec<&String> = seen
+                .confirmed
+                .iter()
+                .map(|(id, _)| id)
+                .filter(|id| !found.contains_key(&format!("booked-{id}.eml")))
+                .collect();
+            async move {
+                missing.is_empty().then_some(()).ok_or(format!(
+                    "{} not mailed, e.g. {:?}",
+                    missing.len(),
+                    missing.first()
+                ))
+            }
+        },
+    )
+    .await;
+    let copies: usize = mails(&senders).values().map(|n| n - 1).sum();
+    eprintln!("replicas: {copies} mails sent twice");
+    assert!(copies <= 16, "{copies} mails sent twice");
+    drop(nginx);
+}
+
+#[cfg(feature = "rabbitmq")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sale_survives_losing_replicas_over_rabbitmq() {
+    let url = crate::helpers::amqp_url();
+    let namespace = format!("replicas-{}.", uuid::Uuid::now_v7().simple());
+    a_sale_survives_losing_replicas(&[
+        ("MYEVENTS_BROKER_URL", &url),
+        ("MYEVENTS_BROKER_NAMESPACE", &namespace),
+    ])
+    .await;
+}
+
+#[cfg(feature = "kafka")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sale_survives_losing_replicas_over_kafka() {
+    let url = crate::helpers::kafka_url();
+    let namespace = format!("replicas-{}.", uuid::Uuid::now_v7().simple());
+    a_sale_survives_losing_replicas(&[
+        ("MYEVENTS_BROKER_URL", &url),
+        ("MYEVENTS_BROKER_NAMESPACE", &namespace),
+    ])
+    .await;
+}
