@@ -316,6 +316,19 @@ async fn trace_with(file: &Path, trace: &str, wanted: &[(&str, usize)]) -> Vec<V
     }
 }
 
+/// `DELETE path` as the organiser, in a request that continues trace `trace`; it must answer 200.
+async fn delete_in_trace(server: &TestServer, path: &str, admin: &str, trace: &str) {
+    let deleted = server
+        .client
+        .delete(server.url(path))
+        .bearer_auth(admin)
+        .header("traceparent", format!("00-{trace}-{PARENT_ID}-01"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), StatusCode::OK);
+}
+
 /// The spans of `spans` named `name`.
 fn named<'s>(spans: &'s [Value], name: &str) -> Vec<&'s Value> {
     spans.iter().filter(|s| s["name"] == name).collect()
@@ -365,15 +378,8 @@ async fn cancellations_and_the_bookings_they_release_are_traced() {
         );
     }
 
-    let cancelled = s
-        .client
-        .delete(s.url(&format!("/bookings/{}", bookings[0])))
-        .bearer_auth(&admin)
-        .header("traceparent", format!("00-{CANCEL_BOOKING}-{PARENT_ID}-01"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(cancelled.status(), StatusCode::OK);
+    let path = format!("/bookings/{}", bookings[0]);
+    delete_in_trace(&s, &path, &admin, CANCEL_BOOKING).await;
     let trace = trace_with(
         &file,
         CANCEL_BOOKING,
@@ -391,15 +397,7 @@ async fn cancellations_and_the_bookings_they_release_are_traced() {
         assert_child_of_one(apply, &publish);
     }
 
-    let cancelled = s
-        .client
-        .delete(s.url(&format!("/events/{event}")))
-        .bearer_auth(&admin)
-        .header("traceparent", format!("00-{CANCEL_EVENT}-{PARENT_ID}-01"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(cancelled.status(), StatusCode::OK);
+    delete_in_trace(&s, &format!("/events/{event}"), &admin, CANCEL_EVENT).await;
     // Two bookings were still active: two bookingCancelled, each applied by the events and
     // the notifications services, each mailed.
     let trace = trace_with(
