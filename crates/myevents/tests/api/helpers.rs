@@ -423,14 +423,35 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(15) {
-        if check().await {
-            return;
+    let limit = Duration::from_secs(15);
+    within(limit, &format!("timed out waiting until {what}"), || {
+        let held = check();
+        async move {
+            if held.await {
+                Ok(())
+            } else {
+                Err(String::new())
+            }
         }
-        tokio::time::sleep(Duration::from_millis(25)).await;
+    })
+    .await;
+}
+
+/// Waits up to `limit` for `check` to answer `Ok`; otherwise fails with `what` and the reason
+/// `check` gave last.
+pub async fn within<F, Fut>(limit: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let started = Instant::now();
+    loop {
+        match check().await {
+            Ok(()) => return,
+            Err(why) if started.elapsed() > limit => panic!("{what}: {why}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(25)).await,
+        }
     }
-    panic!("timed out waiting until {what}");
 }
 
 /// Whether the notifications service on `data_dir`'s SQLite database has recorded the mail to

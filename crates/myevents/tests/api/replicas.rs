@@ -16,7 +16,7 @@ use postgres::testing::TestDatabase;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestServer, body};
+use crate::helpers::{TestServer, body, within};
 
 const ROLES: [&str; 4] = ["users", "events", "bookings", "notifications"];
 const SECRET: (&str, &str) = ("MYEVENTS_JWT_SECRET", "one-secret-for-every-replica");
@@ -150,17 +150,19 @@ impl Replica {
         env.push(("MYEVENTS_ROLES".into(), role.into()));
         env.push((SECRET.0.into(), SECRET.1.into()));
         let server = start(dir.path(), &env).await;
-        // Started again, it listens where nginx expects it.
-        let addr = server.url("").trim_start_matches("http://").to_owned();
-        env.push(("MYEVENTS_LISTEN".into(), addr));
-        Replica {
+        let mut replica = Replica {
             role,
             server,
             dir,
             env,
-        }
+        };
+        // Started again, it listens where nginx expects it.
+        let addr = replica.addr();
+        replica.env.push(("MYEVENTS_LISTEN".into(), addr));
+        replica
     }
 
+    /// Where its HTTP API listens: `host:port`.
     fn addr(&self) -> String {
         self.server.url("").trim_start_matches("http://").to_owned()
     }
@@ -230,22 +232,6 @@ async fn client(
             Some((StatusCode::CONFLICT, _)) => seen.sold_out += 1,
             Some((status, answer)) => seen.unexpected.push(format!("{status}: {answer}")),
             None => seen.given_up += 1,
-        }
-    }
-}
-
-/// Waits up to `limit` for `check` to hold, saying `what` otherwise.
-async fn within<F, Fut>(limit: Duration, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<(), String>>,
-{
-    let started = Instant::now();
-    loop {
-        match check().await {
-            Ok(()) => return,
-            Err(why) if started.elapsed() > limit => panic!("{what}: {why}"),
-            Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
         }
     }
 }

@@ -7,11 +7,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{OwnServer, TestServer, eventually, free_port};
+use crate::helpers::{OwnServer, TestServer, eventually, free_port, within};
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const PARENT_ID: &str = "00f067aa0ba902b7";
@@ -301,19 +302,19 @@ async fn trace_with(file: &Path, trace: &str, wanted: &[(&str, usize)]) -> Vec<V
             .iter()
             .all(|(name, count)| spans.iter().filter(|s| s["name"] == *name).count() >= *count)
     };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
+    let what = format!("not all of {wanted:?} in trace {trace} within 60 s");
+    within(Duration::from_secs(60), &what, || {
         let spans = in_trace();
-        if complete(&spans) {
-            return spans;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "not all of {wanted:?} in trace {trace} within 60 s: {:#?}",
-            spans.iter().map(|s| &s["name"]).collect::<Vec<_>>()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+        let found = if complete(&spans) {
+            Ok(())
+        } else {
+            let names: Vec<&Value> = spans.iter().map(|s| &s["name"]).collect();
+            Err(format!("{names:#?}"))
+        };
+        async move { found }
+    })
+    .await;
+    in_trace()
 }
 
 /// `DELETE path` as the organiser, in a request that continues trace `trace`; it must answer 200.
