@@ -1593,6 +1593,15 @@ export interface operations {
                     "application/json": Record<string, never>;
                 };
             };
+            /** @description Busy, or storage unavailable: try again after Retry-After seconds */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     all_sales: {

@@ -88,9 +88,17 @@ pub struct Http {
     pub header_timeout_secs: u64,
     /// How long a client may take to send a whole request body.
     pub body_timeout_secs: u64,
-    /// Connections served at once (HTTP and HTTPS together); more are closed at once. Sized for
-    /// the usual limit of 1024 open files, leaving room for databases, brokers and logs.
+    /// Connections served at once (HTTP and HTTPS together); more are closed at once. Lowered
+    /// on start to what the process's open-file limit allows, leaving room for databases,
+    /// brokers and logs.
     pub max_connections: usize,
+    /// Requests worked on at once; more wait for a slot (see `platform::admission`).
+    pub max_in_flight: usize,
+    /// Requests that may wait for a slot; more are answered 503 at once.
+    pub max_waiting: usize,
+    /// How long a request may wait for a slot after a quiet moment (a burst); while the queue
+    /// stands longer than this, a request waits only 5 ms. Then 503 with `Retry-After`.
+    pub max_wait_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -230,7 +238,13 @@ impl Default for Http {
             trusted_proxies: Vec::new(),
             header_timeout_secs: 10,
             body_timeout_secs: 30,
-            max_connections: 768,
+            max_connections: 10_000,
+            // A booking's work is mostly the store's: a few dozen at once keep the store busy
+            // on a small machine, and the wait a burst may take keeps a flash sale's first
+            // seconds served rather than refused.
+            max_in_flight: 64,
+            max_waiting: 1024,
+            max_wait_ms: 100,
         }
     }
 }
@@ -319,6 +333,9 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("MYEVENTS_HEADER_TIMEOUT_SECS", "http.header_timeout_secs"),
     ("MYEVENTS_BODY_TIMEOUT_SECS", "http.body_timeout_secs"),
     ("MYEVENTS_MAX_CONNECTIONS", "http.max_connections"),
+    ("MYEVENTS_MAX_IN_FLIGHT", "http.max_in_flight"),
+    ("MYEVENTS_MAX_WAITING", "http.max_waiting"),
+    ("MYEVENTS_MAX_WAIT_MS", "http.max_wait_ms"),
     ("MYEVENTS_JWT_SECRET", "auth.jwt_secret"),
     ("MYEVENTS_JWT_PREVIOUS_SECRET", "auth.jwt_previous_secret"),
     ("MYEVENTS_JWT_ISSUER", "auth.jwt_issuer"),
@@ -433,6 +450,9 @@ impl Config {
             "MYEVENTS_HEADER_TIMEOUT_SECS" => self.http.header_timeout_secs = number(&value)?,
             "MYEVENTS_BODY_TIMEOUT_SECS" => self.http.body_timeout_secs = number(&value)?,
             "MYEVENTS_MAX_CONNECTIONS" => self.http.max_connections = number(&value)? as usize,
+            "MYEVENTS_MAX_IN_FLIGHT" => self.http.max_in_flight = number(&value)? as usize,
+            "MYEVENTS_MAX_WAITING" => self.http.max_waiting = number(&value)? as usize,
+            "MYEVENTS_MAX_WAIT_MS" => self.http.max_wait_ms = number(&value)?,
             "MYEVENTS_JWT_SECRET" => self.auth.jwt_secret = Some(value.clone()),
             "MYEVENTS_JWT_PREVIOUS_SECRET" => self.auth.jwt_previous_secret = Some(value.clone()),
             "MYEVENTS_JWT_ISSUER" => self.auth.jwt_issuer = value.clone(),
@@ -508,10 +528,11 @@ impl Config {
         if self.http.header_timeout_secs == 0
             || self.http.body_timeout_secs == 0
             || self.http.max_connections == 0
+            || self.http.max_in_flight == 0
         {
             return Err(ConfigError::Invalid(
-                "http.header_timeout_secs, http.body_timeout_secs and http.max_connections must \
-                 be at least 1"
+                "http.header_timeout_secs, http.body_timeout_secs, http.max_connections and \
+                 http.max_in_flight must be at least 1"
                     .into(),
             ));
         }

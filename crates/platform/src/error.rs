@@ -8,7 +8,8 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
 /// How long a client is asked to wait before trying again after a 503: storage that is
-/// overloaded or reconnecting usually is back within a second or two.
+/// overloaded or reconnecting usually is back within a second or two, and a busy process has
+/// answered thousands of requests by then.
 const RETRY_AFTER_UNAVAILABLE_SECS: u64 = 1;
 
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +42,10 @@ pub enum ApiError {
         message: String,
         retry_after_secs: u64,
     },
+    /// The process is working on all the requests it takes on at once (`http.max_in_flight`),
+    /// and this one could not wait for a slot: the client may try again in a moment (503).
+    #[error("the service is busy; try again in a moment")]
+    Overloaded,
     /// Storage failed; its kind decides the status, its detail goes to the log only.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -68,7 +73,9 @@ impl ApiError {
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::Store(StoreError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Overloaded | Self::Store(StoreError::Unavailable(_)) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::Store(StoreError::Conflict(_)) => StatusCode::CONFLICT,
             Self::Store(StoreError::Invalid(_)) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Store(StoreError::Internal(_)) | Self::Internal(_) => {
@@ -86,7 +93,9 @@ impl IntoResponse for ApiError {
             Self::TooManyRequests {
                 retry_after_secs, ..
             } => Some(*retry_after_secs),
-            Self::Store(StoreError::Unavailable(_)) => Some(RETRY_AFTER_UNAVAILABLE_SECS),
+            Self::Overloaded | Self::Store(StoreError::Unavailable(_)) => {
+                Some(RETRY_AFTER_UNAVAILABLE_SECS)
+            }
             _ => None,
         };
         match &self {

@@ -100,6 +100,40 @@ pub async fn read_body_in_time(
         .await
 }
 
+/// Open files kept for what is not a client's connection: database and broker connections,
+/// data files, logs.
+pub const FILES_KEPT_FOR_THE_PROCESS: u64 = 256;
+
+/// How many client connections this process can hold open: `wanted`, or fewer when the
+/// open-file limit is lower. Raises the limit's soft value to its hard one first (as Go's
+/// runtime does), since many systems start processes at a soft 1024 that a server outgrows.
+pub fn connections_allowed(wanted: usize) -> usize {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        let raised = rustix::process::Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        if setrlimit(Resource::Nofile, raised).is_ok() {
+            limit = getrlimit(Resource::Nofile);
+        }
+    }
+    let Some(files) = limit.current else {
+        return wanted; // no limit
+    };
+    let room = files.saturating_sub(FILES_KEPT_FOR_THE_PROCESS).max(1);
+    let allowed = usize::try_from(room).unwrap_or(usize::MAX).min(wanted);
+    if allowed < wanted {
+        tracing::warn!(
+            open_files = files,
+            max_connections = allowed,
+            "http.max_connections lowered to what the open-file limit allows"
+        );
+    }
+    allowed
+}
+
 /// An acceptor that serves at most a fixed number of connections at once, on every listener
 /// that shares it. A connection beyond the cap is closed at once: it costs a file descriptor
 /// and memory for as long as it stays open, and a flood of idle connections must not starve

@@ -19,12 +19,13 @@ use tower_http::services::ServeDir;
 
 use tracing::Instrument;
 
+use crate::admission::{Admission, AdmissionRules};
 use crate::config::Config;
 use crate::hardening::{self, BodyRules, ConnectionCap};
 use crate::{ApiError, Auth, metrics, request_id};
 
 /// Wraps the services' routes with what every request gets: JSON 404/405, the web UI at `/`,
-/// detached handlers, the body deadline, metrics, CORS, the body limit, the auth extension,
+/// load shedding and detached handlers, the body deadline, metrics, CORS, the body limit, the auth extension,
 /// security headers and, outermost, the request ID (so that every error body carries it).
 pub fn finish(
     app: Router,
@@ -47,9 +48,17 @@ pub fn finish(
         max_bytes: config.http.body_limit_bytes,
         timeout: Duration::from_secs(config.http.body_timeout_secs),
     };
+    let handling = Handling {
+        in_flight,
+        admission: Admission::new(AdmissionRules {
+            max_in_flight: config.http.max_in_flight,
+            max_waiting: config.http.max_waiting,
+            max_wait: Duration::from_millis(config.http.max_wait_ms),
+        }),
+    };
     Ok(app
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn_with_state(in_flight, detach))
+        .layer(middleware::from_fn_with_state(handling, admit_and_detach))
         .layer(middleware::from_fn_with_state(
             body_rules,
             hardening::read_body_in_time,
@@ -70,12 +79,36 @@ async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
 }
 
-/// Runs the handler in a task of its own, so that a request received in full is carried out even
-/// when its client hangs up (the reference UI reloads the page right after posting a booking).
-/// The tracker lets shutdown wait for these tasks. The task keeps the request's span, so its
-/// log lines carry the request ID.
-async fn detach(State(in_flight): State<TaskTracker>, req: Request, next: Next) -> Response {
-    match in_flight.spawn(next.run(req).in_current_span()).await {
+/// How handlers run: in tasks that shutdown waits for, at most so many at once.
+#[derive(Clone)]
+struct Handling {
+    in_flight: TaskTracker,
+    admission: Admission,
+}
+
+/// Takes the request on if a slot is free or frees up soon enough, else answers 503 (see
+/// [`crate::admission`]); health probes are always taken on. Runs after the body is read, so
+/// that a client sending slowly holds no slot.
+///
+/// Runs the handler in a task of its own, holding the slot, so that a request received in full
+/// is carried out even when its client hangs up (the reference UI reloads the page right after
+/// posting a booking). The tracker lets shutdown wait for these tasks. The task keeps the
+/// request's span, so its log lines carry the request ID.
+async fn admit_and_detach(State(handling): State<Handling>, req: Request, next: Next) -> Response {
+    let slot = if req.uri().path().starts_with("/health/") {
+        None
+    } else {
+        match handling.admission.admit().await {
+            Ok(slot) => Some(slot),
+            Err(_) => return ApiError::Overloaded.into_response(),
+        }
+    };
+    let handler = async move {
+        let response = next.run(req).await;
+        drop(slot);
+        response
+    };
+    match handling.in_flight.spawn(handler.in_current_span()).await {
         Ok(response) => response,
         Err(error) => {
             ApiError::Internal(anyhow::anyhow!("request handler failed: {error}")).into_response()
@@ -139,7 +172,7 @@ pub async fn serve(
     let grace = Duration::from_secs(config.http.shutdown_grace_secs);
     let header_timeout = Duration::from_secs(config.http.header_timeout_secs);
     // One cap for both listeners: it guards the process's file descriptors.
-    let cap = ConnectionCap::new(config.http.max_connections);
+    let cap = ConnectionCap::new(hardening::connections_allowed(config.http.max_connections));
     let handle = axum_server::Handle::new();
     let mut servers = tokio::task::JoinSet::new();
 

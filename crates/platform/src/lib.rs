@@ -1,6 +1,7 @@
 //! What every MyEvents service shares: configuration, the HTTP server and its middleware, the
 //! JSON error type, bearer-token auth, Prometheus metrics and the OpenAPI document.
 
+pub mod admission;
 pub mod auth;
 pub mod config;
 pub mod email;

@@ -5,7 +5,7 @@
 //! ([`document`]); `myevents openapi` prints the union of all of them.
 
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
-use utoipa::openapi::{InfoBuilder, OpenApi, OpenApiBuilder};
+use utoipa::openapi::{ContentBuilder, InfoBuilder, OpenApi, OpenApiBuilder, Ref, ResponseBuilder};
 use utoipa::{Modify, PartialSchema, ToSchema};
 
 /// The body of every error answer (SPEC §3). Some answers add fields of their own (a booking's
@@ -66,7 +66,43 @@ pub fn document(parts: impl IntoIterator<Item = OpenApi>) -> OpenApi {
     );
     components.schemas.extend(error_schemas);
     BearerScheme.modify(&mut doc);
+    every_route_may_be_busy(&mut doc);
     doc
+}
+
+/// Any route but the health probes may answer 503 when the process is too busy to take the
+/// request on (`crate::admission`); the routes that use storage say so themselves.
+fn every_route_may_be_busy(doc: &mut OpenApi) {
+    let busy = || {
+        ResponseBuilder::new()
+            .description("Busy, or storage unavailable: try again after Retry-After seconds")
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("Error")))
+                    .build(),
+            )
+            .build()
+    };
+    for (path, item) in doc.paths.paths.iter_mut() {
+        if path.starts_with("/health/") {
+            continue;
+        }
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for operation in operations.into_iter().flatten() {
+            operation
+                .responses
+                .responses
+                .entry("503".into())
+                .or_insert_with(|| busy().into());
+        }
+    }
 }
 
 #[cfg(test)]
@@ -82,5 +118,25 @@ mod tests {
             doc["components"]["securitySchemes"]["bearer"]["scheme"],
             "bearer"
         );
+    }
+
+    #[test]
+    fn every_route_but_the_health_probes_may_answer_busy() {
+        use utoipa::openapi::path::{HttpMethod, OperationBuilder, PathItem, PathsBuilder};
+        let route = || PathItem::new(HttpMethod::Get, OperationBuilder::new().build());
+        let part = OpenApiBuilder::new()
+            .paths(
+                PathsBuilder::new()
+                    .path("/events", route())
+                    .path("/health/ready", route()),
+            )
+            .build();
+        let doc = serde_json::to_value(document([part])).unwrap();
+        let busy = &doc["paths"]["/events"]["get"]["responses"]["503"];
+        assert_eq!(
+            busy["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/Error"
+        );
+        assert!(doc["paths"]["/health/ready"]["get"]["responses"]["503"].is_null());
     }
 }

@@ -230,3 +230,82 @@ async fn connections_beyond_the_cap_are_refused_until_one_closes() {
     }
     assert!(served(&mut second), "the open connection is still served");
 }
+
+/// More requests at once than the process takes on: the excess is answered 503 with
+/// `Retry-After` and a JSON error, every booking answered 201 is in the inventory and no
+/// refused one is, health probes are answered all along, and the next request after the burst
+/// is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_burst_beyond_the_slots_is_shed_with_retry_after_and_nothing_is_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    // One slot and no queue: any request that arrives while another is served is refused.
+    let s = TestServer::start_in(
+        dir.path(),
+        &[
+            ("MYEVENTS_MAX_IN_FLIGHT", "1"),
+            ("MYEVENTS_MAX_WAITING", "0"),
+        ],
+    )
+    .await;
+    let admin = s.admin_token().await;
+    let capacity = 10_000;
+    let event = s.bookable_event(&admin, capacity).await;
+    let url = s.url(&format!("/events/{event}/bookings"));
+
+    let mut seats_confirmed = 0;
+    let mut shed = 0;
+    // Bursts of 50 at once until some are shed (the first one nearly always is).
+    for burst in 0..20 {
+        let answers = futures::future::join_all((0..50).map(|i| {
+            s.client
+                .post(url.as_str())
+                .json(&json!({"seats": 1 + i % 2, "email": format!("b{burst}-{i}@example.com")}))
+                .send()
+        }));
+        let ready = s.get("/health/ready", None);
+        let (answers, ready) = tokio::join!(answers, ready);
+        assert_eq!(ready.status(), StatusCode::OK, "health probes are not shed");
+        for (i, answer) in answers.into_iter().enumerate() {
+            let answer = answer.expect("an answer");
+            match answer.status() {
+                StatusCode::CREATED => seats_confirmed += 1 + i as i64 % 2,
+                StatusCode::SERVICE_UNAVAILABLE => {
+                    assert_eq!(
+                        answer
+                            .headers()
+                            .get("retry-after")
+                            .map(|v| v.to_str().unwrap()),
+                        Some("1")
+                    );
+                    let error = assert_error(answer, StatusCode::SERVICE_UNAVAILABLE).await;
+                    assert!(error["error"].as_str().unwrap().contains("busy"), "{error}");
+                    shed += 1;
+                }
+                other => panic!("unexpected {other}: {}", answer.text().await.unwrap()),
+            }
+        }
+        if shed > 0 {
+            break;
+        }
+    }
+    assert!(
+        shed > 0,
+        "no request was shed in 20 bursts of 50 with one slot"
+    );
+    assert_eq!(
+        s.available(&event).await,
+        i64::from(capacity) - seats_confirmed,
+        "the inventory holds exactly the bookings answered 201"
+    );
+    assert!(
+        s.metric("myevents_http_requests_shed_total{reason=\"queue_full\"}")
+            .await
+            >= f64::from(shed)
+    );
+    let after = s.book(&event, 1, "after@example.com").await;
+    assert_eq!(
+        after.status(),
+        StatusCode::CREATED,
+        "served once the burst is over"
+    );
+}

@@ -152,6 +152,15 @@ async fn two_hundred_concurrent_clients_never_oversell() {
                         }
                         want = want.min(available);
                     }
+                    // Too busy for this one just now: a client comes back when told to.
+                    StatusCode::SERVICE_UNAVAILABLE => {
+                        let secs = r
+                            .headers()
+                            .get("retry-after")
+                            .and_then(|v| v.to_str().ok()?.parse().ok())
+                            .expect("a 503 says when to come back");
+                        tokio::time::sleep(Duration::from_secs(secs)).await;
+                    }
                     other => panic!("unexpected {other}"),
                 }
             }

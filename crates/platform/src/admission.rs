@@ -1,0 +1,277 @@
+//! Load shedding. A process works on at most `http.max_in_flight` requests at once; a request
+//! that finds every slot taken waits for one in a queue of at most `http.max_waiting`, and is
+//! answered 503 with `Retry-After` when the queue is full or its wait runs out.
+//!
+//! How long it may wait follows the "controlled delay" rule of Facebook's *Fail at Scale*: a
+//! burst after a quiet moment may wait up to `http.max_wait_ms`, so that it is served rather
+//! than refused; but once the queue has not been empty for that long, the load is more than the
+//! store can carry, and a newcomer waits only [`STANDING_QUEUE_WAIT`] before it is refused. So
+//! under a sustained overload the queue stays short, the requests that are taken keep the
+//! latency of a busy but not overloaded server, the others learn at once to come back later,
+//! and memory does not grow with a queue. When the load drops the queue empties and the next
+//! request is served at once.
+//!
+//! Health probes skip it: a busy replica is alive and ready, and a load balancer must not take
+//! every replica out of service at once because all of them are busy.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use prometheus::{IntCounterVec, register_int_counter_vec};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// How long a request may wait for a slot while the queue is standing (it has not been empty
+/// for `max_wait`).
+pub const STANDING_QUEUE_WAIT: Duration = Duration::from_millis(5);
+
+static SHED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "myevents_http_requests_shed_total",
+        "Requests answered 503 at once because the process was busy, by reason: \
+         queue_full (max_waiting were waiting) or waited (no slot within the wait allowed)",
+        &["reason"]
+    )
+    .expect("metric names are static and valid")
+});
+
+/// How many requests a process takes on.
+#[derive(Debug, Clone, Copy)]
+pub struct AdmissionRules {
+    pub max_in_flight: usize,
+    pub max_waiting: usize,
+    /// The longest wait for a slot, after a moment when none waited.
+    pub max_wait: Duration,
+}
+
+/// Why a request was not taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shed {
+    QueueFull,
+    Waited,
+}
+
+impl Shed {
+    fn label(self) -> &'static str {
+        match self {
+            Shed::QueueFull => "queue_full",
+            Shed::Waited => "waited",
+        }
+    }
+}
+
+/// The slots and the queue of one process, shared by every listener.
+#[derive(Clone)]
+pub struct Admission {
+    rules: AdmissionRules,
+    slots: Arc<Semaphore>,
+    waiting: Arc<AtomicUsize>,
+    /// When the queue was last seen empty, in nanoseconds since `epoch`.
+    last_empty: Arc<AtomicU64>,
+    /// Tokio's clock, which tests can pause and move on.
+    epoch: tokio::time::Instant,
+}
+
+impl Admission {
+    pub fn new(rules: AdmissionRules) -> Self {
+        // Both series exist at zero from the start, so that `rate()` sees the first shed.
+        for reason in [Shed::QueueFull, Shed::Waited] {
+            SHED.with_label_values(&[reason.label()]);
+        }
+        Self {
+            rules,
+            slots: Arc::new(Semaphore::new(rules.max_in_flight)),
+            waiting: Arc::default(),
+            last_empty: Arc::default(),
+            epoch: tokio::time::Instant::now(),
+        }
+    }
+
+    /// A slot, held until the permit is dropped, or why there is none.
+    pub async fn admit(&self) -> Result<OwnedSemaphorePermit, Shed> {
+        if self.waiting.load(Ordering::Acquire) == 0
+            && let Ok(slot) = self.slots.clone().try_acquire_owned()
+        {
+            self.saw_empty_queue();
+            return Ok(slot);
+        }
+        let queued = Queued::join(self).ok_or(Shed::QueueFull);
+        let queued = match queued {
+            Ok(queued) => queued,
+            Err(shed) => return Err(self.count(shed)),
+        };
+        let wait = if self.queue_standing() {
+            STANDING_QUEUE_WAIT
+        } else {
+            self.rules.max_wait
+        };
+        let slot = tokio::time::timeout(wait, self.slots.clone().acquire_owned()).await;
+        drop(queued);
+        match slot {
+            Ok(Ok(slot)) => Ok(slot),
+            // The semaphore is never closed; a timeout is the only way here.
+            _ => Err(self.count(Shed::Waited)),
+        }
+    }
+
+    fn count(&self, shed: Shed) -> Shed {
+        SHED.with_label_values(&[shed.label()]).inc();
+        shed
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn saw_empty_queue(&self) {
+        self.last_empty.store(self.now(), Ordering::Release);
+    }
+
+    /// Whether requests have been waiting, without a moment's break, for longer than
+    /// `max_wait`.
+    fn queue_standing(&self) -> bool {
+        let since = self
+            .now()
+            .saturating_sub(self.last_empty.load(Ordering::Acquire));
+        Duration::from_nanos(since) > self.rules.max_wait
+    }
+}
+
+/// A place in the queue, given back when dropped (also when the client hangs up while waiting).
+struct Queued<'a>(&'a Admission);
+
+impl<'a> Queued<'a> {
+    fn join(admission: &'a Admission) -> Option<Self> {
+        let before = admission.waiting.fetch_add(1, Ordering::AcqRel);
+        if before >= admission.rules.max_waiting {
+            admission.waiting.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        if before == 0 {
+            // The queue was empty until now: a new burst, not a standing queue.
+            admission.saw_empty_queue();
+        }
+        Some(Self(admission))
+    }
+}
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        if self.0.waiting.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.saw_empty_queue();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn admission(max_in_flight: usize, max_waiting: usize, max_wait_ms: u64) -> Admission {
+        Admission::new(AdmissionRules {
+            max_in_flight,
+            max_waiting,
+            max_wait: Duration::from_millis(max_wait_ms),
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_waits_for_a_slot_and_gets_it_when_one_is_freed() {
+        let admission = admission(1, 1, 100);
+        let first = admission.admit().await.expect("a free slot");
+        let waiter = tokio::spawn({
+            let admission = admission.clone();
+            async move { admission.admit().await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        drop(first);
+        assert!(waiter.await.unwrap().is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_that_finds_the_queue_full_is_refused_at_once() {
+        let admission = admission(1, 1, 100);
+        let _first = admission.admit().await.expect("a free slot");
+        let _waiter = tokio::spawn({
+            let admission = admission.clone();
+            async move { admission.admit().await }
+        });
+        tokio::task::yield_now().await;
+        let started = tokio::time::Instant::now();
+        assert_eq!(admission.admit().await.err(), Some(Shed::QueueFull));
+        assert_eq!(started.elapsed(), Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_may_wait_the_whole_wait_then_is_refused() {
+        let admission = admission(1, 10, 100);
+        let _first = admission.admit().await.expect("a free slot");
+        let started = tokio::time::Instant::now();
+        assert_eq!(admission.admit().await.err(), Some(Shed::Waited));
+        assert_eq!(started.elapsed(), Duration::from_millis(100));
+    }
+
+    /// A request arrives every millisecond for `ms` ms and waits for a slot: a standing queue
+    /// while no slot is freed.
+    fn arrivals_every_millisecond(admission: &Admission, ms: u64) -> tokio::task::JoinHandle<()> {
+        let admission = admission.clone();
+        tokio::spawn(async move {
+            let mut waiters = tokio::task::JoinSet::new();
+            for _ in 0..ms {
+                let admission = admission.clone();
+                waiters.spawn(async move { admission.admit().await.map(drop) });
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            waiters.join_all().await;
+        })
+    }
+
+    /// Once the queue has not been empty for longer than `max_wait`, a newcomer waits only the
+    /// short wait: the queue drains instead of adding its wait to every answer.
+    #[tokio::test(start_paused = true)]
+    async fn a_standing_queue_cuts_the_wait_short() {
+        let admission = admission(1, 1000, 100);
+        let _busy = admission.admit().await.expect("a free slot");
+        let load = arrivals_every_millisecond(&admission, 300);
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let started = tokio::time::Instant::now();
+        assert_eq!(admission.admit().await.err(), Some(Shed::Waited));
+        assert_eq!(started.elapsed(), STANDING_QUEUE_WAIT);
+        load.abort();
+    }
+
+    /// When the load drops, the next request gets a slot at once, and once the queue has
+    /// emptied a burst may wait the whole wait again.
+    #[tokio::test(start_paused = true)]
+    async fn the_whole_wait_comes_back_once_the_load_drops() {
+        let admission = admission(1, 1000, 100);
+        let busy = admission.admit().await.expect("a free slot");
+        arrivals_every_millisecond(&admission, 300).await.unwrap();
+        assert_eq!(admission.waiting.load(Ordering::Acquire), 0);
+        drop(busy);
+        let busy = admission
+            .admit()
+            .await
+            .expect("a slot at once when the load drops");
+        let started = tokio::time::Instant::now();
+        assert_eq!(admission.admit().await.err(), Some(Shed::Waited));
+        assert_eq!(started.elapsed(), Duration::from_millis(100));
+        drop(busy);
+    }
+
+    /// A client that hangs up while waiting gives its place back.
+    #[tokio::test(start_paused = true)]
+    async fn a_waiter_that_hangs_up_leaves_the_queue() {
+        let admission = admission(1, 1, 100);
+        let _busy = admission.admit().await.expect("a free slot");
+        let waiter = tokio::spawn({
+            let admission = admission.clone();
+            async move { admission.admit().await }
+        });
+        tokio::task::yield_now().await;
+        assert_eq!(admission.waiting.load(Ordering::Acquire), 1);
+        waiter.abort();
+        let _ = waiter.await;
+        assert_eq!(admission.waiting.load(Ordering::Acquire), 0);
+    }
+}
