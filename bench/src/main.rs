@@ -8,7 +8,12 @@
 //! - `propagation --broker URL`: the events service and the bookings service in two processes
 //!   joined by that broker; how long from `POST /events` answered until the event is bookable
 //!   in the other process (p50/p99, one event at a time), and how many events per second flow
-//!   from one to the other when many are created at once.
+//!   from one to the other when many are created at once;
+//! - `overload`: the flash sale at twice the rate the server sustains, as an open loop over
+//!   thousands of connections: what it accepts and sheds, how fast, and its memory
+//!   (`src/overload.rs`);
+//! - `scale-out`: the bookings service in 1 to `--replicas` processes, one hot event and a sale
+//!   spread over `--events` events (`src/scale_out.rs`).
 //!
 //! Client and server share the machine, so the figures are what one box can do end to end.
 
@@ -27,10 +32,14 @@ use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 
+mod overload;
+mod scale_out;
+
 #[derive(Parser, Debug)]
 #[command(about = "MyEvents benchmarks: flash sale and the /health/live ceiling")]
 struct Args {
-    /// `flash-sale`, `health`, `all` (those two), `floor` or `propagation`.
+    /// `flash-sale`, `health`, `all` (those two), `floor`, `propagation`, `overload` or
+    /// `scale-out`.
     #[arg(default_value = "all")]
     scenario: String,
     /// Concurrent clients (one keep-alive connection each).
@@ -45,17 +54,27 @@ struct Args {
     /// Where the server keeps its data [default: a fresh folder under ./target].
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// `propagation`: the broker between the two processes (`embedded:PATH` by default,
-    /// `amqp://…`, `kafka://…`, `sqs://…`).
+    /// `propagation`, `scale-out`: the broker between the processes (`embedded:PATH` by
+    /// default, `amqp://…`, `kafka://…`, `sqs://…`).
     #[arg(long)]
     broker: Option<String>,
-    /// `propagation`: events created one at a time for the latency figures.
-    #[arg(long, default_value_t = 300)]
-    events: usize,
+    /// `propagation`: events created one at a time for the latency figures; `scale-out`: the
+    /// events the spread sale books [default: 300 and 1000].
+    #[arg(long)]
+    events: Option<usize>,
+    /// `scale-out`: the most bookings replicas (each count from 1 up is measured).
+    #[arg(long, default_value_t = 2)]
+    replicas: usize,
     /// `propagation`: stop creating after this many events in the throughput part (moto's SQS
     /// slows down with every message it holds; see docs/BENCHMARKS.md).
     #[arg(long)]
     max_events: Option<usize>,
+    /// `overload`: connections the open loop sends on.
+    #[arg(long, default_value_t = 2000)]
+    connections: usize,
+    /// `overload`: requests per second offered [default: twice what the closed loop reached].
+    #[arg(long)]
+    rate: Option<f64>,
     /// `floor`: journal files written side by side (see `src/floor.rs`).
     #[arg(long, default_value_t = 1)]
     journal_files: usize,
@@ -207,10 +226,22 @@ async fn load(
     ok_status: StatusCode,
     make: MakeRequest,
 ) -> anyhow::Result<(Tally, Duration)> {
+    load_on(&[addr.to_owned()], clients, seconds, ok_status, make).await
+}
+
+/// [`load`] with the connections spread over several servers: connection `i` to `addrs[i %
+/// addrs.len()]`, as a load balancer would spread them.
+async fn load_on(
+    addrs: &[String],
+    clients: usize,
+    seconds: u64,
+    ok_status: StatusCode,
+    make: MakeRequest,
+) -> anyhow::Result<(Tally, Duration)> {
     let stop = Arc::new(AtomicBool::new(false));
     let mut workers = Vec::new();
     for i in 0..clients {
-        let mut sender = connect(addr).await?;
+        let mut sender = connect(&addrs[i % addrs.len()]).await?;
         let stop = stop.clone();
         let make = make.clone();
         workers.push(tokio::spawn(async move {
@@ -325,10 +356,19 @@ async fn admin_token(addr: &str) -> anyhow::Result<String> {
         .to_owned())
 }
 
-/// Guest bookings of 1–4 seats of `event_id`. Bodies are made once, so that the client spends
-/// its share of the CPU on sending, not on formatting JSON; the server still parses every one.
+/// Guest bookings of 1–4 seats of `event_id`.
 fn bookings_of(event_id: &str, clients: usize) -> MakeRequest {
-    let path = format!("/events/{event_id}/bookings");
+    bookings_across(&[event_id.to_owned()], clients)
+}
+
+/// Guest bookings of 1–4 seats, request `n` on event `n % events.len()`. Bodies are made once,
+/// so that the client spends its share of the CPU on sending, not on formatting JSON; the
+/// server still parses every one.
+fn bookings_across(events: &[String], clients: usize) -> MakeRequest {
+    let paths: Vec<String> = events
+        .iter()
+        .map(|event| format!("/events/{event}/bookings"))
+        .collect();
     let bodies: Vec<Bytes> = (0..4 * clients)
         .map(|n| {
             let body = json!({"seats": 1 + n % 4, "email": format!("fan{}@example.com", n / 4)});
@@ -337,13 +377,12 @@ fn bookings_of(event_id: &str, clients: usize) -> MakeRequest {
         .collect();
     Arc::new(move |n: usize| {
         let seats = 1 + (n % 4) as u64;
-        let body = bodies[n % bodies.len()].clone();
         let request = Request::builder()
             .method(Method::POST)
-            .uri(&path)
+            .uri(&paths[n % paths.len()])
             .header("host", "bench")
             .header("content-type", "application/json")
-            .body(Full::new(body))
+            .body(Full::new(bodies[n % bodies.len()].clone()))
             .expect("a valid request");
         (request, seats)
     })
@@ -391,14 +430,22 @@ async fn floor(binary: &Path, scratch: &Path, args: &Args) -> anyhow::Result<()>
     Ok(())
 }
 
-async fn flash_sale(server: &Server, data_dir: &Path, args: &Args) -> anyhow::Result<f64> {
-    let addr = server.addr.as_str();
+/// The sale's event, with room for any number of bookings, once the bookings service knows
+/// it; and the admin's token.
+async fn sale_event(addr: &str) -> anyhow::Result<(String, String)> {
     let token = admin_token(addr).await?;
+    let event_id = hot_event(addr, addr, &token).await?;
+    Ok((event_id, token))
+}
+
+/// An event with room for any number of bookings, made by the events service at `events`,
+/// once the bookings service at `bookings` knows it.
+async fn hot_event(events: &str, bookings: &str, token: &str) -> anyhow::Result<String> {
     let (status, event) = call(
-        addr,
+        events,
         Method::POST,
         "/events",
-        Some(&token),
+        Some(token),
         Some(json!({
             "Name": "Flash sale", "StartDate": 1_900_000_000, "EndDate": 1_900_003_600,
             "Location": {"Name": "Stadium", "Halls": [{"name": "Arena", "capacity": CAPACITY}]}
@@ -410,9 +457,65 @@ async fn flash_sale(server: &Server, data_dir: &Path, args: &Args) -> anyhow::Re
     }
     let event_id = event["ID"].as_str().context("event ID")?.to_owned();
     let availability = format!("/events/{event_id}/availability");
-    while call(addr, Method::GET, &availability, None, None).await?.0 != StatusCode::OK {
+    while call(bookings, Method::GET, &availability, None, None)
+        .await?
+        .0
+        != StatusCode::OK
+    {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    Ok(event_id)
+}
+
+/// The oversell check: over `event_ids`, what clients were told (`confirmed` seats, `refused`
+/// answers) is exactly what the inventory of the bookings service at `addr` holds and what the
+/// events service at `events` counts as sold.
+async fn check_no_oversell(
+    addr: &str,
+    events: &str,
+    token: &str,
+    event_ids: &[String],
+    confirmed: u64,
+    refused: u64,
+) -> anyhow::Result<()> {
+    let mut taken = 0;
+    for event in event_ids {
+        let availability = format!("/events/{event}/availability");
+        let (_, now) = call(addr, Method::GET, &availability, None, None).await?;
+        taken += CAPACITY - now["Available"].as_u64().context("Available")?;
+    }
+    // The events service counts sales from the bookings' events: it may lag a moment behind.
+    let mut sold = 0;
+    for _ in 0..600 {
+        sold = 0;
+        for event in event_ids {
+            let sales = format!("/events/{event}/sales");
+            let (_, figures) = call(events, Method::GET, &sales, Some(token), None).await?;
+            sold += figures["SeatsSold"].as_u64().unwrap_or(0);
+        }
+        if sold == confirmed {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!(
+        "oversell check over {} event(s): seats confirmed to clients {confirmed} / taken in the inventory {taken} / sold per the events service {sold} / refused {refused} -> {}",
+        event_ids.len(),
+        if confirmed == taken && taken == sold {
+            "OK"
+        } else {
+            "MISMATCH"
+        }
+    );
+    if confirmed != taken || taken != sold {
+        bail!("oversell check failed");
+    }
+    Ok(())
+}
+
+async fn flash_sale(server: &Server, data_dir: &Path, args: &Args) -> anyhow::Result<f64> {
+    let addr = server.addr.as_str();
+    let (event_id, token) = sale_event(addr).await?;
 
     let make = bookings_of(&event_id, args.clients);
     let cpu_before = ThreadCpu::of(server.child.id());
@@ -422,35 +525,8 @@ async fn flash_sale(server: &Server, data_dir: &Path, args: &Args) -> anyhow::Re
     let rate = report("flash-sale", &tally, elapsed);
     ThreadCpu::report_since(cpu_before, server.child.id(), tally.ok);
 
-    // The oversell check: what clients were told is exactly what the store holds.
-    let (_, now) = call(addr, Method::GET, &availability, None, None).await?;
-    let available = now["Available"].as_u64().context("Available")?;
-    let taken = CAPACITY - available;
-    let sales = format!("/events/{event_id}/sales");
-    let mut sold = 0;
-    for _ in 0..600 {
-        let (_, figures) = call(addr, Method::GET, &sales, Some(&token), None).await?;
-        sold = figures["SeatsSold"].as_u64().unwrap_or(0);
-        if sold == tally.seats {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    println!(
-        "oversell check: seats confirmed to clients {} / taken in the inventory {} / sold per the events service {} / refused {} -> {}",
-        tally.seats,
-        taken,
-        sold,
-        tally.other,
-        if tally.seats == taken && taken == sold {
-            "OK"
-        } else {
-            "MISMATCH"
-        }
-    );
-    if tally.seats != taken || taken != sold {
-        bail!("oversell check failed");
-    }
+    let event_ids = [event_id];
+    check_no_oversell(addr, addr, &token, &event_ids, tally.seats, tally.other).await?;
     mail_catch_up(&data_dir.join("mail"), tally.ok, sale_ended).await?;
     Ok(rate)
 }
@@ -595,6 +671,13 @@ async fn main() -> anyhow::Result<()> {
         let server = start_server(&binary, &data_dir).await?;
         sale = Some(flash_sale(&server, &data_dir, &args).await?);
     }
+    if args.scenario == "overload" {
+        let server = start_server(&binary, &scratch.path().join("overload")).await?;
+        return overload::overload(&server, &args).await;
+    }
+    if args.scenario == "scale-out" {
+        return scale_out::scale_out(&binary, scratch.path(), &args).await;
+    }
     if args.scenario == "propagation" {
         return propagation(&binary, scratch.path(), &args).await;
     }
@@ -607,7 +690,7 @@ async fn main() -> anyhow::Result<()> {
     }
     if ceiling.is_none() && sale.is_none() {
         bail!(
-            "unknown scenario {:?}: flash-sale, health, all, floor or propagation",
+            "unknown scenario {:?}: flash-sale, health, all, floor, propagation, overload or scale-out",
             args.scenario
         );
     }
@@ -662,28 +745,51 @@ async fn bookable(sender: &mut SendRequest<Full<Bytes>>, event: &str) -> anyhow:
     Ok(status == StatusCode::OK)
 }
 
+/// `myevents serve` processes of a benchmark, each running some of the roles, joined by one
+/// broker: `--broker`, or an embedded log in `scratch` that they share.
+struct Processes {
+    broker: String,
+    namespace: String,
+}
+
+impl Processes {
+    fn new(args: &Args, scratch: &Path) -> Self {
+        let shared_log = scratch.join("bus.db");
+        Self {
+            broker: args
+                .broker
+                .clone()
+                .unwrap_or_else(|| format!("embedded:{}", shared_log.display())),
+            namespace: format!("bench-{}-", std::process::id()),
+        }
+    }
+
+    /// A process running `roles` (`events,users`), with its data in `data_dir`.
+    async fn start(&self, binary: &Path, data_dir: &Path, roles: &str) -> anyhow::Result<Server> {
+        let env = [
+            ("MYEVENTS_ROLES", roles),
+            ("MYEVENTS_BROKER_URL", self.broker.as_str()),
+            ("MYEVENTS_BROKER_NAMESPACE", self.namespace.as_str()),
+            (
+                "MYEVENTS_JWT_SECRET",
+                "one-secret-for-every-benchmark-process",
+            ),
+        ];
+        start_server_with(binary, data_dir, &env).await
+    }
+}
+
 /// The events service (with users, for the admin's token) and the bookings service in two
 /// processes, each with its own data folder, joined only by `--broker`.
 async fn propagation(binary: &Path, scratch: &Path, args: &Args) -> anyhow::Result<()> {
-    let shared_log = scratch.join("bus.db");
-    let broker = args
-        .broker
-        .clone()
-        .unwrap_or_else(|| format!("embedded:{}", shared_log.display()));
-    let namespace = format!("bench-{}-", std::process::id());
-    let env = |roles: &'static str| {
-        vec![
-            ("MYEVENTS_ROLES", roles),
-            ("MYEVENTS_BROKER_URL", broker.as_str()),
-            ("MYEVENTS_BROKER_NAMESPACE", namespace.as_str()),
-            (
-                "MYEVENTS_JWT_SECRET",
-                "one-secret-for-both-benchmark-processes",
-            ),
-        ]
-    };
-    let front = start_server_with(binary, &scratch.join("events"), &env("events,users")).await?;
-    let back = start_server_with(binary, &scratch.join("bookings"), &env("bookings")).await?;
+    let processes = Processes::new(args, scratch);
+    let front = processes
+        .start(binary, &scratch.join("events"), "events,users")
+        .await?;
+    let back = processes
+        .start(binary, &scratch.join("bookings"), "bookings")
+        .await?;
+    let broker = &processes.broker;
     println!("propagation over {broker}");
     let token = admin_token(&front.addr).await?;
     let (status, location) = call(
@@ -704,8 +810,9 @@ async fn propagation(binary: &Path, scratch: &Path, args: &Args) -> anyhow::Resu
     // is reported on its own and left out of the percentiles.
     let mut writer = connect(&front.addr).await?;
     let mut reader = connect(&back.addr).await?;
-    let mut latencies_us = Vec::with_capacity(args.events + 1);
-    for n in 0..=args.events {
+    let events = args.events.unwrap_or(300);
+    let mut latencies_us = Vec::with_capacity(events + 1);
+    for n in 0..=events {
         let (event, answered) = create_event(&mut writer, &token, &location, n).await?;
         while !bookable(&mut reader, &event).await? {
             if answered.elapsed() > Duration::from_secs(30) {
