@@ -4,8 +4,10 @@
 //!
 //! How long it may wait follows the "controlled delay" rule of Facebook's *Fail at Scale*: a
 //! burst after a quiet moment may wait up to `http.max_wait_ms`, so that it is served rather
-//! than refused; but once the queue has not been empty for that long, the load is more than the
-//! store can carry, and a newcomer waits only [`STANDING_QUEUE_WAIT`] before it is refused. So
+//! than refused; but once the queue has not been empty for that long, or a request was refused
+//! within it, the load is more than the store can carry, and a newcomer waits only
+//! [`STANDING_QUEUE_WAIT`] before it is refused — or, when others already wait, is refused
+//! before any work is spent on it ([`Admission::refuses_at_once`]). So
 //! under a sustained overload the queue stays short, the requests that are taken keep the
 //! latency of a busy but not overloaded server, the others learn at once to come back later,
 //! and memory does not grow with a queue. When the load drops the queue empties and the next
@@ -21,15 +23,15 @@ use std::time::Duration;
 use prometheus::{IntCounterVec, register_int_counter_vec};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// How long a request may wait for a slot while the queue is standing (it has not been empty
-/// for `max_wait`).
+/// How long a request may wait for a slot while the process is overloaded.
 pub const STANDING_QUEUE_WAIT: Duration = Duration::from_millis(5);
 
 static SHED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
         "myevents_http_requests_shed_total",
-        "Requests answered 503 at once because the process was busy, by reason: \
-         queue_full (max_waiting were waiting) or waited (no slot within the wait allowed)",
+        "Requests answered 503 at once because the process was busy, by reason: queue_full \
+         (max_waiting were waiting), overloaded (refused before any work while others waited \
+         under an overload) or waited (no slot within the wait allowed)",
         &["reason"]
     )
     .expect("metric names are static and valid")
@@ -48,6 +50,7 @@ pub struct AdmissionRules {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Shed {
     QueueFull,
+    Overloaded,
     Waited,
 }
 
@@ -55,6 +58,7 @@ impl Shed {
     fn label(self) -> &'static str {
         match self {
             Shed::QueueFull => "queue_full",
+            Shed::Overloaded => "overloaded",
             Shed::Waited => "waited",
         }
     }
@@ -68,6 +72,8 @@ pub struct Admission {
     waiting: Arc<AtomicUsize>,
     /// When the queue was last seen empty, in nanoseconds since `epoch`.
     last_empty: Arc<AtomicU64>,
+    /// When a request was last refused, in nanoseconds since `epoch` (0: never).
+    last_shed: Arc<AtomicU64>,
     /// Tokio's clock, which tests can pause and move on.
     epoch: tokio::time::Instant,
 }
@@ -75,7 +81,7 @@ pub struct Admission {
 impl Admission {
     pub fn new(rules: AdmissionRules) -> Self {
         // Both series exist at zero from the start, so that `rate()` sees the first shed.
-        for reason in [Shed::QueueFull, Shed::Waited] {
+        for reason in [Shed::QueueFull, Shed::Overloaded, Shed::Waited] {
             SHED.with_label_values(&[reason.label()]);
         }
         Self {
@@ -83,6 +89,7 @@ impl Admission {
             slots: Arc::new(Semaphore::new(rules.max_in_flight)),
             waiting: Arc::default(),
             last_empty: Arc::default(),
+            last_shed: Arc::default(),
             epoch: tokio::time::Instant::now(),
         }
     }
@@ -100,7 +107,7 @@ impl Admission {
             Ok(queued) => queued,
             Err(shed) => return Err(self.count(shed)),
         };
-        let wait = if self.queue_standing() {
+        let wait = if self.overloaded() {
             STANDING_QUEUE_WAIT
         } else {
             self.rules.max_wait
@@ -114,8 +121,30 @@ impl Admission {
         }
     }
 
+    /// Whether a request arriving now would be refused however it waited: no slot is free,
+    /// and the queue is full, or requests wait and the process is overloaded (then a newcomer
+    /// would only wait the short wait behind them). The server answers such a request before
+    /// spending anything on it (`http::shed_early`): under a sustained overload the refusals
+    /// are most requests, and their cost is taken from the requests that are served.
+    pub fn refuses_at_once(&self) -> bool {
+        if self.slots.available_permits() > 0 {
+            return false;
+        }
+        let waiting = self.waiting.load(Ordering::Acquire);
+        let shed = if waiting >= self.rules.max_waiting {
+            Shed::QueueFull
+        } else if waiting > 0 && self.overloaded() {
+            Shed::Overloaded
+        } else {
+            return false;
+        };
+        self.count(shed);
+        true
+    }
+
     fn count(&self, shed: Shed) -> Shed {
         SHED.with_label_values(&[shed.label()]).inc();
+        self.last_shed.store(self.now().max(1), Ordering::Release);
         shed
     }
 
@@ -125,6 +154,17 @@ impl Admission {
 
     fn saw_empty_queue(&self) {
         self.last_empty.store(self.now(), Ordering::Release);
+    }
+
+    /// Whether the load is more than the slots carry: requests have been waiting without a
+    /// moment's break for longer than `max_wait`, or one was refused within `max_wait` (while
+    /// newcomers are refused the queue empties now and then, and the overload goes on).
+    fn overloaded(&self) -> bool {
+        let last_shed = self.last_shed.load(Ordering::Acquire);
+        self.queue_standing()
+            || (last_shed > 0
+                && Duration::from_nanos(self.now().saturating_sub(last_shed))
+                    <= self.rules.max_wait)
     }
 
     /// Whether requests have been waiting, without a moment's break, for longer than
@@ -240,8 +280,8 @@ mod tests {
         load.abort();
     }
 
-    /// When the load drops, the next request gets a slot at once, and once the queue has
-    /// emptied a burst may wait the whole wait again.
+    /// When the load drops, the next request gets a slot at once, and once nothing has been
+    /// refused for `max_wait` a burst may wait the whole wait again.
     #[tokio::test(start_paused = true)]
     async fn the_whole_wait_comes_back_once_the_load_drops() {
         let admission = admission(1, 1000, 100);
@@ -253,10 +293,36 @@ mod tests {
             .admit()
             .await
             .expect("a slot at once when the load drops");
+        tokio::time::sleep(Duration::from_millis(101)).await;
         let started = tokio::time::Instant::now();
         assert_eq!(admission.admit().await.err(), Some(Shed::Waited));
         assert_eq!(started.elapsed(), Duration::from_millis(100));
         drop(busy);
+    }
+
+    /// While the process is overloaded, a request that would only queue behind others is
+    /// refused before any work is spent on it; with a slot free, or once the load has
+    /// dropped, none is.
+    #[tokio::test(start_paused = true)]
+    async fn an_overloaded_process_refuses_newcomers_at_once() {
+        let admission = admission(1, 1000, 100);
+        assert!(!admission.refuses_at_once(), "a slot is free");
+        let busy = admission.admit().await.expect("a free slot");
+        assert!(
+            !admission.refuses_at_once(),
+            "nobody waits: a burst may queue"
+        );
+        let load = arrivals_every_millisecond(&admission, 300);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!admission.refuses_at_once(), "a burst, not yet an overload");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            admission.refuses_at_once(),
+            "the queue has stood for 150 ms"
+        );
+        load.await.unwrap();
+        drop(busy);
+        assert!(!admission.refuses_at_once(), "a slot is free again");
     }
 
     /// A client that hangs up while waiting gives its place back.

@@ -96,8 +96,9 @@ pub struct Http {
     pub max_in_flight: usize,
     /// Requests that may wait for a slot; more are answered 503 at once.
     pub max_waiting: usize,
-    /// How long a request may wait for a slot after a quiet moment (a burst); while the queue
-    /// stands longer than this, a request waits only 5 ms. Then 503 with `Retry-After`.
+    /// How long a request may wait for a slot after a quiet moment (a burst); while the process
+    /// is overloaded (the queue stood longer than this, or a request was refused within it), a
+    /// request waits only 5 ms. Then 503 with `Retry-After`.
     pub max_wait_ms: u64,
 }
 

@@ -48,13 +48,14 @@ pub fn finish(
         max_bytes: config.http.body_limit_bytes,
         timeout: Duration::from_secs(config.http.body_timeout_secs),
     };
+    let admission = Admission::new(AdmissionRules {
+        max_in_flight: config.http.max_in_flight,
+        max_waiting: config.http.max_waiting,
+        max_wait: Duration::from_millis(config.http.max_wait_ms),
+    });
     let handling = Handling {
         in_flight,
-        admission: Admission::new(AdmissionRules {
-            max_in_flight: config.http.max_in_flight,
-            max_waiting: config.http.max_waiting,
-            max_wait: Duration::from_millis(config.http.max_wait_ms),
-        }),
+        admission: admission.clone(),
     };
     Ok(app
         .method_not_allowed_fallback(method_not_allowed)
@@ -67,6 +68,7 @@ pub fn finish(
         .layer(cors(&config.cors.allow_origins)?)
         .layer(Extension(auth))
         .layer(DefaultBodyLimit::max(config.http.body_limit_bytes))
+        .layer(middleware::from_fn_with_state(admission, shed_early))
         .layer(middleware::map_response(hardening::security_headers))
         .layer(middleware::from_fn(request_id::request_id)))
 }
@@ -84,6 +86,28 @@ async fn method_not_allowed() -> ApiError {
 struct Handling {
     in_flight: TaskTracker,
     admission: Admission,
+}
+
+/// Refuses a request the admission would refuse anyway (see
+/// [`Admission::refuses_at_once`]) before the body is read and the rest of the middleware
+/// runs: a refusal must cost as little as possible, since under an overload most requests are
+/// refused. Counted in the request metrics like any answer.
+async fn shed_early(State(admission): State<Admission>, req: Request, next: Next) -> Response {
+    if req.uri().path().starts_with("/health/") || !admission.refuses_at_once() {
+        return next.run(req).await;
+    }
+    let started = std::time::Instant::now();
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("unmatched", |p| p.as_str());
+    metrics::count(
+        req.method().as_str(),
+        route,
+        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        started,
+    );
+    ApiError::Overloaded.into_response()
 }
 
 /// Takes the request on if a slot is free or frees up soon enough, else answers 503 (see

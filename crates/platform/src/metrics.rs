@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request};
+use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -52,13 +53,18 @@ pub async fn track(req: Request, next: Next) -> Response {
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
     let response = next.run(req).await;
-    let status = response.status().as_u16().to_string();
-    let labels = [method.as_str(), route.as_str(), status.as_str()];
+    count(&method, &route, response.status(), started);
+    response
+}
+
+/// Counts and times one answer of `route`, begun at `started`.
+pub fn count(method: &str, route: &str, status: StatusCode, started: Instant) {
+    let status = status.as_u16().to_string();
+    let labels = [method, route, status.as_str()];
     REQUESTS.with_label_values(&labels).inc();
     LATENCY
         .with_label_values(&labels)
         .observe(started.elapsed().as_secs_f64());
-    response
 }
 
 static BUILD_INFO: LazyLock<IntGaugeVec> = LazyLock::new(|| {
