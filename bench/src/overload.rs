@@ -54,6 +54,9 @@ async fn open_loop(
     connections: usize,
     make: MakeRequest,
 ) -> anyhow::Result<OpenTally> {
+    if !(rate.is_finite() && rate > 0.0) {
+        anyhow::bail!("an open loop needs a rate above 0, not {rate}");
+    }
     let mut senders = Vec::with_capacity(connections);
     for _ in 0..connections {
         senders.push(connect(addr).await.context("opening the connections")?);

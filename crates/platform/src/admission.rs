@@ -29,7 +29,7 @@ pub const STANDING_QUEUE_WAIT: Duration = Duration::from_millis(5);
 static SHED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
         "myevents_http_requests_shed_total",
-        "Requests answered 503 at once because the process was busy, by reason: queue_full \
+        "Requests answered 503 because the process was busy, by reason: queue_full \
          (max_waiting were waiting), overloaded (refused before any work while others waited \
          under an overload) or waited (no slot within the wait allowed)",
         &["reason"]
@@ -80,7 +80,7 @@ pub struct Admission {
 
 impl Admission {
     pub fn new(rules: AdmissionRules) -> Self {
-        // Both series exist at zero from the start, so that `rate()` sees the first shed.
+        // Every series exists at zero from the start, so that `rate()` sees the first shed.
         for reason in [Shed::QueueFull, Shed::Overloaded, Shed::Waited] {
             SHED.with_label_values(&[reason.label()]);
         }
@@ -182,14 +182,15 @@ struct Queued<'a>(&'a Admission);
 
 impl<'a> Queued<'a> {
     fn join(admission: &'a Admission) -> Option<Self> {
+        if admission.waiting.load(Ordering::Acquire) == 0 {
+            // The queue is empty until now: a new burst, not a standing queue. Noted before
+            // joining, so that nobody sees this waiter with an old "last empty".
+            admission.saw_empty_queue();
+        }
         let before = admission.waiting.fetch_add(1, Ordering::AcqRel);
         if before >= admission.rules.max_waiting {
             admission.waiting.fetch_sub(1, Ordering::AcqRel);
             return None;
-        }
-        if before == 0 {
-            // The queue was empty until now: a new burst, not a standing queue.
-            admission.saw_empty_queue();
         }
         Some(Self(admission))
     }

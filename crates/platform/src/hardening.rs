@@ -110,9 +110,11 @@ pub const FILES_KEPT_FOR_THE_PROCESS: u64 = 256;
 pub fn connections_allowed(wanted: usize) -> usize {
     use rustix::process::{Resource, getrlimit, setrlimit};
     let mut limit = getrlimit(Resource::Nofile);
-    if limit.current < limit.maximum {
+    // `None` is "unlimited"; a soft limit is then raised to what the process could use.
+    let most = limit.maximum.unwrap_or(1 << 20);
+    if limit.current.is_some_and(|current| current < most) {
         let raised = rustix::process::Rlimit {
-            current: limit.maximum,
+            current: Some(most),
             maximum: limit.maximum,
         };
         if setrlimit(Resource::Nofile, raised).is_ok() {
@@ -122,8 +124,12 @@ pub fn connections_allowed(wanted: usize) -> usize {
     let Some(files) = limit.current else {
         return wanted; // no limit
     };
-    let room = files.saturating_sub(FILES_KEPT_FOR_THE_PROCESS).max(1);
-    let allowed = usize::try_from(room).unwrap_or(usize::MAX).min(wanted);
+    // A quarter of a small limit, so that a few connections are always possible.
+    let room = files.saturating_sub(FILES_KEPT_FOR_THE_PROCESS.min(files / 4));
+    let allowed = usize::try_from(room)
+        .unwrap_or(usize::MAX)
+        .min(wanted)
+        .max(1);
     if allowed < wanted {
         tracing::warn!(
             open_files = files,

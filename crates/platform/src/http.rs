@@ -65,10 +65,12 @@ pub fn finish(
             hardening::read_body_in_time,
         ))
         .layer(middleware::from_fn(metrics::track))
+        // Inside CORS, so that a browser on another origin can read a refusal (and preflights,
+        // which the CORS layer answers itself, are never refused).
+        .layer(middleware::from_fn_with_state(admission, shed_early))
         .layer(cors(&config.cors.allow_origins)?)
         .layer(Extension(auth))
         .layer(DefaultBodyLimit::max(config.http.body_limit_bytes))
-        .layer(middleware::from_fn_with_state(admission, shed_early))
         .layer(middleware::map_response(hardening::security_headers))
         .layer(middleware::from_fn(request_id::request_id)))
 }
@@ -90,7 +92,7 @@ struct Handling {
 
 /// Refuses a request the admission would refuse anyway (see
 /// [`Admission::refuses_at_once`]) before the body is read and the rest of the middleware
-/// runs: a refusal must cost as little as possible, since under an overload most requests are
+/// runs (all but CORS, the security headers and the request ID): a refusal must cost as little as possible, since under an overload most requests are
 /// refused. Counted in the request metrics like any answer.
 async fn shed_early(State(admission): State<Admission>, req: Request, next: Next) -> Response {
     if req.uri().path().starts_with("/health/") || !admission.refuses_at_once() {
@@ -161,7 +163,7 @@ fn cors(origins: &[String]) -> anyhow::Result<CorsLayer> {
             HeaderName::from_static("idempotency-key"),
             request_id::HEADER.clone(),
         ])
-        .expose_headers([request_id::HEADER.clone()])
+        .expose_headers([request_id::HEADER.clone(), header::RETRY_AFTER])
         .max_age(Duration::from_secs(3600)))
 }
 

@@ -259,6 +259,8 @@ async fn a_burst_beyond_the_slots_is_shed_with_retry_after_and_nothing_is_lost()
         let answers = futures::future::join_all((0..50).map(|i| {
             s.client
                 .post(url.as_str())
+                // From a page on another origin: the refusal must be readable there too.
+                .header("origin", "http://shop.example")
                 .json(&json!({"seats": 1 + i % 2, "email": format!("b{burst}-{i}@example.com")}))
                 .send()
         }));
@@ -270,12 +272,16 @@ async fn a_burst_beyond_the_slots_is_shed_with_retry_after_and_nothing_is_lost()
             match answer.status() {
                 StatusCode::CREATED => seats_confirmed += 1 + i as i64 % 2,
                 StatusCode::SERVICE_UNAVAILABLE => {
-                    assert_eq!(
-                        answer
-                            .headers()
-                            .get("retry-after")
-                            .map(|v| v.to_str().unwrap()),
-                        Some("1")
+                    let header = |name: &str| {
+                        let value = answer.headers().get(name)?;
+                        Some(value.to_str().unwrap().to_lowercase())
+                    };
+                    assert_eq!(header("retry-after").as_deref(), Some("1"));
+                    assert_eq!(header("access-control-allow-origin").as_deref(), Some("*"));
+                    assert!(
+                        header("access-control-expose-headers")
+                            .is_some_and(|exposed| exposed.contains("retry-after")),
+                        "a page on another origin may read Retry-After"
                     );
                     let error = assert_error(answer, StatusCode::SERVICE_UNAVAILABLE).await;
                     assert!(error["error"].as_str().unwrap().contains("busy"), "{error}");
