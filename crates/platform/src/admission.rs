@@ -23,6 +23,11 @@ use std::time::Duration;
 use prometheus::{IntCounterVec, register_int_counter_vec};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+/// Whether requests to `path` skip the admission: the health probes.
+pub fn is_never_shed(path: &str) -> bool {
+    path.starts_with("/health/")
+}
+
 /// How long a request may wait for a slot while the process is overloaded.
 pub const STANDING_QUEUE_WAIT: Duration = Duration::from_millis(5);
 
@@ -102,10 +107,8 @@ impl Admission {
             self.saw_empty_queue();
             return Ok(slot);
         }
-        let queued = Queued::join(self).ok_or(Shed::QueueFull);
-        let queued = match queued {
-            Ok(queued) => queued,
-            Err(shed) => return Err(self.count(shed)),
+        let Some(queued) = Queued::join(self) else {
+            return Err(self.count(Shed::QueueFull));
         };
         let wait = if self.overloaded() {
             STANDING_QUEUE_WAIT
@@ -216,14 +219,19 @@ mod tests {
         })
     }
 
+    /// A request waiting for a slot in a task of its own.
+    fn waiter(
+        admission: &Admission,
+    ) -> tokio::task::JoinHandle<Result<OwnedSemaphorePermit, Shed>> {
+        let admission = admission.clone();
+        tokio::spawn(async move { admission.admit().await })
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_request_waits_for_a_slot_and_gets_it_when_one_is_freed() {
         let admission = admission(1, 1, 100);
         let first = admission.admit().await.expect("a free slot");
-        let waiter = tokio::spawn({
-            let admission = admission.clone();
-            async move { admission.admit().await }
-        });
+        let waiter = waiter(&admission);
         tokio::time::sleep(Duration::from_millis(50)).await;
         drop(first);
         assert!(waiter.await.unwrap().is_ok());
@@ -233,10 +241,7 @@ mod tests {
     async fn a_request_that_finds_the_queue_full_is_refused_at_once() {
         let admission = admission(1, 1, 100);
         let _first = admission.admit().await.expect("a free slot");
-        let _waiter = tokio::spawn({
-            let admission = admission.clone();
-            async move { admission.admit().await }
-        });
+        let _waiter = waiter(&admission);
         tokio::task::yield_now().await;
         let started = tokio::time::Instant::now();
         assert_eq!(admission.admit().await.err(), Some(Shed::QueueFull));
@@ -331,10 +336,7 @@ mod tests {
     async fn a_waiter_that_hangs_up_leaves_the_queue() {
         let admission = admission(1, 1, 100);
         let _busy = admission.admit().await.expect("a free slot");
-        let waiter = tokio::spawn({
-            let admission = admission.clone();
-            async move { admission.admit().await }
-        });
+        let waiter = waiter(&admission);
         tokio::task::yield_now().await;
         assert_eq!(admission.waiting.load(Ordering::Acquire), 1);
         waiter.abort();

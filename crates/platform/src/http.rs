@@ -19,14 +19,15 @@ use tower_http::services::ServeDir;
 
 use tracing::Instrument;
 
-use crate::admission::{Admission, AdmissionRules};
+use crate::admission::{self, Admission, AdmissionRules};
 use crate::config::Config;
 use crate::hardening::{self, BodyRules, ConnectionCap};
 use crate::{ApiError, Auth, metrics, request_id};
 
 /// Wraps the services' routes with what every request gets: JSON 404/405, the web UI at `/`,
-/// load shedding and detached handlers, the body deadline, metrics, CORS, the body limit, the auth extension,
-/// security headers and, outermost, the request ID (so that every error body carries it).
+/// load shedding and detached handlers, the body deadline, metrics, CORS, the body limit, the
+/// auth extension, security headers and, outermost, the request ID (so that every error body
+/// carries it).
 pub fn finish(
     app: Router,
     config: &Config,
@@ -90,12 +91,12 @@ struct Handling {
     admission: Admission,
 }
 
-/// Refuses a request the admission would refuse anyway (see
-/// [`Admission::refuses_at_once`]) before the body is read and the rest of the middleware
-/// runs (all but CORS, the security headers and the request ID): a refusal must cost as little as possible, since under an overload most requests are
-/// refused. Counted in the request metrics like any answer.
+/// Refuses a request the admission would refuse anyway (see [`Admission::refuses_at_once`])
+/// before the body is read and the rest of the middleware runs (all but CORS, the security
+/// headers and the request ID): a refusal must cost as little as possible, since under an
+/// overload most requests are refused. Counted in the request metrics like any answer.
 async fn shed_early(State(admission): State<Admission>, req: Request, next: Next) -> Response {
-    if req.uri().path().starts_with("/health/") || !admission.refuses_at_once() {
+    if admission::is_never_shed(req.uri().path()) || !admission.refuses_at_once() {
         return next.run(req).await;
     }
     let started = std::time::Instant::now();
@@ -121,7 +122,7 @@ async fn shed_early(State(admission): State<Admission>, req: Request, next: Next
 /// posting a booking). The tracker lets shutdown wait for these tasks. The task keeps the
 /// request's span, so its log lines carry the request ID.
 async fn admit_and_detach(State(handling): State<Handling>, req: Request, next: Next) -> Response {
-    let slot = if req.uri().path().starts_with("/health/") {
+    let slot = if admission::is_never_shed(req.uri().path()) {
         None
     } else {
         match handling.admission.admit().await {
