@@ -56,7 +56,7 @@ impl AmqpBus {
     pub fn with_namespace(url: &str, namespace: &str) -> Self {
         Self {
             inner: Arc::new(Inner {
-                url: url.to_owned(),
+                url: with_default_heartbeat(url),
                 namespace: namespace.to_owned(),
                 publisher: Mutex::new(None),
             }),
@@ -306,6 +306,22 @@ impl Bus for AmqpBus {
     }
 }
 
+/// How often each side of a connection shows it is alive unless the URL says (`?heartbeat=`).
+/// RabbitMQ proposes 60 s; a broker cut off by the network is then noticed, and a cut-off
+/// consumer's unacknowledged messages handed to another, only after two minutes. Both sides give
+/// up after two missed heartbeats: here 20 s.
+const HEARTBEAT_SECS: u16 = 10;
+
+/// `url` with `heartbeat=HEARTBEAT_SECS` added to its query, unless it names a heartbeat.
+fn with_default_heartbeat(url: &str) -> String {
+    let query = url.split_once('?').map_or("", |(_, q)| q);
+    if query.split('&').any(|pair| pair.starts_with("heartbeat=")) {
+        return url.to_owned();
+    }
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}heartbeat={HEARTBEAT_SECS}")
+}
+
 fn unavailable(e: lapin::Error) -> BusError {
     BusError::Unavailable(format!("RabbitMQ: {e}"))
 }
@@ -444,7 +460,23 @@ async fn measure_lag(channel: &Channel, queue: &str, group: &str) -> Result<(), 
 
 #[cfg(test)]
 mod tests {
-    use super::content_id;
+    use super::{content_id, with_default_heartbeat};
+
+    #[test]
+    fn a_heartbeat_is_added_unless_the_url_names_one() {
+        assert_eq!(
+            with_default_heartbeat("amqp://guest:guest@h:5672/%2f"),
+            "amqp://guest:guest@h:5672/%2f?heartbeat=10"
+        );
+        assert_eq!(
+            with_default_heartbeat("amqp://h/%2f?frame_max=8192"),
+            "amqp://h/%2f?frame_max=8192&heartbeat=10"
+        );
+        assert_eq!(
+            with_default_heartbeat("amqp://h/%2f?frame_max=8192&heartbeat=3"),
+            "amqp://h/%2f?frame_max=8192&heartbeat=3"
+        );
+    }
 
     #[test]
     fn a_message_without_id_is_named_by_its_content() {

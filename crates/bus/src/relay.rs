@@ -127,8 +127,13 @@ pub fn spawn_relay(
                     relay.once(outbox.as_ref(), bus.as_ref()).await
                 }
                 Ok(false) => {
-                    // Another replica publishes: stand by, and try again in a while.
+                    // Another replica publishes: stand by, and try again in a while. The
+                    // holder reports the backlog; this one has none of its own to publish (a
+                    // former holder must not go on reporting what it left when it lost the
+                    // lock, which the new holder has published since).
                     RELAY_HOLDS.with_label_values(&[service]).set(0);
+                    OUTBOX_BACKLOG.with_label_values(&[service]).set(0);
+                    OUTBOX_OLDEST.set(&[service], None);
                     if shutdown.is_cancelled() {
                         break;
                     }

@@ -589,13 +589,15 @@ async fn openapi_json(State(readiness): State<Readiness>) -> Json<serde_json::Va
     Json(readiness.document.as_ref().clone())
 }
 
+/// How long `/health/ready` waits for each database or broker to answer.
+const READY_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Whether this process's storage and broker are reachable.
 #[utoipa::path(get, path = "/health/ready", responses(
     (status = 200, description = "Ready", body = Ready),
     (status = 503, description = "Not ready, with the reasons", body = Ready),
 ))]
 async fn ready(State(readiness): State<Readiness>) -> impl IntoResponse {
-    let mut reasons = Vec::new();
     let Stores {
         events,
         bookings,
@@ -603,30 +605,33 @@ async fn ready(State(readiness): State<Readiness>) -> impl IntoResponse {
         notifications,
         ..
     } = &readiness.stores;
-    if let Some(s) = events
-        && let Err(e) = s.check().await
-    {
-        reasons.push(e);
-    }
-    if let Some(s) = bookings
-        && let Err(e) = s.check().await
-    {
-        reasons.push(e);
-    }
-    if let Some(s) = users
-        && let Err(e) = s.check().await
-    {
-        reasons.push(e);
-    }
-    if let Some(s) = notifications
-        && let Err(e) = s.check().await
-    {
-        reasons.push(e);
-    }
-    if let Some(bus) = &readiness.bus
-        && let Err(e) = bus.check().await
-    {
-        reasons.push(e);
+    let checks = [
+        ("the events database", events.as_ref().map(|s| s.check())),
+        (
+            "the bookings database",
+            bookings.as_ref().map(|s| s.check()),
+        ),
+        ("the users database", users.as_ref().map(|s| s.check())),
+        (
+            "the notifications database",
+            notifications.as_ref().map(|s| s.check()),
+        ),
+        ("the broker", readiness.bus.as_ref().map(|b| b.check())),
+    ];
+    let mut reasons = Vec::new();
+    for (what, check) in checks {
+        let Some(check) = check else { continue };
+        // A database or broker cut off by the network does not refuse: it stays silent, and a
+        // check would wait as long as TCP does. Silence past the deadline counts as down, so that
+        // the replica turns not ready and its load balancer stops sending to it.
+        match tokio::time::timeout(READY_CHECK_TIMEOUT, check).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => reasons.push(e),
+            Err(_) => reasons.push(format!(
+                "{what} did not answer within {} s",
+                READY_CHECK_TIMEOUT.as_secs()
+            )),
+        }
     }
     if reasons.is_empty() {
         (StatusCode::OK, Json(json!({"ready": true})))

@@ -100,6 +100,11 @@ pub struct Http {
     /// is overloaded (the queue stood longer than this, or a request was refused within it), a
     /// request waits only 5 ms. Then 503 with `Retry-After`.
     pub max_wait_ms: u64,
+    /// How long a request may take before it is answered 503 with `Retry-After`: a database or
+    /// broker cut off by the network stays silent, and a client should hear something before its
+    /// load balancer gives up. The work goes on and either completes or fails; a retry with the
+    /// same `Idempotency-Key` learns which.
+    pub request_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -246,6 +251,7 @@ impl Default for Http {
             max_in_flight: 64,
             max_waiting: 1024,
             max_wait_ms: 100,
+            request_timeout_secs: 10,
         }
     }
 }
@@ -337,6 +343,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("MYEVENTS_MAX_IN_FLIGHT", "http.max_in_flight"),
     ("MYEVENTS_MAX_WAITING", "http.max_waiting"),
     ("MYEVENTS_MAX_WAIT_MS", "http.max_wait_ms"),
+    ("MYEVENTS_REQUEST_TIMEOUT_SECS", "http.request_timeout_secs"),
     ("MYEVENTS_JWT_SECRET", "auth.jwt_secret"),
     ("MYEVENTS_JWT_PREVIOUS_SECRET", "auth.jwt_previous_secret"),
     ("MYEVENTS_JWT_ISSUER", "auth.jwt_issuer"),
@@ -454,6 +461,7 @@ impl Config {
             "MYEVENTS_MAX_IN_FLIGHT" => self.http.max_in_flight = number(&value)? as usize,
             "MYEVENTS_MAX_WAITING" => self.http.max_waiting = number(&value)? as usize,
             "MYEVENTS_MAX_WAIT_MS" => self.http.max_wait_ms = number(&value)?,
+            "MYEVENTS_REQUEST_TIMEOUT_SECS" => self.http.request_timeout_secs = number(&value)?,
             "MYEVENTS_JWT_SECRET" => self.auth.jwt_secret = Some(value.clone()),
             "MYEVENTS_JWT_PREVIOUS_SECRET" => self.auth.jwt_previous_secret = Some(value.clone()),
             "MYEVENTS_JWT_ISSUER" => self.auth.jwt_issuer = value.clone(),
@@ -530,10 +538,11 @@ impl Config {
             || self.http.body_timeout_secs == 0
             || self.http.max_connections == 0
             || self.http.max_in_flight == 0
+            || self.http.request_timeout_secs == 0
         {
             return Err(ConfigError::Invalid(
-                "http.header_timeout_secs, http.body_timeout_secs, http.max_connections and \
-                 http.max_in_flight must be at least 1"
+                "http.header_timeout_secs, http.body_timeout_secs, http.max_connections, \
+                 http.max_in_flight and http.request_timeout_secs must be at least 1"
                     .into(),
             ));
         }

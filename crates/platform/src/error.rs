@@ -46,6 +46,14 @@ pub enum ApiError {
     /// and this one could not wait for a slot: the client may try again in a moment (503).
     #[error("the service is busy; try again in a moment")]
     Overloaded,
+    /// The request's work did not finish within `http.request_timeout_secs` (a database or
+    /// broker silent behind a network fault): 503. The work goes on, so the client is told how
+    /// to learn its outcome.
+    #[error(
+        "the request did not finish in time and may still take effect; retry with the same \
+         Idempotency-Key to learn its outcome"
+    )]
+    NotFinishedInTime,
     /// Storage failed; its kind decides the status, its detail goes to the log only.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -73,9 +81,9 @@ impl ApiError {
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::Overloaded | Self::Store(StoreError::Unavailable(_)) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::Overloaded
+            | Self::NotFinishedInTime
+            | Self::Store(StoreError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Store(StoreError::Conflict(_)) => StatusCode::CONFLICT,
             Self::Store(StoreError::Invalid(_)) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Store(StoreError::Internal(_)) | Self::Internal(_) => {
@@ -93,9 +101,9 @@ impl IntoResponse for ApiError {
             Self::TooManyRequests {
                 retry_after_secs, ..
             } => Some(*retry_after_secs),
-            Self::Overloaded | Self::Store(StoreError::Unavailable(_)) => {
-                Some(RETRY_AFTER_UNAVAILABLE_SECS)
-            }
+            Self::Overloaded
+            | Self::NotFinishedInTime
+            | Self::Store(StoreError::Unavailable(_)) => Some(RETRY_AFTER_UNAVAILABLE_SECS),
             _ => None,
         };
         match &self {

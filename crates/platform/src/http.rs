@@ -57,6 +57,7 @@ pub fn finish(
     let handling = Handling {
         in_flight,
         admission: admission.clone(),
+        deadline: Duration::from_secs(config.http.request_timeout_secs),
     };
     Ok(app
         .method_not_allowed_fallback(method_not_allowed)
@@ -84,11 +85,13 @@ async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
 }
 
-/// How handlers run: in tasks that shutdown waits for, at most so many at once.
+/// How handlers run: in tasks that shutdown waits for, at most so many at once, answered within
+/// a deadline.
 #[derive(Clone)]
 struct Handling {
     in_flight: TaskTracker,
     admission: Admission,
+    deadline: Duration,
 }
 
 /// Refuses a request the admission would refuse anyway (see [`Admission::refuses_at_once`])
@@ -121,6 +124,11 @@ async fn shed_early(State(admission): State<Admission>, req: Request, next: Next
 /// is carried out even when its client hangs up (the reference UI reloads the page right after
 /// posting a booking). The tracker lets shutdown wait for these tasks. The task keeps the
 /// request's span, so its log lines carry the request ID.
+///
+/// A handler that has not answered by the deadline (its database or broker silent behind a
+/// network fault) is answered 503 with `Retry-After` while its task goes on: cancelling it could
+/// not take back a commit already sent, and the client's retry with the same
+/// `Idempotency-Key` learns the outcome either way.
 async fn admit_and_detach(State(handling): State<Handling>, req: Request, next: Next) -> Response {
     let slot = if admission::is_never_shed(req.uri().path()) {
         None
@@ -135,10 +143,18 @@ async fn admit_and_detach(State(handling): State<Handling>, req: Request, next: 
         drop(slot);
         response
     };
-    match handling.in_flight.spawn(handler.in_current_span()).await {
-        Ok(response) => response,
-        Err(error) => {
+    let task = handling.in_flight.spawn(handler.in_current_span());
+    match tokio::time::timeout(handling.deadline, task).await {
+        Ok(Ok(response)) => response,
+        Ok(Err(error)) => {
             ApiError::Internal(anyhow::anyhow!("request handler failed: {error}")).into_response()
+        }
+        Err(_) => {
+            tracing::warn!(
+                deadline_secs = handling.deadline.as_secs(),
+                "request not finished in time; its work goes on"
+            );
+            ApiError::NotFinishedInTime.into_response()
         }
     }
 }

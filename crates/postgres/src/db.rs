@@ -15,6 +15,11 @@ pub type PgQuery<'q> = sqlx::query::Query<'q, Postgres, PgArguments>;
 /// How long a request waits for a connection before it is answered 503: long enough for a busy
 /// pool, short enough that a client is not left hanging while the database is down.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long the server lets one of our sessions sit idle inside a transaction before it ends the
+/// session. Our transactions send their statements back to back, so a pause this long means the
+/// client is gone or cut off by the network; until then its row locks (a hot event's seats)
+/// would hold every other replica's bookings of that event, for as long as TCP takes to notice.
+const IDLE_IN_TRANSACTION: &str = "5s";
 /// Key of the transaction-level advisory lock that lets one process at a time run migrations
 /// (concurrent `CREATE TABLE IF NOT EXISTS` of the same table can fail on PostgreSQL).
 const MIGRATION_LOCK: i64 = 0x6d79_6576_656e_7473; // "myevents"
@@ -140,7 +145,10 @@ impl Pg {
         let connect = PgConnectOptions::from_str(url)
             .map_err(|e| PgError::Url(e.to_string()))?
             // Unqualified table names are the service's own.
-            .options([("search_path", options.schema.as_str())]);
+            .options([
+                ("search_path", options.schema.as_str()),
+                ("idle_in_transaction_session_timeout", IDLE_IN_TRANSACTION),
+            ]);
         let name = format!(
             "postgres {}:{}/{}",
             connect.get_host(),

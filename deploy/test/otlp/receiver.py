@@ -3,13 +3,17 @@
 (protobuf), on two ports. Every span received is appended to a file as one JSON line:
 {"service", "name", "trace_id", "span_id", "parent_span_id", "attributes"} (IDs in hex).
 
-Usage: receiver.py GRPC_PORT HTTP_PORT SPANS_FILE
+Usage: receiver.py GRPC_PORT HTTP_PORT SPANS_FILE [PORTS_FILE]
+A port of 0 lets the system choose one; with PORTS_FILE, the receiver writes the two ports it
+listens on there ("GRPC HTTP"), whole, once both are bound, so that a test never races another
+process for a port it picked in advance.
 SPANS_FILE "-" decodes the spans and keeps none (a sink for benchmarks); it prints how many it
 received when stopped (SIGTERM).
 Needs PyPI's opentelemetry-proto and grpcio (scripts/services.sh ensure_otlp_receiver).
 """
 
 import json
+import os
 import signal
 import sys
 import threading
@@ -20,6 +24,7 @@ import grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
 grpc_port, http_port, spans_file = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+ports_file = sys.argv[4] if len(sys.argv) > 4 else None
 lock = threading.Lock()
 
 
@@ -89,6 +94,14 @@ def stop(*_):
 signal.signal(signal.SIGTERM, stop)
 server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
 trace_service_pb2_grpc.add_TraceServiceServicer_to_server(TraceService(), server)
-server.add_insecure_port(f"127.0.0.1:{grpc_port}")
+grpc_port = server.add_insecure_port(f"127.0.0.1:{grpc_port}")
+if grpc_port == 0:
+    sys.exit("receiver: cannot listen for gRPC")
 server.start()
-ThreadingHTTPServer(("127.0.0.1", http_port), Http).serve_forever()
+http = ThreadingHTTPServer(("127.0.0.1", http_port), Http)
+if ports_file:
+    # Written under another name and renamed: a reader sees the whole file or none.
+    with open(ports_file + ".tmp", "w") as out:
+        out.write(f"{grpc_port} {http.server_address[1]}\n")
+    os.replace(ports_file + ".tmp", ports_file)
+http.serve_forever()

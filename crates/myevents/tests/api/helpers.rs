@@ -138,13 +138,28 @@ impl TestServer {
     /// a dependency down on purpose). A server that ends before it listens (a start refused on
     /// purpose) has no address: see [`TestServer::exit_within`] and [`TestServer::log`].
     pub async fn spawn_in(data_dir: &Path, env: &[(&str, &str)]) -> TestServer {
+        Self::spawn(Command::new(binary()), data_dir, env).await
+    }
+
+    /// Starts in the network namespace `netns` (`ip netns exec`, which becomes the server's
+    /// process) and waits until it is ready. `env` must say where it listens
+    /// (`MYEVENTS_LISTEN`…): its own loopback is not the test's.
+    pub async fn start_in_netns(data_dir: &Path, env: &[(&str, &str)], netns: &str) -> TestServer {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", netns, binary()]);
+        let server = Self::spawn(command, data_dir, env).await;
+        server.wait_for("/health/ready").await;
+        server
+    }
+
+    /// Runs `command` (the binary, or something that becomes it) with `serve`.
+    async fn spawn(mut command: Command, data_dir: &Path, env: &[(&str, &str)]) -> TestServer {
         // reqwest is built without a TLS crypto provider of its own; ring serves the HTTPS test.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let n = SERVERS.fetch_add(1, Ordering::Relaxed);
         let log =
             std::fs::File::create(data_dir.join(format!("server-{n}.log"))).expect("log file");
         let ports_file = data_dir.join(format!("server-{n}.ports.json"));
-        let mut command = Command::new(binary());
         command
             .arg("serve")
             // Port 0: the system picks a free port, which the server reports in `ports_file`.

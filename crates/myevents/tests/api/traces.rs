@@ -12,27 +12,58 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{OwnServer, TestServer, eventually, free_port, within};
+use crate::helpers::{OwnServer, TestServer, eventually, within};
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const PARENT_ID: &str = "00f067aa0ba902b7";
 
-/// The receiver listening for gRPC on `grpc_port` and HTTP on `http_port`, writing to `spans`.
-async fn receiver(grpc_port: u16, http_port: u16, spans: &Path) -> OwnServer {
+/// A running receiver and the ports it chose.
+struct Receiver {
+    _process: OwnServer,
+    grpc_port: u16,
+    http_port: u16,
+}
+
+/// The receiver, on ports the system chose (it reports them in a file of its own, as a MyEvents
+/// server does), writing to `spans`.
+async fn receiver(spans: &Path) -> Receiver {
     let script =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../deploy/test/otlp/receiver.py");
-    OwnServer::spawn(
+    let ports_file = spans.with_extension("ports");
+    let process = OwnServer::spawn(
         Command::new("python3")
             .arg(script)
-            .arg(grpc_port.to_string())
-            .arg(http_port.to_string())
-            .arg(spans),
+            .args(["0", "0"])
+            .arg(spans)
+            .arg(&ports_file),
         "python3 with opentelemetry-proto and grpcio (scripts/test installs them)",
-    )
-    .listening_on(grpc_port)
-    .await
-    .listening_on(http_port)
-    .await
+    );
+    let ports = eventually_some("the receiver reports its ports", || {
+        let text = std::fs::read_to_string(&ports_file).ok()?;
+        let mut ports = text.split_whitespace().map(|p| p.parse::<u16>().ok());
+        Some((ports.next()??, ports.next()??))
+    })
+    .await;
+    Receiver {
+        _process: process,
+        grpc_port: ports.0,
+        http_port: ports.1,
+    }
+}
+
+/// Waits up to 60 s (a Python server takes a while to start) for `found` to find something.
+async fn eventually_some<T>(what: &str, found: impl Fn() -> Option<T>) -> T {
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(t) = found() {
+            return t;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{what}: not within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 fn spans(file: &Path) -> Vec<Value> {
@@ -63,13 +94,12 @@ async fn book_in_trace(server: &TestServer, event: &str) -> String {
 /// receiver got.
 async fn booking_spans(protocol: &str) -> Vec<Value> {
     let dir = tempfile::tempdir().unwrap();
-    let (grpc_port, http_port) = (free_port(), free_port());
     let file = dir.path().join("spans.jsonl");
-    let _receiver = receiver(grpc_port, http_port, &file).await;
+    let receiver = receiver(&file).await;
     let port = if protocol == "grpc" {
-        grpc_port
+        receiver.grpc_port
     } else {
-        http_port
+        receiver.http_port
     };
     let endpoint = format!("http://127.0.0.1:{port}");
     let env = [
@@ -162,10 +192,9 @@ fn assert_child(child: &Value, parent: &Value) {
 /// mail's sending.
 async fn one_booking_is_one_trace_across_processes(broker: &[(&str, &str)]) {
     let receiver_dir = tempfile::tempdir().unwrap();
-    let (grpc_port, http_port) = (free_port(), free_port());
     let file = receiver_dir.path().join("spans.jsonl");
-    let _receiver = receiver(grpc_port, http_port, &file).await;
-    let endpoint = format!("http://127.0.0.1:{grpc_port}");
+    let receiver = receiver(&file).await;
+    let endpoint = format!("http://127.0.0.1:{}", receiver.grpc_port);
     let dirs: Vec<tempfile::TempDir> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
     let start = |dir: &tempfile::TempDir, role: &'static str| {
         let service = format!("myevents-{role}");
@@ -355,10 +384,9 @@ async fn cancellations_and_the_bookings_they_release_are_traced() {
     const CANCEL_BOOKING: &str = "5bf92f3577b34da6a3ce929d0e0e4736";
     const CANCEL_EVENT: &str = "6bf92f3577b34da6a3ce929d0e0e4736";
     let dir = tempfile::tempdir().unwrap();
-    let (grpc_port, http_port) = (free_port(), free_port());
     let file = dir.path().join("spans.jsonl");
-    let _receiver = receiver(grpc_port, http_port, &file).await;
-    let endpoint = format!("http://127.0.0.1:{grpc_port}");
+    let receiver = receiver(&file).await;
+    let endpoint = format!("http://127.0.0.1:{}", receiver.grpc_port);
     let env = [
         ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
         ("OTEL_SERVICE_NAME", "myevents-test"),
