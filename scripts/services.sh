@@ -60,6 +60,14 @@ ensure_build_tools() {
     libcurl4-openssl-dev >/dev/null
 }
 
+# `ip` (iproute2), with which the partition test makes its hosts (network namespaces, which
+# need root, as CI runs).
+ensure_iproute() {
+  command -v ip >/dev/null 2>&1 && return 0
+  echo "installing iproute2 (Debian package)"
+  apt_install iproute2
+}
+
 # What every build needs, the embedded one of scripts/start too: the gRPC code (the
 # Notificator, etcd's client) is generated at build time by protoc.
 ensure_protoc() {

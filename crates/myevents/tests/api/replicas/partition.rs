@@ -146,17 +146,96 @@ async fn turns_ready(server: &TestServer, ready: bool, limit: Duration) {
     .await;
 }
 
+/// The broker the replicas reach on the back network.
+enum Broker {
+    /// The test machine's RabbitMQ, through a forwarder.
+    RabbitMq,
+    /// A tansu of the test's own, listening on the back network itself: a Kafka client connects
+    /// to the address the broker advertises, which a forwarder could not rewrite.
+    #[cfg(feature = "kafka")]
+    Kafka,
+}
+
+/// A Kafka broker (tansu, topics in memory) of this test's own, killed when dropped.
+#[cfg_attr(not(feature = "kafka"), allow(dead_code))]
+struct OwnKafka(std::process::Child);
+
+impl Drop for OwnKafka {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts tansu on `ip` and waits until it listens: its `kafka://` URL.
+#[cfg(feature = "kafka")]
+async fn own_kafka(ip: std::net::Ipv4Addr) -> (OwnKafka, String) {
+    // A port free on the back network's address, which exists only in this test: only a
+    // socket bound to every address could take it before tansu does.
+    let port = std::net::TcpListener::bind((ip, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("tcp://{ip}:{port}");
+    let bin = std::env::var("MYEVENTS_TANSU_BIN").unwrap_or_else(|_| "tansu".to_owned());
+    let child = std::process::Command::new(&bin)
+        .args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+        ])
+        .args(["--storage-engine", "memory://tansu/"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("cannot start tansu ({bin}; scripts/test sets MYEVENTS_TANSU_BIN): {e}")
+        });
+    let kafka = OwnKafka(child);
+    within(Duration::from_secs(30), "tansu listens", || async {
+        tokio::net::TcpStream::connect((ip, port))
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    })
+    .await;
+    (kafka, format!("kafka://{ip}:{port}"))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_bookings_replica_cut_off_mid_sale_fails_cleanly_and_catches_up() {
+async fn a_bookings_replica_cut_off_mid_sale_fails_cleanly_and_catches_up_over_rabbitmq() {
+    a_bookings_replica_cut_off_mid_sale_fails_cleanly_and_catches_up(Broker::RabbitMq).await;
+}
+
+#[cfg(feature = "kafka")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_bookings_replica_cut_off_mid_sale_fails_cleanly_and_catches_up_over_kafka() {
+    a_bookings_replica_cut_off_mid_sale_fails_cleanly_and_catches_up(Broker::Kafka).await;
+}
+
+async fn a_bookings_replica_cut_off_mid_sale_fails_cleanly_and_catches_up(broker: Broker) {
     let mut network = Network::create();
     let db = TestDatabase::create().await.expect("a PostgreSQL server");
-    let amqp = crate::helpers::amqp_url();
     let gateway = SocketAddr::from((network.gateway(), 0));
     let pg = forward(gateway, server_of(&db.url)).await;
-    let broker = forward(gateway, server_of(&amqp)).await;
+    // The test's own broker, if it has one, is kept until the end.
+    let (broker_url, _own_broker): (String, Option<OwnKafka>) = match broker {
+        Broker::RabbitMq => {
+            let amqp = crate::helpers::amqp_url();
+            (via(&amqp, forward(gateway, server_of(&amqp)).await), None)
+        }
+        #[cfg(feature = "kafka")]
+        Broker::Kafka => {
+            let (kafka, url) = own_kafka(network.gateway()).await;
+            (url, Some(kafka))
+        }
+    };
     let shared: Vec<(String, String)> = vec![
         ("MYEVENTS_STORAGE_URL".into(), via(&db.url, pg)),
-        ("MYEVENTS_BROKER_URL".into(), via(&amqp, broker)),
+        ("MYEVENTS_BROKER_URL".into(), broker_url),
         (
             "MYEVENTS_BROKER_NAMESPACE".into(),
             format!("partition-{}.", uuid::Uuid::now_v7().simple()),
