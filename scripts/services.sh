@@ -141,7 +141,8 @@ ensure_etcd() {
 }
 
 # moto serves SQS, SNS and DynamoDB (MYEVENTS_TEST_DYNAMODB_URL defaults to
-# dynamodb://127.0.0.1:5000?region=us-east-1). The command is installed even when a moto answers
+# dynamodb://127.0.0.1:5000?region=us-east-1&writes=serial: moto does not isolate transactions).
+# The command is installed even when a moto answers
 # already: the test of a DynamoDB that comes back starts a moto_server of its own.
 ensure_moto() {
   if ! command -v moto_server >/dev/null 2>&1; then

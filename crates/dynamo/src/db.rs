@@ -1,4 +1,3 @@
-use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -8,15 +7,19 @@ use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, ConditionCheck, Delete, GlobalSecondaryIndex,
-    KeySchemaElement, KeyType, Projection, ProjectionType, Put, ScalarAttributeType, Select,
-    TableStatus, TimeToLiveSpecification, TimeToLiveStatus, TransactWriteItem, Update,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType, Select, TableStatus, TimeToLiveSpecification,
+    TimeToLiveStatus,
 };
 use contracts::Envelope;
 use tokio::sync::{Mutex, MutexGuard, Notify, OnceCell};
 
+use crate::error::{DynamoError, UNAVAILABLE_CODES};
 use crate::item::Item;
 use crate::outbox;
+use crate::request::{Commit, Query, Write};
+use crate::tables::{Key, KeyKind, Options, Table};
+use crate::url::parse_url;
 
 /// How long one operation may take before the caller is answered 503: a service whose database
 /// is down answers quickly instead of leaving its clients hanging.
@@ -29,386 +32,6 @@ const CONFLICT_PATIENCE: Duration = Duration::from_secs(60);
 const CREATION_PATIENCE: Duration = Duration::from_secs(120);
 /// Most items in one `TransactWriteItems`.
 pub const MAX_TRANSACTION_ITEMS: usize = 100;
-
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum DynamoError {
-    /// The database did not answer, or refused; the text names it.
-    #[error("{0}")]
-    Unavailable(String),
-    #[error("invalid DynamoDB URL: {0}")]
-    Url(String),
-    /// An item this program did not write the way it reads it.
-    #[error("unexpected data in DynamoDB: {0}")]
-    Data(String),
-    /// DynamoDB refused a request this program made (a malformed one: a bug).
-    #[error("{0}")]
-    Refused(String),
-}
-
-impl From<DynamoError> for platform::StoreError {
-    fn from(e: DynamoError) -> Self {
-        let detail = e.to_string();
-        match e {
-            DynamoError::Unavailable(_) => platform::StoreError::Unavailable(detail),
-            DynamoError::Url(_) | DynamoError::Data(_) | DynamoError::Refused(_) => {
-                platform::StoreError::Internal(detail)
-            }
-        }
-    }
-}
-
-impl From<platform::UnknownValue> for DynamoError {
-    fn from(e: platform::UnknownValue) -> Self {
-        DynamoError::Data(e.to_string())
-    }
-}
-
-/// Service errors that mean "not now" (DynamoDB's common and operation errors): throttled,
-/// DynamoDB itself failing, transactions in each other's way, credentials that an operator must
-/// fix, a table that is missing or being changed. Any other refusal is of a request this program
-/// got wrong. Items are far below DynamoDB's 400 KB because request bodies are capped at
-/// `http.body_limit_bytes`, so no `ValidationException` comes from what a client sent.
-const UNAVAILABLE_CODES: &[&str] = &[
-    "ProvisionedThroughputExceededException",
-    "ThrottlingException",
-    "RequestLimitExceeded",
-    "LimitExceededException",
-    "InternalServerError",
-    "ServiceUnavailable",
-    "TransactionConflictException",
-    "TransactionInProgressException",
-    "ResourceInUseException",
-    "ResourceNotFoundException",
-    "UnrecognizedClientException",
-    "AccessDeniedException",
-    "ExpiredTokenException",
-    "InvalidSignatureException",
-    "MissingAuthenticationTokenException",
-];
-
-/// The type of a key attribute.
-#[derive(Debug, Clone, Copy)]
-pub enum KeyKind {
-    S,
-    N,
-}
-
-type Key = (&'static str, KeyKind);
-
-/// A global secondary index: its name and key.
-#[derive(Debug, Clone)]
-pub struct Index {
-    pub name: &'static str,
-    pub key: Key,
-    pub sort: Option<Key>,
-}
-
-/// A table a service needs, created when missing.
-#[derive(Debug, Clone)]
-pub struct Table {
-    pub name: &'static str,
-    pub key: Key,
-    pub sort: Option<Key>,
-    pub indexes: Vec<Index>,
-    /// The attribute (a Number, Unix seconds) after which DynamoDB deletes an item by itself.
-    pub expires_by: Option<&'static str>,
-}
-
-impl Table {
-    pub fn new(name: &'static str, key: Key) -> Table {
-        Table {
-            name,
-            key,
-            sort: None,
-            indexes: Vec::new(),
-            expires_by: None,
-        }
-    }
-
-    /// Items are deleted by DynamoDB some time after the Unix second in `attribute` (its time
-    /// to live; AWS takes up to a few days, so readers must still ignore expired items).
-    pub fn expiring(mut self, attribute: &'static str) -> Table {
-        self.expires_by = Some(attribute);
-        self
-    }
-
-    pub fn sorted_by(mut self, sort: Key) -> Table {
-        self.sort = Some(sort);
-        self
-    }
-
-    pub fn index(mut self, name: &'static str, key: Key, sort: Option<Key>) -> Table {
-        self.indexes.push(Index { name, key, sort });
-        self
-    }
-}
-
-/// How to open a service's database.
-#[derive(Debug, Clone)]
-pub struct Options {
-    /// The service, the middle part of every table name: `<prefix>.<service>.<table>`.
-    pub service: &'static str,
-    pub tables: Vec<Table>,
-}
-
-/// Where a `dynamodb://` URL points.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Address {
-    /// `http://HOST:PORT` of a server of one's own (moto, DynamoDB Local); `None` for AWS.
-    pub endpoint: Option<String>,
-    pub region: String,
-    /// The first part of every table name.
-    pub prefix: String,
-}
-
-pub const DEFAULT_PREFIX: &str = "myevents";
-
-/// Reads `dynamodb://HOST:PORT?region=R&prefix=P`, or `dynamodb://aws?region=R` (also
-/// `dynamodb://` without a host) for AWS's own endpoint of the region.
-pub fn parse_url(url: &str) -> Result<Address, String> {
-    let rest = url
-        .strip_prefix("dynamodb://")
-        .ok_or("expected dynamodb://HOST:PORT, or dynamodb://aws for AWS")?;
-    let (authority, query) = rest.split_once('?').unwrap_or((rest, ""));
-    let authority = authority.strip_suffix('/').unwrap_or(authority);
-    if authority.contains(['/', '@']) {
-        return Err("expected no path and no user name: dynamodb://HOST:PORT".into());
-    }
-    let endpoint = match authority {
-        "" | "aws" => None,
-        host => Some(format!("http://{host}")),
-    };
-    let (mut region, mut prefix) = (None, DEFAULT_PREFIX.to_owned());
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        match pair.split_once('=') {
-            Some(("region", value)) if !value.is_empty() => region = Some(value.to_owned()),
-            Some(("prefix", value)) if valid_prefix(value) => prefix = value.to_owned(),
-            Some(("prefix", value)) => {
-                return Err(format!(
-                    "prefix {value:?} must be letters, digits, '_', '-' or '.'"
-                ));
-            }
-            _ => {
-                return Err(format!(
-                    "unknown parameter {pair:?} (region=… and prefix=… are known)"
-                ));
-            }
-        }
-    }
-    Ok(Address {
-        endpoint,
-        region: bus::aws::region(region),
-        prefix,
-    })
-}
-
-/// Table names allow these characters only, and at most 255 of them.
-fn valid_prefix(prefix: &str) -> bool {
-    !prefix.is_empty()
-        && prefix.len() <= 150
-        && prefix
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
-}
-
-/// What a transaction made of its writes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Commit {
-    Done,
-    /// Nothing was written: the conditions of the caller's writes at these indexes did not hold.
-    Refused(Vec<usize>),
-}
-
-/// The `#name` and `:value` placeholders of a request's expressions and what they stand for;
-/// [`Write`] and [`Query`] bind them the same way.
-#[derive(Debug, Clone, Default)]
-struct Placeholders {
-    names: HashMap<String, String>,
-    values: Item,
-}
-
-impl Placeholders {
-    fn value(&mut self, name: &str, value: aws_sdk_dynamodb::types::AttributeValue) {
-        self.values.insert(name.to_owned(), value);
-    }
-
-    fn name(&mut self, placeholder: &str, attribute: &str) {
-        self.names
-            .insert(placeholder.to_owned(), attribute.to_owned());
-    }
-
-    /// As the SDK takes them: none rather than empty, which DynamoDB refuses.
-    fn into_parts(self) -> (Option<HashMap<String, String>>, Option<Item>) {
-        (
-            (!self.names.is_empty()).then_some(self.names),
-            (!self.values.is_empty()).then_some(self.values),
-        )
-    }
-}
-
-/// One write of a transaction (or on its own, see [`Dynamo::write`]), with its condition.
-#[derive(Debug, Clone)]
-pub struct Write {
-    kind: Kind,
-    table: String,
-    condition: Option<String>,
-    placeholders: Placeholders,
-}
-
-#[derive(Debug, Clone)]
-enum Kind {
-    Put(Item),
-    Update { key: Item, expression: String },
-    Delete(Item),
-    Check(Item),
-}
-
-impl Write {
-    fn of(kind: Kind, table: String) -> Write {
-        Write {
-            kind,
-            table,
-            condition: None,
-            placeholders: Placeholders::default(),
-        }
-    }
-
-    pub fn put(table: String, item: Item) -> Write {
-        Write::of(Kind::Put(item), table)
-    }
-
-    pub fn update(table: String, key: Item, expression: &str) -> Write {
-        let expression = expression.to_owned();
-        Write::of(Kind::Update { key, expression }, table)
-    }
-
-    pub fn delete(table: String, key: Item) -> Write {
-        Write::of(Kind::Delete(key), table)
-    }
-
-    /// A condition on an item that is not written (give it one with [`Write::when`]).
-    pub fn check(table: String, key: Item) -> Write {
-        Write::of(Kind::Check(key), table)
-    }
-
-    pub fn when(mut self, condition: &str) -> Write {
-        self.condition = Some(condition.to_owned());
-        self
-    }
-
-    /// Binds placeholder `:name` of the expressions.
-    pub fn value(mut self, name: &str, value: aws_sdk_dynamodb::types::AttributeValue) -> Write {
-        self.placeholders.value(name, value);
-        self
-    }
-
-    /// Binds placeholder `#name` to an attribute (for attribute names DynamoDB reserves).
-    pub fn name(mut self, placeholder: &str, attribute: &str) -> Write {
-        self.placeholders.name(placeholder, attribute);
-        self
-    }
-
-    fn into_transact(self) -> Result<TransactWriteItem, DynamoError> {
-        let built = |e: aws_sdk_dynamodb::error::BuildError| DynamoError::Data(e.to_string());
-        let (names, values) = self.placeholders.into_parts();
-        let item = TransactWriteItem::builder();
-        Ok(match self.kind {
-            Kind::Put(attributes) => item.put(
-                Put::builder()
-                    .table_name(self.table)
-                    .set_item(Some(attributes))
-                    .set_condition_expression(self.condition)
-                    .set_expression_attribute_names(names)
-                    .set_expression_attribute_values(values)
-                    .build()
-                    .map_err(built)?,
-            ),
-            Kind::Update { key, expression } => item.update(
-                Update::builder()
-                    .table_name(self.table)
-                    .set_key(Some(key))
-                    .update_expression(expression)
-                    .set_condition_expression(self.condition)
-                    .set_expression_attribute_names(names)
-                    .set_expression_attribute_values(values)
-                    .build()
-                    .map_err(built)?,
-            ),
-            Kind::Delete(key) => item.delete(
-                Delete::builder()
-                    .table_name(self.table)
-                    .set_key(Some(key))
-                    .set_condition_expression(self.condition)
-                    .set_expression_attribute_names(names)
-                    .set_expression_attribute_values(values)
-                    .build()
-                    .map_err(built)?,
-            ),
-            Kind::Check(key) => item.condition_check(
-                ConditionCheck::builder()
-                    .table_name(self.table)
-                    .set_key(Some(key))
-                    .set_condition_expression(self.condition)
-                    .set_expression_attribute_names(names)
-                    .set_expression_attribute_values(values)
-                    .build()
-                    .map_err(built)?,
-            ),
-        }
-        .build())
-    }
-}
-
-/// A query of one table or index, built up like a [`Write`].
-#[derive(Debug, Clone)]
-pub struct Query {
-    index: Option<&'static str>,
-    condition: String,
-    filter: Option<String>,
-    placeholders: Placeholders,
-    backward: bool,
-    limit: Option<usize>,
-}
-
-impl Query {
-    /// Items whose key matches `condition` (a key condition expression), in key order.
-    pub fn new(condition: &str) -> Query {
-        Query {
-            index: None,
-            condition: condition.to_owned(),
-            filter: None,
-            placeholders: Placeholders::default(),
-            backward: false,
-            limit: None,
-        }
-    }
-
-    /// Reads index `name` instead of the table. Indexes are eventually consistent on AWS.
-    pub fn index(mut self, name: &'static str) -> Query {
-        self.index = Some(name);
-        self
-    }
-
-    pub fn filter(mut self, filter: &str) -> Query {
-        self.filter = Some(filter.to_owned());
-        self
-    }
-
-    pub fn value(mut self, name: &str, value: aws_sdk_dynamodb::types::AttributeValue) -> Query {
-        self.placeholders.value(name, value);
-        self
-    }
-
-    pub fn name(mut self, placeholder: &str, attribute: &str) -> Query {
-        self.placeholders.name(placeholder, attribute);
-        self
-    }
-
-    pub fn limit(mut self, limit: usize) -> Query {
-        self.limit = Some(limit);
-        self
-    }
-}
 
 /// The DynamoDB tables of one service.
 #[derive(Clone)]
@@ -431,16 +54,17 @@ struct Inner {
     /// that this process's commits never race each other for the outbox counter; commits of
     /// other processes are caught by the counter's condition and tried again.
     appending: Mutex<()>,
-    /// A server of one's own: see [`local_writes`].
-    local: bool,
+    /// The URL's `writes=serial`: see [`serial_writes`].
+    serial_writes: bool,
 }
 
 /// moto (the test server) applies the writes of concurrent requests in parallel threads with no
 /// isolation, and undoes a failed transaction by putting back a copy of the whole table taken
 /// when it started, which loses what other requests wrote meanwhile
-/// (`crates/dynamo/moto_isolation.py` shows it). So against a server of one's own, a process
-/// makes its writes one at a time. AWS isolates transactions itself and is not held back.
-fn local_writes() -> &'static Mutex<()> {
+/// (`crates/dynamo/moto_isolation.py` shows it). A URL with `writes=serial` (the tests' moto
+/// URLs) makes this process's writes one at a time. DynamoDB isolates transactions itself and
+/// is not held back: the workaround is the configuration's choice, not a guess from the URL.
+fn serial_writes() -> &'static Mutex<()> {
     static LOCK: OnceLock<Mutex<()>> = OnceLock::new();
     LOCK.get_or_init(|| Mutex::new(()))
 }
@@ -473,7 +97,7 @@ impl Dynamo {
                 created: OnceCell::new(),
                 committed: Arc::new(Notify::new()),
                 appending: Mutex::new(()),
-                local,
+                serial_writes: address.serial_writes,
             }),
         })
     }
@@ -679,11 +303,11 @@ impl Dynamo {
         Ok(&self.inner.client)
     }
 
-    /// Holds back this process's other writes while a write runs against a server of one's own
-    /// (see [`local_writes`]).
+    /// Holds back this process's other writes while a write runs, when the URL asks for it
+    /// (see [`serial_writes`]).
     async fn write_turn(&self) -> Option<MutexGuard<'static, ()>> {
-        if self.inner.local {
-            Some(local_writes().lock().await)
+        if self.inner.serial_writes {
+            Some(serial_writes().lock().await)
         } else {
             None
         }

@@ -1,11 +1,11 @@
 //! A fresh, isolated database for each test on a real server: `MYEVENTS_TEST_DYNAMODB_URL`
-//! (default `dynamodb://127.0.0.1:5000?region=us-east-1`, the local moto) with a table prefix
-//! of its own; the tables under that prefix are deleted when the [`TestDatabase`] is dropped.
+//! (default `dynamodb://127.0.0.1:5000?region=us-east-1&writes=serial`, the local moto, which
+//! needs its writes one at a time) with a table prefix of its own; the tables under that prefix are deleted when the [`TestDatabase`] is dropped.
 
 use crate::{Dynamo, Options};
 
 pub const URL_VARIABLE: &str = "MYEVENTS_TEST_DYNAMODB_URL";
-pub const DEFAULT_URL: &str = "dynamodb://127.0.0.1:5000?region=us-east-1";
+pub const DEFAULT_URL: &str = "dynamodb://127.0.0.1:5000?region=us-east-1&writes=serial";
 
 pub struct TestDatabase {
     prefix: String,

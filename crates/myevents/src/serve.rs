@@ -12,6 +12,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::{Json, Router};
 use bus::Bus;
+use futures_util::future::join_all;
 use platform::{Auth, Config};
 use serde::Serialize;
 use serde_json::json;
@@ -589,8 +590,11 @@ async fn openapi_json(State(readiness): State<Readiness>) -> Json<serde_json::Va
     Json(readiness.document.as_ref().clone())
 }
 
-/// How long `/health/ready` waits for each database or broker to answer.
-const READY_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long `/health/ready` waits for each database or broker to answer. Each check bounds its
+/// own steps (3 s each, and a check may take two: the pool, then one direct connection that says
+/// why not), so this only catches one that would wait on the network for good; it is longer than
+/// two steps so that a database that refuses is reported with its reason.
+const READY_CHECK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Whether this process's storage and broker are reachable.
 #[utoipa::path(get, path = "/health/ready", responses(
@@ -618,21 +622,26 @@ async fn ready(State(readiness): State<Readiness>) -> impl IntoResponse {
         ),
         ("the broker", readiness.bus.as_ref().map(|b| b.check())),
     ];
-    let mut reasons = Vec::new();
-    for (what, check) in checks {
-        let Some(check) = check else { continue };
-        // A database or broker cut off by the network does not refuse: it stays silent, and a
-        // check would wait as long as TCP does. Silence past the deadline counts as down, so that
-        // the replica turns not ready and its load balancer stops sending to it.
-        match tokio::time::timeout(READY_CHECK_TIMEOUT, check).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => reasons.push(e),
-            Err(_) => reasons.push(format!(
-                "{what} did not answer within {} s",
-                READY_CHECK_TIMEOUT.as_secs()
-            )),
-        }
-    }
+    // A database or broker cut off by the network does not refuse: it stays silent, and a check
+    // would wait as long as TCP does. Silence past the deadline counts as down, so that the
+    // replica turns not ready and its load balancer stops sending to it. The checks run at once:
+    // the answer takes at most one deadline.
+    let reasons: Vec<String> = join_all(checks.into_iter().filter_map(|(what, check)| {
+        let check = check?;
+        Some(async move {
+            match tokio::time::timeout(READY_CHECK_TIMEOUT, check).await {
+                Ok(result) => result.err(),
+                Err(_) => Some(format!(
+                    "{what} did not answer within {} s",
+                    READY_CHECK_TIMEOUT.as_secs()
+                )),
+            }
+        })
+    }))
+    .await
+    .into_iter()
+    .flatten()
+    .collect();
     if reasons.is_empty() {
         (StatusCode::OK, Json(json!({"ready": true})))
     } else {

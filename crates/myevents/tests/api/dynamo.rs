@@ -26,7 +26,7 @@ async fn every_service_on_dynamodb_in_one_process() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_service_waits_for_its_dynamodb_and_recovers() {
     let port = free_port();
-    let url = format!("dynamodb://127.0.0.1:{port}?region=us-east-1");
+    let url = format!("dynamodb://127.0.0.1:{port}?region=us-east-1&writes=serial");
     let dir = tempfile::tempdir().unwrap();
     let env = [
         ("MYEVENTS_ROLES", "events,users"),
