@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { ApiError, api, describeStatus, errorMessage, newIdempotencyKey, parseApiError, tokenStore } from './api';
+import { ApiError, api, bookingFailedForGood, describeStatus, errorMessage, newIdempotencyKey, parseApiError, tokenStore } from './api';
 import { saleState } from './availability';
 
 describe('parseApiError', () => {
@@ -100,6 +100,16 @@ describe('newIdempotencyKey', () => {
   it('makes different keys', () => {
     const keys = new Set(Array.from({ length: 50 }, newIdempotencyKey));
     expect(keys.size).toBe(50);
+  });
+});
+
+describe('bookingFailedForGood', () => {
+  it('is true after a refusal only: a 5xx or no answer keeps the key for the retry', () => {
+    expect(bookingFailedForGood(new ApiError(409, 'sold out'))).toBe(true);
+    expect(bookingFailedForGood(new ApiError(422, 'too many seats'))).toBe(true);
+    expect(bookingFailedForGood(new ApiError(503, 'not finished in time'))).toBe(false);
+    expect(bookingFailedForGood(new ApiError(0, 'no answer'))).toBe(false);
+    expect(bookingFailedForGood(new Error('offline'))).toBe(false);
   });
 });
 

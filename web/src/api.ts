@@ -190,6 +190,15 @@ export async function request<T>(method: string, path: string, opts: RequestOpti
   }
 }
 
+/**
+ * Whether a booking that failed with `error` is over, so that the next try is a new booking with
+ * a new `Idempotency-Key`. Only a refusal (4xx) is: after no answer, or a 5xx (a 503 may come
+ * while the booking still commits), the next try keeps the key and learns what became of it.
+ */
+export function bookingFailedForGood(error: unknown): boolean {
+  return error instanceof ApiError && error.status >= 400 && error.status < 500;
+}
+
 /** A random key for `Idempotency-Key`; crypto.randomUUID needs a secure context, so fall back. */
 export function newIdempotencyKey(): string {
   const c = globalThis.crypto;

@@ -30,6 +30,8 @@ use crate::{Bus, BusError, Handler, Outcome, Subscription};
 const PREFETCH: u16 = 256;
 /// How often a consumer asks how many messages wait in its queue.
 const LAG_EVERY: Duration = Duration::from_secs(5);
+/// How long a readiness check waits for a connection to the broker.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
 const EVENT_NAME_HEADER: &str = "x-event-name";
 const KEY_HEADER: &str = "x-entity-key";
 const TRACE_HEADER: &str = "traceparent";
@@ -296,12 +298,18 @@ impl Bus for AmqpBus {
         if connected {
             return Ok(());
         }
-        match Connection::connect(&self.inner.url, ConnectionProperties::default()).await {
-            Ok(connection) => {
+        // A broker cut off by the network stays silent: say so in bounded time.
+        let connect = Connection::connect(&self.inner.url, ConnectionProperties::default());
+        match tokio::time::timeout(CHECK_TIMEOUT, connect).await {
+            Ok(Ok(connection)) => {
                 let _ = connection.close(200, "readiness check").await;
                 Ok(())
             }
-            Err(e) => Err(format!("RabbitMQ: {e}")),
+            Ok(Err(e)) => Err(format!("RabbitMQ: {e}")),
+            Err(_) => Err(format!(
+                "RabbitMQ: no answer within {} s",
+                CHECK_TIMEOUT.as_secs()
+            )),
         }
     }
 }

@@ -143,7 +143,11 @@ pub fn spawn_relay(
                     }
                     continue;
                 }
-                Err(error) => Err(error),
+                Err(error) => {
+                    // Cut off from the database, it cannot publish (nor know who does).
+                    RELAY_HOLDS.with_label_values(&[service]).set(0);
+                    Err(error)
+                }
             };
             match round {
                 Ok(0) => {

@@ -102,8 +102,9 @@ pub struct Http {
     pub max_wait_ms: u64,
     /// How long a request may take before it is answered 503 with `Retry-After`: a database or
     /// broker cut off by the network stays silent, and a client should hear something before its
-    /// load balancer gives up. The work goes on and either completes or fails; a retry with the
-    /// same `Idempotency-Key` learns which.
+    /// load balancer gives up. The work goes on and either completes or fails; a booking retried
+    /// with the same `Idempotency-Key` learns which. Health probes have no such deadline (their
+    /// checks have their own).
     pub request_timeout_secs: u64,
 }
 

@@ -47,11 +47,11 @@ pub enum ApiError {
     #[error("the service is busy; try again in a moment")]
     Overloaded,
     /// The request's work did not finish within `http.request_timeout_secs` (a database or
-    /// broker silent behind a network fault): 503. The work goes on, so the client is told how
-    /// to learn its outcome.
+    /// broker silent behind a network fault): 503. The work goes on, so the client is told that
+    /// it may take effect, and how a booking is retried safely.
     #[error(
-        "the request did not finish in time and may still take effect; retry with the same \
-         Idempotency-Key to learn its outcome"
+        "the request did not finish in time and may still take effect; a booking retried with \
+         the same Idempotency-Key is made once"
     )]
     NotFinishedInTime,
     /// Storage failed; its kind decides the status, its detail goes to the log only.

@@ -130,7 +130,8 @@ async fn shed_early(State(admission): State<Admission>, req: Request, next: Next
 /// not take back a commit already sent, and the client's retry with the same
 /// `Idempotency-Key` learns the outcome either way.
 async fn admit_and_detach(State(handling): State<Handling>, req: Request, next: Next) -> Response {
-    let slot = if admission::is_never_shed(req.uri().path()) {
+    let probe = admission::is_never_shed(req.uri().path());
+    let slot = if probe {
         None
     } else {
         match handling.admission.admit().await {
@@ -144,7 +145,14 @@ async fn admit_and_detach(State(handling): State<Handling>, req: Request, next: 
         response
     };
     let task = handling.in_flight.spawn(handler.in_current_span());
-    match tokio::time::timeout(handling.deadline, task).await {
+    // Health probes answer in their own time: `/health/ready` bounds each check and names what
+    // does not answer, which this deadline's answer would hide.
+    let deadline = if probe {
+        Duration::MAX
+    } else {
+        handling.deadline
+    };
+    match tokio::time::timeout(deadline, task).await {
         Ok(Ok(response)) => response,
         Ok(Err(error)) => {
             ApiError::Internal(anyhow::anyhow!("request handler failed: {error}")).into_response()
@@ -320,5 +328,61 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {}
         _ = term => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+
+    use axum::Router;
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode, header};
+    use axum::routing::{get, post};
+    use tokio_util::task::TaskTracker;
+    use tower::ServiceExt;
+
+    use crate::{Auth, Config};
+
+    /// A request not finished by `http.request_timeout_secs` is answered 503 with `Retry-After`
+    /// and its work goes on to the end; a health probe has no such deadline.
+    #[tokio::test(start_paused = true)]
+    async fn a_request_past_its_deadline_is_answered_503_while_its_work_goes_on() {
+        let done = Arc::new(AtomicBool::new(false));
+        let finished = done.clone();
+        let slow = move || async move {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            finished.store(true, Ordering::SeqCst);
+            "done"
+        };
+        let routes = Router::new().route("/slow", post(slow)).route(
+            "/health/ready",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                "ready"
+            }),
+        );
+        let mut config = Config::default();
+        config.http.request_timeout_secs = 1;
+        let in_flight = TaskTracker::new();
+        let auth = Arc::new(Auth::new(b"a-secret-of-sixteen-bytes", 60));
+        let app = super::finish(routes, &config, None, auth, in_flight.clone()).unwrap();
+
+        let request = Request::post("/slow").body(Body::empty()).unwrap();
+        let answer = app.clone().oneshot(request).await.unwrap();
+        assert_eq!(answer.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(answer.headers()[header::RETRY_AFTER], "1");
+        assert!(
+            !done.load(Ordering::SeqCst),
+            "answered before the work ended"
+        );
+        in_flight.close();
+        in_flight.wait().await;
+        assert!(done.load(Ordering::SeqCst), "the work went on");
+
+        let probe = Request::get("/health/ready").body(Body::empty()).unwrap();
+        assert_eq!(app.oneshot(probe).await.unwrap().status(), StatusCode::OK);
     }
 }

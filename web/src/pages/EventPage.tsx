@@ -1,5 +1,5 @@
 import { useEffect, useRef, useState, type FormEvent } from 'react';
-import { ApiError, api, errorMessage, newIdempotencyKey } from '../api';
+import { ApiError, api, bookingFailedForGood, errorMessage, newIdempotencyKey } from '../api';
 import { saleState, type SaleState } from '../availability';
 import { useAuth } from '../auth';
 import { Empty, ErrorBox, Field, Spinner } from '../components/ui';
@@ -243,7 +243,7 @@ function BookingForm({
       keyRef.current = newIdempotencyKey();
       onBooked(booking);
     } catch (err) {
-      if (err instanceof ApiError && err.status !== 0) keyRef.current = newIdempotencyKey();
+      if (bookingFailedForGood(err)) keyRef.current = newIdempotencyKey();
       if (err instanceof ApiError && err.status === 409) {
         // The API's words already say how many seats are left ("not enough seats left: only 2
         // are available"); refresh the count so that the form offers only what is there.

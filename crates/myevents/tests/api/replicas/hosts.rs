@@ -30,8 +30,8 @@ pub struct Network {
     hosts: Vec<String>,
 }
 
-/// Numbers the networks of this test process, so that two tests running at once do not share
-/// addresses or names.
+/// Numbers the networks of this test process, so that its tests running at once start their
+/// search for free ranges at different places.
 static NETWORKS: AtomicU8 = AtomicU8::new(0);
 
 fn ip(args: &[&str]) {
@@ -52,34 +52,58 @@ fn ip_quietly(args: &[&str]) {
     let _ = Command::new("ip").args(args).output();
 }
 
+/// Whether `ip` succeeded.
+fn ip_tried(args: &[&str]) -> bool {
+    Command::new("ip")
+        .args(args)
+        .output()
+        .is_ok_and(|out| out.status.success())
+}
+
+/// Creates the bridge of 198.`net`.`k`.0/24 (`me<k>f` for 18, `me<k>b` for 19) with the
+/// address .1, unless a bridge of that name exists.
+fn add_bridge(net: u8, k: u8) -> bool {
+    let bridge = format!("me{k}{}", if net == 18 { "f" } else { "b" });
+    // A bridge takes the lowest address of its ports unless given one: each host added would
+    // change it, and hosts started earlier would send to the old one until their neighbour
+    // entries expire (seconds of silence that look like a partition).
+    let mac = format!("02:00:c6:{net:02x}:{k:02x}:01");
+    if !ip_tried(&["link", "add", &bridge, "address", &mac, "type", "bridge"]) {
+        return false;
+    }
+    ip(&[
+        "addr",
+        "add",
+        &format!("198.{net}.{k}.1/24"),
+        "dev",
+        &bridge,
+    ]);
+    ip(&["link", "set", "dev", &bridge, "up"]);
+    true
+}
+
 impl Network {
+    /// Takes the first K whose bridges nobody has: creating a bridge that exists fails, so two
+    /// test processes never share a range, and what a killed one left behind is skipped rather
+    /// than torn down under a test that may still use it.
     pub fn create() -> Network {
         let n = NETWORKS.fetch_add(1, Ordering::Relaxed);
-        // Different test processes (a second `cargo test`) very likely get different ranges.
-        let k = u8::try_from((std::process::id() % 50) * 4 + u32::from(n % 4) + 20).unwrap();
-        let network = Network {
-            k,
-            hosts: Vec::new(),
-        };
-        for (side, net) in [("f", 18), ("b", 19)] {
-            let bridge = format!("me{k}{side}");
-            // Left behind by a test process that was killed, if any.
-            ip_quietly(&["link", "del", &bridge]);
-            // A bridge takes the lowest address of its ports unless given one: each host added
-            // would change it, and hosts started earlier would send to the old one until their
-            // neighbour entries expire (seconds of silence that look like a partition).
-            let mac = format!("02:00:c6:{net:02x}:{k:02x}:01");
-            ip(&["link", "add", &bridge, "address", &mac, "type", "bridge"]);
-            ip(&[
-                "addr",
-                "add",
-                &format!("198.{net}.{k}.1/24"),
-                "dev",
-                &bridge,
-            ]);
-            ip(&["link", "set", "dev", &bridge, "up"]);
+        let first = (std::process::id() % 50) * 4 + u32::from(n % 4);
+        for i in 0..200 {
+            let k = u8::try_from((first + i) % 200 + 20).unwrap();
+            if !add_bridge(18, k) {
+                continue;
+            }
+            if !add_bridge(19, k) {
+                ip_quietly(&["link", "del", &format!("me{k}f")]);
+                continue;
+            }
+            return Network {
+                k,
+                hosts: Vec::new(),
+            };
         }
-        network
+        panic!("no test network could be made (`ip link add … type bridge` needs root)");
     }
 
     /// Where the replicas reach the test machine's servers: forwarders listen here.
@@ -164,6 +188,8 @@ pub async fn forward(listen: SocketAddr, target: SocketAddr) -> SocketAddr {
     tokio::spawn(async move {
         loop {
             let Ok((mut inbound, _)) = listener.accept().await else {
+                // Out of file descriptors, say: try again in a moment rather than spin.
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 continue;
             };
             tokio::spawn(async move {

@@ -41,8 +41,9 @@ fn unix_now() -> f64 {
 }
 
 /// Keeps nginx's upstreams to the ready replicas among `replicas` ((role, address) pairs), as
-/// an Ingress controller keeps them to a Service's ready endpoints. A service with no ready
-/// replica keeps them all (nginx needs a server, and they may be back by the time it asks).
+/// an Ingress controller keeps them to a Service's ready endpoints. A service none of whose
+/// replicas answered its probe keeps the upstreams it had (nginx needs a server, and a probe
+/// missed under load must not bring back one that was taken out).
 async fn balance(
     nginx: Arc<Nginx>,
     replicas: Vec<(&'static str, String)>,
@@ -52,51 +53,46 @@ async fn balance(
         .timeout(Duration::from_secs(3))
         .build()
         .unwrap();
-    let mut serving: HashSet<String> = replicas.iter().map(|(_, a)| a.clone()).collect();
+    let mut upstreams: HashMap<&str, Vec<String>> = ROLES
+        .iter()
+        .map(|role| {
+            let mine = replicas.iter().filter(|(r, _)| r == role);
+            (*role, mine.map(|(_, a)| a.clone()).collect())
+        })
+        .collect();
     loop {
         let answers = futures::future::join_all(replicas.iter().map(|(_, addr)| {
             let request = probe.get(format!("http://{addr}/health/ready")).send();
             async move { request.await.is_ok_and(|r| r.status() == StatusCode::OK) }
         }))
         .await;
-        let ready: HashSet<String> = replicas
-            .iter()
-            .zip(answers)
-            .filter(|(_, ok)| *ok)
-            .map(|((_, a), _)| a.clone())
-            .collect();
-        if ready != serving {
-            let upstreams: HashMap<&str, Vec<String>> = ROLES
+        let mut wanted = upstreams.clone();
+        for role in ROLES {
+            let ready: Vec<String> = replicas
                 .iter()
-                .map(|role| {
-                    let mine: Vec<&String> = replicas
-                        .iter()
-                        .filter(|(r, _)| r == role)
-                        .map(|(_, a)| a)
-                        .collect();
-                    let up: Vec<String> = mine
-                        .iter()
-                        .filter(|a| ready.contains(**a))
-                        .map(|a| (*a).clone())
-                        .collect();
-                    let chosen = if up.is_empty() {
-                        mine.into_iter().cloned().collect()
-                    } else {
-                        up
-                    };
-                    (*role, chosen)
-                })
+                .zip(&answers)
+                .filter(|((r, _), ok)| *r == role && **ok)
+                .map(|((_, a), _)| a.clone())
                 .collect();
-            nginx.set_upstreams(&upstreams);
+            if !ready.is_empty() {
+                wanted.insert(role, ready);
+            }
+        }
+        if wanted != upstreams {
+            nginx.set_upstreams(&wanted);
             let now = unix_now();
+            let serving = |u: &HashMap<&str, Vec<String>>| -> HashSet<String> {
+                u.values().flatten().cloned().collect()
+            };
+            let (before, after) = (serving(&upstreams), serving(&wanted));
             let mut log = log.lock().unwrap();
-            for addr in serving.difference(&ready) {
+            for addr in before.difference(&after) {
                 log.left.insert(addr.clone(), now);
             }
-            for addr in ready.difference(&serving) {
+            for addr in after.difference(&before) {
                 log.joined.insert(addr.clone(), now);
             }
-            serving = ready;
+            upstreams = wanted;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
