@@ -527,3 +527,51 @@ impl Drop for OwnServer {
         let _ = self.0.wait();
     }
 }
+
+/// A Kafka broker (tansu, topics in memory) of a test's own, listening on and advertising
+/// `addr` (`host:port`), killed when dropped.
+#[cfg_attr(not(feature = "kafka"), allow(dead_code))]
+pub struct OwnKafka(Child);
+
+#[cfg_attr(not(feature = "kafka"), allow(dead_code))]
+impl OwnKafka {
+    pub fn start(addr: &str) -> OwnKafka {
+        let bin = std::env::var("MYEVENTS_TANSU_BIN").unwrap_or_else(|_| "tansu".to_owned());
+        let url = format!("tcp://{addr}");
+        let child = Command::new(&bin)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "memory://tansu/"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start tansu ({bin}; scripts/test sets MYEVENTS_TANSU_BIN): {e}")
+            });
+        OwnKafka(child)
+    }
+}
+
+impl Drop for OwnKafka {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits up to `limit` for `found` to find something, asking every 50 ms.
+pub async fn until_some<T>(limit: Duration, what: &str, mut found: impl FnMut() -> Option<T>) -> T {
+    let started = Instant::now();
+    loop {
+        if let Some(t) = found() {
+            return t;
+        }
+        assert!(started.elapsed() < limit, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

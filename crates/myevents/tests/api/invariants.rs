@@ -757,42 +757,6 @@ async fn services_in_separate_processes_talk_through_the_embedded_log() {
     assert!(dir.path().join("events.db").exists() && dir.path().join("bookings.db").exists());
 }
 
-/// A Kafka broker (tansu, topics in memory) of this test's own on `port`, killed when dropped.
-#[cfg(feature = "kafka")]
-struct OwnKafka(std::process::Child);
-
-#[cfg(feature = "kafka")]
-impl OwnKafka {
-    fn start(port: u16) -> OwnKafka {
-        let bin = std::env::var("MYEVENTS_TANSU_BIN").unwrap_or_else(|_| "tansu".to_owned());
-        let url = format!("tcp://127.0.0.1:{port}");
-        let child = std::process::Command::new(&bin)
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args(["--storage-engine", "memory://tansu/"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot start tansu ({bin}; scripts/test sets MYEVENTS_TANSU_BIN): {e}")
-            });
-        OwnKafka(child)
-    }
-}
-
-#[cfg(feature = "kafka")]
-impl Drop for OwnKafka {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Services pointed at a broker that is not up yet start, say they are not ready and why, keep
 /// what they commit meanwhile, and turn ready and deliver it once the broker answers.
 #[cfg(feature = "kafka")]
@@ -831,7 +795,7 @@ async fn services_started_before_their_broker_deliver_once_it_is_up() {
     assert_eq!(r.status(), StatusCode::CREATED);
     let event = body(r).await["ID"].as_str().unwrap().to_owned();
 
-    let _kafka = OwnKafka::start(port);
+    let _kafka = crate::helpers::OwnKafka::start(&format!("127.0.0.1:{port}"));
     eventually("both services are ready", || async {
         front.is_ready().await && back.is_ready().await
     })

@@ -12,7 +12,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{OwnServer, TestServer, eventually, within};
+use crate::helpers::{OwnServer, TestServer, eventually, until_some, within};
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const PARENT_ID: &str = "00f067aa0ba902b7";
@@ -38,31 +38,21 @@ async fn receiver(spans: &Path) -> Receiver {
             .arg(&ports_file),
         "python3 with opentelemetry-proto and grpcio (scripts/test installs them)",
     );
-    let ports = eventually_some("the receiver reports its ports", || {
-        let text = std::fs::read_to_string(&ports_file).ok()?;
-        let mut ports = text.split_whitespace().map(|p| p.parse::<u16>().ok());
-        Some((ports.next()??, ports.next()??))
-    })
+    // A Python server takes a while to start.
+    let ports = until_some(
+        Duration::from_secs(60),
+        "the receiver reports its ports",
+        || {
+            let text = std::fs::read_to_string(&ports_file).ok()?;
+            let mut ports = text.split_whitespace().map(|p| p.parse::<u16>().ok());
+            Some((ports.next()??, ports.next()??))
+        },
+    )
     .await;
     Receiver {
         _process: process,
         grpc_port: ports.0,
         http_port: ports.1,
-    }
-}
-
-/// Waits up to 60 s (a Python server takes a while to start) for `found` to find something.
-async fn eventually_some<T>(what: &str, found: impl Fn() -> Option<T>) -> T {
-    let started = std::time::Instant::now();
-    loop {
-        if let Some(t) = found() {
-            return t;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "{what}: not within 60 s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

@@ -23,7 +23,7 @@ use super::hosts::{Network, forward};
 use super::{
     Nginx, ROLES, Replica, assert_promises_kept, bookable_event, organiser_and_events, start_sale,
 };
-use crate::helpers::{TestServer, body, within};
+use crate::helpers::{OwnKafka, TestServer, body, until_some, within};
 
 /// What the load balancer did: for each replica address, when it last left and joined the
 /// upstreams (Unix seconds).
@@ -116,18 +116,6 @@ fn server_of(url: &str) -> SocketAddr {
         .unwrap()
 }
 
-/// Waits up to `limit` for `found` to find something.
-async fn until<T>(limit: Duration, what: &str, mut found: impl FnMut() -> Option<T>) -> T {
-    let started = Instant::now();
-    loop {
-        if let Some(t) = found() {
-            return t;
-        }
-        assert!(started.elapsed() < limit, "{what}: not within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// Waits up to `limit` until `server`'s `/health/ready` says `ready`.
 async fn turns_ready(server: &TestServer, ready: bool, limit: Duration) {
     within(
@@ -152,17 +140,6 @@ enum Broker {
     Kafka,
 }
 
-/// A Kafka broker (tansu, topics in memory) of this test's own, killed when dropped.
-#[cfg_attr(not(feature = "kafka"), allow(dead_code))]
-struct OwnKafka(std::process::Child);
-
-impl Drop for OwnKafka {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Starts tansu on `ip` and waits until it listens: its `kafka://` URL.
 #[cfg(feature = "kafka")]
 async fn own_kafka(ip: std::net::Ipv4Addr) -> (OwnKafka, String) {
@@ -173,24 +150,7 @@ async fn own_kafka(ip: std::net::Ipv4Addr) -> (OwnKafka, String) {
         .local_addr()
         .unwrap()
         .port();
-    let url = format!("tcp://{ip}:{port}");
-    let bin = std::env::var("MYEVENTS_TANSU_BIN").unwrap_or_else(|_| "tansu".to_owned());
-    let child = std::process::Command::new(&bin)
-        .args([
-            "broker",
-            "--listener-url",
-            &url,
-            "--advertised-listener-url",
-            &url,
-        ])
-        .args(["--storage-engine", "memory://tansu/"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("cannot start tansu ({bin}; scripts/test sets MYEVENTS_TANSU_BIN): {e}")
-        });
-    let kafka = OwnKafka(child);
+    let kafka = OwnKafka::start(&format!("{ip}:{port}"));
     within(Duration::from_secs(30), "tansu listens", || async {
         tokio::net::TcpStream::connect((ip, port))
             .await
@@ -306,7 +266,7 @@ async fn a_bookings_replica_cut_off_mid_sale_fails_cleanly_and_catches_up(broker
     };
     // It turns not ready, and the load balancer takes it out.
     turns_ready(&replicas[victim].server, false, Duration::from_secs(15)).await;
-    let left = until(
+    let left = until_some(
         Duration::from_secs(15),
         "the load balancer takes it out",
         || balancing.lock().unwrap().left.get(&victim_addr).copied(),
@@ -341,7 +301,7 @@ async fn a_bookings_replica_cut_off_mid_sale_fails_cleanly_and_catches_up(broker
     hosts[victim].reconnect();
     let healed_at = Instant::now();
     turns_ready(&replicas[victim].server, true, Duration::from_secs(90)).await;
-    let joined = until(
+    let joined = until_some(
         Duration::from_secs(15),
         "the load balancer takes it back",
         || {
@@ -359,7 +319,7 @@ async fn a_bookings_replica_cut_off_mid_sale_fails_cleanly_and_catches_up(broker
         "partition: back in the load balancer {:?} after the link returned",
         healed_at.elapsed()
     );
-    until(Duration::from_secs(30), "it takes requests again", || {
+    until_some(Duration::from_secs(30), "it takes requests again", || {
         nginx
             .sent()
             .iter()
