@@ -21,6 +21,7 @@ pub fn created(event_id: &str, capacity: u32) -> DomainEvent {
         end_date: DateTime::from_timestamp(1_800_003_600, 0).unwrap_or_default(),
         hall: "Main".into(),
         capacity: Some(capacity),
+        seats_per_customer: None,
     })
 }
 
@@ -35,6 +36,7 @@ pub fn reference_created(event_id: &str, location_id: &str) -> DomainEvent {
         end_date: DateTime::from_timestamp(1_800_003_600, 0).unwrap_or_default(),
         hall: String::new(),
         capacity: None,
+        seats_per_customer: None,
     })
 }
 
@@ -636,6 +638,7 @@ pub async fn a_rebuilt_state_is_restored_into_an_empty_store(store: Arc<dyn Book
             capacity: 10,
             available: 7,
             cancelled: false,
+            per_customer: None,
         }],
         bookings: vec![RebuiltBooking {
             id: "b1".into(),
@@ -661,6 +664,7 @@ pub async fn a_rebuilt_state_is_restored_into_an_empty_store(store: Arc<dyn Book
             },
             cancelled: true,
         }],
+        holdings: Vec::new(),
         message_ids: vec!["created-e1".into()],
         owed: vec![cancelled("e0")],
         ignored: Vec::new(),
@@ -830,10 +834,109 @@ where
 /// that `$fresh().await` returns beside a guard that keeps its database alive (a temporary
 /// folder, a test database). One list for every backend's test file, so a check added to the
 /// suite runs on each of them.
+/// An event with a limit of seats per customer.
+async fn setup_limited(store: &dyn BookingStore, event_id: &str, capacity: u32, limit: u32) {
+    let DomainEvent::EventCreated(mut event) = created(event_id, capacity) else {
+        unreachable!()
+    };
+    event.seats_per_customer = Some(limit);
+    let event = DomainEvent::EventCreated(event);
+    let outcome = apply_one(store, &format!("created-{event_id}"), event).await;
+    assert_eq!(outcome, bus::Outcome::Applied);
+}
+
+fn guest(event_id: &str, seats: u32, email: &str) -> NewBooking {
+    let mut guest = request(event_id, seats, "nobody");
+    guest.customer = Customer {
+        user_id: None,
+        email: email.into(),
+    };
+    guest
+}
+
+/// An event's limit of seats per customer counts a customer's active bookings (a signed-in
+/// user and a guest with the same address are one customer), gives seats back when one is
+/// cancelled, and refuses a guest who gave no address to count by.
+pub async fn a_customer_holds_no_more_than_the_events_limit(store: Arc<dyn BookingStore>) {
+    let store = store.as_ref();
+    setup_limited(store, "e1", 100, 4).await;
+    let first = booked(store.book(request("e1", 3, "u")).await.unwrap().outcome);
+    assert_eq!(
+        store.book(request("e1", 2, "u")).await.unwrap().outcome,
+        BookOutcome::OverLimit { limit: 4, held: 3 }
+    );
+    // The same address as a guest is the same customer.
+    assert_eq!(
+        store
+            .book(guest("e1", 2, "u@example.com"))
+            .await
+            .unwrap()
+            .outcome,
+        BookOutcome::OverLimit { limit: 4, held: 3 }
+    );
+    booked(
+        store
+            .book(guest("e1", 1, "u@example.com"))
+            .await
+            .unwrap()
+            .outcome,
+    );
+    // Someone else is not held back, and a guest with no address cannot be counted.
+    booked(store.book(request("e1", 4, "v")).await.unwrap().outcome);
+    assert_eq!(
+        store.book(guest("e1", 1, "")).await.unwrap().outcome,
+        BookOutcome::CustomerRequired
+    );
+    // A cancellation gives the customer's seats back.
+    store.cancel(&first.id).await.unwrap();
+    booked(store.book(request("e1", 3, "u")).await.unwrap().outcome);
+    assert_eq!(
+        store.book(request("e1", 1, "u")).await.unwrap().outcome,
+        BookOutcome::OverLimit { limit: 4, held: 4 }
+    );
+    assert_eq!(available(store, "e1").await, 100 - 8);
+    // Without a limit nobody is counted.
+    setup(store, "e2", 100).await;
+    booked(store.book(request("e2", 50, "u")).await.unwrap().outcome);
+    booked(store.book(guest("e2", 50, "")).await.unwrap().outcome);
+}
+
+/// Many bookings of one customer at once never take them past the limit: the limit is kept
+/// in the same atomic step as the seats.
+pub async fn concurrent_bookings_of_one_customer_stay_within_the_limit(
+    store: Arc<dyn BookingStore>,
+) {
+    setup_limited(store.as_ref(), "e1", 1000, 5).await;
+    let mut clients = Vec::new();
+    for i in 0..20u32 {
+        let store = store.clone();
+        clients.push(tokio::spawn(async move {
+            // Half as the user, half as a guest with the user's address.
+            let request = match i % 2 {
+                0 => request("e1", 1 + i % 3, "u"),
+                _ => guest("e1", 1 + i % 3, "u@example.com"),
+            };
+            match store.book(request).await.unwrap().outcome {
+                BookOutcome::Booked { booking } => booking.seats,
+                BookOutcome::OverLimit { limit: 5, .. } => 0,
+                other => panic!("unexpected {other:?}"),
+            }
+        }));
+    }
+    let mut taken = 0;
+    for client in clients {
+        taken += client.await.expect("client task");
+    }
+    // Seven requests are for one seat, and each is taken while the customer holds fewer than 5,
+    // so they end holding exactly 5.
+    assert_eq!(taken, 5, "one customer took {taken} seats of a limit of 5");
+    assert_eq!(available(store.as_ref(), "e1").await, 1000 - taken);
+}
+
 #[macro_export]
 macro_rules! conformance_tests {
     ($fresh:path) => {
-        $crate::conformance_tests!($fresh; seats_are_taken_and_refused_when_short, an_idempotency_key_books_once, a_cancelled_booking_returns_its_seats_once, a_cancelled_event_cancels_its_bookings_and_takes_no_more, a_cancellations_trace_reaches_the_bookings_it_releases, redelivered_events_change_nothing, a_cancellation_before_its_creation_is_retried, listing_filters_by_user_and_event, concurrent_clients_never_oversell, concurrent_retries_with_one_key_book_once, a_rebuilt_state_is_restored_into_an_empty_store, customers_cancel_while_the_event_is_cancelled, the_references_event_has_the_seats_of_its_locations_halls, an_event_before_its_location_waits_for_it, events_and_their_locations_applied_at_once_meet);
+        $crate::conformance_tests!($fresh; seats_are_taken_and_refused_when_short, an_idempotency_key_books_once, a_cancelled_booking_returns_its_seats_once, a_cancelled_event_cancels_its_bookings_and_takes_no_more, a_cancellations_trace_reaches_the_bookings_it_releases, redelivered_events_change_nothing, a_cancellation_before_its_creation_is_retried, listing_filters_by_user_and_event, concurrent_clients_never_oversell, concurrent_retries_with_one_key_book_once, a_rebuilt_state_is_restored_into_an_empty_store, customers_cancel_while_the_event_is_cancelled, the_references_event_has_the_seats_of_its_locations_halls, an_event_before_its_location_waits_for_it, events_and_their_locations_applied_at_once_meet, a_customer_holds_no_more_than_the_events_limit, concurrent_bookings_of_one_customer_stay_within_the_limit);
     };
     ($fresh:path; $($name:ident),*) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

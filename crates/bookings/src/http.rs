@@ -249,6 +249,21 @@ fn answer(state: &AppState, outcome: BookOutcome) -> Result<Response, ApiError> 
             extra: available(0),
         }),
         BookOutcome::UnknownEvent => Err(ApiError::NotFound("no such event on sale".into())),
+        BookOutcome::OverLimit { limit, held } => Err(ApiError::Conflict {
+            message: match held {
+                0 => format!("at most {limit} seats per customer for this event"),
+                held => format!(
+                    "at most {limit} seats per customer for this event, and you hold {held} already"
+                ),
+            },
+            extra: Map::from_iter([
+                ("SeatsPerCustomer".to_owned(), json!(limit)),
+                ("Held".to_owned(), json!(held)),
+            ]),
+        }),
+        BookOutcome::CustomerRequired => Err(ApiError::Unprocessable(
+            "this event limits seats per customer: sign in or give an e-mail address".into(),
+        )),
         BookOutcome::KeyReused => Err(ApiError::Unprocessable(
             "this Idempotency-Key was already used for a different booking request".into(),
         )),

@@ -2,6 +2,9 @@
 //! `eventCancelled` it receives (and the halls of each `locationCreated`, for events that state
 //! no capacity: the reference's); it emits `eventBooked` and `bookingCancelled`.
 
+// The futures of a DynamoDB unit of work nest deeper than the default allows to lay out.
+#![recursion_limit = "256"]
+
 pub mod conformance;
 pub mod domain;
 mod guest_limit;

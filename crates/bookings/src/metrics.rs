@@ -72,6 +72,8 @@ impl Outcome {
             BookOutcome::NotEnoughSeats { .. } => "sold_out",
             BookOutcome::EventCancelled => "cancelled_event",
             BookOutcome::UnknownEvent => "unknown_event",
+            BookOutcome::OverLimit { .. } => "over_limit",
+            BookOutcome::CustomerRequired => "invalid",
             BookOutcome::KeyReused => "invalid",
         })
     }

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use contracts::{CancelReason, DomainEvent, EventCreated, Hall};
 
-use crate::domain::{BookingStatus, Placement, location_key, placement};
+use crate::domain::{BookingStatus, Customer, Placement, location_key, placement};
 
 /// One event's seats as rebuilt.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +22,7 @@ pub struct RebuiltEvent {
     pub capacity: u32,
     pub available: u32,
     pub cancelled: bool,
+    pub per_customer: Option<u32>,
 }
 
 /// One booking as rebuilt.
@@ -59,6 +60,9 @@ pub struct Rebuilt {
     pub waiting: Vec<WaitingEvent>,
     /// In booking-id order, which is time order (UUIDv7).
     pub bookings: Vec<RebuiltBooking>,
+    /// What each customer holds of each event with a limit per customer: (event id, customer
+    /// as [`crate::domain::Customer::limit_key`], seats of their active bookings).
+    pub holdings: Vec<(String, String, u32)>,
     /// Every message id folded in, for the inbox: a redelivery after the replay changes nothing.
     pub message_ids: Vec<String>,
     /// `bookingCancelled` owed to the other services: bookings of a cancelled event that the
@@ -153,6 +157,7 @@ impl Rebuild {
                         capacity,
                         available: capacity,
                         cancelled,
+                        per_customer: created.seats_per_customer,
                     };
                     events.insert(id, event);
                 }
@@ -170,6 +175,7 @@ impl Rebuild {
                 .push(format!("eventCancelled {id} names an event never created"));
         }
         let mut bookings = Vec::with_capacity(self.bookings.len());
+        let mut holdings = BTreeMap::new();
         for (id, mut booking) in self.bookings {
             if let Some(status) = self.cancellations.get(&id) {
                 booking.status = *status;
@@ -202,6 +208,17 @@ impl Rebuild {
                     continue;
                 }
                 event.available -= booking.seats;
+                let customer = Customer {
+                    user_id: booking.user_id.clone(),
+                    email: booking.email.clone(),
+                };
+                if event.per_customer.is_some()
+                    && let Some(customer) = customer.limit_key()
+                {
+                    *holdings
+                        .entry((booking.event_id.clone(), customer))
+                        .or_insert(0) += booking.seats;
+                }
             }
             bookings.push(booking);
         }
@@ -212,6 +229,9 @@ impl Rebuild {
                 .collect(),
             waiting,
             bookings,
+            holdings: (holdings.into_iter())
+                .map(|((event, customer), seats)| (event, customer, seats))
+                .collect(),
             message_ids: self.message_ids,
             owed: self.owed,
             ignored: self.ignored,
@@ -257,6 +277,7 @@ mod tests {
             end_date: DateTime::from_timestamp(2, 0).unwrap(),
             hall: "Main".into(),
             capacity: Some(capacity),
+            seats_per_customer: None,
         })
     }
 
@@ -344,6 +365,7 @@ mod tests {
             end_date: DateTime::from_timestamp(2, 0).unwrap(),
             hall: String::new(),
             capacity: None,
+            seats_per_customer: None,
         })
     }
 

@@ -1,21 +1,23 @@
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
-use contracts::{CancelReason, DomainEvent, Envelope};
-use dynamo::inbox::{self, Change};
+use contracts::{Envelope, EventCreated, Hall};
+use dynamo::inbox::{self, Committed, DynamoUnit};
 use dynamo::item::{Item, get_n, get_s, get_s_opt, item, n, s};
-use dynamo::{Commit, Dynamo, DynamoError, KeyKind, Options, Query, Table, Write, outbox};
+use dynamo::{
+    Commit, Deferred, Dynamo, DynamoError, KeyKind, Options, Query, Table, Write, outbox,
+};
 
 use super::{
-    BookResult, BookingFilter, BookingStore, Delivered, StoreError, availability, booked_event,
-    booking_cancelled, cancelled_status, event_json, halls_json, parse_event, parse_halls, refusal,
-    replay, sale_status, seats_at,
+    BookResult, BookingFilter, BookingStore, Delivered, StoreError, availability, event_json,
+    halls_json, parse_halls, sale_status, stored_sale_status, waiting,
 };
+use crate::domain::unit::{Earlier, OnSale, UnitOfWork, Waiting};
 use crate::domain::{
-    Availability, BookOutcome, Booking, BookingStatus, NewBooking, Placement, SaleStatus,
-    location_key, placement,
+    Availability, Booking, BookingStatus, Idempotency, NewBooking, SaleStatus, Stock, location_key,
+    rules,
 };
 use crate::replay::Rebuilt;
 
@@ -35,12 +37,10 @@ const WAITING: &str = "waiting_events";
 /// [`WAITING`]: read consistently, it lists every event a `locationCreated` must put on sale
 /// (an index would be only eventually consistent).
 const WAITING_AT: &str = "waiting_at";
+/// What each customer holds of an event with a limit per customer, keyed (event, customer).
+const HOLDINGS: &str = "holdings";
 /// Bookings of each signed-in user (guests have no `user_id`, so they stay out of it).
 const BY_USER: &str = "by_user";
-/// Bookings released per transaction when an event is cancelled: each takes two items (the
-/// booking and its outbox entry), plus the inventory, the outbox counter and the inbox record,
-/// within DynamoDB's 100.
-const RELEASE_CHUNK: usize = 45;
 
 /// The bookings service's tables in DynamoDB: `<prefix>.bookings.*`.
 pub struct DynamoBookingStore {
@@ -68,6 +68,8 @@ impl DynamoBookingStore {
                     Table::new(WAITING, ("event_id", KeyKind::S)),
                     Table::new(WAITING_AT, ("location_id", KeyKind::S))
                         .sorted_by(("event_id", KeyKind::S)),
+                    Table::new(HOLDINGS, ("event_id", KeyKind::S))
+                        .sorted_by(("customer", KeyKind::S)),
                     outbox::table(),
                     inbox::table(),
                 ],
@@ -128,243 +130,422 @@ fn event_key(event_id: &str) -> Item {
     item([("event_id", s(event_id))])
 }
 
-/// Gives `seats` back to the event's inventory.
-fn give_back(db: &Dynamo, event_id: &str, seats: u32) -> Write {
-    Write::update(
-        db.table(INVENTORY),
-        event_key(event_id),
-        "SET available = available + :seats",
-    )
-    .value(":seats", n(seats))
+/// What a DynamoDB unit of the bookings rules keeps beside its writes: what it changed, so that
+/// its own reads see it, and writes to one item merged into one (a transaction may touch an
+/// item only once).
+#[derive(Default)]
+struct Pending {
+    /// Seats given back, per event.
+    given_back: BTreeMap<String, u32>,
+    /// Holdings changed, per (event, customer): (seats as read, seats now).
+    holds: BTreeMap<(String, String), (u32, u32)>,
+    /// Bookings released in this unit, with their new status.
+    released: HashMap<String, BookingStatus>,
+    /// Bookings read by `active_bookings`, for the releases that follow.
+    read: HashMap<String, Booking>,
+    /// Waiting events as `waiting_at` read them: their location and whether they were
+    /// cancelled.
+    waiting: HashMap<String, (String, bool)>,
+    /// An event `event_known` found nowhere, which this unit may create.
+    unknown_event: Option<String>,
+    placed: Option<Placed>,
 }
 
-/// Marks booking `id` released for `reason`, on condition that it is still active: of two
-/// releases of one booking only one can commit, so its seats return exactly once.
-fn mark_released(db: &Dynamo, id: &str, reason: CancelReason) -> Write {
-    Write::update(
-        db.table(BOOKINGS),
-        item([("id", s(id))]),
-        "SET #status = :released",
-    )
-    .when("#status = :active")
-    .name("#status", "status")
-    .value(":released", s(cancelled_status(reason).as_str()))
-    .value(":active", s(BookingStatus::Active.as_str()))
+/// Where this unit put an event it created.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Placed {
+    OnSale,
+    Waiting,
 }
 
-async fn idempotent_answer(
-    db: &Dynamo,
-    request: &NewBooking,
-) -> Result<Option<BookResult>, DynamoError> {
-    let Some(idem) = &request.idempotency else {
-        return Ok(None);
-    };
-    let Some(earlier) = db.get(IDEMPOTENCY, item([("id", s(&idem.key))])).await? else {
-        return Ok(None);
-    };
-    let (fingerprint, answer) = (get_s(&earlier, "fingerprint")?, get_s(&earlier, "answer")?);
-    replay(idem, &fingerprint, &answer)
-        .map(Some)
-        .map_err(|e| DynamoError::Data(format!("idempotent answer: {e}")))
-}
+type Unit<'d> = DynamoUnit<'d, Pending>;
 
-/// The write that records `outcome` as the answer to the request's idempotency key, on
-/// condition that the key has no answer yet.
-fn remember(
-    db: &Dynamo,
-    request: &NewBooking,
-    outcome: &BookOutcome,
-) -> Result<Option<Write>, DynamoError> {
-    let Some(idem) = &request.idempotency else {
-        return Ok(None);
-    };
-    let answer = serde_json::to_string(outcome)
-        .map_err(|e| DynamoError::Data(format!("cannot encode an idempotent answer: {e}")))?;
-    let record = item([
-        ("id", s(&idem.key)),
-        ("fingerprint", s(&idem.fingerprint)),
-        ("answer", s(answer)),
-        ("created_at", n(request.date)),
-    ]);
-    Ok(Some(
-        Write::put(db.table(IDEMPOTENCY), record).when("attribute_not_exists(id)"),
-    ))
-}
+/// Bookings released per transaction when an event is cancelled: each takes two items (the
+/// booking and its outbox entry) and perhaps its customer's holding, plus the inventory, the
+/// outbox counter and the inbox record, within DynamoDB's 100.
+const RELEASE_CHUNK: usize = 30;
 
-/// The answer of a concurrent request with the same key that was recorded first.
-async fn answered_meanwhile(db: &Dynamo, request: &NewBooking) -> Result<BookResult, DynamoError> {
-    idempotent_answer(db, request)
-        .await?
-        .ok_or_else(|| DynamoError::Data("an idempotency record vanished".into()))
-}
-
-/// See [`BookingStore::book`]. Reads the event's seats, then takes them in one transaction
-/// with the booking, its `eventBooked` and its idempotency record, on condition that the
-/// event is still active with enough seats; when a concurrent booking took them first, reads
-/// again.
-async fn book(db: &Dynamo, request: &NewBooking) -> Result<BookResult, DynamoError> {
-    if let Some(earlier) = idempotent_answer(db, request).await? {
-        return Ok(earlier);
-    }
-    let started = Instant::now();
-    loop {
-        let inventory = db.get(INVENTORY, event_key(&request.event_id)).await?;
-        let state = match &inventory {
-            Some(i) => Some((
-                get_n::<u32>(i, "available")?,
-                sale_status(&get_s(i, "status")?)?,
-                get_s(i, "name")?,
-            )),
-            None => None,
-        };
-        let event_name = match state {
-            Some((available, SaleStatus::Active, name)) if available >= request.seats => name,
-            refused => {
-                let outcome = refusal(refused.map(|(available, status, _)| (available, status)));
-                if outcome.is_final()
-                    && let Some(record) = remember(db, request, &outcome)?
-                    && !db.write(record).await?
-                {
-                    return answered_meanwhile(db, request).await;
-                }
-                return Ok(BookResult {
-                    outcome,
-                    replayed: false,
-                });
+impl Deferred for Pending {
+    /// Adds the writes held back to the unit's writes, one per item.
+    fn settle(&mut self, db: &Dynamo, writes: &mut Vec<Write>) {
+        for (event_id, seats) in std::mem::take(&mut self.given_back) {
+            writes.push(
+                Write::update(
+                    db.table(INVENTORY),
+                    event_key(&event_id),
+                    "SET available = available + :seats",
+                )
+                .value(":seats", n(seats)),
+            );
+        }
+        for ((event_id, customer), (held, now)) in std::mem::take(&mut self.holds) {
+            let stored = item([
+                ("event_id", s(&event_id)),
+                ("customer", s(&customer)),
+                ("seats", n(now)),
+            ]);
+            // Unless another booking of the customer changed it since it was read.
+            writes.push(
+                Write::put(db.table(HOLDINGS), stored)
+                    .when("attribute_not_exists(seats) OR seats = :held")
+                    .value(":held", n(held)),
+            );
+        }
+        // An event created here is created once: not both on sale and waiting.
+        if let Some(event_id) = self.unknown_event.take() {
+            let other = match self.placed.take() {
+                Some(Placed::OnSale) => Some(WAITING),
+                Some(Placed::Waiting) => Some(INVENTORY),
+                None => None,
+            };
+            if let Some(table) = other {
+                writes.push(
+                    Write::check(db.table(table), event_key(&event_id))
+                        .when("attribute_not_exists(event_id)"),
+                );
             }
+        }
+    }
+}
+
+/// Commits what a long change (an event's cancellation) collected so far, once it fills a
+/// transaction; the inbox record waits for the last part. When a part is refused (a customer
+/// cancelled one of the bookings meanwhile), the message is applied again, and lists the
+/// bookings still active then.
+async fn commit_if_full(unit: &mut Unit<'_>) -> Result<(), DynamoError> {
+    if unit.state.released.len() >= RELEASE_CHUNK {
+        unit.commit_part().await?;
+        unit.state.released.clear();
+    }
+    Ok(())
+}
+
+impl UnitOfWork for Unit<'_> {
+    async fn claim_key(
+        &mut self,
+        idem: &Idempotency,
+        _: i64,
+    ) -> Result<Option<Earlier>, DynamoError> {
+        let Some(earlier) = self
+            .db
+            .get(IDEMPOTENCY, item([("id", s(&idem.key))]))
+            .await?
+        else {
+            return Ok(None);
         };
-        let booking = request.booked(event_name);
+        Ok(Some(Earlier {
+            fingerprint: get_s(&earlier, "fingerprint")?,
+            answer: get_s(&earlier, "answer")?,
+        }))
+    }
+
+    async fn record_answer(
+        &mut self,
+        idem: &Idempotency,
+        date: i64,
+        answer: Option<&str>,
+    ) -> Result<(), DynamoError> {
+        if let Some(answer) = answer {
+            // Refused when a concurrent request with the key answered first: the booking is
+            // made again, and then finds that answer.
+            let record = item([
+                ("id", s(&idem.key)),
+                ("fingerprint", s(&idem.fingerprint)),
+                ("answer", s(answer)),
+                ("created_at", n(date)),
+            ]);
+            let put =
+                Write::put(self.db.table(IDEMPOTENCY), record).when("attribute_not_exists(id)");
+            self.writes.push(put);
+        }
+        Ok(())
+    }
+
+    async fn stock(&mut self, event_id: &str) -> Result<Option<Stock>, DynamoError> {
+        let Some(i) = self.db.get(INVENTORY, event_key(event_id)).await? else {
+            return Ok(None);
+        };
+        let on_sale = stored_sale_status(&get_s(&i, "status")?)? == SaleStatus::Active;
+        let per_customer = match i.contains_key("per_customer") {
+            true => Some(get_n(&i, "per_customer")?),
+            false => None,
+        };
+        let stock = Stock::new(get_s(&i, "name")?, get_n(&i, "available")?, on_sale);
+        Ok(Some(stock.per_customer(per_customer)))
+    }
+
+    async fn take(&mut self, event_id: &str, seats: u32) -> Result<(), DynamoError> {
+        // Refused when a concurrent booking took the seats or the event was cancelled since
+        // they were read: the booking is made again.
         let take = Write::update(
-            db.table(INVENTORY),
-            event_key(&request.event_id),
+            self.db.table(INVENTORY),
+            event_key(event_id),
             "SET available = available - :seats",
         )
         .when("available >= :seats AND #status = :active")
         .name("#status", "status")
-        .value(":seats", n(request.seats))
+        .value(":seats", n(seats))
         .value(":active", s("active"));
-        let [put, listed] = put_booking(db, &booking);
-        let outcome = BookOutcome::Booked { booking };
-        let mut writes = vec![take, put, listed];
-        const REMEMBERED: usize = 3;
-        writes.extend(remember(db, request, &outcome)?);
-        match db.commit(writes, &[booked_event(request)]).await? {
-            Commit::Done => {
-                return Ok(BookResult {
-                    outcome,
-                    replayed: false,
-                });
-            }
-            Commit::Refused(failed) if failed.contains(&REMEMBERED) => {
-                return answered_meanwhile(db, request).await;
-            }
-            Commit::Refused(failed) if failed.contains(&1) => {
-                return Err(DynamoError::Data(format!(
-                    "booking {} exists already",
-                    request.id
-                )));
-            }
-            // Seats taken or the event cancelled meanwhile: read again.
-            Commit::Refused(_) => {
-                db.patience(started, "booking")?;
-            }
-        }
+        self.writes.push(take);
+        Ok(())
     }
-}
 
-/// Cancels active booking `id` for a customer; the booking as it is afterwards.
-async fn cancel(db: &Dynamo, id: &str) -> Result<Option<Booking>, DynamoError> {
-    let started = Instant::now();
-    loop {
-        let Some(found) = db.get(BOOKINGS, item([("id", s(id))])).await? else {
+    async fn give_back(&mut self, event_id: &str, seats: u32) -> Result<(), DynamoError> {
+        *self
+            .state
+            .given_back
+            .entry(event_id.to_owned())
+            .or_insert(0) += seats;
+        Ok(())
+    }
+
+    async fn held(&mut self, event_id: &str, customer: &str) -> Result<u32, DynamoError> {
+        let key = (event_id.to_owned(), customer.to_owned());
+        if let Some((_, now)) = self.state.holds.get(&key) {
+            return Ok(*now);
+        }
+        let found = self
+            .db
+            .get(HOLDINGS, holding_key(event_id, customer))
+            .await?;
+        Ok(match found {
+            Some(h) => get_n(&h, "seats")?,
+            None => 0,
+        })
+    }
+
+    async fn hold(
+        &mut self,
+        event_id: &str,
+        customer: &str,
+        held: u32,
+        now: u32,
+    ) -> Result<(), DynamoError> {
+        let key = (event_id.to_owned(), customer.to_owned());
+        self.state.holds.entry(key).or_insert((held, now)).1 = now;
+        Ok(())
+    }
+
+    async fn insert_booking(&mut self, booking: &Booking) -> Result<(), DynamoError> {
+        self.writes.extend(put_booking(self.db, booking));
+        Ok(())
+    }
+
+    async fn mark_released(
+        &mut self,
+        booking_id: &str,
+        status: BookingStatus,
+    ) -> Result<Option<Booking>, DynamoError> {
+        commit_if_full(self).await?;
+        let found = match self.state.read.remove(booking_id) {
+            Some(read) => Some(read),
+            None => self.booking(booking_id).await?,
+        };
+        let Some(found) = found.filter(|b| b.status == BookingStatus::Active) else {
             return Ok(None);
         };
-        let mut b = booking(&found)?;
-        if b.status != BookingStatus::Active {
-            return Ok(Some(b));
-        }
-        let reason = CancelReason::Customer;
-        let writes = vec![
-            mark_released(db, id, reason),
-            give_back(db, &b.event_id, b.seats),
-        ];
-        let trace = platform::telemetry::traceparent();
-        let cancelled = booking_cancelled(id, b.event_id.clone(), b.seats, reason, trace);
-        match db.commit(writes, &[cancelled]).await? {
-            Commit::Done => {
-                b.status = cancelled_status(reason);
-                return Ok(Some(b));
-            }
-            // Released meanwhile (its event was cancelled): read it again.
-            Commit::Refused(_) => db.patience(started, "cancelling a booking")?,
-        }
-    }
-}
-
-/// The active bookings of an event, as (id, seats).
-async fn active_bookings(db: &Dynamo, event_id: &str) -> Result<Vec<(String, u32)>, DynamoError> {
-    let listed = db
-        .query(
-            EVENT_BOOKINGS,
-            Query::new("event_id = :event").value(":event", s(event_id)),
+        // Of two releases of one booking (a customer's and the event's) only one can commit,
+        // so its seats return exactly once; the other is made again and finds it inactive.
+        let mark = Write::update(
+            self.db.table(BOOKINGS),
+            item([("id", s(booking_id))]),
+            "SET #status = :released",
         )
-        .await?;
-    let keys = listed
-        .iter()
-        .map(|l| Ok(item([("id", s(get_s(l, "id")?))])))
-        .collect::<Result<Vec<_>, DynamoError>>()?;
-    let mut active = Vec::new();
-    for found in db.get_many(BOOKINGS, keys).await? {
-        let b = booking(&found)?;
-        if b.status == BookingStatus::Active {
-            active.push((b.id, b.seats));
+        .when("#status = :active")
+        .name("#status", "status")
+        .value(":released", s(status.as_str()))
+        .value(":active", s(BookingStatus::Active.as_str()));
+        self.writes.push(mark);
+        self.state.released.insert(booking_id.to_owned(), status);
+        Ok(Some(found))
+    }
+
+    async fn booking(&mut self, booking_id: &str) -> Result<Option<Booking>, DynamoError> {
+        let found = self.db.get(BOOKINGS, item([("id", s(booking_id))])).await?;
+        let mut found = found.as_ref().map(booking).transpose()?;
+        if let Some(b) = &mut found
+            && let Some(status) = self.state.released.get(booking_id)
+        {
+            b.status = *status;
         }
+        Ok(found)
     }
-    active.sort();
-    Ok(active)
-}
 
-/// Releases `bookings` of `event_id` because the event was cancelled: the writes and their
-/// `bookingCancelled`s (in the trace `trace` names), for one transaction.
-fn release_all(
-    db: &Dynamo,
-    event_id: &str,
-    bookings: &[(String, u32)],
-    trace: &Option<String>,
-) -> (Vec<Write>, Vec<Envelope>) {
-    if bookings.is_empty() {
-        return (Vec::new(), Vec::new());
+    async fn active_bookings(&mut self, event_id: &str) -> Result<Vec<String>, DynamoError> {
+        let listed = self
+            .db
+            .query(
+                EVENT_BOOKINGS,
+                Query::new("event_id = :event").value(":event", s(event_id)),
+            )
+            .await?;
+        let keys = listed
+            .iter()
+            .map(|l| Ok(item([("id", s(get_s(l, "id")?))])))
+            .collect::<Result<Vec<_>, DynamoError>>()?;
+        let mut active = Vec::new();
+        for found in self.db.get_many(BOOKINGS, keys).await? {
+            let b = booking(&found)?;
+            if b.status == BookingStatus::Active {
+                active.push(b.id.clone());
+                self.state.read.insert(b.id.clone(), b);
+            }
+        }
+        // Booking ids are UUIDv7: oldest first.
+        active.sort();
+        Ok(active)
     }
-    let reason = CancelReason::EventCancelled;
-    let seats: u32 = bookings.iter().map(|(_, seats)| seats).sum();
-    let mut writes = vec![give_back(db, event_id, seats)];
-    let mut caused = Vec::with_capacity(bookings.len());
-    for (id, seats) in bookings {
-        writes.push(mark_released(db, id, reason));
-        let trace = trace.clone();
-        caused.push(booking_cancelled(
-            id,
-            event_id.to_owned(),
-            *seats,
-            reason,
-            trace,
-        ));
-    }
-    (writes, caused)
-}
 
-/// Puts an event on sale with `capacity` seats (cancelled already if its `eventCancelled`
-/// came while it waited for its location), on condition that it is not on sale yet.
-fn put_on_sale(db: &Dynamo, event_id: &str, name: &str, capacity: u32, cancelled: bool) -> Write {
-    let status = if cancelled { "cancelled" } else { "active" };
-    let stored = item([
-        ("event_id", s(event_id)),
-        ("name", s(name)),
-        ("capacity", n(capacity)),
-        ("available", n(capacity)),
-        ("status", s(status)),
-    ]);
-    Write::put(db.table(INVENTORY), stored).when("attribute_not_exists(event_id)")
+    async fn event_known(&mut self, event_id: &str) -> Result<bool, DynamoError> {
+        let known = self.db.get(INVENTORY, event_key(event_id)).await?.is_some()
+            || self.db.get(WAITING, event_key(event_id)).await?.is_some();
+        if !known {
+            self.state.unknown_event = Some(event_id.to_owned());
+        }
+        Ok(known)
+    }
+
+    async fn halls(&mut self, location: &str) -> Result<Option<Vec<Hall>>, DynamoError> {
+        halls_at(self.db, location).await
+    }
+
+    async fn record_halls(
+        &mut self,
+        location: &str,
+        halls: &[Hall],
+    ) -> Result<Vec<Hall>, DynamoError> {
+        // On its own, first: an event that goes to wait meanwhile commits on condition that
+        // its location has no halls, so it is refused, made again, and finds them; or it
+        // committed before, and is listed below.
+        let first = Write::update(
+            self.db.table(LOCATIONS),
+            location_item(location),
+            "SET halls = :halls",
+        )
+        .when("attribute_not_exists(halls)")
+        .value(":halls", s(halls_json(halls)));
+        self.db.write(first).await?;
+        halls_at(self.db, location)
+            .await?
+            .ok_or_else(|| DynamoError::Data(format!("location {location:?} vanished")))
+    }
+
+    async fn put_on_sale(&mut self, sale: OnSale<'_>) -> Result<(), DynamoError> {
+        let mut stored = item([
+            ("event_id", s(sale.event_id)),
+            ("name", s(sale.name)),
+            ("capacity", n(sale.capacity)),
+            ("available", n(sale.capacity)),
+            ("status", s(sale_status(sale.cancelled))),
+        ]);
+        if let Some(limit) = sale.seats_per_customer {
+            stored.insert("per_customer".into(), n(limit));
+        }
+        let put =
+            Write::put(self.db.table(INVENTORY), stored).when("attribute_not_exists(event_id)");
+        self.writes.push(put);
+        self.state.placed = Some(Placed::OnSale);
+        Ok(())
+    }
+
+    async fn wait_for_location(
+        &mut self,
+        event: &EventCreated,
+        location: &str,
+    ) -> Result<(), DynamoError> {
+        let waiting = item([
+            ("event_id", s(&event.id)),
+            ("location_id", s(location)),
+            ("event", s(event_json(event))),
+            ("cancelled", n(0)),
+        ]);
+        let listed = item([("location_id", s(location)), ("event_id", s(&event.id))]);
+        let db = self.db;
+        self.writes.extend([
+            Write::put(db.table(WAITING), waiting).when("attribute_not_exists(event_id)"),
+            Write::put(db.table(WAITING_AT), listed),
+            // Unless its location's halls came since they were read (see record_halls).
+            Write::check(db.table(LOCATIONS), location_item(location))
+                .when("attribute_not_exists(halls)"),
+        ]);
+        self.state.placed = Some(Placed::Waiting);
+        Ok(())
+    }
+
+    async fn waiting_at(&mut self, location: &str) -> Result<Vec<Waiting>, DynamoError> {
+        let listed = self
+            .db
+            .query(
+                WAITING_AT,
+                Query::new("location_id = :key").value(":key", s(location)),
+            )
+            .await?;
+        let mut found = Vec::with_capacity(listed.len());
+        for entry in listed {
+            let event_id = get_s(&entry, "event_id")?;
+            let Some(w) = self.db.get(WAITING, event_key(&event_id)).await? else {
+                continue;
+            };
+            let cancelled = get_n::<u8>(&w, "cancelled")? == 1;
+            self.state
+                .waiting
+                .insert(event_id, (location.to_owned(), cancelled));
+            found.push(waiting(&get_s(&w, "event")?, cancelled)?);
+        }
+        found.sort_by(|a, b| a.event.id.cmp(&b.event.id));
+        Ok(found)
+    }
+
+    async fn stop_waiting(&mut self, event_id: &str) -> Result<(), DynamoError> {
+        let Some((location, cancelled)) = self.state.waiting.get(event_id).cloned() else {
+            return Err(DynamoError::Data(format!(
+                "event {event_id} stops waiting unread"
+            )));
+        };
+        let db = self.db;
+        self.writes.extend([
+            // Unless it was cancelled since it was read: then it is made again, cancelled.
+            Write::delete(db.table(WAITING), event_key(event_id))
+                .when("cancelled = :cancelled")
+                .value(":cancelled", n(u8::from(cancelled))),
+            Write::delete(
+                db.table(WAITING_AT),
+                item([("location_id", s(&location)), ("event_id", s(event_id))]),
+            ),
+        ]);
+        Ok(())
+    }
+
+    async fn cancel_waiting(&mut self, event_id: &str) -> Result<bool, DynamoError> {
+        if self.db.get(WAITING, event_key(event_id)).await?.is_none() {
+            return Ok(false);
+        }
+        // If its location put it on sale meanwhile, the condition fails and the message is
+        // applied again: then it is on sale, and stop_sale stops it.
+        let mark = Write::update(
+            self.db.table(WAITING),
+            event_key(event_id),
+            "SET cancelled = :one",
+        )
+        .when("attribute_exists(event_id)")
+        .value(":one", n(1));
+        self.writes.push(mark);
+        Ok(true)
+    }
+
+    async fn stop_sale(&mut self, event_id: &str) -> Result<bool, DynamoError> {
+        // On its own, first: once the event is cancelled no booking can be taken, so the list
+        // active_bookings reads next is complete. Doing it again on a redelivery changes nothing.
+        let stop = Write::update(
+            self.db.table(INVENTORY),
+            event_key(event_id),
+            "SET #status = :cancelled",
+        )
+        .when("attribute_exists(event_id)")
+        .name("#status", "status")
+        .value(":cancelled", s("cancelled"));
+        self.db.write(stop).await
+    }
 }
 
 /// The writes that keep `event` waiting for its location `key`.
@@ -396,176 +577,66 @@ async fn halls_at(db: &Dynamo, key: &str) -> Result<Option<Vec<contracts::Hall>>
         return Ok(None);
     };
     let halls = get_s(&location, "halls")?;
-    parse_halls(&halls).map(Some).map_err(DynamoError::Data)
+    Ok(Some(parse_halls(&halls)?))
 }
 
-/// The change an `eventCreated` makes. Keeping an event waiting commits on condition that its
-/// location still has no halls: a `locationCreated` writes them before it lists the events
-/// waiting, so either it lists this one, or this commit is refused and made again, and then
-/// finds the halls.
-async fn create_event(
-    db: &Dynamo,
-    created: &contracts::EventCreated,
-) -> Result<Change, DynamoError> {
-    // An event is created once; another eventCreated for it (a new message id) changes nothing.
-    if db.get(INVENTORY, event_key(&created.id)).await?.is_some()
-        || db.get(WAITING, event_key(&created.id)).await?.is_some()
-    {
-        return Ok(Change::applied(Vec::new(), Vec::new()));
-    }
-    let key = location_key(&created.location_id);
-    let halls = match created.capacity {
-        Some(_) => None,
-        None => halls_at(db, &key).await?,
-    };
-    let not_waiting = Write::check(db.table(WAITING), event_key(&created.id))
-        .when("attribute_not_exists(event_id)");
-    Ok(match placement(created, halls.as_deref()) {
-        Placement::OnSale(capacity) => Change::applied(
-            vec![
-                put_on_sale(db, &created.id, &created.name, capacity, false),
-                not_waiting,
-            ],
-            Vec::new(),
-        ),
-        Placement::AwaitsLocation => {
-            let no_halls = Write::check(db.table(LOCATIONS), location_item(&key))
-                .when("attribute_not_exists(halls)");
-            let not_on_sale = Write::check(db.table(INVENTORY), event_key(&created.id))
-                .when("attribute_not_exists(event_id)");
-            let mut writes = Vec::from(put_waiting(db, created, &key, false));
-            writes.extend([no_halls, not_on_sale]);
-            Change::applied(writes, Vec::new())
-        }
-        Placement::Unsellable(why) => Change::not_applied(bus::Outcome::Poison(why)),
-    })
+fn holding_key(event_id: &str, customer: &str) -> Item {
+    item([("event_id", s(event_id)), ("customer", s(customer))])
 }
 
-/// The change a `locationCreated` makes: its halls first, on their own (the first
-/// `locationCreated` of a location wins), then each event waiting for it on sale, each in a
-/// transaction of its own. A crash in between leaves the message unrecorded; its redelivery
-/// puts the rest on sale.
-async fn create_location(
+/// Books in a new unit until its writes commit: a refused condition means the seats, the
+/// customer's holding or the key's answer moved since they were read, and the rules decide again
+/// on what is there now.
+async fn book(
     db: &Dynamo,
-    location: &contracts::LocationCreated,
-) -> Result<Change, DynamoError> {
-    let key = location_key(&location.id);
-    let halls = Write::update(
-        db.table(LOCATIONS),
-        location_item(&key),
-        "SET halls = :halls",
-    )
-    .when("attribute_not_exists(halls)")
-    .value(":halls", s(halls_json(&location.halls)));
-    db.write(halls).await?;
-    let halls = halls_at(db, &key)
-        .await?
-        .ok_or_else(|| DynamoError::Data(format!("location {key:?} vanished")))?;
+    request: &NewBooking,
+    booked: &Envelope,
+) -> Result<BookResult, DynamoError> {
     let started = Instant::now();
-    let listed = db
-        .query(
-            WAITING_AT,
-            Query::new("location_id = :key").value(":key", s(&key)),
-        )
-        .await?;
-    for entry in listed {
-        let event_id = get_s(&entry, "event_id")?;
-        loop {
-            let Some(waiting) = db.get(WAITING, event_key(&event_id)).await? else {
-                break;
-            };
-            let event = parse_event(&get_s(&waiting, "event")?).map_err(DynamoError::Data)?;
-            let cancelled: u8 = get_n(&waiting, "cancelled")?;
-            let Some(capacity) = seats_at(&event, &halls) else {
-                break;
-            };
-            let writes = vec![
-                put_on_sale(db, &event.id, &event.name, capacity, cancelled == 1),
-                // Unless it was cancelled since it was read.
-                Write::delete(db.table(WAITING), event_key(&event.id))
-                    .when("cancelled = :cancelled")
-                    .value(":cancelled", n(cancelled)),
-                Write::delete(
-                    db.table(WAITING_AT),
-                    item([("location_id", s(&key)), ("event_id", s(&event.id))]),
-                ),
-            ];
-            match db.commit(writes, &[]).await? {
-                Commit::Done => break,
-                Commit::Refused(_) => db.patience(started, "putting waiting events on sale")?,
-            }
+    loop {
+        let mut unit = Unit::new(db, Pending::default());
+        let result = rules::book(&mut unit, request, booked).await?;
+        if unit.commit().await? == Committed::Done {
+            return Ok(result);
         }
+        again(db, started, "booking").await?;
     }
-    Ok(Change::applied(Vec::new(), Vec::new()))
 }
 
-/// Applies one event to the inventory (see [`BookingStore::apply`]); the inbox is
-/// `dynamo::inbox::apply_once`'s business.
-async fn apply_one(db: &Dynamo, delivered: &Delivered) -> Result<Change, DynamoError> {
-    match &delivered.event {
-        DomainEvent::EventCreated(created) => create_event(db, created).await,
-        DomainEvent::LocationCreated(location) => create_location(db, location).await,
-        DomainEvent::EventCancelled(cancelled) => {
-            // First, on its own: once the event is cancelled no booking can be taken, so the
-            // list read below is complete. Doing it again on a redelivery changes nothing.
-            let stop_sales = Write::update(
-                db.table(INVENTORY),
-                event_key(&cancelled.id),
-                "SET #status = :cancelled",
-            )
-            .when("attribute_exists(event_id)")
-            .name("#status", "status")
-            .value(":cancelled", s("cancelled"));
-            if !db.write(stop_sales).await? {
-                if db.get(WAITING, event_key(&cancelled.id)).await?.is_some() {
-                    // It goes on sale cancelled when its location comes; it has no bookings.
-                    // If its location put it on sale meanwhile, the condition fails and this
-                    // change is made again, and then stops its sales above.
-                    let mark = Write::update(
-                        db.table(WAITING),
-                        event_key(&cancelled.id),
-                        "SET cancelled = :one",
-                    )
-                    .when("attribute_exists(event_id)")
-                    .value(":one", n(1));
-                    return Ok(Change::applied(vec![mark], Vec::new()));
-                }
-                // Its eventCreated may still be on the way (a broker without global order).
-                let why = format!("event {} is not known yet", cancelled.id);
-                return Ok(Change::not_applied(bus::Outcome::Retry(why)));
-            }
-            // More bookings than one transaction holds are released in chunks, each on its own;
-            // the last one commits with the inbox record. A crash in between leaves the message
-            // unrecorded, and its redelivery releases the rest (each booking only once: the
-            // release is conditional on the booking being active).
-            let started = Instant::now();
-            loop {
-                let active = active_bookings(db, &cancelled.id).await?;
-                if active.len() <= RELEASE_CHUNK {
-                    let (writes, caused) =
-                        release_all(db, &cancelled.id, &active, &delivered.trace);
-                    return Ok(Change::applied(writes, caused));
-                }
-                let chunk = &active[..RELEASE_CHUNK];
-                let (writes, caused) = release_all(db, &cancelled.id, chunk, &delivered.trace);
-                if let Commit::Refused(_) = db.commit(writes, &caused).await? {
-                    // A customer cancelled one of them meanwhile: list them again.
-                    db.patience(started, "releasing the bookings of a cancelled event")?;
-                }
-            }
+/// Cancels a booking for its customer in a new unit until its writes commit (see [`book`]).
+async fn cancel(
+    db: &Dynamo,
+    booking_id: &str,
+    trace: Option<String>,
+) -> Result<Option<Booking>, DynamoError> {
+    let started = Instant::now();
+    loop {
+        let mut unit = Unit::new(db, Pending::default());
+        let booking = rules::cancel(&mut unit, booking_id, trace.clone()).await?;
+        if unit.commit().await? == Committed::Done {
+            return Ok(booking);
         }
-        _ => Ok(Change::applied(Vec::new(), Vec::new())),
+        again(db, started, "cancelling a booking").await?;
     }
+}
+
+/// Waits a moment before a change is made again, unless it has tried for too long.
+async fn again(db: &Dynamo, started: Instant, what: &str) -> Result<(), DynamoError> {
+    db.patience(started, what)?;
+    tokio::time::sleep(dynamo::jitter()).await;
+    Ok(())
 }
 
 #[async_trait]
 impl BookingStore for DynamoBookingStore {
     async fn book(&self, booking: NewBooking) -> Result<BookResult, StoreError> {
-        Ok(book(&self.db, &booking).await?)
+        let booked = rules::booked_event(&booking, platform::telemetry::traceparent());
+        Ok(book(&self.db, &booking, &booked).await?)
     }
 
     async fn cancel(&self, booking_id: &str) -> Result<Option<Booking>, StoreError> {
-        Ok(cancel(&self.db, booking_id).await?)
+        let trace = platform::telemetry::traceparent();
+        Ok(cancel(&self.db, booking_id, trace).await?)
     }
 
     async fn booking(&self, id: &str) -> Result<Option<Booking>, StoreError> {
@@ -614,7 +685,7 @@ impl BookingStore for DynamoBookingStore {
             event_id.to_owned(),
             get_n(&i, "capacity")?,
             get_n(&i, "available")?,
-            sale_status(&get_s(&i, "status")?)?,
+            stored_sale_status(&get_s(&i, "status")?)?,
         )))
     }
 
@@ -622,7 +693,8 @@ impl BookingStore for DynamoBookingStore {
         &self,
         batch: Vec<(String, Delivered)>,
     ) -> Result<Vec<bus::Outcome>, StoreError> {
-        Ok(inbox::apply_once(&self.db, &batch, |db, e| Box::pin(apply_one(db, e))).await?)
+        let mut rules = rules::Inventory;
+        Ok(inbox::apply_each(&self.db, &batch, Pending::default, &mut rules).await?)
     }
 
     async fn restore(&self, rebuilt: Rebuilt, outbox: Vec<Envelope>) -> Result<(), StoreError> {
@@ -637,19 +709,22 @@ impl BookingStore for DynamoBookingStore {
         let mut names = HashMap::new();
         for event in &rebuilt.inventory {
             names.insert(event.event_id.as_str(), event.name.as_str());
-            let status = if event.cancelled {
-                "cancelled"
-            } else {
-                "active"
-            };
-            let stored = item([
+            let mut stored = item([
                 ("event_id", s(&event.event_id)),
                 ("name", s(&event.name)),
                 ("capacity", n(event.capacity)),
                 ("available", n(event.available)),
-                ("status", s(status)),
+                ("status", s(sale_status(event.cancelled))),
             ]);
+            if let Some(limit) = event.per_customer {
+                stored.insert("per_customer".into(), n(limit));
+            }
             writes.push(Write::put(db.table(INVENTORY), stored));
+        }
+        for (event_id, customer, seats) in &rebuilt.holdings {
+            let mut stored = holding_key(event_id, customer);
+            stored.insert("seats".into(), n(*seats));
+            writes.push(Write::put(db.table(HOLDINGS), stored));
         }
         for b in &rebuilt.bookings {
             let restored = Booking {

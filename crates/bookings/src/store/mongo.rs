@@ -2,21 +2,20 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use contracts::{CancelReason, DomainEvent, Envelope};
+use contracts::{Envelope, EventCreated, Hall};
 use mongo::bson::oid::ObjectId;
 use mongo::bson::{Document, doc};
-use mongo::inbox::{self, Applied};
-use mongo::{Collection, Mongo, MongoError, Options, Tx};
+use mongo::{Collection, Mongo, MongoError, MongoUnit, Options, Tx, inbox};
 use serde::Deserialize;
 
 use super::{
-    BookResult, BookingFilter, BookingStore, Delivered, StoreError, availability, booked_event,
-    booking_cancelled, cancelled_status, event_json, halls_json, parse_event, parse_halls, refusal,
-    replay, sale_status, seats_at,
+    BookResult, BookingFilter, BookingStore, Delivered, StoreError, availability, event_json,
+    halls_json, parse_halls, sale_status, stored_sale_status, waiting,
 };
+use crate::domain::unit::{Earlier, OnSale, UnitOfWork, Waiting};
 use crate::domain::{
-    Availability, BookOutcome, Booking, BookingStatus, NewBooking, Placement, location_key,
-    placement,
+    Availability, Booking, BookingStatus, Idempotency, NewBooking, SaleStatus, Stock, location_key,
+    rules,
 };
 use crate::replay::Rebuilt;
 
@@ -32,6 +31,8 @@ const IDEMPOTENCY: &str = "idempotency";
 /// writes it (`$inc` of `waiting`) and a `locationCreated` writes its halls into it, so two
 /// such transactions at once conflict and the one retried sees the other's work.
 const LOCATIONS: &str = "locations";
+/// What each customer holds of an event with a limit per customer, by `_id` {event, customer}.
+const HOLDINGS: &str = "holdings";
 /// Events (`_id`) waiting for their location (`location_id`, a location key): their
 /// `eventCreated` (JSON) and whether they were cancelled meanwhile.
 const WAITING: &str = "waiting_events";
@@ -42,6 +43,13 @@ struct InventoryDoc {
     capacity: u32,
     available: u32,
     status: String,
+    #[serde(default)]
+    per_customer: Option<u32>,
+}
+
+#[derive(Deserialize)]
+struct HoldingDoc {
+    seats: u32,
 }
 
 #[derive(Deserialize)]
@@ -112,6 +120,7 @@ impl MongoBookingStore {
                     Collection::new(IDEMPOTENCY),
                     Collection::new(LOCATIONS),
                     Collection::new(WAITING).index(doc! {"location_id": 1}, false),
+                    Collection::new(HOLDINGS),
                 ],
                 seeds: Vec::new(),
             },
@@ -139,267 +148,286 @@ fn booking_document(booking: &Booking, user_id: Option<&str>) -> Document {
     }
 }
 
-fn json_failure(e: serde_json::Error) -> MongoError {
-    MongoError::Invalid(format!("cannot encode an idempotent answer: {e}"))
-}
+/// A transaction as the bookings rules see it.
+type Unit<'t> = MongoUnit<'t, ()>;
 
-/// The booking transaction; see [`BookingStore::book`]. Returns the answer and, if seats were
-/// taken, the `eventBooked` to commit with it.
-async fn book(
-    tx: &mut Tx,
-    request: &NewBooking,
-) -> Result<(BookResult, Vec<Envelope>), MongoError> {
-    if let Some(idem) = &request.idempotency {
+impl UnitOfWork for Unit<'_> {
+    async fn claim_key(
+        &mut self,
+        idem: &Idempotency,
+        _: i64,
+    ) -> Result<Option<Earlier>, MongoError> {
         // A concurrent request with the same key in another process conflicts with this one on
-        // the key's document below; the one retried finds the answer here.
-        let earlier: Option<IdempotencyDoc> =
-            tx.find_one(IDEMPOTENCY, doc! {"_id": &idem.key}).await?;
-        if let Some(earlier) = earlier {
-            let result =
-                replay(idem, &earlier.fingerprint, &earlier.answer).map_err(json_failure)?;
-            return Ok((result, Vec::new()));
-        }
+        // the key's document (record_answer); the one retried finds the answer here.
+        let earlier: Option<IdempotencyDoc> = self
+            .tx
+            .find_one(IDEMPOTENCY, doc! {"_id": &idem.key})
+            .await?;
+        Ok(earlier.map(|e| Earlier {
+            fingerprint: e.fingerprint,
+            answer: e.answer,
+        }))
     }
 
-    // Checks and takes the seats in one step.
-    let taken: Option<InventoryDoc> = tx
-        .find_one_and_update(
-            INVENTORY,
-            doc! {"_id": &request.event_id, "status": "active", "available": {"$gte": i64::from(request.seats)}},
-            doc! {"$inc": {"available": -i64::from(request.seats)}},
-        )
-        .await?;
-    let (outcome, caused) = match taken {
-        Some(event) => {
-            let customer = &request.customer;
-            let booking = request.booked(event.name);
-            let document = booking_document(&booking, customer.user_id.as_deref());
-            tx.insert(BOOKINGS, document).await?;
-            (BookOutcome::Booked { booking }, vec![booked_event(request)])
-        }
-        None => {
-            let state: Option<InventoryDoc> = tx
-                .find_one(INVENTORY, doc! {"_id": &request.event_id})
-                .await?;
-            let state = match state {
-                Some(s) => Some((s.available, sale_status(&s.status)?)),
-                None => None,
+    async fn record_answer(
+        &mut self,
+        idem: &Idempotency,
+        date: i64,
+        answer: Option<&str>,
+    ) -> Result<(), MongoError> {
+        if let Some(answer) = answer {
+            let document = doc! {
+                "_id": &idem.key,
+                "fingerprint": &idem.fingerprint,
+                "answer": answer,
+                "created_at": date,
             };
-            (refusal(state), Vec::new())
+            self.tx.insert(IDEMPOTENCY, document).await?;
         }
-    };
+        Ok(())
+    }
 
-    if let Some(idem) = request.idempotency.as_ref().filter(|_| outcome.is_final()) {
-        let answer = serde_json::to_string(&outcome).map_err(json_failure)?;
-        let document = doc! {
-            "_id": &idem.key,
-            "fingerprint": &idem.fingerprint,
-            "answer": answer,
-            "created_at": request.date,
+    async fn stock(&mut self, event_id: &str) -> Result<Option<Stock>, MongoError> {
+        let found: Option<InventoryDoc> =
+            self.tx.find_one(INVENTORY, doc! {"_id": event_id}).await?;
+        let Some(event) = found else {
+            return Ok(None);
         };
-        tx.insert(IDEMPOTENCY, document).await?;
+        let on_sale = stored_sale_status(&event.status)? == SaleStatus::Active;
+        Ok(Some(
+            Stock::new(event.name, event.available, on_sale).per_customer(event.per_customer),
+        ))
     }
-    let result = BookResult {
-        outcome,
-        replayed: false,
-    };
-    Ok((result, caused))
-}
 
-/// Marks one active booking as cancelled for `reason` and gives its seats back; its
-/// `bookingCancelled` (in the trace `trace` names), or `None` when it was not active (nothing
-/// changes: seats return exactly once, since a concurrent release of the same booking conflicts
-/// with this one and, retried, finds it inactive).
-async fn release(
-    tx: &mut Tx,
-    booking_id: &str,
-    reason: CancelReason,
-    trace: Option<String>,
-) -> Result<Option<Envelope>, MongoError> {
-    let released: Option<BookingDoc> = tx
-        .find_one_and_update(
-            BOOKINGS,
-            doc! {"_id": booking_id, "status": "active"},
-            doc! {"$set": {"status": cancelled_status(reason).as_str()}},
-        )
-        .await?;
-    let Some(booking) = released else {
-        return Ok(None);
-    };
-    tx.update_one(
-        INVENTORY,
-        doc! {"_id": &booking.event_id},
-        doc! {"$inc": {"available": i64::from(booking.seats)}},
-        false,
-    )
-    .await?;
-    Ok(Some(booking_cancelled(
-        booking_id,
-        booking.event_id,
-        booking.seats,
-        reason,
-        trace,
-    )))
-}
-
-/// Puts an event on sale with `capacity` seats (cancelled already if its `eventCancelled`
-/// came while it waited for its location). An event is created once: if it is on sale
-/// already, nothing changes.
-async fn put_on_sale(
-    tx: &mut Tx,
-    event_id: &str,
-    name: &str,
-    capacity: u32,
-    cancelled: bool,
-) -> Result<(), MongoError> {
-    let capacity = i64::from(capacity);
-    tx.update_one(
-        INVENTORY,
-        doc! {"_id": event_id},
-        doc! {"$setOnInsert": {
-            "name": name,
-            "capacity": capacity,
-            "available": capacity,
-            "status": if cancelled { "cancelled" } else { "active" },
-        }},
-        true,
-    )
-    .await?;
-    Ok(())
-}
-
-/// Applies one event to the inventory (see [`BookingStore::apply`]); the inbox is
-/// `mongo::inbox::apply_once`'s business.
-async fn apply_one(tx: &mut Tx, delivered: &Delivered) -> Result<Applied, MongoError> {
-    match &delivered.event {
-        DomainEvent::EventCreated(created) => {
-            // An event is created once; another eventCreated for it (a new message id) changes
-            // nothing.
-            let id = doc! {"_id": &created.id};
-            if tx.count(INVENTORY, id.clone()).await? + tx.count(WAITING, id).await? > 0 {
-                return Ok((bus::Outcome::Applied, Vec::new()));
-            }
-            let key = location_key(&created.location_id);
-            let halls = match created.capacity {
-                Some(_) => None,
-                None => {
-                    let found: Option<LocationDoc> =
-                        tx.find_one(LOCATIONS, doc! {"_id": &key}).await?;
-                    found
-                        .and_then(|l| l.halls)
-                        .map(|j| parse_halls(&j).map_err(MongoError::Invalid))
-                        .transpose()?
-                }
-            };
-            match placement(created, halls.as_deref()) {
-                Placement::OnSale(capacity) => {
-                    put_on_sale(tx, &created.id, &created.name, capacity, false).await?
-                }
-                Placement::AwaitsLocation => {
-                    // See LOCATIONS.
-                    tx.update_one(
-                        LOCATIONS,
-                        doc! {"_id": &key},
-                        doc! {"$inc": {"waiting": 1}},
-                        true,
-                    )
-                    .await?;
-                    let waiting = doc! {
-                        "_id": &created.id,
-                        "location_id": &key,
-                        "event": event_json(created),
-                        "cancelled": false,
-                    };
-                    tx.insert(WAITING, waiting).await?;
-                }
-                Placement::Unsellable(why) => return Ok((bus::Outcome::Poison(why), Vec::new())),
-            }
-            Ok((bus::Outcome::Applied, Vec::new()))
+    async fn take(&mut self, event_id: &str, seats: u32) -> Result<(), MongoError> {
+        // A booking committed since this transaction read the seats conflicts with this write,
+        // and the transaction is made again; the condition stands guard besides.
+        let seats = i64::from(seats);
+        let taken = self
+            .tx
+            .update_one(
+                INVENTORY,
+                doc! {"_id": event_id, "status": "active", "available": {"$gte": seats}},
+                doc! {"$inc": {"available": -seats}},
+                false,
+            )
+            .await?;
+        if taken.modified_count != 1 {
+            return Err(MongoError::Invalid(format!(
+                "the seats of event {event_id} changed under a booking"
+            )));
         }
-        DomainEvent::LocationCreated(location) => {
-            let key = location_key(&location.id);
-            let found: Option<LocationDoc> = tx.find_one(LOCATIONS, doc! {"_id": &key}).await?;
-            // The first locationCreated's halls win.
-            let halls = match found.and_then(|l| l.halls) {
-                Some(json) => parse_halls(&json).map_err(MongoError::Invalid)?,
-                None => {
-                    let json = halls_json(&location.halls);
-                    tx.update_one(
-                        LOCATIONS,
-                        doc! {"_id": &key},
-                        doc! {"$set": {"halls": json}},
-                        true,
-                    )
-                    .await?;
-                    location.halls.clone()
-                }
-            };
-            let waiting: Vec<WaitingDoc> = tx
-                .find(WAITING, doc! {"location_id": &key}, doc! {"_id": 1})
-                .await?;
-            for w in waiting {
-                let event = parse_event(&w.event).map_err(MongoError::Invalid)?;
-                if let Some(capacity) = seats_at(&event, &halls) {
-                    put_on_sale(tx, &event.id, &event.name, capacity, w.cancelled).await?;
-                    tx.db
-                        .collection::<Document>(WAITING)
-                        .delete_one(doc! {"_id": &event.id})
-                        .session(&mut tx.session)
-                        .await?;
-                }
-            }
-            Ok((bus::Outcome::Applied, Vec::new()))
-        }
-        DomainEvent::EventCancelled(cancelled) => {
-            // A locationCreated that puts it on sale at the same time writes the same document:
-            // one of the two transactions is retried and sees the other's work.
-            let waiting = tx
-                .update_one(
-                    WAITING,
-                    doc! {"_id": &cancelled.id},
-                    doc! {"$set": {"cancelled": true}},
-                    false,
-                )
-                .await?
-                .matched_count;
-            if waiting == 1 {
-                // It goes on sale cancelled when its location comes; it has no bookings.
-                return Ok((bus::Outcome::Applied, Vec::new()));
-            }
-            let known = tx
-                .update_one(
-                    INVENTORY,
-                    doc! {"_id": &cancelled.id},
-                    doc! {"$set": {"status": "cancelled"}},
-                    false,
-                )
-                .await?
-                .matched_count;
-            if known == 0 {
-                // Its eventCreated may still be on the way (a broker without global order).
-                let why = format!("event {} is not known yet", cancelled.id);
-                return Ok((bus::Outcome::Retry(why), Vec::new()));
-            }
-            // A booking committed after this transaction began conflicts with the update above
-            // (it took seats from the same document), so every active booking is seen here,
-            // and none can be taken after it.
-            let active: Vec<BookingDoc> = tx
-                .find(
-                    BOOKINGS,
-                    doc! {"event_id": &cancelled.id, "status": "active"},
-                    doc! {"order": 1},
-                )
-                .await?;
-            let mut caused = Vec::with_capacity(active.len());
-            for booking in active {
-                let trace = delivered.trace.clone();
-                let reason = CancelReason::EventCancelled;
-                caused.extend(release(tx, &booking.id, reason, trace).await?);
-            }
-            Ok((bus::Outcome::Applied, caused))
-        }
-        _ => Ok((bus::Outcome::Applied, Vec::new())),
+        Ok(())
     }
+
+    async fn give_back(&mut self, event_id: &str, seats: u32) -> Result<(), MongoError> {
+        self.tx
+            .update_one(
+                INVENTORY,
+                doc! {"_id": event_id},
+                doc! {"$inc": {"available": i64::from(seats)}},
+                false,
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn held(&mut self, event_id: &str, customer: &str) -> Result<u32, MongoError> {
+        let found: Option<HoldingDoc> = self
+            .tx
+            .find_one(HOLDINGS, doc! {"_id": holding_id(event_id, customer)})
+            .await?;
+        Ok(found.map_or(0, |h| h.seats))
+    }
+
+    async fn hold(
+        &mut self,
+        event_id: &str,
+        customer: &str,
+        _: u32,
+        now: u32,
+    ) -> Result<(), MongoError> {
+        // Two transactions that change one customer's holding conflict on its document, and
+        // the one retried reads what the other wrote.
+        self.tx
+            .update_one(
+                HOLDINGS,
+                doc! {"_id": holding_id(event_id, customer)},
+                doc! {"$set": {"seats": i64::from(now)}},
+                true,
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn insert_booking(&mut self, booking: &Booking) -> Result<(), MongoError> {
+        let user_id = Some(booking.user_id.as_str()).filter(|id| !id.is_empty());
+        self.tx
+            .insert(BOOKINGS, booking_document(booking, user_id))
+            .await
+    }
+
+    async fn mark_released(
+        &mut self,
+        booking_id: &str,
+        status: BookingStatus,
+    ) -> Result<Option<Booking>, MongoError> {
+        // Of two releases of one booking at once, one conflicts and, retried, finds it inactive.
+        let released: Option<BookingDoc> = self
+            .tx
+            .find_one_and_update(
+                BOOKINGS,
+                doc! {"_id": booking_id, "status": "active"},
+                doc! {"$set": {"status": status.as_str()}},
+            )
+            .await?;
+        released.map(Booking::try_from).transpose()
+    }
+
+    async fn booking(&mut self, booking_id: &str) -> Result<Option<Booking>, MongoError> {
+        let found: Option<BookingDoc> =
+            self.tx.find_one(BOOKINGS, doc! {"_id": booking_id}).await?;
+        found.map(Booking::try_from).transpose()
+    }
+
+    async fn active_bookings(&mut self, event_id: &str) -> Result<Vec<String>, MongoError> {
+        let active: Vec<BookingDoc> = self
+            .tx
+            .find(
+                BOOKINGS,
+                doc! {"event_id": event_id, "status": "active"},
+                doc! {"order": 1},
+            )
+            .await?;
+        Ok(active.into_iter().map(|b| b.id).collect())
+    }
+
+    async fn event_known(&mut self, event_id: &str) -> Result<bool, MongoError> {
+        let id = doc! {"_id": event_id};
+        Ok(self.tx.count(INVENTORY, id.clone()).await? + self.tx.count(WAITING, id).await? > 0)
+    }
+
+    async fn halls(&mut self, location: &str) -> Result<Option<Vec<Hall>>, MongoError> {
+        let found: Option<LocationDoc> =
+            self.tx.find_one(LOCATIONS, doc! {"_id": location}).await?;
+        Ok(found
+            .and_then(|l| l.halls)
+            .map(|j| parse_halls(&j))
+            .transpose()?)
+    }
+
+    async fn record_halls(
+        &mut self,
+        location: &str,
+        halls: &[Hall],
+    ) -> Result<Vec<Hall>, MongoError> {
+        // The first locationCreated's halls win.
+        if let Some(first) = self.halls(location).await? {
+            return Ok(first);
+        }
+        self.tx
+            .update_one(
+                LOCATIONS,
+                doc! {"_id": location},
+                doc! {"$set": {"halls": halls_json(halls)}},
+                true,
+            )
+            .await?;
+        Ok(halls.to_vec())
+    }
+
+    async fn put_on_sale(&mut self, sale: OnSale<'_>) -> Result<(), MongoError> {
+        let capacity = i64::from(sale.capacity);
+        self.tx
+            .update_one(
+                INVENTORY,
+                doc! {"_id": sale.event_id},
+                doc! {"$setOnInsert": {
+                    "name": sale.name,
+                    "capacity": capacity,
+                    "available": capacity,
+                    "status": sale_status(sale.cancelled),
+                    "per_customer": sale.seats_per_customer.map(i64::from),
+                }},
+                true,
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn wait_for_location(
+        &mut self,
+        event: &EventCreated,
+        location: &str,
+    ) -> Result<(), MongoError> {
+        // See LOCATIONS.
+        self.tx
+            .update_one(
+                LOCATIONS,
+                doc! {"_id": location},
+                doc! {"$inc": {"waiting": 1}},
+                true,
+            )
+            .await?;
+        let waiting = doc! {
+            "_id": &event.id,
+            "location_id": location,
+            "event": event_json(event),
+            "cancelled": false,
+        };
+        self.tx.insert(WAITING, waiting).await
+    }
+
+    async fn waiting_at(&mut self, location: &str) -> Result<Vec<Waiting>, MongoError> {
+        let found: Vec<WaitingDoc> = self
+            .tx
+            .find(WAITING, doc! {"location_id": location}, doc! {"_id": 1})
+            .await?;
+        Ok(found
+            .iter()
+            .map(|w| waiting(&w.event, w.cancelled))
+            .collect::<Result<_, _>>()?)
+    }
+
+    async fn stop_waiting(&mut self, event_id: &str) -> Result<(), MongoError> {
+        self.tx.delete_one(WAITING, doc! {"_id": event_id}).await?;
+        Ok(())
+    }
+
+    async fn cancel_waiting(&mut self, event_id: &str) -> Result<bool, MongoError> {
+        // A locationCreated that puts it on sale at the same time writes the same document:
+        // one of the two transactions is retried and sees the other's work.
+        let waiting = self
+            .tx
+            .update_one(
+                WAITING,
+                doc! {"_id": event_id},
+                doc! {"$set": {"cancelled": true}},
+                false,
+            )
+            .await?;
+        Ok(waiting.matched_count == 1)
+    }
+
+    async fn stop_sale(&mut self, event_id: &str) -> Result<bool, MongoError> {
+        // A booking committed after this transaction began conflicts with this update (it took
+        // seats from the same document), so active_bookings sees every active booking, and none
+        // can be taken after it.
+        let known = self
+            .tx
+            .update_one(
+                INVENTORY,
+                doc! {"_id": event_id},
+                doc! {"$set": {"status": "cancelled"}},
+                false,
+            )
+            .await?;
+        Ok(known.matched_count == 1)
+    }
+}
+
+fn holding_id(event_id: &str, customer: &str) -> Document {
+    doc! {"event": event_id, "customer": customer}
 }
 
 /// See [`BookingStore::restore`]; returns the events to commit into the outbox.
@@ -421,10 +449,17 @@ async fn restore(
             "name": &event.name,
             "capacity": i64::from(event.capacity),
             "available": i64::from(event.available),
-            "status": if event.cancelled { "cancelled" } else { "active" },
+            "status": sale_status(event.cancelled),
+            "per_customer": event.per_customer.map(i64::from),
         });
     }
     tx.insert_many(INVENTORY, inventory).await?;
+    let holdings = (rebuilt.holdings.iter())
+        .map(|(event_id, customer, seats)| {
+            doc! {"_id": holding_id(event_id, customer), "seats": i64::from(*seats)}
+        })
+        .collect();
+    tx.insert_many(HOLDINGS, holdings).await?;
     let mut bookings = Vec::with_capacity(rebuilt.bookings.len());
     for b in &rebuilt.bookings {
         let Some(event_name) = names.get(b.event_id.as_str()) else {
@@ -474,9 +509,16 @@ async fn restore(
 #[async_trait]
 impl BookingStore for MongoBookingStore {
     async fn book(&self, booking: NewBooking) -> Result<BookResult, StoreError> {
+        let booked = rules::booked_event(&booking, platform::telemetry::traceparent());
         Ok(self
             .mongo
-            .transaction(&booking, |tx, request| Box::pin(book(tx, request)))
+            .transaction(&(booking, booked), |tx, (request, booked)| {
+                Box::pin(async move {
+                    let mut unit = Unit::new(tx, ());
+                    let result = rules::book(&mut unit, request, booked).await?;
+                    Ok((result, unit.caused))
+                })
+            })
             .await?)
     }
 
@@ -486,13 +528,9 @@ impl BookingStore for MongoBookingStore {
             .transaction(booking_id, |tx, id| {
                 Box::pin(async move {
                     let trace = platform::telemetry::traceparent();
-                    let cancelled = release(tx, id, CancelReason::Customer, trace).await?;
-                    let booking: Option<BookingDoc> =
-                        tx.find_one(BOOKINGS, doc! {"_id": id}).await?;
-                    Ok((
-                        booking.map(Booking::try_from).transpose()?,
-                        Vec::from_iter(cancelled),
-                    ))
+                    let mut unit = Unit::new(tx, ());
+                    let booking = rules::cancel(&mut unit, id, trace).await?;
+                    Ok((booking, unit.caused))
                 })
             })
             .await?)
@@ -532,7 +570,7 @@ impl BookingStore for MongoBookingStore {
         let Some(i) = found else {
             return Ok(None);
         };
-        let status = sale_status(&i.status).map_err(StoreError::from)?;
+        let status = stored_sale_status(&i.status).map_err(StoreError::from)?;
         Ok(Some(availability(
             event_id.to_owned(),
             i.capacity,
@@ -548,9 +586,11 @@ impl BookingStore for MongoBookingStore {
         Ok(self
             .mongo
             .transaction(batch.as_slice(), |tx, batch| {
-                Box::pin(inbox::apply_once(tx, batch, |t, e| {
-                    Box::pin(apply_one(t, e))
-                }))
+                Box::pin(async move {
+                    let mut unit = Unit::new(tx, ());
+                    let outcomes = bus::apply_once(&mut unit, batch, &mut rules::Inventory).await?;
+                    Ok((outcomes, unit.caused))
+                })
             })
             .await?)
     }

@@ -1,20 +1,19 @@
-use std::collections::hash_map::Entry;
 use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
-use contracts::{CancelReason, DomainEvent, Envelope};
+use contracts::{Envelope, EventCreated, Hall};
 use postgres::sqlx::postgres::PgRow;
 use postgres::sqlx::{self, PgConnection, Row};
-use postgres::{Options, Pg, PgError, inbox, int, outbox};
+use postgres::{Options, Pg, PgError, PgUnit, inbox, int, outbox};
 
 use super::{
-    BookResult, BookingFilter, BookingStore, Delivered, StoreError, availability, booked_event,
-    booking_cancelled, cancelled_status, event_json, halls_json, parse_event, parse_halls, replay,
-    seats_at,
+    BookResult, BookingFilter, BookingStore, Delivered, StoreError, availability, event_json,
+    halls_json, parse_halls, sale_status, waiting,
 };
+use crate::domain::unit::{Earlier, OnSale, UnitOfWork, Waiting};
 use crate::domain::{
-    Availability, BookOutcome, Booking, BookingStatus, NewBooking, Placement, SaleStatus, Stock,
-    Stocks, location_key, placement, seats_taken, take_seats,
+    Availability, Booking, BookingStatus, Idempotency, NewBooking, SaleStatus, Stock, Stocks,
+    location_key, rules, seats_taken,
 };
 use crate::replay::Rebuilt;
 use tokio::sync::{mpsc, oneshot};
@@ -62,7 +61,16 @@ CREATE TABLE IF NOT EXISTS waiting_events (
     event       TEXT NOT NULL, -- the eventCreated as JSON
     cancelled   BOOLEAN NOT NULL DEFAULT FALSE
 );
-CREATE INDEX IF NOT EXISTS waiting_by_location ON waiting_events (location_id);";
+CREATE INDEX IF NOT EXISTS waiting_by_location ON waiting_events (location_id);
+-- The most seats one customer may hold of an event (NULL: no limit).
+ALTER TABLE inventory ADD COLUMN IF NOT EXISTS per_customer BIGINT;
+-- What each customer holds of an event with a limit (domain::Customer::limit_key).
+CREATE TABLE IF NOT EXISTS holdings (
+    event_id TEXT NOT NULL,
+    customer TEXT NOT NULL,
+    seats    BIGINT NOT NULL CHECK (seats >= 0),
+    PRIMARY KEY (event_id, customer)
+);";
 
 const SELECT_BOOKINGS: &str = "SELECT b.id, b.event_id, i.name, b.seats, b.date, b.status,
         COALESCE(b.user_id, '') AS user_id, b.email
@@ -129,32 +137,11 @@ async fn select_booking<'c>(
     Ok(row.as_ref().map(booking_row).transpose()?)
 }
 
-fn json_failure(e: serde_json::Error) -> PgError {
-    PgError::Internal(format!("cannot encode an idempotent answer: {e}"))
-}
+/// A transaction as the bookings rules see it; `state` holds the seats of each event a batch of
+/// bookings has read (and locked) so far.
+type Unit<'c> = PgUnit<'c, Stocks>;
 
-/// An event's seats, read and locked (`FOR UPDATE`) the first time a booking transaction
-/// touches the event; taken in memory and written back once by [`write_back`] before the commit.
-/// Concurrent transactions of the event wait on the lock, so nothing changes the seats in
-/// between. `None` for an event this service does not know.
-async fn lock_stock(conn: &mut PgConnection, event_id: &str) -> Result<Option<Stock>, PgError> {
-    let row =
-        sqlx::query("SELECT name, available, status FROM inventory WHERE event_id = $1 FOR UPDATE")
-            .bind(event_id)
-            .fetch_optional(&mut *conn)
-            .await?;
-    let Some(row) = row else {
-        return Ok(None);
-    };
-    let status = postgres::stored(&row, "status", "sale status", SaleStatus::parse)?;
-    Ok(Some(Stock::new(
-        row.try_get("name")?,
-        int(&row, "available")?,
-        status == SaleStatus::Active,
-    )))
-}
-
-/// Writes the seats taken back, one conditional update per event; the condition and the
+/// Writes the seats a batch took back, one conditional update per event; the condition and the
 /// table's CHECK would still refuse an oversell, failing the transaction.
 async fn write_back(conn: &mut PgConnection, stocks: &Stocks) -> Result<(), PgError> {
     for (event_id, taken) in seats_taken(stocks) {
@@ -176,15 +163,13 @@ async fn write_back(conn: &mut PgConnection, stocks: &Stocks) -> Result<(), PgEr
     Ok(())
 }
 
-/// One request of a booking transaction, in arrival order; see [`BookingStore::book`]. Returns
-/// the answer and, if seats were taken, the `eventBooked` to commit with it.
-async fn book(
-    conn: &mut PgConnection,
-    request: &NewBooking,
-    stocks: &mut Stocks,
-) -> Result<(BookResult, Option<Envelope>), PgError> {
-    if let Some(idem) = &request.idempotency {
-        // Claim the key first: a concurrent request with the same key waits here until this
+impl UnitOfWork for Unit<'_> {
+    async fn claim_key(
+        &mut self,
+        idem: &Idempotency,
+        date: i64,
+    ) -> Result<Option<Earlier>, PgError> {
+        // Claimed first: a concurrent request with the same key waits here until this
         // transaction ends, then finds the answer instead of booking a second time.
         let claimed = sqlx::query(
             "INSERT INTO idempotency (key, fingerprint, answer, created_at) VALUES ($1, $2, '', $3)
@@ -192,268 +177,290 @@ async fn book(
         )
         .bind(&idem.key)
         .bind(&idem.fingerprint)
-        .bind(request.date)
-        .execute(&mut *conn)
+        .bind(date)
+        .execute(&mut *self.conn)
         .await?
         .rows_affected();
-        if claimed == 0 {
-            let earlier = sqlx::query("SELECT fingerprint, answer FROM idempotency WHERE key = $1")
-                .bind(&idem.key)
-                .fetch_one(&mut *conn)
-                .await?;
-            let fingerprint: String = earlier.try_get("fingerprint")?;
-            let answer: String = earlier.try_get("answer")?;
-            return Ok((
-                replay(idem, &fingerprint, &answer).map_err(json_failure)?,
-                None,
-            ));
+        if claimed == 1 {
+            return Ok(None);
         }
-    }
-
-    let stock = match stocks.entry(request.event_id.clone()) {
-        Entry::Occupied(known) => known.into_mut(),
-        Entry::Vacant(first) => first.insert(lock_stock(&mut *conn, &request.event_id).await?),
-    };
-    let (outcome, booked) = match take_seats(stock.as_mut(), request.seats) {
-        Err(refused) => (refused.into(), None),
-        Ok(event_name) => {
-            let customer = &request.customer;
-            sqlx::query(
-                "INSERT INTO bookings (id, event_id, seats, date, status, user_id, email)
-                 VALUES ($1, $2, $3, $4, 'active', $5, $6)",
-            )
-            .bind(&request.id)
-            .bind(&request.event_id)
-            .bind(i64::from(request.seats))
-            .bind(request.date)
-            .bind(&customer.user_id)
-            .bind(&customer.email)
-            .execute(&mut *conn)
+        let earlier = sqlx::query("SELECT fingerprint, answer FROM idempotency WHERE key = $1")
+            .bind(&idem.key)
+            .fetch_one(&mut *self.conn)
             .await?;
-            let booking = request.booked(event_name.to_owned());
-            (BookOutcome::Booked { booking }, Some(booked_event(request)))
-        }
-    };
-
-    if let Some(idem) = &request.idempotency {
-        if outcome.is_final() {
-            let answer = serde_json::to_string(&outcome).map_err(json_failure)?;
-            sqlx::query("UPDATE idempotency SET answer = $2 WHERE key = $1")
-                .bind(&idem.key)
-                .bind(answer)
-                .execute(&mut *conn)
-                .await?;
-        } else {
-            sqlx::query("DELETE FROM idempotency WHERE key = $1")
-                .bind(&idem.key)
-                .execute(&mut *conn)
-                .await?;
-        }
+        Ok(Some(Earlier {
+            fingerprint: earlier.try_get("fingerprint")?,
+            answer: earlier.try_get("answer")?,
+        }))
     }
-    let result = BookResult {
-        outcome,
-        replayed: false,
-    };
-    Ok((result, booked))
-}
 
-/// Marks one active booking as cancelled for `reason` and gives its seats back; its
-/// `bookingCancelled` (in the trace `trace` names), or `None` when it was not active (nothing
-/// changes: seats return exactly once, since a concurrent release waits on the booking's row
-/// and then finds it inactive).
-async fn release(
-    conn: &mut PgConnection,
-    booking_id: &str,
-    reason: CancelReason,
-    trace: Option<String>,
-) -> Result<Option<Envelope>, sqlx::Error> {
-    // Locks the event's inventory row before the booking's, the order in which booking and
-    // cancelling an event take them: the other order could deadlock with an event cancellation.
-    sqlx::query(
-        "SELECT 1 FROM inventory i JOIN bookings b ON b.event_id = i.event_id
-         WHERE b.id = $1 FOR UPDATE OF i",
-    )
-    .bind(booking_id)
-    .execute(&mut *conn)
-    .await?;
-    let released = sqlx::query(
-        "UPDATE bookings SET status = $1 WHERE id = $2 AND status = 'active' RETURNING event_id, seats",
-    )
-    .bind(cancelled_status(reason).as_str())
-    .bind(booking_id)
-    .fetch_optional(&mut *conn)
-    .await?;
-    let Some(row) = released else {
-        return Ok(None);
-    };
-    let event_id: String = row.try_get("event_id")?;
-    let seats: u32 = int(&row, "seats")?;
-    sqlx::query("UPDATE inventory SET available = available + $1 WHERE event_id = $2")
-        .bind(i64::from(seats))
-        .bind(&event_id)
-        .execute(&mut *conn)
+    async fn record_answer(
+        &mut self,
+        idem: &Idempotency,
+        _: i64,
+        answer: Option<&str>,
+    ) -> Result<(), PgError> {
+        match answer {
+            Some(answer) => sqlx::query("UPDATE idempotency SET answer = $2 WHERE key = $1")
+                .bind(&idem.key)
+                .bind(answer),
+            None => sqlx::query("DELETE FROM idempotency WHERE key = $1").bind(&idem.key),
+        }
+        .execute(&mut *self.conn)
         .await?;
-    Ok(Some(booking_cancelled(
-        booking_id, event_id, seats, reason, trace,
-    )))
-}
+        Ok(())
+    }
 
-/// Puts an event on sale with `capacity` seats (cancelled already if its `eventCancelled`
-/// came while it waited for its location). An event is created once: if it is on sale
-/// already, nothing changes.
-async fn put_on_sale(
-    conn: &mut PgConnection,
-    event_id: &str,
-    name: &str,
-    capacity: u32,
-    cancelled: bool,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO inventory (event_id, name, capacity, available, status)
-         VALUES ($1, $2, $3, $3, $4) ON CONFLICT (event_id) DO NOTHING",
-    )
-    .bind(event_id)
-    .bind(name)
-    .bind(i64::from(capacity))
-    .bind(if cancelled { "cancelled" } else { "active" })
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
-}
+    async fn stock(&mut self, event_id: &str) -> Result<Option<Stock>, PgError> {
+        if let Some(known) = self.state.get(event_id) {
+            return Ok(known.clone());
+        }
+        // Locked to the commit: concurrent transactions of the event wait here, so nothing
+        // changes the seats between this read and the write back.
+        let row = sqlx::query(
+            "SELECT name, available, status, per_customer FROM inventory WHERE event_id = $1 FOR UPDATE",
+        )
+        .bind(event_id)
+        .fetch_optional(&mut *self.conn)
+        .await?;
+        let stock = match row {
+            None => None,
+            Some(row) => {
+                let status = postgres::stored(&row, "status", "sale status", SaleStatus::parse)?;
+                let per_customer: Option<i64> = row.try_get("per_customer")?;
+                let stock = Stock::new(
+                    row.try_get("name")?,
+                    int(&row, "available")?,
+                    status == SaleStatus::Active,
+                );
+                Some(stock.per_customer(per_customer.and_then(|n| u32::try_from(n).ok())))
+            }
+        };
+        self.state.insert(event_id.to_owned(), stock.clone());
+        Ok(stock)
+    }
 
-fn data(error: String) -> sqlx::Error {
-    sqlx::Error::Decode(error.into())
-}
+    async fn take(&mut self, event_id: &str, seats: u32) -> Result<(), PgError> {
+        // Written back once for the transaction, by write_back.
+        self.state
+            .get_mut(event_id)
+            .and_then(Option::as_mut)
+            .ok_or_else(|| PgError::Internal(format!("seats of event {event_id} taken unread")))?
+            .take(seats)
+            .map_err(|r| PgError::Internal(format!("event {event_id}: seats taken twice: {r:?}")))
+    }
 
-/// Applies one event to the inventory (see [`BookingStore::apply`]); the inbox is
-/// `postgres::inbox::apply_once`'s business.
-async fn apply_one(
-    conn: &mut PgConnection,
-    delivered: &Delivered,
-) -> Result<inbox::Applied, sqlx::Error> {
-    match &delivered.event {
-        DomainEvent::EventCreated(created) => {
-            // An event is created once; another eventCreated for it (a new message id) changes
-            // nothing.
-            let known: bool = sqlx::query_scalar(
-                "SELECT EXISTS (SELECT 1 FROM inventory WHERE event_id = $1)
-                     OR EXISTS (SELECT 1 FROM waiting_events WHERE event_id = $1)",
-            )
-            .bind(&created.id)
-            .fetch_one(&mut *conn)
+    async fn give_back(&mut self, event_id: &str, seats: u32) -> Result<(), PgError> {
+        sqlx::query("UPDATE inventory SET available = available + $1 WHERE event_id = $2")
+            .bind(i64::from(seats))
+            .bind(event_id)
+            .execute(&mut *self.conn)
             .await?;
-            if known {
-                return Ok((bus::Outcome::Applied, Vec::new()));
-            }
-            let key = location_key(&created.location_id);
-            let halls = match created.capacity {
-                Some(_) => None,
-                None => {
-                    // See the comment on the locations table.
-                    sqlx::query("INSERT INTO locations (id) VALUES ($1) ON CONFLICT DO NOTHING")
-                        .bind(&key)
-                        .execute(&mut *conn)
-                        .await?;
-                    let json: Option<String> =
-                        sqlx::query_scalar("SELECT halls FROM locations WHERE id = $1 FOR UPDATE")
-                            .bind(&key)
-                            .fetch_one(&mut *conn)
-                            .await?;
-                    json.map(|j| parse_halls(&j).map_err(data)).transpose()?
-                }
-            };
-            match placement(created, halls.as_deref()) {
-                Placement::OnSale(capacity) => {
-                    put_on_sale(conn, &created.id, &created.name, capacity, false).await?
-                }
-                Placement::AwaitsLocation => {
-                    sqlx::query(
-                        "INSERT INTO waiting_events (event_id, location_id, event) VALUES ($1, $2, $3)
-                         ON CONFLICT (event_id) DO NOTHING",
-                    )
-                    .bind(&created.id)
-                    .bind(&key)
-                    .bind(event_json(created))
-                    .execute(&mut *conn)
-                    .await?;
-                }
-                Placement::Unsellable(why) => return Ok((bus::Outcome::Poison(why), Vec::new())),
-            }
-            Ok((bus::Outcome::Applied, Vec::new()))
-        }
-        DomainEvent::LocationCreated(location) => {
-            let key = location_key(&location.id);
-            // The first locationCreated's halls win; the row stays locked to the commit.
-            let json: String = sqlx::query_scalar(
-                "INSERT INTO locations (id, halls) VALUES ($1, $2)
-                 ON CONFLICT (id) DO UPDATE SET halls = COALESCE(locations.halls, EXCLUDED.halls)
-                 RETURNING halls",
-            )
-            .bind(&key)
-            .bind(halls_json(&location.halls))
-            .fetch_one(&mut *conn)
+        Ok(())
+    }
+
+    async fn held(&mut self, event_id: &str, customer: &str) -> Result<u32, PgError> {
+        let seats: Option<i64> =
+            sqlx::query_scalar("SELECT seats FROM holdings WHERE event_id = $1 AND customer = $2")
+                .bind(event_id)
+                .bind(customer)
+                .fetch_optional(&mut *self.conn)
+                .await?;
+        Ok(seats.and_then(|n| u32::try_from(n).ok()).unwrap_or(0))
+    }
+
+    async fn hold(
+        &mut self,
+        event_id: &str,
+        customer: &str,
+        _: u32,
+        now: u32,
+    ) -> Result<(), PgError> {
+        // The event's inventory row is locked (booking and releasing lock it first), so nothing
+        // changed what `held` read.
+        sqlx::query(
+            "INSERT INTO holdings (event_id, customer, seats) VALUES ($1, $2, $3)
+             ON CONFLICT (event_id, customer) DO UPDATE SET seats = EXCLUDED.seats",
+        )
+        .bind(event_id)
+        .bind(customer)
+        .bind(i64::from(now))
+        .execute(&mut *self.conn)
+        .await?;
+        Ok(())
+    }
+
+    async fn insert_booking(&mut self, booking: &Booking) -> Result<(), PgError> {
+        sqlx::query(
+            "INSERT INTO bookings (id, event_id, seats, date, status, user_id, email)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&booking.id)
+        .bind(&booking.event_id)
+        .bind(i64::from(booking.seats))
+        .bind(booking.date)
+        .bind(booking.status.as_str())
+        .bind(Some(&booking.user_id).filter(|id| !id.is_empty()))
+        .bind(&booking.email)
+        .execute(&mut *self.conn)
+        .await?;
+        Ok(())
+    }
+
+    async fn mark_released(
+        &mut self,
+        booking_id: &str,
+        status: BookingStatus,
+    ) -> Result<Option<Booking>, PgError> {
+        // Locks the event's inventory row before the booking's, the order in which booking and
+        // cancelling an event take them: the other order could deadlock with an event
+        // cancellation. A concurrent release of the booking waits on its row, then finds it
+        // inactive.
+        sqlx::query(
+            "SELECT 1 FROM inventory i JOIN bookings b ON b.event_id = i.event_id
+             WHERE b.id = $1 FOR UPDATE OF i",
+        )
+        .bind(booking_id)
+        .execute(&mut *self.conn)
+        .await?;
+        let row = sqlx::query(
+            "WITH b AS (
+                UPDATE bookings SET status = $1 WHERE id = $2 AND status = 'active' RETURNING *
+             )
+             SELECT b.id, b.event_id, i.name, b.seats, b.date, 'active' AS status,
+                 COALESCE(b.user_id, '') AS user_id, b.email
+             FROM b JOIN inventory i ON i.event_id = b.event_id",
+        )
+        .bind(status.as_str())
+        .bind(booking_id)
+        .fetch_optional(&mut *self.conn)
+        .await?;
+        Ok(row.as_ref().map(booking_row).transpose()?)
+    }
+
+    async fn booking(&mut self, booking_id: &str) -> Result<Option<Booking>, PgError> {
+        select_booking(&mut *self.conn, booking_id).await
+    }
+
+    async fn active_bookings(&mut self, event_id: &str) -> Result<Vec<String>, PgError> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM bookings WHERE event_id = $1 AND status = 'active' ORDER BY seq",
+        )
+        .bind(event_id)
+        .fetch_all(&mut *self.conn)
+        .await?)
+    }
+
+    async fn event_known(&mut self, event_id: &str) -> Result<bool, PgError> {
+        Ok(sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM inventory WHERE event_id = $1)
+                 OR EXISTS (SELECT 1 FROM waiting_events WHERE event_id = $1)",
+        )
+        .bind(event_id)
+        .fetch_one(&mut *self.conn)
+        .await?)
+    }
+
+    async fn halls(&mut self, location: &str) -> Result<Option<Vec<Hall>>, PgError> {
+        // See the comment on the locations table.
+        sqlx::query("INSERT INTO locations (id) VALUES ($1) ON CONFLICT DO NOTHING")
+            .bind(location)
+            .execute(&mut *self.conn)
             .await?;
-            let halls = parse_halls(&json).map_err(data)?;
-            let waiting: Vec<(String, bool)> = sqlx::query_as(
-                "SELECT event, cancelled FROM waiting_events WHERE location_id = $1
-                 ORDER BY event_id FOR UPDATE",
-            )
-            .bind(&key)
-            .fetch_all(&mut *conn)
+        let json: Option<String> =
+            sqlx::query_scalar("SELECT halls FROM locations WHERE id = $1 FOR UPDATE")
+                .bind(location)
+                .fetch_one(&mut *self.conn)
+                .await?;
+        Ok(json.map(|j| parse_halls(&j)).transpose()?)
+    }
+
+    async fn record_halls(&mut self, location: &str, halls: &[Hall]) -> Result<Vec<Hall>, PgError> {
+        // The first locationCreated's halls win; the row stays locked to the commit.
+        let json: String = sqlx::query_scalar(
+            "INSERT INTO locations (id, halls) VALUES ($1, $2)
+             ON CONFLICT (id) DO UPDATE SET halls = COALESCE(locations.halls, EXCLUDED.halls)
+             RETURNING halls",
+        )
+        .bind(location)
+        .bind(halls_json(halls))
+        .fetch_one(&mut *self.conn)
+        .await?;
+        Ok(parse_halls(&json)?)
+    }
+
+    async fn put_on_sale(&mut self, sale: OnSale<'_>) -> Result<(), PgError> {
+        sqlx::query(
+            "INSERT INTO inventory (event_id, name, capacity, available, status, per_customer)
+             VALUES ($1, $2, $3, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING",
+        )
+        .bind(sale.event_id)
+        .bind(sale.name)
+        .bind(i64::from(sale.capacity))
+        .bind(sale_status(sale.cancelled))
+        .bind(sale.seats_per_customer.map(i64::from))
+        .execute(&mut *self.conn)
+        .await?;
+        Ok(())
+    }
+
+    async fn wait_for_location(
+        &mut self,
+        event: &EventCreated,
+        location: &str,
+    ) -> Result<(), PgError> {
+        sqlx::query(
+            "INSERT INTO waiting_events (event_id, location_id, event) VALUES ($1, $2, $3)
+             ON CONFLICT (event_id) DO NOTHING",
+        )
+        .bind(&event.id)
+        .bind(location)
+        .bind(event_json(event))
+        .execute(&mut *self.conn)
+        .await?;
+        Ok(())
+    }
+
+    async fn waiting_at(&mut self, location: &str) -> Result<Vec<Waiting>, PgError> {
+        let rows: Vec<(String, bool)> = sqlx::query_as(
+            "SELECT event, cancelled FROM waiting_events WHERE location_id = $1
+             ORDER BY event_id FOR UPDATE",
+        )
+        .bind(location)
+        .fetch_all(&mut *self.conn)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|(json, cancelled)| waiting(json, *cancelled))
+            .collect::<Result<_, _>>()?)
+    }
+
+    async fn stop_waiting(&mut self, event_id: &str) -> Result<(), PgError> {
+        sqlx::query("DELETE FROM waiting_events WHERE event_id = $1")
+            .bind(event_id)
+            .execute(&mut *self.conn)
             .await?;
-            for (json, cancelled) in waiting {
-                let event = parse_event(&json).map_err(data)?;
-                if let Some(capacity) = seats_at(&event, &halls) {
-                    put_on_sale(conn, &event.id, &event.name, capacity, cancelled).await?;
-                    sqlx::query("DELETE FROM waiting_events WHERE event_id = $1")
-                        .bind(&event.id)
-                        .execute(&mut *conn)
-                        .await?;
-                }
-            }
-            Ok((bus::Outcome::Applied, Vec::new()))
-        }
-        DomainEvent::EventCancelled(cancelled) => {
-            // Waiting first: a locationCreated that puts it on sale meanwhile holds its row,
-            // and once it commits the inventory update below sees the event.
-            let waiting =
-                sqlx::query("UPDATE waiting_events SET cancelled = TRUE WHERE event_id = $1")
-                    .bind(&cancelled.id)
-                    .execute(&mut *conn)
-                    .await?
-                    .rows_affected();
-            if waiting == 1 {
-                // It goes on sale cancelled when its location comes; it has no bookings.
-                return Ok((bus::Outcome::Applied, Vec::new()));
-            }
-            let known =
-                sqlx::query("UPDATE inventory SET status = 'cancelled' WHERE event_id = $1")
-                    .bind(&cancelled.id)
-                    .execute(&mut *conn)
-                    .await?
-                    .rows_affected();
-            if known == 0 {
-                // Its eventCreated may still be on the way (a broker without global order).
-                let why = format!("event {} is not known yet", cancelled.id);
-                return Ok((bus::Outcome::Retry(why), Vec::new()));
-            }
-            // After the update above: a booking committed before it is seen here, and none can
-            // be taken after it.
-            let active: Vec<String> = sqlx::query_scalar(
-                "SELECT id FROM bookings WHERE event_id = $1 AND status = 'active' ORDER BY seq",
-            )
-            .bind(&cancelled.id)
-            .fetch_all(&mut *conn)
+        Ok(())
+    }
+
+    async fn cancel_waiting(&mut self, event_id: &str) -> Result<bool, PgError> {
+        // Waiting first: a locationCreated that puts it on sale meanwhile holds its row, and
+        // once it commits, stop_sale sees the event.
+        let waiting = sqlx::query("UPDATE waiting_events SET cancelled = TRUE WHERE event_id = $1")
+            .bind(event_id)
+            .execute(&mut *self.conn)
             .await?;
-            let mut caused = Vec::with_capacity(active.len());
-            for booking_id in active {
-                let trace = delivered.trace.clone();
-                let reason = CancelReason::EventCancelled;
-                caused.extend(release(conn, &booking_id, reason, trace).await?);
-            }
-            Ok((bus::Outcome::Applied, caused))
-        }
-        _ => Ok((bus::Outcome::Applied, Vec::new())),
+        Ok(waiting.rows_affected() == 1)
+    }
+
+    async fn stop_sale(&mut self, event_id: &str) -> Result<bool, PgError> {
+        // A booking committed before this update is seen by active_bookings after it, and none
+        // can be taken after it.
+        let known = sqlx::query("UPDATE inventory SET status = 'cancelled' WHERE event_id = $1")
+            .bind(event_id)
+            .execute(&mut *self.conn)
+            .await?;
+        Ok(known.rows_affected() == 1)
     }
 }
 
@@ -476,15 +483,25 @@ async fn restore(
     }
     for event in &rebuilt.inventory {
         sqlx::query(
-            "INSERT INTO inventory (event_id, name, capacity, available, status) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO inventory (event_id, name, capacity, available, status, per_customer)
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(&event.event_id)
         .bind(&event.name)
         .bind(i64::from(event.capacity))
         .bind(i64::from(event.available))
-        .bind(if event.cancelled { "cancelled" } else { "active" })
+        .bind(sale_status(event.cancelled))
+        .bind(event.per_customer.map(i64::from))
         .execute(&mut *conn)
         .await?;
+    }
+    for (event_id, customer, seats) in &rebuilt.holdings {
+        sqlx::query("INSERT INTO holdings (event_id, customer, seats) VALUES ($1, $2, $3)")
+            .bind(event_id)
+            .bind(customer)
+            .bind(i64::from(*seats))
+            .execute(&mut *conn)
+            .await?;
     }
     for location in &rebuilt.locations {
         sqlx::query("INSERT INTO locations (id, halls) VALUES ($1, $2)")
@@ -527,8 +544,14 @@ async fn restore(
     Ok(caused)
 }
 
+/// A request to book and the `eventBooked` it emits if it is taken.
+type BookingRequest = (NewBooking, Envelope);
+
 /// A booking waiting in the queue, and where its answer goes.
-type Queued = (NewBooking, oneshot::Sender<Result<BookResult, StoreError>>);
+type Queued = (
+    BookingRequest,
+    oneshot::Sender<Result<BookResult, StoreError>>,
+);
 
 /// Bookings wait for a single task, which books everything queued meanwhile in one transaction
 /// (an event's row is locked once, its seats taken in memory, one update per event): without
@@ -546,7 +569,7 @@ fn spawn_booking_queue(pg: Pg) -> mpsc::UnboundedSender<Queued> {
                     Err(_) => break,
                 }
             }
-            let (requests, replies): (Vec<NewBooking>, Vec<_>) = queued.into_iter().unzip();
+            let (requests, replies): (Vec<BookingRequest>, Vec<_>) = queued.into_iter().unzip();
             let results = match book_together(&pg, &requests).await {
                 Ok(results) => results.into_iter().map(Ok).collect(),
                 Err(error) if requests.len() == 1 => vec![Err(error.into())],
@@ -570,19 +593,17 @@ fn spawn_booking_queue(pg: Pg) -> mpsc::UnboundedSender<Queued> {
 /// Bookings taken together in a queue's transaction.
 const MAX_BATCH: usize = 256;
 
-/// Books `requests` in one transaction, in order; one answer each.
-async fn book_together(pg: &Pg, requests: &[NewBooking]) -> Result<Vec<BookResult>, PgError> {
+/// Books `requests` in one transaction, in order ([`rules::book`]); one answer each.
+async fn book_together(pg: &Pg, requests: &[BookingRequest]) -> Result<Vec<BookResult>, PgError> {
     let mut tx = pg.begin().await?;
-    let mut stocks = Stocks::new();
+    let mut unit = PgUnit::new(&mut tx, Stocks::new());
     let mut results = Vec::with_capacity(requests.len());
-    let mut events = Vec::new();
-    for request in requests {
-        let (result, booked) = book(&mut tx, request, &mut stocks).await?;
-        results.push(result);
-        events.extend(booked);
+    for (request, booked) in requests {
+        results.push(rules::book(&mut unit, request, booked).await?);
     }
-    write_back(&mut tx, &stocks).await?;
-    pg.commit(tx, &events).await?;
+    write_back(unit.conn, &unit.state).await?;
+    let caused = unit.caused;
+    pg.commit(tx, &caused).await?;
     Ok(results)
 }
 
@@ -593,19 +614,21 @@ impl BookingStore for PgBookingStore {
         let queue = self
             .queue
             .get_or_init(|| spawn_booking_queue(self.pg.clone()));
+        let booked = rules::booked_event(&booking, platform::telemetry::traceparent());
         let (reply, answer) = oneshot::channel();
-        queue.send((booking, reply)).map_err(|_| stopped())?;
+        queue
+            .send(((booking, booked), reply))
+            .map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
 
     async fn cancel(&self, booking_id: &str) -> Result<Option<Booking>, StoreError> {
         let mut tx = self.pg.begin().await?;
         let trace = platform::telemetry::traceparent();
-        let cancelled = release(&mut tx, booking_id, CancelReason::Customer, trace)
-            .await
-            .map_err(PgError::from)?;
-        let booking = select_booking(&mut *tx, booking_id).await?;
-        self.pg.commit(tx, cancelled.as_slice()).await?;
+        let mut unit = PgUnit::new(&mut tx, Stocks::new());
+        let booking = rules::cancel(&mut unit, booking_id, trace).await?;
+        let caused = unit.caused;
+        self.pg.commit(tx, &caused).await?;
         Ok(booking)
     }
 
@@ -650,10 +673,9 @@ impl BookingStore for PgBookingStore {
         batch: Vec<(String, Delivered)>,
     ) -> Result<Vec<bus::Outcome>, StoreError> {
         let mut tx = self.pg.begin().await?;
-        let (outcomes, caused) =
-            inbox::apply_once(&mut tx, &batch, |c, e| Box::pin(apply_one(c, e)))
-                .await
-                .map_err(PgError::from)?;
+        let mut unit = PgUnit::new(&mut tx, Stocks::new());
+        let outcomes = bus::apply_once(&mut unit, &batch, &mut rules::Inventory).await?;
+        let caused = unit.caused;
         self.pg.commit(tx, &caused).await?;
         Ok(outcomes)
     }

@@ -1,20 +1,20 @@
-use std::collections::hash_map::Entry;
 use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use contracts::{CancelReason, DomainEvent, Envelope};
+use bus::{SqliteUnit, run_now};
+use contracts::{Envelope, EventCreated, Hall};
 use sqlite::rusqlite::{Connection, OptionalExtension, Row, params};
 use sqlite::{Batcher, Db, DbError, Options, inbox, outbox};
 
 use super::{
-    BookResult, BookingFilter, BookingStore, Delivered, StoreError, availability, booked_event,
-    booking_cancelled, cancelled_status, event_json, halls_json, parse_event, parse_halls, replay,
-    seats_at,
+    BookResult, BookingFilter, BookingStore, Delivered, StoreError, availability, event_json,
+    halls_json, parse_halls, sale_status, waiting,
 };
+use crate::domain::unit::{Earlier, OnSale, UnitOfWork, Waiting};
 use crate::domain::{
-    Availability, BookOutcome, Booking, BookingStatus, NewBooking, Placement, SaleStatus, Stock,
-    Stocks, location_key, placement, seats_taken, take_seats,
+    Availability, Booking, BookingStatus, Idempotency, NewBooking, SaleStatus, Stock, Stocks,
+    location_key, rules, seats_taken,
 };
 use crate::replay::Rebuilt;
 
@@ -60,6 +60,20 @@ CREATE TABLE IF NOT EXISTS waiting_events (
 );
 CREATE INDEX IF NOT EXISTS waiting_by_location ON waiting_events (location_id);";
 
+/// The most seats one customer may hold of an event (`NULL`: no limit), added after the table.
+const PER_CUSTOMER: &str = "ALTER TABLE inventory ADD COLUMN per_customer INTEGER";
+
+/// What each customer holds of an event with a limit per customer (see [`Customer::limit_key`]).
+///
+/// [`Customer::limit_key`]: crate::domain::Customer::limit_key
+const HOLDINGS: &str = "
+CREATE TABLE IF NOT EXISTS holdings (
+    event_id TEXT NOT NULL,
+    customer TEXT NOT NULL,
+    seats    INTEGER NOT NULL CHECK (seats >= 0),
+    PRIMARY KEY (event_id, customer)
+) WITHOUT ROWID;";
+
 const BOOKING_COLUMNS: &str =
     "b.id, b.event_id, i.name, b.seats, b.date, b.status, COALESCE(b.user_id, ''), b.email";
 
@@ -73,7 +87,13 @@ impl SqliteBookingStore {
         let db = Db::open(
             path,
             Options {
-                migrations: vec![SCHEMA, outbox::MIGRATION, inbox::MIGRATION],
+                migrations: vec![
+                    SCHEMA,
+                    PER_CUSTOMER,
+                    HOLDINGS,
+                    outbox::MIGRATION,
+                    inbox::MIGRATION,
+                ],
                 ..Options::default()
             },
         )?;
@@ -103,75 +123,29 @@ fn select_booking(conn: &Connection, id: &str) -> sqlite::rusqlite::Result<Optio
     .optional()
 }
 
-fn json_failure(e: serde_json::Error) -> DbError {
-    DbError::Internal(format!("cannot encode an idempotent answer: {e}"))
-}
-
 /// A request to book and the `eventBooked` it emits if it is taken.
 type BookingRequest = (NewBooking, Envelope);
 
-/// The booking transaction for a batch of requests, in arrival order; see
-/// [`BookingStore::book`]. Each event's seats are read once, taken in memory, and written back
-/// with one conditional update per event, so a flash sale costs one inventory update per batch
-/// rather than one per booking. The writer holds the database's write lock for the whole batch,
-/// so nothing else changes the seats meanwhile; the update's condition and the table's CHECK
-/// would still refuse an oversell, failing the batch (whose requests are then tried one by one).
+/// The writer's transaction as the bookings rules see it; `state` holds the seats of each event
+/// a batch of bookings has read so far.
+type Unit<'c> = SqliteUnit<'c, Stocks>;
+
+/// The booking transaction for a batch of requests, in arrival order ([`rules::book`]). Each
+/// event's seats are read once, taken in memory, and written back with one conditional update
+/// per event, so a flash sale costs one inventory update per batch rather than one per booking.
+/// The writer holds the database's write lock for the whole batch, so nothing else changes the
+/// seats meanwhile; the update's condition and the table's CHECK would still refuse an
+/// oversell, failing the batch (whose requests are then tried one by one).
 fn book_batch(conn: &Connection, requests: &[BookingRequest]) -> Result<Vec<BookResult>, DbError> {
-    let mut stocks = Stocks::new();
+    let mut unit = SqliteUnit {
+        conn,
+        state: Stocks::new(),
+    };
     let mut results = Vec::with_capacity(requests.len());
     for (request, booked) in requests {
-        if let Some(idem) = &request.idempotency {
-            // Earlier batches' answers, and this batch's so far: each is recorded as it is made.
-            let earlier: Option<(String, String)> = conn
-                .prepare_cached("SELECT fingerprint, answer FROM idempotency WHERE key = ?1")?
-                .query_row([&idem.key], |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()?;
-            if let Some((fingerprint, answer)) = earlier {
-                results.push(replay(idem, &fingerprint, &answer).map_err(json_failure)?);
-                continue;
-            }
-        }
-        let stock = match stocks.entry(request.event_id.clone()) {
-            Entry::Occupied(known) => known.into_mut(),
-            Entry::Vacant(first) => first.insert(stock_of(conn, &request.event_id)?),
-        };
-        let outcome = match take_seats(stock.as_mut(), request.seats) {
-            Err(refused) => refused.into(),
-            Ok(event_name) => {
-                let customer = &request.customer;
-                conn.prepare_cached(
-                    "INSERT INTO bookings (id, event_id, seats, date, status, user_id, email)
-                     VALUES (?1, ?2, ?3, ?4, 'active', ?5, ?6)",
-                )?
-                .execute(params![
-                    request.id,
-                    request.event_id,
-                    request.seats,
-                    request.date,
-                    customer.user_id,
-                    customer.email
-                ])?;
-                outbox::append(conn, booked)?;
-                BookOutcome::Booked {
-                    booking: request.booked(event_name.to_owned()),
-                }
-            }
-        };
-        if let Some(idem) = &request.idempotency
-            && outcome.is_final()
-        {
-            let answer = serde_json::to_string(&outcome).map_err(json_failure)?;
-            conn.prepare_cached(
-                "INSERT INTO idempotency (key, fingerprint, answer, created_at) VALUES (?1, ?2, ?3, ?4)",
-            )?
-            .execute(params![idem.key, idem.fingerprint, answer, request.date])?;
-        }
-        results.push(BookResult {
-            outcome,
-            replayed: false,
-        });
+        results.push(run_now(rules::book(&mut unit, request, booked))??);
     }
-    for (event_id, taken) in seats_taken(&stocks) {
+    for (event_id, taken) in seats_taken(&unit.state) {
         let updated = conn
             .prepare_cached(
                 "UPDATE inventory SET available = available - ?1
@@ -187,166 +161,238 @@ fn book_batch(conn: &Connection, requests: &[BookingRequest]) -> Result<Vec<Book
     Ok(results)
 }
 
-/// An event's seats as they stand, `None` for an event this service does not know.
-fn stock_of(conn: &Connection, event_id: &str) -> Result<Option<Stock>, DbError> {
-    Ok(conn
-        .prepare_cached("SELECT name, available, status FROM inventory WHERE event_id = ?1")?
-        .query_row([event_id], |r| {
-            let status = sqlite::stored(r, 2, "sale status", SaleStatus::parse)?;
-            Ok(Stock::new(
-                r.get(0)?,
-                r.get(1)?,
-                status == SaleStatus::Active,
-            ))
-        })
-        .optional()?)
-}
+impl UnitOfWork for Unit<'_> {
+    async fn claim_key(&mut self, idem: &Idempotency, _: i64) -> Result<Option<Earlier>, DbError> {
+        // Earlier batches' answers, and this batch's so far: each is recorded as it is made.
+        Ok(self
+            .conn
+            .prepare_cached("SELECT fingerprint, answer FROM idempotency WHERE key = ?1")?
+            .query_row([&idem.key], |r| {
+                Ok(Earlier {
+                    fingerprint: r.get(0)?,
+                    answer: r.get(1)?,
+                })
+            })
+            .optional()?)
+    }
 
-/// Marks one active booking as `status`, gives its seats back and emits `bookingCancelled` in
-/// the trace `trace` names. False when it was not active (nothing changes: seats return exactly
-/// once).
-fn release(
-    conn: &Connection,
-    booking_id: &str,
-    reason: CancelReason,
-    trace: Option<String>,
-) -> Result<bool, DbError> {
-    let status = cancelled_status(reason);
-    let released: Option<(String, u32)> = conn
-        .prepare_cached(
-            "UPDATE bookings SET status = ?1 WHERE id = ?2 AND status = 'active' RETURNING event_id, seats",
-        )?
-        .query_row(params![status.as_str(), booking_id], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
-    let Some((event_id, seats)) = released else {
-        return Ok(false);
-    };
-    conn.prepare_cached("UPDATE inventory SET available = available + ?1 WHERE event_id = ?2")?
-        .execute(params![seats, event_id])?;
-    outbox::append(
-        conn,
-        &booking_cancelled(booking_id, event_id, seats, reason, trace),
-    )?;
-    Ok(true)
-}
-
-/// Puts an event on sale with `capacity` seats (cancelled already if its `eventCancelled`
-/// came while it waited for its location).
-fn put_on_sale(
-    conn: &Connection,
-    event_id: &str,
-    name: &str,
-    capacity: u32,
-    cancelled: bool,
-) -> Result<(), DbError> {
-    let status = if cancelled { "cancelled" } else { "active" };
-    conn.prepare_cached(
-        "INSERT INTO inventory (event_id, name, capacity, available, status)
-         VALUES (?1, ?2, ?3, ?3, ?4)",
-    )?
-    .execute(params![event_id, name, capacity, status])?;
-    Ok(())
-}
-
-fn halls_of(conn: &Connection, key: &str) -> Result<Option<Vec<contracts::Hall>>, DbError> {
-    let json: Option<String> = conn
-        .prepare_cached("SELECT halls FROM locations WHERE id = ?1")?
-        .query_row([key], |r| r.get(0))
-        .optional()?;
-    json.map(|j| parse_halls(&j).map_err(DbError::Internal))
-        .transpose()
-}
-
-/// Applies one event to the inventory (see [`BookingStore::apply`]); the inbox is
-/// `bus::inbox::apply_once`'s business.
-fn apply_one(conn: &Connection, delivered: &Delivered) -> Result<bus::Outcome, DbError> {
-    match &delivered.event {
-        DomainEvent::EventCreated(created) => {
-            // An event is created once; another eventCreated for it (a new message id) changes
-            // nothing.
-            let known = conn
+    async fn record_answer(
+        &mut self,
+        idem: &Idempotency,
+        date: i64,
+        answer: Option<&str>,
+    ) -> Result<(), DbError> {
+        if let Some(answer) = answer {
+            self.conn
                 .prepare_cached(
-                    "SELECT 1 FROM inventory WHERE event_id = ?1
-                     UNION ALL SELECT 1 FROM waiting_events WHERE event_id = ?1",
+                    "INSERT INTO idempotency (key, fingerprint, answer, created_at) VALUES (?1, ?2, ?3, ?4)",
                 )?
-                .exists([&created.id])?;
-            if known {
-                return Ok(bus::Outcome::Applied);
-            }
-            let key = location_key(&created.location_id);
-            let halls = match created.capacity {
-                Some(_) => None,
-                None => halls_of(conn, &key)?,
-            };
-            match placement(created, halls.as_deref()) {
-                Placement::OnSale(capacity) => {
-                    put_on_sale(conn, &created.id, &created.name, capacity, false)?
-                }
-                Placement::AwaitsLocation => {
-                    conn.prepare_cached(
-                        "INSERT INTO waiting_events (event_id, location_id, event) VALUES (?1, ?2, ?3)",
-                    )?
-                    .execute(params![created.id, key, event_json(created)])?;
-                }
-                Placement::Unsellable(why) => return Ok(bus::Outcome::Poison(why)),
-            }
-            Ok(bus::Outcome::Applied)
+                .execute(params![idem.key, idem.fingerprint, answer, date])?;
         }
-        DomainEvent::LocationCreated(location) => {
-            let key = location_key(&location.id);
-            conn.prepare_cached("INSERT OR IGNORE INTO locations (id, halls) VALUES (?1, ?2)")?
-                .execute(params![key, halls_json(&location.halls)])?;
-            // The first locationCreated's halls, which may be an earlier message's.
-            let halls = halls_of(conn, &key)?.unwrap_or_default();
-            let waiting: Vec<(String, bool)> = conn
-                .prepare_cached(
-                    "SELECT event, cancelled FROM waiting_events WHERE location_id = ?1 ORDER BY event_id",
-                )?
-                .query_map([&key], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<Result<_, _>>()?;
-            for (json, cancelled) in waiting {
-                let event = parse_event(&json).map_err(DbError::Internal)?;
-                if let Some(capacity) = seats_at(&event, &halls) {
-                    put_on_sale(conn, &event.id, &event.name, capacity, cancelled)?;
-                    conn.prepare_cached("DELETE FROM waiting_events WHERE event_id = ?1")?
-                        .execute([&event.id])?;
-                }
-            }
-            Ok(bus::Outcome::Applied)
+        Ok(())
+    }
+
+    async fn stock(&mut self, event_id: &str) -> Result<Option<Stock>, DbError> {
+        if let Some(known) = self.state.get(event_id) {
+            return Ok(known.clone());
         }
-        DomainEvent::EventCancelled(cancelled) => {
-            let waiting = conn
-                .prepare_cached("UPDATE waiting_events SET cancelled = 1 WHERE event_id = ?1")?
-                .execute([&cancelled.id])?;
-            if waiting == 1 {
-                // It goes on sale cancelled when its location comes; it has no bookings.
-                return Ok(bus::Outcome::Applied);
-            }
-            let known = conn
-                .prepare_cached("SELECT 1 FROM inventory WHERE event_id = ?1")?
-                .exists([&cancelled.id])?;
-            if !known {
-                // Its eventCreated may still be on the way (a broker without global order).
-                return Ok(bus::Outcome::Retry(format!(
-                    "event {} is not known yet",
-                    cancelled.id
-                )));
-            }
-            conn.prepare_cached("UPDATE inventory SET status = 'cancelled' WHERE event_id = ?1")?
-                .execute([&cancelled.id])?;
-            let active: Vec<String> = conn
-                .prepare_cached(
-                    "SELECT id FROM bookings WHERE event_id = ?1 AND status = 'active' ORDER BY seq",
-                )?
-                .query_map([&cancelled.id], |r| r.get(0))?
-                .collect::<Result<_, _>>()?;
-            for booking_id in active {
-                let trace = delivered.trace.clone();
-                release(conn, &booking_id, CancelReason::EventCancelled, trace)?;
-            }
-            Ok(bus::Outcome::Applied)
+        let stock = self
+            .conn
+            .prepare_cached(
+                "SELECT name, available, status, per_customer FROM inventory WHERE event_id = ?1",
+            )?
+            .query_row([event_id], |r| {
+                let status = sqlite::stored(r, 2, "sale status", SaleStatus::parse)?;
+                let stock = Stock::new(r.get(0)?, r.get(1)?, status == SaleStatus::Active);
+                Ok(stock.per_customer(r.get(3)?))
+            })
+            .optional()?;
+        self.state.insert(event_id.to_owned(), stock.clone());
+        Ok(stock)
+    }
+
+    async fn take(&mut self, event_id: &str, seats: u32) -> Result<(), DbError> {
+        // Written back once for the batch, by book_batch.
+        self.state
+            .get_mut(event_id)
+            .and_then(Option::as_mut)
+            .ok_or_else(|| DbError::Internal(format!("seats of event {event_id} taken unread")))?
+            .take(seats)
+            .map_err(|r| DbError::Internal(format!("event {event_id}: seats taken twice: {r:?}")))
+    }
+
+    async fn give_back(&mut self, event_id: &str, seats: u32) -> Result<(), DbError> {
+        self.conn
+            .prepare_cached("UPDATE inventory SET available = available + ?1 WHERE event_id = ?2")?
+            .execute(params![seats, event_id])?;
+        Ok(())
+    }
+
+    async fn held(&mut self, event_id: &str, customer: &str) -> Result<u32, DbError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT seats FROM holdings WHERE event_id = ?1 AND customer = ?2")?
+            .query_row([event_id, customer], |r| r.get(0))
+            .optional()?
+            .unwrap_or(0))
+    }
+
+    async fn hold(
+        &mut self,
+        event_id: &str,
+        customer: &str,
+        _: u32,
+        now: u32,
+    ) -> Result<(), DbError> {
+        // The writer holds the file's write lock: nothing changed what `held` read.
+        self.conn
+            .prepare_cached(
+                "INSERT INTO holdings (event_id, customer, seats) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (event_id, customer) DO UPDATE SET seats = excluded.seats",
+            )?
+            .execute(params![event_id, customer, now])?;
+        Ok(())
+    }
+
+    async fn insert_booking(&mut self, booking: &Booking) -> Result<(), DbError> {
+        let user_id = Some(&booking.user_id).filter(|id| !id.is_empty());
+        self.conn
+            .prepare_cached(
+                "INSERT INTO bookings (id, event_id, seats, date, status, user_id, email)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![
+                booking.id,
+                booking.event_id,
+                booking.seats,
+                booking.date,
+                booking.status.as_str(),
+                user_id,
+                booking.email
+            ])?;
+        Ok(())
+    }
+
+    async fn mark_released(
+        &mut self,
+        booking_id: &str,
+        status: BookingStatus,
+    ) -> Result<Option<Booking>, DbError> {
+        let before =
+            select_booking(self.conn, booking_id)?.filter(|b| b.status == BookingStatus::Active);
+        if before.is_some() {
+            self.conn
+                .prepare_cached("UPDATE bookings SET status = ?1 WHERE id = ?2")?
+                .execute(params![status.as_str(), booking_id])?;
         }
-        _ => Ok(bus::Outcome::Applied),
+        Ok(before)
+    }
+
+    async fn booking(&mut self, booking_id: &str) -> Result<Option<Booking>, DbError> {
+        Ok(select_booking(self.conn, booking_id)?)
+    }
+
+    async fn active_bookings(&mut self, event_id: &str) -> Result<Vec<String>, DbError> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT id FROM bookings WHERE event_id = ?1 AND status = 'active' ORDER BY seq",
+            )?
+            .query_map([event_id], |r| r.get(0))?
+            .collect::<Result<_, _>>()?)
+    }
+
+    async fn event_known(&mut self, event_id: &str) -> Result<bool, DbError> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT 1 FROM inventory WHERE event_id = ?1
+                 UNION ALL SELECT 1 FROM waiting_events WHERE event_id = ?1",
+            )?
+            .exists([event_id])?)
+    }
+
+    async fn halls(&mut self, location: &str) -> Result<Option<Vec<Hall>>, DbError> {
+        let json: Option<String> = self
+            .conn
+            .prepare_cached("SELECT halls FROM locations WHERE id = ?1")?
+            .query_row([location], |r| r.get(0))
+            .optional()?;
+        Ok(json.map(|j| parse_halls(&j)).transpose()?)
+    }
+
+    async fn record_halls(&mut self, location: &str, halls: &[Hall]) -> Result<Vec<Hall>, DbError> {
+        self.conn
+            .prepare_cached("INSERT OR IGNORE INTO locations (id, halls) VALUES (?1, ?2)")?
+            .execute(params![location, halls_json(halls)])?;
+        // The first locationCreated's halls, which may be an earlier message's.
+        Ok(self.halls(location).await?.unwrap_or_default())
+    }
+
+    async fn put_on_sale(&mut self, sale: OnSale<'_>) -> Result<(), DbError> {
+        self.conn
+            .prepare_cached(
+                "INSERT OR IGNORE INTO inventory (event_id, name, capacity, available, status, per_customer)
+                 VALUES (?1, ?2, ?3, ?3, ?4, ?5)",
+            )?
+            .execute(params![
+                sale.event_id,
+                sale.name,
+                sale.capacity,
+                sale_status(sale.cancelled),
+                sale.seats_per_customer
+            ])?;
+        Ok(())
+    }
+
+    async fn wait_for_location(
+        &mut self,
+        event: &EventCreated,
+        location: &str,
+    ) -> Result<(), DbError> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO waiting_events (event_id, location_id, event) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![event.id, location, event_json(event)])?;
+        Ok(())
+    }
+
+    async fn waiting_at(&mut self, location: &str) -> Result<Vec<Waiting>, DbError> {
+        let rows: Vec<(String, bool)> = self
+            .conn
+            .prepare_cached(
+                "SELECT event, cancelled FROM waiting_events WHERE location_id = ?1 ORDER BY event_id",
+            )?
+            .query_map([location], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        Ok(rows
+            .into_iter()
+            .map(|(json, cancelled)| waiting(&json, cancelled))
+            .collect::<Result<_, _>>()?)
+    }
+
+    async fn stop_waiting(&mut self, event_id: &str) -> Result<(), DbError> {
+        self.conn
+            .prepare_cached("DELETE FROM waiting_events WHERE event_id = ?1")?
+            .execute([event_id])?;
+        Ok(())
+    }
+
+    async fn cancel_waiting(&mut self, event_id: &str) -> Result<bool, DbError> {
+        Ok(self
+            .conn
+            .prepare_cached("UPDATE waiting_events SET cancelled = 1 WHERE event_id = ?1")?
+            .execute([event_id])?
+            == 1)
+    }
+
+    async fn stop_sale(&mut self, event_id: &str) -> Result<bool, DbError> {
+        Ok(self
+            .conn
+            .prepare_cached("UPDATE inventory SET status = 'cancelled' WHERE event_id = ?1")?
+            .execute([event_id])?
+            == 1)
     }
 }
 
@@ -365,15 +411,23 @@ fn restore(conn: &Connection, rebuilt: &Rebuilt, outbox: &[Envelope]) -> Result<
     }
     for event in &rebuilt.inventory {
         conn.prepare_cached(
-            "INSERT INTO inventory (event_id, name, capacity, available, status) VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO inventory (event_id, name, capacity, available, status, per_customer)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?
         .execute(params![
             event.event_id,
             event.name,
             event.capacity,
             event.available,
-            if event.cancelled { "cancelled" } else { "active" }
+            sale_status(event.cancelled),
+            event.per_customer
         ])?;
+    }
+    for (event_id, customer, seats) in &rebuilt.holdings {
+        conn.prepare_cached(
+            "INSERT INTO holdings (event_id, customer, seats) VALUES (?1, ?2, ?3)",
+        )?
+        .execute(params![event_id, customer, seats])?;
     }
     for location in &rebuilt.locations {
         conn.prepare_cached("INSERT INTO locations (id, halls) VALUES (?1, ?2)")?
@@ -420,7 +474,7 @@ fn restore(conn: &Connection, rebuilt: &Rebuilt, outbox: &[Envelope]) -> Result<
 #[async_trait]
 impl BookingStore for SqliteBookingStore {
     async fn book(&self, booking: NewBooking) -> Result<BookResult, StoreError> {
-        let booked = booked_event(&booking);
+        let booked = rules::booked_event(&booking, platform::telemetry::traceparent());
         Ok(self.bookings.call((booking, booked)).await?)
     }
 
@@ -428,11 +482,14 @@ impl BookingStore for SqliteBookingStore {
         let id = booking_id.to_owned();
         Ok(self
             .db
-            .write(move |c| {
+            .write(move |conn| {
                 // The writer runs this in the request's store span.
                 let trace = platform::telemetry::traceparent();
-                release(c, &id, CancelReason::Customer, trace)?;
-                Ok::<_, DbError>(select_booking(c, &id)?)
+                let mut unit = SqliteUnit {
+                    conn,
+                    state: Stocks::new(),
+                };
+                run_now(rules::cancel(&mut unit, &id, trace))?
             })
             .await?)
     }
@@ -490,7 +547,13 @@ impl BookingStore for SqliteBookingStore {
     ) -> Result<Vec<bus::Outcome>, StoreError> {
         Ok(self
             .db
-            .write(move |c| bus::inbox::apply_once(c, &batch, apply_one))
+            .write(move |conn| {
+                let mut unit = SqliteUnit {
+                    conn,
+                    state: Stocks::new(),
+                };
+                run_now(bus::apply_once(&mut unit, &batch, &mut rules::Inventory))?
+            })
             .await?)
     }
 

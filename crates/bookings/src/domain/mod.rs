@@ -1,6 +1,11 @@
 //! Bookings and the seat inventory of an event, and the rules for taking seats. No I/O here:
-//! the atomic "take seats if enough are left" step itself lives in each store, as one
-//! conditional write.
+//! [`rules`] decides, driving a store's [`unit::UnitOfWork`], whose primitives each backend
+//! writes in its own dialect.
+
+#[cfg(test)]
+mod memory;
+pub mod rules;
+pub mod unit;
 
 use std::collections::HashMap;
 
@@ -58,6 +63,16 @@ pub struct Booking {
     pub user_id: String,
     /// The customer's e-mail address (empty when unknown).
     pub email: String,
+}
+
+impl Booking {
+    /// Who booked it.
+    pub fn customer(&self) -> Customer {
+        Customer {
+            user_id: Some(self.user_id.clone()).filter(|id| !id.is_empty()),
+            email: self.email.clone(),
+        }
+    }
 }
 
 /// Whether an event can be booked, as the bookings service knows it.
@@ -118,6 +133,16 @@ impl Customer {
             user_id: None,
             email,
         })
+    }
+
+    /// Who an event's limit of seats per customer counts against: the e-mail address when
+    /// there is one (a signed-in user's, or a guest's: booking as a guest with one's own address
+    /// counts the same), else the user; `None` for a guest who gave no address.
+    pub fn limit_key(&self) -> Option<String> {
+        if !self.email.is_empty() {
+            return Some(format!("email:{}", self.email));
+        }
+        self.user_id.as_ref().map(|id| format!("user:{id}"))
     }
 
     pub fn is_guest(&self) -> bool {
@@ -202,6 +227,13 @@ pub enum BookOutcome {
     },
     EventCancelled,
     UnknownEvent,
+    /// The customer would hold more than the event's limit per customer.
+    OverLimit {
+        limit: u32,
+        held: u32,
+    },
+    /// The event limits seats per customer, and this guest gave no e-mail address to count by.
+    CustomerRequired,
     /// The key was used before for a different request.
     KeyReused,
 }
@@ -222,6 +254,8 @@ pub struct Stock {
     pub name: String,
     pub available: u32,
     pub on_sale: bool,
+    /// The most seats one customer may hold ([`Customer::limit_key`]); `None`: no limit.
+    pub per_customer: Option<u32>,
     /// Seats taken by this batch so far.
     pub taken: u32,
 }
@@ -232,7 +266,15 @@ impl Stock {
             name,
             available,
             on_sale,
+            per_customer: None,
             taken: 0,
+        }
+    }
+
+    pub fn per_customer(self, limit: Option<u32>) -> Self {
+        Self {
+            per_customer: limit,
+            ..self
         }
     }
 
@@ -256,14 +298,6 @@ impl Stock {
 /// from the store, `None` for an event the store does not know.
 pub type Stocks = HashMap<String, Option<Stock>>;
 
-/// Takes `seats` from `stock` (`None`: an event the store does not know): the event's name when
-/// they are taken, or why not.
-pub fn take_seats(stock: Option<&mut Stock>, seats: u32) -> Result<&str, Refused> {
-    let stock = stock.ok_or(Refused::UnknownEvent)?;
-    stock.take(seats)?;
-    Ok(&stock.name)
-}
-
 /// Each event of `stocks` that gave seats, and how many: what a store writes back after the
 /// batch.
 pub fn seats_taken(stocks: &Stocks) -> impl Iterator<Item = (&str, u32)> {
@@ -275,12 +309,14 @@ pub fn seats_taken(stocks: &Stocks) -> impl Iterator<Item = (&str, u32)> {
     })
 }
 
-/// Why [`take_seats`] (or [`Stock::take`]) gave no seats.
+/// Why [`rules::book`] (or [`Stock::take`]) gave no seats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refused {
     UnknownEvent,
     EventCancelled,
     NotEnoughSeats { available: u32 },
+    OverLimit { limit: u32, held: u32 },
+    CustomerUnknown,
 }
 
 impl From<Refused> for BookOutcome {
@@ -289,6 +325,8 @@ impl From<Refused> for BookOutcome {
             Refused::UnknownEvent => BookOutcome::UnknownEvent,
             Refused::EventCancelled => BookOutcome::EventCancelled,
             Refused::NotEnoughSeats { available } => BookOutcome::NotEnoughSeats { available },
+            Refused::OverLimit { limit, held } => BookOutcome::OverLimit { limit, held },
+            Refused::CustomerUnknown => BookOutcome::CustomerRequired,
         }
     }
 }
@@ -380,6 +418,7 @@ mod placement_tests {
             end_date: chrono::DateTime::from_timestamp(2, 0).unwrap(),
             hall: hall.into(),
             capacity,
+            seats_per_customer: None,
         }
     }
 
@@ -472,21 +511,14 @@ mod tests {
     }
 
     #[test]
-    fn a_batch_takes_seats_per_event_and_writes_back_only_what_it_took() {
+    fn a_batch_writes_back_only_what_it_took() {
         let mut stocks = Stocks::new();
         stocks.insert("gig".into(), Some(Stock::new("Gig".into(), 5, true)));
         stocks.insert("off".into(), Some(Stock::new("Off".into(), 5, false)));
         stocks.insert("unknown".into(), None);
-        let mut take = |event: &str, seats| {
-            take_seats(stocks.get_mut(event).unwrap().as_mut(), seats).map(str::to_owned)
-        };
-        assert_eq!(take("gig", 2), Ok("Gig".into()));
-        assert_eq!(
-            take("gig", 4),
-            Err(Refused::NotEnoughSeats { available: 3 })
-        );
-        assert_eq!(take("off", 1), Err(Refused::EventCancelled));
-        assert_eq!(take("unknown", 1), Err(Refused::UnknownEvent));
+        let gig = stocks.get_mut("gig").unwrap().as_mut().unwrap();
+        assert_eq!(gig.take(2), Ok(()));
+        assert_eq!(gig.take(4), Err(Refused::NotEnoughSeats { available: 3 }));
         let taken: Vec<(&str, u32)> = seats_taken(&stocks).collect();
         assert_eq!(taken, [("gig", 2)]);
     }
