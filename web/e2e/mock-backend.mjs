@@ -121,7 +121,11 @@ async function api(req, res, path, url) {
     const cap = pick(b, 'Capacity') ?? hall.capacity;
     if (cap > hall.capacity || cap <= 0) return fail(res, 422, `capacity must be between 1 and ${hall.capacity}`);
     if (!(pick(b, 'EndDate') > pick(b, 'StartDate'))) return fail(res, 422, 'the end must be after the start');
-    const e = { ID: randomUUID(), Name: pick(b, 'Name'), Duration: pick(b, 'Duration'), StartDate: pick(b, 'StartDate'), EndDate: pick(b, 'EndDate'), Location: loc, Hall: hall.name, Capacity: cap, Status: 'active' };
+    const perCustomer = pick(b, 'SeatsPerCustomer') ?? undefined;
+    if (perCustomer !== undefined && !(Number.isInteger(perCustomer) && perCustomer >= 1 && perCustomer <= cap)) {
+      return fail(res, 422, `SeatsPerCustomer must be from 1 to the event's capacity (${cap}), not ${perCustomer}`);
+    }
+    const e = { ID: randomUUID(), Name: pick(b, 'Name'), Duration: pick(b, 'Duration'), StartDate: pick(b, 'StartDate'), EndDate: pick(b, 'EndDate'), Location: loc, Hall: hall.name, Capacity: cap, Status: 'active', SeatsPerCustomer: perCustomer };
     events.set(e.ID, e);
     inventory.set(e.ID, { capacity: cap, available: cap, status: 'active', since: Date.now() + PROPAGATION_MS });
     return send(res, 201, e);

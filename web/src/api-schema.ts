@@ -409,6 +409,12 @@ export interface components {
             Location: components["schemas"]["Location"];
             Name: string;
             /**
+             * Format: int32
+             * @description The most seats one customer (a signed-in user, or a guest by e-mail address) may hold
+             *     for this event, over all their bookings; absent when there is no such limit.
+             */
+            SeatsPerCustomer?: number;
+            /**
              * Format: int64
              * @description Unix seconds.
              */
@@ -491,6 +497,12 @@ export interface components {
             Hall?: string | null;
             Location: components["schemas"]["EventLocation"];
             Name: string;
+            /**
+             * Format: int32
+             * @description The most seats one customer may hold for the event, over all their bookings: from 1 to
+             *     its Capacity. No limit unless given.
+             */
+            SeatsPerCustomer?: number | null;
             /**
              * Format: int64
              * @description Unix seconds, 1970 to 9999.

@@ -36,6 +36,7 @@ pub fn event(id: &str, location: Location) -> Event {
         hall: "Main".into(),
         capacity: 80,
         status: EventStatus::Active,
+        seats_per_customer: None,
     }
 }
 
@@ -96,6 +97,53 @@ pub async fn locations_and_events_round_trip(store: Arc<dyn EventStore>) {
             "eventCreated",
             "eventCreated"
         ]
+    );
+}
+
+/// The `seats_per_customer` of each `eventCreated` in the outbox, by event id.
+async fn created_limits(store: &dyn EventStore) -> Vec<(String, Option<u32>)> {
+    let pending = store
+        .outbox()
+        .pending(0, 1000)
+        .await
+        .expect("outbox readable");
+    pending
+        .into_iter()
+        .filter_map(|(_, e)| match e.decode() {
+            Ok(DomainEvent::EventCreated(c)) => Some((c.id, c.seats_per_customer)),
+            _ => None,
+        })
+        .collect()
+}
+
+pub async fn an_event_keeps_its_limit_of_seats_per_customer(store: Arc<dyn EventStore>) {
+    let loc = location("l1");
+    store.create_location(loc.clone()).await.unwrap();
+    let limited = Event {
+        seats_per_customer: Some(4),
+        ..event("limited", loc.clone())
+    };
+    let free = event("free", loc.clone());
+    store.create_event(limited.clone(), false).await.unwrap();
+    store.create_event(free.clone(), false).await.unwrap();
+
+    assert_eq!(store.event("limited").await.unwrap(), Some(limited.clone()));
+    assert_eq!(store.event("free").await.unwrap(), Some(free.clone()));
+    assert_eq!(
+        store.event_by_name("Show limited").await.unwrap(),
+        Some(limited.clone())
+    );
+    assert_eq!(
+        store.events(Page::default()).await.unwrap(),
+        vec![limited.clone(), free.clone()]
+    );
+    // Cancelling keeps the limit.
+    let cancelled = store.cancel_event("limited").await.unwrap().expect("known");
+    assert_eq!(cancelled.seats_per_customer, Some(4));
+
+    assert_eq!(
+        created_limits(store.as_ref()).await,
+        [("limited".to_owned(), Some(4)), ("free".to_owned(), None)]
     );
 }
 
@@ -184,7 +232,7 @@ pub async fn redelivered_booking_events_count_once(store: Arc<dyn EventStore>) {
 #[macro_export]
 macro_rules! conformance_tests {
     ($fresh:path) => {
-        $crate::conformance_tests!($fresh; locations_and_events_round_trip, an_event_may_bring_its_own_location, cancelling_emits_event_cancelled_once, redelivered_booking_events_count_once);
+        $crate::conformance_tests!($fresh; locations_and_events_round_trip, an_event_may_bring_its_own_location, cancelling_emits_event_cancelled_once, redelivered_booking_events_count_once, an_event_keeps_its_limit_of_seats_per_customer);
     };
     ($fresh:path; $($name:ident),*) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

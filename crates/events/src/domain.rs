@@ -84,6 +84,11 @@ pub struct Event {
     pub hall: String,
     pub capacity: u32,
     pub status: EventStatus,
+    /// The most seats one customer (a signed-in user, or a guest by e-mail address) may hold
+    /// for this event, over all their bookings; absent when there is no such limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false, minimum = 1)]
+    pub seats_per_customer: Option<u32>,
 }
 
 /// Seats sold for one event, as learned from the bookings service's events.
@@ -165,6 +170,10 @@ pub struct EventInput {
     /// At most the hall's capacity, which it is unless given.
     #[schema(rename = "Capacity", value_type = Option<u32>, minimum = 1)]
     pub capacity: Option<i64>,
+    /// The most seats one customer may hold for the event, over all their bookings: from 1 to
+    /// its Capacity. No limit unless given.
+    #[schema(rename = "SeatsPerCustomer", value_type = Option<u32>, minimum = 1)]
+    pub seatspercustomer: Option<i64>,
 }
 
 /// An existing location, named by its ID.
@@ -314,6 +323,7 @@ pub fn new_event(input: EventInput, location: Location, id: String) -> Result<Ev
         }
         Some(c) => c as u32,
     };
+    let seats_per_customer = seats_per_customer(input.seatspercustomer, capacity)?;
     Ok(Event {
         id,
         name,
@@ -324,7 +334,20 @@ pub fn new_event(input: EventInput, location: Location, id: String) -> Result<Ev
         hall: hall.name,
         capacity,
         status: EventStatus::Active,
+        seats_per_customer,
     })
+}
+
+/// An event's limit of seats per customer, if one is asked for: from 1 to the event's
+/// capacity (a larger one would limit nothing, and says the organiser meant something else).
+fn seats_per_customer(value: Option<i64>, capacity: u32) -> Result<Option<u32>, Invalid> {
+    match value {
+        None => Ok(None),
+        Some(n) if (1..=i64::from(capacity)).contains(&n) => Ok(Some(n as u32)),
+        Some(n) => invalid(format!(
+            "SeatsPerCustomer must be from 1 to the event's capacity ({capacity}), not {n}"
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -390,6 +413,31 @@ mod tests {
             "e".into(),
         );
         assert!(err.unwrap_err().0.contains("more than hall"));
+    }
+
+    #[test]
+    fn seats_per_customer_is_optional_and_at_most_the_capacity() {
+        let e = new_event(input(), location(), "e".into()).unwrap();
+        assert_eq!(e.seats_per_customer, None);
+        let with = |capacity: Option<i64>, limit: i64| {
+            new_event(
+                EventInput {
+                    capacity,
+                    seatspercustomer: Some(limit),
+                    ..input()
+                },
+                location(),
+                "e".into(),
+            )
+        };
+        assert_eq!(with(None, 1).unwrap().seats_per_customer, Some(1));
+        assert_eq!(with(None, 100).unwrap().seats_per_customer, Some(100));
+        assert_eq!(with(Some(50), 50).unwrap().seats_per_customer, Some(50));
+        for (capacity, limit) in [(None, 0), (None, -3), (None, 101), (Some(50), 51)] {
+            let err = with(capacity, limit).unwrap_err();
+            assert!(err.0.contains("SeatsPerCustomer"), "{err}");
+        }
+        assert!(with(None, i64::MAX).is_err());
     }
 
     #[test]

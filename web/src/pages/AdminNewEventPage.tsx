@@ -1,10 +1,11 @@
 import { useMemo, useState, type FormEvent } from 'react';
 import { api, errorMessage } from '../api';
 import { Empty, ErrorBox, Field, Notice, Spinner } from '../components/ui';
+import { newEventBody } from '../eventForm';
 import { formatDuration, fromDateTimeLocal, minutesBetween, seatsText, toDateTimeLocal } from '../format';
 import { usePolled, useTitle } from '../hooks';
 import { href } from '../router';
-import type { Location, MyEvent, NewEvent } from '../types';
+import type { Location, MyEvent } from '../types';
 import { AdminShell } from './AdminShell';
 
 export function AdminNewEventPage() {
@@ -65,6 +66,7 @@ function EventForm({ locations, onCreated }: { locations: Location[]; onCreated:
   // of 2 hours, say).
   const [durationTouched, setDurationTouched] = useState(false);
   const [capacity, setCapacity] = useState('');
+  const [seatsPerCustomer, setSeatsPerCustomer] = useState('');
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string | null>(null);
 
@@ -83,37 +85,10 @@ function EventForm({ locations, onCreated }: { locations: Location[]; onCreated:
 
   const sortedLocations = useMemo(() => [...locations].sort((a, b) => a.Name.localeCompare(b.Name)), [locations]);
 
-  const validate = (): NewEvent | string => {
-    if (!name.trim()) return 'Enter the name of the event.';
-    if (!location) return 'Choose a location.';
-    if (!hall) return 'Choose a hall.';
-    if (startTs === null) return 'Enter when the event starts.';
-    if (endTs === null) return 'Enter when the event ends.';
-    if (endTs <= startTs) return 'The end must be after the start.';
-    const d = Number(duration);
-    if (!Number.isInteger(d) || d <= 0) return 'The duration is a whole number of minutes, at least 1.';
-    if (d > span) return `The duration (${formatDuration(d)}) is longer than the time between start and end (${formatDuration(span)}).`;
-    const body: NewEvent = {
-      Name: name.trim(),
-      Duration: d,
-      StartDate: startTs,
-      EndDate: endTs,
-      Location: { ID: location.ID },
-      Hall: hall.name,
-    };
-    if (capacity.trim() !== '') {
-      const c = Number(capacity);
-      if (!Number.isInteger(c) || c <= 0) return 'Capacity is a whole number of seats, at least 1.';
-      if (c > hall.capacity) return `Hall “${hall.name}” has only ${seatsText(hall.capacity)}; choose a capacity up to that.`;
-      body.Capacity = c;
-    }
-    return body;
-  };
-
   const submit = async (e: FormEvent) => {
     e.preventDefault();
     setError(null);
-    const v = validate();
+    const v = newEventBody({ name, location, hall, start: startTs, end: endTs, duration, capacity, seatsPerCustomer });
     if (typeof v === 'string') return setError(v);
     setBusy(true);
     try {
@@ -121,6 +96,7 @@ function EventForm({ locations, onCreated }: { locations: Location[]; onCreated:
       onCreated(ev);
       setName('');
       setCapacity('');
+      setSeatsPerCustomer('');
     } catch (err) {
       setError(errorMessage(err));
     } finally {
@@ -197,6 +173,24 @@ function EventForm({ locations, onCreated }: { locations: Location[]; onCreated:
             placeholder={hall ? String(hall.capacity) : ''}
             value={capacity}
             onChange={(e) => setCapacity(e.target.value)}
+          />
+        </Field>
+      </div>
+      <div className="row">
+        <Field
+          label="Seats per customer (optional)"
+          htmlFor="ev-seats-per-customer"
+          hint="The most seats one customer may hold over all their bookings. Leave empty for no limit."
+        >
+          <input
+            id="ev-seats-per-customer"
+            type="number"
+            min={1}
+            max={capacity.trim() !== '' && Number(capacity) > 0 ? Number(capacity) : hall?.capacity}
+            inputMode="numeric"
+            placeholder="No limit"
+            value={seatsPerCustomer}
+            onChange={(e) => setSeatsPerCustomer(e.target.value)}
           />
         </Field>
       </div>

@@ -83,6 +83,12 @@ export function EventPage({ id }: { id: string }) {
               <dt>Capacity</dt>
               <dd>{seatsText(event.Capacity)}</dd>
             </div>
+            {event.SeatsPerCustomer !== undefined && (
+              <div>
+                <dt>Per customer</dt>
+                <dd data-testid="seats-per-customer">At most {seatsText(event.SeatsPerCustomer)}</dd>
+              </div>
+            )}
           </dl>
           <LiveSeats state={state} stale={avail.error !== undefined && avail.data !== undefined} />
         </div>

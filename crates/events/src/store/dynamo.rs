@@ -95,6 +95,11 @@ fn event(i: &Item) -> Result<Event, DynamoError> {
         hall: get_s(i, "hall")?,
         capacity: get_n(i, "capacity")?,
         status: platform::error::stored("event status", &get_s(i, "status")?, EventStatus::parse)?,
+        // Absent when the event has no limit, as in events stored before there were limits.
+        seats_per_customer: match i.get("seats_per_customer") {
+            None | Some(AttributeValue::Null(_)) => None,
+            Some(_) => Some(get_n(i, "seats_per_customer")?),
+        },
         // An event keeps a copy of its location: locations never change.
         location: location(get_m(i, "location")?)?,
     })
@@ -179,6 +184,9 @@ impl EventStore for DynamoEventStore {
             ("capacity", n(event.capacity)),
             ("status", s(event.status.as_str())),
         ]);
+        if let Some(limit) = event.seats_per_customer {
+            stored.insert("seats_per_customer".into(), n(limit));
+        }
         let new_location = location_item(&event.location)?;
         stored.insert("location".into(), AttributeValue::M(new_location.clone()));
         let location_known = Write::check(

@@ -62,6 +62,9 @@ struct EventDoc {
     hall: String,
     capacity: u32,
     status: String,
+    /// Absent when the event has no limit, as in events stored before there were limits.
+    #[serde(default)]
+    seats_per_customer: Option<u32>,
 }
 
 impl TryFrom<EventDoc> for Event {
@@ -78,6 +81,7 @@ impl TryFrom<EventDoc> for Event {
             hall: d.hall,
             capacity: d.capacity,
             status: platform::error::stored("event status", &d.status, EventStatus::parse)?,
+            seats_per_customer: d.seats_per_customer,
         })
     }
 }
@@ -165,7 +169,7 @@ async fn create_event(
     }
     let mut location = doc! {"id": &event.location.id};
     location.extend(location_fields(&event.location)?);
-    let document = doc! {
+    let mut document = doc! {
         "_id": &event.id,
         "order": ObjectId::new(),
         "name": &event.name,
@@ -177,6 +181,9 @@ async fn create_event(
         "capacity": i64::from(event.capacity),
         "status": event.status.as_str(),
     };
+    if let Some(limit) = event.seats_per_customer {
+        document.insert("seats_per_customer", i64::from(limit));
+    }
     tx.insert(EVENTS, document).await?;
     caused.push(event_created(event));
     Ok(((), caused))

@@ -40,7 +40,9 @@ CREATE TABLE IF NOT EXISTS sales (
     seats_sold    BIGINT NOT NULL DEFAULT 0,
     bookings      BIGINT NOT NULL DEFAULT 0,
     cancellations BIGINT NOT NULL DEFAULT 0
-);";
+);
+-- An event's limit of seats per customer; NULL for none (added after the first release).
+ALTER TABLE events ADD COLUMN IF NOT EXISTS seats_per_customer BIGINT;";
 
 const LOCATION_COLUMNS: &str =
     "l.id AS l_id, l.name AS l_name, l.address, l.country, l.open_time, l.close_time, l.halls";
@@ -98,14 +100,28 @@ fn event_row(row: &PgRow) -> Result<Event, sqlx::Error> {
         hall: row.try_get("hall")?,
         capacity: int(row, "capacity")?,
         status: postgres::stored(row, "status", "event status", EventStatus::parse)?,
+        seats_per_customer: optional_int(row, "seats_per_customer")?,
         location: location_row(row)?,
     })
+}
+
+/// A nullable integer column, as [`int`] reads one that is not.
+fn optional_int<T: TryFrom<i64>>(row: &PgRow, column: &str) -> Result<Option<T>, sqlx::Error> {
+    let value: Option<i64> = row.try_get(column)?;
+    value
+        .map(|v| {
+            T::try_from(v).map_err(|_| sqlx::Error::ColumnDecode {
+                index: column.to_owned(),
+                source: format!("{v} is out of range").into(),
+            })
+        })
+        .transpose()
 }
 
 fn select_events(filter: &str) -> String {
     format!(
         "SELECT e.id, e.name, e.duration, e.start_date, e.end_date, e.hall, e.capacity, e.status,
-                {LOCATION_COLUMNS}
+                e.seats_per_customer, {LOCATION_COLUMNS}
          FROM events e JOIN locations l ON l.id = e.location_id WHERE {filter} ORDER BY e.seq"
     )
 }
@@ -203,8 +219,8 @@ impl EventStore for PgEventStore {
             caused.push(insert_location(&mut tx, &event.location).await?);
         }
         sqlx::query(
-            "INSERT INTO events (id, name, duration, start_date, end_date, location_id, hall, capacity, status)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            "INSERT INTO events (id, name, duration, start_date, end_date, location_id, hall, capacity, status, seats_per_customer)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(&event.id)
         .bind(&event.name)
@@ -215,6 +231,7 @@ impl EventStore for PgEventStore {
         .bind(&event.hall)
         .bind(i64::from(event.capacity))
         .bind(event.status.as_str())
+        .bind(event.seats_per_customer.map(i64::from))
         .execute(&mut *tx)
         .await
         .map_err(PgError::from)?;

@@ -42,9 +42,12 @@ CREATE TABLE IF NOT EXISTS sales (
     cancellations INTEGER NOT NULL DEFAULT 0
 );";
 
+/// An event's limit of seats per customer; NULL for none (added after the first release).
+const EVENT_SEATS_PER_CUSTOMER: &str = "ALTER TABLE events ADD COLUMN seats_per_customer INTEGER";
+
 const EVENT_COLUMNS: &str =
     "e.id, e.name, e.duration, e.start_date, e.end_date, e.hall, e.capacity, e.status,
-     l.id, l.name, l.address, l.country, l.open_time, l.close_time, l.halls";
+     e.seats_per_customer, l.id, l.name, l.address, l.country, l.open_time, l.close_time, l.halls";
 
 pub struct SqliteEventStore {
     db: Db,
@@ -55,7 +58,12 @@ impl SqliteEventStore {
         let db = Db::open(
             path,
             Options {
-                migrations: vec![SCHEMA, outbox::MIGRATION, inbox::MIGRATION],
+                migrations: vec![
+                    SCHEMA,
+                    EVENT_SEATS_PER_CUSTOMER,
+                    outbox::MIGRATION,
+                    inbox::MIGRATION,
+                ],
                 ..Options::default()
             },
         )?;
@@ -94,7 +102,8 @@ fn event_row(row: &Row<'_>) -> sqlite::rusqlite::Result<Event> {
         hall: row.get(5)?,
         capacity: row.get(6)?,
         status: sqlite::stored(row, 7, "event status", EventStatus::parse)?,
-        location: location_at(row, 8)?,
+        seats_per_customer: row.get(8)?,
+        location: location_at(row, 9)?,
     })
 }
 
@@ -173,8 +182,8 @@ impl EventStore for SqliteEventStore {
                     insert_location(c, &event.location)?;
                 }
                 c.prepare_cached(
-                    "INSERT INTO events (id, name, duration, start_date, end_date, location_id, hall, capacity, status)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                    "INSERT INTO events (id, name, duration, start_date, end_date, location_id, hall, capacity, status, seats_per_customer)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                 )?
                 .execute(params![
                     event.id,
@@ -185,7 +194,8 @@ impl EventStore for SqliteEventStore {
                     event.location.id,
                     event.hall,
                     event.capacity,
-                    event.status.as_str()
+                    event.status.as_str(),
+                    event.seats_per_customer
                 ])?;
                 outbox::append(c, &event_created(&event))?;
                 Ok::<_, DbError>(())
