@@ -21,6 +21,7 @@ pub fn created(event_id: &str, capacity: u32) -> DomainEvent {
         end_date: DateTime::from_timestamp(1_800_003_600, 0).unwrap_or_default(),
         hall: "Main".into(),
         capacity: Some(capacity),
+        seats_per_customer: None,
     })
 }
 
@@ -35,6 +36,7 @@ pub fn reference_created(event_id: &str, location_id: &str) -> DomainEvent {
         end_date: DateTime::from_timestamp(1_800_003_600, 0).unwrap_or_default(),
         hall: String::new(),
         capacity: None,
+        seats_per_customer: None,
     })
 }
 

@@ -380,6 +380,7 @@ mod placement_tests {
             end_date: chrono::DateTime::from_timestamp(2, 0).unwrap(),
             hall: hall.into(),
             capacity,
+            seats_per_customer: None,
         }
     }
 

@@ -257,6 +257,7 @@ mod tests {
             end_date: DateTime::from_timestamp(2, 0).unwrap(),
             hall: "Main".into(),
             capacity: Some(capacity),
+            seats_per_customer: None,
         })
     }
 
@@ -344,6 +345,7 @@ mod tests {
             end_date: DateTime::from_timestamp(2, 0).unwrap(),
             hall: String::new(),
             capacity: None,
+            seats_per_customer: None,
         })
     }
 

@@ -48,6 +48,10 @@ pub struct EventCreated {
     /// Absent in the reference's messages (see above).
     #[serde(default)]
     pub capacity: Option<u32>,
+    /// The most seats one customer (a signed-in user, or a guest by e-mail address) may hold
+    /// for this event; absent when there is no limit, as in the reference's messages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seats_per_customer: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -187,6 +191,7 @@ mod tests {
             end_date: DateTime::from_timestamp(1_700_003_600, 0).unwrap(),
             hall: "Main".into(),
             capacity: Some(100),
+            seats_per_customer: None,
         });
         let json: serde_json::Value = serde_json::from_str(&ev.payload_json()).unwrap();
         assert_eq!(json["location_id"], "l1");

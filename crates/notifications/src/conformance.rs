@@ -19,6 +19,7 @@ pub fn created(id: &str) -> DomainEvent {
         end_date: DateTime::from_timestamp(1_900_007_200, 0).unwrap_or_default(),
         hall: "Main".into(),
         capacity: Some(10),
+        seats_per_customer: None,
     })
 }
 

@@ -96,6 +96,7 @@ fn event_created(event: &Event) -> Envelope {
         end_date: unix_to_utc(event.end_date),
         hall: event.hall.clone(),
         capacity: Some(event.capacity),
+        seats_per_customer: None,
     });
     Envelope::new(&created, platform::telemetry::traceparent())
 }
