@@ -17,7 +17,6 @@ use anyhow::Context;
 use platform::Config;
 
 use cli::{AdminCommand, Cli, Command, DataArgs, ServeArgs};
-pub use roles::Role;
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
@@ -60,7 +59,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 },
         } => {
             let config = load_config(cli.config.as_deref(), None, Some(&paths))?;
-            let store = stores::open_users(&config, stores::Tables::Required).await?;
+            let store = roles::users::open_store(&config, stores::Tables::Required).await?;
             let user = users::make_admin(&store, &email, &password).await?;
             println!("{} is an admin (user {})", user.email, user.id);
             Ok(())
@@ -70,11 +69,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// The OpenAPI document of every service, as one process running them all serves it.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    serve::openapi_document(vec![
-        events::openapi(),
-        bookings::openapi(),
-        users::openapi(),
-    ])
+    serve::openapi_document(roles::ALL.iter().filter_map(|r| r.openapi()).collect())
 }
 
 /// Defaults < config file < environment < flags.

@@ -16,8 +16,8 @@ use bookings::replay::{Rebuild, Rebuilt};
 use contracts::Envelope;
 use platform::Config;
 
-use crate::Role;
 use crate::broker::open_bus;
+use crate::roles;
 use crate::stores::{Storage, storage};
 
 /// Why a replay refuses a bookings service on DynamoDB.
@@ -34,8 +34,8 @@ const NOT_ON_MONGO: &str = "replay is not supported on MongoDB storage: the rebu
     state cannot be swapped in atomically there; replay into SQLite or PostgreSQL";
 
 pub async fn replay(config: &Config) -> anyhow::Result<()> {
-    let roles = Role::parse_list(&config.roles)?;
-    if roles != [Role::Bookings] {
+    let roles = roles::parse_list(&config.roles)?;
+    if !matches!(roles[..], [role] if role.name() == "bookings") {
         bail!(
             "replay rebuilds the bookings service only (--role bookings): the events and users \
              services own facts (locations, passwords) that the bus does not carry in full"

@@ -1,6 +1,6 @@
-//! Where each service keeps its state: the storage URL of each role, and its store opened on
-//! SQLite or, when this binary was built with their cargo features, on PostgreSQL, MongoDB or
-//! DynamoDB.
+//! Where each service keeps its state: the storage URL of each role, on SQLite or, when this
+//! binary was built with their cargo features, on PostgreSQL, MongoDB or DynamoDB; and the
+//! opening of the stores of a process's roles (each role's module says which store it opens).
 // A build with SQLite alone compiles the database-server parts out: `tables` then has nothing to
 // decide, `remote_store!` nothing to open, and every storage is a file.
 #![cfg_attr(
@@ -9,24 +9,17 @@
 )]
 
 use std::path::PathBuf;
+#[cfg(any(feature = "postgres", feature = "mongodb", feature = "dynamodb"))]
 use std::sync::Arc;
 
-use anyhow::{Context, bail};
+#[cfg(any(feature = "postgres", feature = "mongodb", feature = "dynamodb"))]
+use anyhow::Context;
+use anyhow::bail;
 use platform::Config;
 
-use crate::Role;
 use crate::features::with_feature;
-
-/// The storage of each role this process runs.
-#[derive(Clone, Default)]
-pub(crate) struct Stores {
-    pub events: Option<Arc<dyn events::EventStore>>,
-    pub bookings: Option<Arc<dyn bookings::BookingStore>>,
-    pub users: Option<Arc<dyn users::UserStore>>,
-    pub notifications: Option<Arc<dyn notifications::NotificationStore>>,
-    /// The SQLite databases this process serves, locked against a second server or a replay.
-    pub locks: Vec<Arc<crate::lock::DatabaseLock>>,
-}
+use crate::lock::DatabaseLock;
+use crate::roles::{OpenRole, Role};
 
 /// Where a service keeps its state, from its storage URL.
 pub(crate) enum Storage {
@@ -131,7 +124,7 @@ where
 
 /// `store` once its tables are prepared as `tables` asks (see [`prepare`]).
 #[cfg(any(feature = "postgres", feature = "mongodb", feature = "dynamodb"))]
-async fn with_tables<S, F, E>(
+pub(crate) async fn with_tables<S, F, E>(
     service: &'static str,
     store: Arc<S>,
     tables: Tables,
@@ -149,127 +142,47 @@ where
 /// its tables created as `tables` asks (see [`with_tables`]).
 macro_rules! remote_store {
     ($service:literal, $store:ty, $url:expr, $tables:expr) => {
-        with_tables(
+        $crate::stores::with_tables(
             $service,
-            Arc::new(<$store>::connect(&$url)?),
+            ::std::sync::Arc::new(<$store>::connect(&$url)?),
             $tables,
             |s| async move { s.migrate().await },
         )
         .await?
     };
 }
+#[cfg(any(feature = "postgres", feature = "mongodb", feature = "dynamodb"))]
+pub(crate) use remote_store;
 
-pub(crate) async fn open_events(
-    config: &Config,
-    tables: Tables,
-) -> anyhow::Result<Arc<dyn events::EventStore>> {
-    Ok(match storage(config, "events")? {
-        Storage::Sqlite(path) => Arc::new(
-            events::SqliteEventStore::open(&path)
-                .with_context(|| format!("cannot open the events database {}", path.display()))?,
-        ),
-        #[cfg(feature = "postgres")]
-        Storage::Postgres(url) => remote_store!("events", events::PgEventStore, url, tables),
-        #[cfg(feature = "dynamodb")]
-        Storage::Dynamo(url) => remote_store!("events", events::DynamoEventStore, url, tables),
-        #[cfg(feature = "mongodb")]
-        Storage::Mongo(url) => remote_store!("events", events::MongoEventStore, url, tables),
-    })
+/// A role of this process with its store open.
+pub(crate) struct Opened {
+    pub role: &'static dyn Role,
+    pub state: Box<dyn OpenRole>,
+    /// Its SQLite database's lock, held against a second server or a replay while the store is
+    /// open (declared after `state`, so released after the store has closed).
+    _lock: Option<DatabaseLock>,
 }
 
-pub(crate) async fn open_bookings(
-    config: &Config,
-    tables: Tables,
-) -> anyhow::Result<Arc<dyn bookings::BookingStore>> {
-    Ok(match storage(config, "bookings")? {
-        Storage::Sqlite(path) => Arc::new(
-            bookings::SqliteBookingStore::open(&path)
-                .with_context(|| format!("cannot open the bookings database {}", path.display()))?,
-        ),
-        #[cfg(feature = "postgres")]
-        Storage::Postgres(url) => remote_store!("bookings", bookings::PgBookingStore, url, tables),
-        #[cfg(feature = "dynamodb")]
-        Storage::Dynamo(url) => {
-            remote_store!("bookings", bookings::DynamoBookingStore, url, tables)
-        }
-        #[cfg(feature = "mongodb")]
-        Storage::Mongo(url) => remote_store!("bookings", bookings::MongoBookingStore, url, tables),
-    })
-}
-
-pub(crate) async fn open_users(
-    config: &Config,
-    tables: Tables,
-) -> anyhow::Result<Arc<dyn users::UserStore>> {
-    Ok(match storage(config, "users")? {
-        Storage::Sqlite(path) => Arc::new(
-            users::SqliteUserStore::open(&path)
-                .with_context(|| format!("cannot open the users database {}", path.display()))?,
-        ),
-        #[cfg(feature = "postgres")]
-        Storage::Postgres(url) => remote_store!("users", users::PgUserStore, url, tables),
-        #[cfg(feature = "dynamodb")]
-        Storage::Dynamo(url) => remote_store!("users", users::DynamoUserStore, url, tables),
-        #[cfg(feature = "mongodb")]
-        Storage::Mongo(url) => remote_store!("users", users::MongoUserStore, url, tables),
-    })
-}
-
-pub(crate) async fn open_notifications(
-    config: &Config,
-    tables: Tables,
-) -> anyhow::Result<Arc<dyn notifications::NotificationStore>> {
-    Ok(match storage(config, "notifications")? {
-        Storage::Sqlite(path) => Arc::new(
-            notifications::SqliteNotificationStore::open(&path).with_context(|| {
-                format!("cannot open the notifications database {}", path.display())
-            })?,
-        ),
-        #[cfg(feature = "postgres")]
-        Storage::Postgres(url) => remote_store!(
-            "notifications",
-            notifications::PgNotificationStore,
-            url,
-            tables
-        ),
-        #[cfg(feature = "dynamodb")]
-        Storage::Dynamo(url) => remote_store!(
-            "notifications",
-            notifications::DynamoNotificationStore,
-            url,
-            tables
-        ),
-        #[cfg(feature = "mongodb")]
-        Storage::Mongo(url) => remote_store!(
-            "notifications",
-            notifications::MongoNotificationStore,
-            url,
-            tables
-        ),
-    })
-}
-
+/// Opens the store of each of `roles` that keeps state, in their order, and locks the SQLite
+/// databases among them.
 pub(crate) async fn open_stores(
     config: &Config,
-    roles: &[Role],
+    roles: &[&'static dyn Role],
     tables: Tables,
-) -> anyhow::Result<Stores> {
-    let mut stores = Stores::default();
-    for role in roles.iter().filter(|r| r.has_state()) {
-        if let Storage::Sqlite(path) = storage(config, role.name())? {
-            stores
-                .locks
-                .push(Arc::new(crate::lock::lock_database(&path, role.name())?));
+) -> anyhow::Result<Vec<Opened>> {
+    let mut opened = Vec::new();
+    for &role in roles {
+        let mut lock = None;
+        if role.has_state()
+            && let Storage::Sqlite(path) = storage(config, role.name())?
+        {
+            lock = Some(crate::lock::lock_database(&path, role.name())?);
         }
-        match role {
-            Role::Events => stores.events = Some(open_events(config, tables).await?),
-            Role::Bookings => stores.bookings = Some(open_bookings(config, tables).await?),
-            Role::Users => stores.users = Some(open_users(config, tables).await?),
-            Role::Notifications => {
-                stores.notifications = Some(open_notifications(config, tables).await?)
-            }
-            Role::Web => {}
-        }
+        opened.push(Opened {
+            role,
+            state: role.open(config, tables).await?,
+            _lock: lock,
+        });
     }
-    Ok(stores)
+    Ok(opened)
 }

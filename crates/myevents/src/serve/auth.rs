@@ -1,16 +1,11 @@
-//! The token secrets, the sign-in limits and the configured admin account.
-
-use std::net::IpAddr;
-use std::sync::Arc;
-use std::time::Duration;
+//! The token secrets.
 
 use anyhow::{Context, bail};
 use platform::{Auth, Config};
-use tokio_util::sync::CancellationToken;
 
 /// Whether a secret is one of the placeholders the deployment files ship (deploy/k8s), which
 /// anyone can read: a deployment that forgot to replace one must not start.
-fn is_placeholder(secret: &str) -> bool {
+pub(crate) fn is_placeholder(secret: &str) -> bool {
     secret.starts_with("replace-me")
 }
 
@@ -73,85 +68,4 @@ pub(super) fn auth(config: &Config, secret: &[u8], previous: Option<&[u8]>) -> A
         Some(previous) => auth.with_previous_secret(previous),
         None => auth,
     }
-}
-
-/// The sign-in limits, and the proxies whose `X-Forwarded-For` is believed.
-pub(super) fn signin_settings(
-    config: &Config,
-) -> anyhow::Result<(users::signin::Limits, Vec<IpAddr>)> {
-    let limits = users::signin::Limits {
-        per_account: config.auth.max_failed_logins,
-        per_address: config.auth.max_failed_logins_per_address,
-        max_wait: Duration::from_secs(config.auth.lockout_secs),
-    };
-    let proxies = config
-        .http
-        .trusted_proxies
-        .iter()
-        .map(|p| {
-            p.parse()
-                .with_context(|| format!("http.trusted_proxies: {p:?} is not an IP address"))
-        })
-        .collect::<anyhow::Result<_>>()?;
-    Ok((limits, proxies))
-}
-
-/// Creates the configured admin if it does not exist. While the users database does not answer,
-/// the service starts anyway and keeps trying in the background; a malformed e-mail or password
-/// stops the start.
-pub(super) async fn create_admin(
-    users: Arc<dyn users::UserStore>,
-    email: String,
-    password: String,
-    background: &CancellationToken,
-) -> anyhow::Result<()> {
-    let email = platform::Email::parse(&email).map_err(anyhow::Error::msg)?;
-    if is_placeholder(&password) {
-        bail!(
-            "auth.admin_password is still the placeholder of the deployment files: set a password \
-             of your own"
-        );
-    }
-    let attempt = move || {
-        let (users, email, password) = (users.clone(), email.clone(), password.clone());
-        async move {
-            if users.by_email(email.as_str()).await?.is_none() {
-                users::make_admin(&users, email.as_str(), &password).await?;
-                tracing::info!(email = %email, "created the configured admin");
-            }
-            Ok::<_, anyhow::Error>(())
-        }
-    };
-    let unavailable = |e: &anyhow::Error| {
-        matches!(
-            e.downcast_ref::<platform::StoreError>(),
-            Some(platform::StoreError::Unavailable(_))
-        )
-    };
-    match attempt().await {
-        Err(error) if unavailable(&error) => {
-            tracing::warn!(%error, "cannot create the configured admin yet; will retry");
-        }
-        done => return done,
-    }
-    let background = background.clone();
-    tokio::spawn(async move {
-        for failures in 1.. {
-            tokio::select! {
-                _ = tokio::time::sleep(bus::backoff(failures)) => {}
-                _ = background.cancelled() => return,
-            }
-            match attempt().await {
-                Err(error) if unavailable(&error) => {
-                    tracing::debug!(%error, "cannot create the configured admin yet")
-                }
-                Err(error) => {
-                    tracing::error!(%error, "cannot create the configured admin");
-                    return;
-                }
-                Ok(()) => return,
-            }
-        }
-    });
-    Ok(())
 }

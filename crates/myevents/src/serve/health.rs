@@ -15,14 +15,14 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::stores::Stores;
+use crate::roles::Check;
 
 /// What `/health/ready` asks, and the document `/openapi.json` answers.
 #[derive(Clone)]
 struct Readiness {
-    stores: Stores,
-    /// None in a process that runs only the web UI.
-    bus: Option<Arc<dyn Bus>>,
+    /// Each role's database, then the broker (which a process that runs only the web UI has
+    /// not).
+    checks: Arc<[Check]>,
     document: Arc<serde_json::Value>,
 }
 
@@ -40,19 +40,19 @@ pub fn openapi_document(parts: Vec<utoipa::openapi::OpenApi>) -> utoipa::openapi
     platform::openapi::document(std::iter::once(health_routes().into_openapi()).chain(parts))
 }
 
-/// `router` with `/health/live`, `/health/ready` (asking `stores` and `bus`) and `/openapi.json`
-/// (describing `openapi`).
+/// `router` with `/health/live`, `/health/ready` (asking `checks`, then `bus`) and
+/// `/openapi.json` (describing `openapi`).
 pub(super) fn with_health(
     router: Router,
     openapi: &[utoipa::openapi::OpenApi],
-    stores: &Stores,
+    mut checks: Vec<Check>,
     bus: Option<Arc<dyn Bus>>,
 ) -> Router {
     let document = serde_json::to_value(openapi_document(openapi.to_vec()))
         .unwrap_or_else(|e| json!({"error": format!("the OpenAPI document failed: {e}")}));
+    checks.extend(bus.map(|bus| Check::new("the broker", bus, |b| b.check())));
     let readiness = Readiness {
-        stores: stores.clone(),
-        bus,
+        checks: checks.into(),
         document: Arc::new(document),
     };
     router.merge(health_routes().split_for_parts().0.with_state(readiness))
@@ -103,41 +103,19 @@ const READY_CHECK_TIMEOUT: Duration = Duration::from_secs(10);
     (status = 503, description = "Not ready, with the reasons", body = Ready),
 ))]
 async fn ready(State(readiness): State<Readiness>) -> impl IntoResponse {
-    let Stores {
-        events,
-        bookings,
-        users,
-        notifications,
-        ..
-    } = &readiness.stores;
-    let checks = [
-        ("the events database", events.as_ref().map(|s| s.check())),
-        (
-            "the bookings database",
-            bookings.as_ref().map(|s| s.check()),
-        ),
-        ("the users database", users.as_ref().map(|s| s.check())),
-        (
-            "the notifications database",
-            notifications.as_ref().map(|s| s.check()),
-        ),
-        ("the broker", readiness.bus.as_ref().map(|b| b.check())),
-    ];
     // A database or broker cut off by the network does not refuse: it stays silent, and a check
     // would wait as long as TCP does. Silence past the deadline counts as down, so that the
     // replica turns not ready and its load balancer stops sending to it. The checks run at once:
     // the answer takes at most one deadline.
-    let reasons: Vec<String> = join_all(checks.into_iter().filter_map(|(what, check)| {
-        let check = check?;
-        Some(async move {
-            match tokio::time::timeout(READY_CHECK_TIMEOUT, check).await {
-                Ok(result) => result.err(),
-                Err(_) => Some(format!(
-                    "{what} did not answer within {} s",
-                    READY_CHECK_TIMEOUT.as_secs()
-                )),
-            }
-        })
+    let reasons: Vec<String> = join_all(readiness.checks.iter().map(|check| async move {
+        match tokio::time::timeout(READY_CHECK_TIMEOUT, check.run()).await {
+            Ok(result) => result.err(),
+            Err(_) => Some(format!(
+                "{} did not answer within {} s",
+                check.what,
+                READY_CHECK_TIMEOUT.as_secs()
+            )),
+        }
     }))
     .await
     .into_iter()

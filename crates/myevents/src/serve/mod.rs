@@ -1,5 +1,6 @@
-//! `myevents serve`: opens the stores and the bus of the configured roles, starts their relays
-//! and consumers, serves the API and metrics, and shuts down in order on SIGINT/SIGTERM.
+//! `myevents serve`: opens the stores and the bus of the configured roles, starts each role and
+//! puts together what it provides (routes, consumer, relay, readiness check), serves the API and
+//! metrics, and shuts down in order on SIGINT/SIGTERM.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -13,17 +14,18 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::Role;
 use crate::broker::open_bus;
+use crate::roles::{self, Role, Shared};
 use crate::stores::{Tables, open_stores};
 
 mod auth;
 mod health;
 mod services;
 
-use auth::{auth, create_admin, jwt_secret, previous_jwt_secret, signin_settings};
+pub(crate) use auth::is_placeholder;
+use auth::{auth, jwt_secret, previous_jwt_secret};
 pub use health::openapi_document;
-use services::{start_notifications, start_services};
+use services::{Services, start_services};
 
 fn web_dir(config: &Config) -> Option<PathBuf> {
     match &config.web_dir {
@@ -33,7 +35,7 @@ fn web_dir(config: &Config) -> Option<PathBuf> {
 }
 
 pub async fn migrate(config: &Config) -> anyhow::Result<()> {
-    let roles = Role::parse_list(&config.roles)?;
+    let roles = roles::parse_list(&config.roles)?;
     open_stores(config, &roles, Tables::Required).await?;
     open_bus_of(config, &roles)?;
     println!("databases of {} are up to date", names(&roles));
@@ -42,7 +44,7 @@ pub async fn migrate(config: &Config) -> anyhow::Result<()> {
 
 /// The bus, for a process that runs at least one service (a process that runs only the web UI
 /// needs none).
-fn open_bus_of(config: &Config, roles: &[Role]) -> anyhow::Result<Option<Arc<dyn Bus>>> {
+fn open_bus_of(config: &Config, roles: &[&dyn Role]) -> anyhow::Result<Option<Arc<dyn Bus>>> {
     if roles.iter().any(|r| r.has_state()) {
         open_bus(config).map(Some)
     } else {
@@ -50,7 +52,7 @@ fn open_bus_of(config: &Config, roles: &[Role]) -> anyhow::Result<Option<Arc<dyn
     }
 }
 
-fn names(roles: &[Role]) -> String {
+fn names(roles: &[&dyn Role]) -> String {
     roles
         .iter()
         .map(|r| r.name())
@@ -59,7 +61,7 @@ fn names(roles: &[Role]) -> String {
 }
 
 pub async fn serve(mut config: Config) -> anyhow::Result<()> {
-    let roles = Role::parse_list(&config.roles)?;
+    let roles = roles::parse_list(&config.roles)?;
     let role_names: Vec<&str> = roles.iter().map(|r| r.name()).collect();
     // The release and its commit as SemVer build metadata (`0.1.0+1a2b3c4d5e6f`).
     let version = concat!(env!("CARGO_PKG_VERSION"), "+", env!("MYEVENTS_COMMIT"));
@@ -80,29 +82,31 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
     let previous = previous_jwt_secret(&config)?;
     let auth = Arc::new(auth(&config, &secret, previous));
     let links = platform::LinkSigner::new(&secret, previous);
-    let stores = open_stores(&config, &roles, Tables::WhenReachable).await?;
-    let replay_lock = lock_against_replay(&config, &roles).await?;
+    let opened = open_stores(&config, &roles, Tables::WhenReachable).await?;
 
     // Background work stops after the HTTP servers have drained, so that the events of the last
     // requests are still relayed.
     let background = CancellationToken::new();
-    if let (Some(users), Some(email), Some(password)) = (
-        &stores.users,
-        &config.auth.admin_email,
-        &config.auth.admin_password,
-    ) {
-        create_admin(users.clone(), email.clone(), password.clone(), &background).await?;
+    let shared = Shared {
+        config: &config,
+        links: &links,
+        background: &background,
+    };
+    // Every role is started, in the order of `roles::ALL`, before any consumer or relay runs:
+    // a role that refuses to start (a bad setting, a replay holding its database) stops the
+    // process before it has consumed or relayed anything.
+    let mut started = Vec::new();
+    for role in roles::ALL {
+        if let Some(open) = opened.iter().find(|o| o.role.name() == role.name()) {
+            started.push((open.role, open.state.start(&shared).await?));
+        }
     }
-    let signin = signin_settings(&config)?;
-    let (router, mut tasks) =
-        start_services(&config, signin, &stores, bus.as_ref(), &links, &background);
-    let mut grpc = None;
-    if let Some(store) = &stores.notifications {
-        let (notificator, started) =
-            start_notifications(&config, store.clone(), &background).await?;
-        grpc = Some(notificator);
-        tasks.extend(started);
-    }
+    let Services {
+        router,
+        tasks,
+        grpc,
+        stops,
+    } = start_services(started, bus.as_ref(), &background);
     if let Some(path) = &config.ports_file {
         let bound = Listening {
             http: listener.local_addr()?,
@@ -131,18 +135,19 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
         tracing::info!("shutting down: finishing the requests in flight");
         signal_stop.cancel();
     });
-    // Set if a replay took the bookings database from under this process (see
-    // `lock_against_replay`): it stops serving and exits with that error.
-    let replayed = Arc::new(std::sync::OnceLock::new());
-    let replay_watch = replay_lock.map(|held| {
-        let (stop, replayed) = (http_stop.clone(), replayed.clone());
-        tokio::spawn(async move {
-            let error = held.await;
-            tracing::error!(%error, "stopping: the bookings database is being replayed");
-            let _ = replayed.set(error);
-            stop.cancel();
+    // Set if a role can no longer serve (a replay took the bookings database from under this
+    // process, see `roles::Provides::stop`): the process stops serving and exits with that error.
+    let stopped = Arc::new(std::sync::OnceLock::new());
+    let stop_watches: Vec<_> = stops
+        .into_iter()
+        .map(|reason| {
+            let (http_stop, stopped) = (http_stop.clone(), stopped.clone());
+            tokio::spawn(async move {
+                let _ = stopped.set(reason.await);
+                http_stop.cancel();
+            })
         })
-    });
+        .collect();
     tracing::info!(roles = %names(&roles), data_dir = %config.data_dir.display(), "MyEvents is starting");
 
     let served =
@@ -162,43 +167,17 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
     let _ = metrics.await;
     // The last handles: dropping them lets each writer thread commit what it has queued and
     // waits for it (see `sqlite::Db`).
-    drop(stores);
+    drop(opened);
     drop(bus);
-    if let Some(watch) = replay_watch {
+    for watch in stop_watches {
         watch.abort();
     }
     tracing::info!("stopped");
-    if let Some(error) = replayed.get() {
+    if let Some(error) = stopped.get() {
         bail!("stopped serving: {error}");
     }
     served
 }
-
-/// A bookings service on PostgreSQL holds the replay lock of its schema while it serves, as one
-/// on SQLite holds its database's lock file (`open_stores`): `myevents replay` refuses to run
-/// beside it, and it refuses to start beside a replay. The future ends if a replay takes the
-/// lock while the database was unreachable; the service must then stop.
-async fn lock_against_replay(
-    config: &Config,
-    roles: &[Role],
-) -> anyhow::Result<Option<ReplayTaken>> {
-    #[cfg(feature = "postgres")]
-    if roles.contains(&Role::Bookings)
-        && let crate::stores::Storage::Postgres(url) = crate::stores::storage(config, "bookings")?
-    {
-        let held = postgres::replay_lock::lock_for_serving(&url, "bookings")
-            .await
-            .context("cannot serve the bookings database")?;
-        return Ok(Some(Box::pin(async move { held.await.to_string() })));
-    }
-    #[cfg(not(feature = "postgres"))]
-    let _ = (config, roles);
-    Ok(None)
-}
-
-/// Ends, with the reason, when a replay has taken the bookings database (see
-/// [`lock_against_replay`]).
-type ReplayTaken = std::pin::Pin<Box<dyn Future<Output = String> + Send>>;
 
 /// The addresses a `serve` process listens on, as `ports_file` receives them: JSON such as
 /// `{"http": "127.0.0.1:40123", "metrics": "127.0.0.1:40125", "https": null, "grpc":
