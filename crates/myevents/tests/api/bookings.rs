@@ -361,3 +361,75 @@ async fn an_optional_cap_limits_guest_bookings_per_address() {
     );
     assert_eq!(s.available(&event).await, 7);
 }
+
+/// An organiser's limit of seats per customer, set when the event is created, holds from the
+/// events service to the bookings service: a customer (signed in, or a guest by address) gets
+/// a 409 saying the limit once they would pass it, a guest with no address is asked for one,
+/// and a cancellation gives the customer their seats back.
+#[tokio::test]
+async fn an_events_limit_of_seats_per_customer_holds() {
+    let s = TestServer::start().await;
+    let admin = s.admin_token().await;
+    let ann = s.customer("ann@example.com").await;
+    let location = s.create_location(&admin, 100).await;
+    let r = s
+        .post(
+            "/events",
+            Some(&admin),
+            json!({"Name": "Limited", "StartDate": 1_900_000_000, "EndDate": 1_900_007_200,
+                   "Location": {"ID": location["ID"]}, "Hall": "Main", "SeatsPerCustomer": 4}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let event = body(r).await;
+    assert_eq!(event["SeatsPerCustomer"], 4);
+    let event = event["ID"].as_str().expect("event ID").to_owned();
+    s.wait_bookable(&event).await;
+
+    let path = format!("/events/{event}/bookings");
+    let r = s.post(&path, Some(&ann), json!({"seats": 3})).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let first = body(r).await;
+    // Ann booking as a guest with her own address is still Ann.
+    let over = assert_error(
+        s.book(&event, 2, "ann@example.com").await,
+        StatusCode::CONFLICT,
+    )
+    .await;
+    assert_eq!(
+        (over["SeatsPerCustomer"].as_i64(), over["Held"].as_i64()),
+        (Some(4), Some(3))
+    );
+    assert!(
+        over["error"]
+            .as_str()
+            .unwrap()
+            .contains("at most 4 seats per customer")
+    );
+    assert_eq!(
+        s.book(&event, 4, "bob@example.com").await.status(),
+        StatusCode::CREATED
+    );
+    let anonymous = s.post(&path, None, json!({"seats": 1})).await;
+    assert_error(anonymous, StatusCode::UNPROCESSABLE_ENTITY).await;
+
+    let cancel = format!("/bookings/{}", first["ID"].as_str().unwrap());
+    let r = s.delete(&cancel, Some(&ann)).await;
+    assert!(r.status().is_success(), "{}", r.status());
+    assert_eq!(
+        s.book(&event, 4, "ann@example.com").await.status(),
+        StatusCode::CREATED
+    );
+    assert_eq!(s.available(&event).await, 92);
+
+    // The events service refuses a limit above the event's seats.
+    let too_many = s
+        .post(
+            "/events",
+            Some(&admin),
+            json!({"Name": "Odd", "StartDate": 1_900_000_000, "EndDate": 1_900_007_200,
+                   "Location": {"ID": location["ID"]}, "Hall": "Main", "SeatsPerCustomer": 101}),
+        )
+        .await;
+    assert!(too_many.status().is_client_error(), "{}", too_many.status());
+}
