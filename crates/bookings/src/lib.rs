@@ -25,7 +25,7 @@ pub use store::DynamoBookingStore;
 pub use store::MongoBookingStore;
 #[cfg(feature = "postgres")]
 pub use store::PgBookingStore;
-pub use store::{BookingStore, SqliteBookingStore};
+pub use store::{BookingStore, Restore, SqliteBookingStore};
 
 /// The consumer group of this service — `booking`, the reference's AMQP queue name — and what
 /// it listens to.

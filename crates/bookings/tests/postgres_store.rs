@@ -18,6 +18,15 @@ async fn fresh() -> (TestDatabase, Arc<dyn BookingStore>) {
 bookings::conformance_tests!(fresh);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuilt_state_is_restored_into_an_empty_store() {
+    let db = TestDatabase::create()
+        .await
+        .expect("a PostgreSQL server to create a test database in");
+    let store = PgBookingStore::connect(&db.url).expect("a valid database URL");
+    bookings::conformance::a_rebuilt_state_is_restored_into_an_empty_store(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_booking_fails_alone_among_those_queued_with_it() {
     let (_guard, store) = fresh().await;
     bookings::conformance::a_failing_booking_fails_alone_among_those_queued_with_it(store).await;

@@ -13,6 +13,13 @@ async fn fresh() -> (tempfile::TempDir, Arc<dyn BookingStore>) {
 bookings::conformance_tests!(fresh);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuilt_state_is_restored_into_an_empty_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteBookingStore::open(&dir.path().join("bookings.db")).unwrap();
+    bookings::conformance::a_rebuilt_state_is_restored_into_an_empty_store(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_booking_fails_alone_among_those_queued_with_it() {
     let (_guard, store) = fresh().await;
     bookings::conformance::a_failing_booking_fails_alone_among_those_queued_with_it(store).await;

@@ -11,8 +11,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use bookings::BookingStore;
 use bookings::replay::{Rebuild, Rebuilt};
+use bookings::{BookingStore, Restore};
 use contracts::Envelope;
 use platform::Config;
 

@@ -6,9 +6,7 @@ use async_trait::async_trait;
 use contracts::{Envelope, EventCreated, Hall};
 use dynamo::inbox::{self, Committed, DynamoUnit};
 use dynamo::item::{Item, get_n, get_s, get_s_opt, item, n, s};
-use dynamo::{
-    Commit, Deferred, Dynamo, DynamoError, KeyKind, Options, Query, Table, Write, outbox,
-};
+use dynamo::{Deferred, Dynamo, DynamoError, KeyKind, Options, Query, Table, Write, outbox};
 
 use super::{
     BookResult, BookingFilter, BookingStore, Delivered, StoreError, availability, event_json,
@@ -16,10 +14,8 @@ use super::{
 };
 use crate::domain::unit::{Earlier, OnSale, UnitOfWork, Waiting};
 use crate::domain::{
-    Availability, Booking, BookingStatus, Idempotency, NewBooking, SaleStatus, Stock, location_key,
-    rules,
+    Availability, Booking, BookingStatus, Idempotency, NewBooking, SaleStatus, Stock, rules,
 };
-use crate::replay::Rebuilt;
 
 const INVENTORY: &str = "inventory";
 const BOOKINGS: &str = "bookings";
@@ -548,26 +544,6 @@ impl UnitOfWork for Unit<'_> {
     }
 }
 
-/// The writes that keep `event` waiting for its location `key`.
-fn put_waiting(
-    db: &Dynamo,
-    event: &contracts::EventCreated,
-    key: &str,
-    cancelled: bool,
-) -> [Write; 2] {
-    let waiting = item([
-        ("event_id", s(&event.id)),
-        ("location_id", s(key)),
-        ("event", s(event_json(event))),
-        ("cancelled", n(u8::from(cancelled))),
-    ]);
-    let listed = item([("location_id", s(key)), ("event_id", s(&event.id))]);
-    [
-        Write::put(db.table(WAITING), waiting).when("attribute_not_exists(event_id)"),
-        Write::put(db.table(WAITING_AT), listed),
-    ]
-}
-
 fn location_item(key: &str) -> Item {
     item([("id", s(key))])
 }
@@ -695,82 +671,6 @@ impl BookingStore for DynamoBookingStore {
     ) -> Result<Vec<bus::Outcome>, StoreError> {
         let mut rules = rules::Inventory;
         Ok(inbox::apply_each(&self.db, &batch, Pending::default, &mut rules).await?)
-    }
-
-    async fn restore(&self, rebuilt: Rebuilt, outbox: Vec<Envelope>) -> Result<(), StoreError> {
-        let db = &self.db;
-        if db.holds_any(INVENTORY).await? || db.holds_any(BOOKINGS).await? {
-            return Err(DynamoError::Data(
-                "a replay writes into an empty bookings database only".into(),
-            )
-            .into());
-        }
-        let mut writes = Vec::new();
-        let mut names = HashMap::new();
-        for event in &rebuilt.inventory {
-            names.insert(event.event_id.as_str(), event.name.as_str());
-            let mut stored = item([
-                ("event_id", s(&event.event_id)),
-                ("name", s(&event.name)),
-                ("capacity", n(event.capacity)),
-                ("available", n(event.available)),
-                ("status", s(sale_status(event.cancelled))),
-            ]);
-            if let Some(limit) = event.per_customer {
-                stored.insert("per_customer".into(), n(limit));
-            }
-            writes.push(Write::put(db.table(INVENTORY), stored));
-        }
-        for (event_id, customer, seats) in &rebuilt.holdings {
-            let mut stored = holding_key(event_id, customer);
-            stored.insert("seats".into(), n(*seats));
-            writes.push(Write::put(db.table(HOLDINGS), stored));
-        }
-        for b in &rebuilt.bookings {
-            let restored = Booking {
-                id: b.id.clone(),
-                event_id: b.event_id.clone(),
-                event_name: names
-                    .get(b.event_id.as_str())
-                    .copied()
-                    .unwrap_or("")
-                    .to_owned(),
-                seats: b.seats,
-                date: b.date,
-                status: b.status,
-                user_id: b.user_id.clone().unwrap_or_default(),
-                email: b.email.clone(),
-            };
-            writes.extend(put_booking(db, &restored));
-        }
-        for location in &rebuilt.locations {
-            let stored = item([
-                ("id", s(&location.key)),
-                ("halls", s(halls_json(&location.halls))),
-            ]);
-            writes.push(Write::put(db.table(LOCATIONS), stored));
-        }
-        for w in &rebuilt.waiting {
-            let key = location_key(&w.event.location_id);
-            writes.extend(put_waiting(db, &w.event, &key, w.cancelled));
-        }
-        writes.extend(rebuilt.message_ids.iter().map(|id| inbox::record(db, id)));
-        // Not one transaction (a replay is larger than DynamoDB's 100 items); it writes into
-        // tables nobody serves yet.
-        let refused =
-            || DynamoError::Data("the bookings database filled up during the replay".into());
-        for chunk in writes.chunks(dynamo::MAX_TRANSACTION_ITEMS) {
-            if db.commit(chunk.to_vec(), &[]).await? != Commit::Done {
-                return Err(refused().into());
-            }
-        }
-        let mut caused = outbox;
-        caused.extend(rebuilt.owed.iter().map(|owed| Envelope::new(owed, None)));
-        // One item of each transaction is the outbox counter.
-        for chunk in caused.chunks(dynamo::MAX_TRANSACTION_ITEMS - 1) {
-            db.commit(Vec::new(), chunk).await?;
-        }
-        Ok(())
     }
 
     fn outbox(&self) -> Arc<dyn bus::Outbox> {

@@ -62,12 +62,18 @@ pub trait BookingStore: Send + Sync + 'static {
     async fn apply(&self, batch: Vec<(String, Delivered)>)
     -> Result<Vec<bus::Outcome>, StoreError>;
 
-    /// Writes a state rebuilt from the bus history (`myevents replay`) into this store, which
-    /// must hold no inventory and no bookings yet, with `outbox` as the events still to publish.
-    async fn restore(&self, rebuilt: Rebuilt, outbox: Vec<Envelope>) -> Result<(), StoreError>;
-
     fn outbox(&self) -> Arc<dyn bus::Outbox>;
     async fn check(&self) -> Result<(), String>;
+}
+
+/// A store that `myevents replay` can rebuild: SQLite and PostgreSQL, whose rebuilt state can
+/// take the place of the current one in one step (a file renamed, a schema renamed). MongoDB and
+/// DynamoDB cannot rename a database or tables, so they do not implement it.
+#[async_trait]
+pub trait Restore: BookingStore {
+    /// Writes a state rebuilt from the bus history into this store, which must hold no
+    /// inventory and no bookings yet, with `outbox` as the events still to publish.
+    async fn restore(&self, rebuilt: Rebuilt, outbox: Vec<Envelope>) -> Result<(), StoreError>;
 }
 
 /// How a store reports an event's seats.

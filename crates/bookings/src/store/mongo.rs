@@ -1,11 +1,10 @@
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use contracts::{Envelope, EventCreated, Hall};
+use contracts::{EventCreated, Hall};
 use mongo::bson::oid::ObjectId;
 use mongo::bson::{Document, doc};
-use mongo::{Collection, Mongo, MongoError, MongoUnit, Options, Tx, inbox};
+use mongo::{Collection, Mongo, MongoError, MongoUnit, Options};
 use serde::Deserialize;
 
 use super::{
@@ -14,10 +13,8 @@ use super::{
 };
 use crate::domain::unit::{Earlier, OnSale, UnitOfWork, Waiting};
 use crate::domain::{
-    Availability, Booking, BookingStatus, Idempotency, NewBooking, SaleStatus, Stock, location_key,
-    rules,
+    Availability, Booking, BookingStatus, Idempotency, NewBooking, SaleStatus, Stock, rules,
 };
-use crate::replay::Rebuilt;
 
 /// Each event's seats, by event id (`_id`).
 const INVENTORY: &str = "inventory";
@@ -430,82 +427,6 @@ fn holding_id(event_id: &str, customer: &str) -> Document {
     doc! {"event": event_id, "customer": customer}
 }
 
-/// See [`BookingStore::restore`]; returns the events to commit into the outbox.
-async fn restore(
-    tx: &mut Tx,
-    (rebuilt, outbox): &(Rebuilt, Vec<Envelope>),
-) -> Result<((), Vec<Envelope>), MongoError> {
-    if tx.count(INVENTORY, doc! {}).await? + tx.count(BOOKINGS, doc! {}).await? > 0 {
-        return Err(MongoError::Invalid(
-            "a replay writes into an empty bookings database only".into(),
-        ));
-    }
-    let mut names = HashMap::new();
-    let mut inventory = Vec::with_capacity(rebuilt.inventory.len());
-    for event in &rebuilt.inventory {
-        names.insert(event.event_id.as_str(), event.name.as_str());
-        inventory.push(doc! {
-            "_id": &event.event_id,
-            "name": &event.name,
-            "capacity": i64::from(event.capacity),
-            "available": i64::from(event.available),
-            "status": sale_status(event.cancelled),
-            "per_customer": event.per_customer.map(i64::from),
-        });
-    }
-    tx.insert_many(INVENTORY, inventory).await?;
-    let holdings = (rebuilt.holdings.iter())
-        .map(|(event_id, customer, seats)| {
-            doc! {"_id": holding_id(event_id, customer), "seats": i64::from(*seats)}
-        })
-        .collect();
-    tx.insert_many(HOLDINGS, holdings).await?;
-    let mut bookings = Vec::with_capacity(rebuilt.bookings.len());
-    for b in &rebuilt.bookings {
-        let Some(event_name) = names.get(b.event_id.as_str()) else {
-            return Err(MongoError::Invalid(format!(
-                "booking {} is of event {}, which the rebuilt state does not hold",
-                b.id, b.event_id
-            )));
-        };
-        let booking = Booking {
-            id: b.id.clone(),
-            event_id: b.event_id.clone(),
-            event_name: (*event_name).to_owned(),
-            seats: b.seats,
-            date: b.date,
-            status: b.status,
-            user_id: String::new(),
-            email: b.email.clone(),
-        };
-        bookings.push(booking_document(&booking, b.user_id.as_deref()));
-    }
-    tx.insert_many(BOOKINGS, bookings).await?;
-    let locations = (rebuilt.locations.iter())
-        .map(|l| doc! {"_id": &l.key, "halls": halls_json(&l.halls)})
-        .collect();
-    tx.insert_many(LOCATIONS, locations).await?;
-    let waiting = (rebuilt.waiting.iter())
-        .map(|w| {
-            doc! {
-                "_id": &w.event.id,
-                "location_id": location_key(&w.event.location_id),
-                "event": event_json(&w.event),
-                "cancelled": w.cancelled,
-            }
-        })
-        .collect();
-    tx.insert_many(WAITING, waiting).await?;
-    for id in &rebuilt.message_ids {
-        if !inbox::seen(tx, id).await? {
-            inbox::record(tx, id).await?;
-        }
-    }
-    let mut caused = outbox.clone();
-    caused.extend(rebuilt.owed.iter().map(|owed| Envelope::new(owed, None)));
-    Ok(((), caused))
-}
-
 #[async_trait]
 impl BookingStore for MongoBookingStore {
     async fn book(&self, booking: NewBooking) -> Result<BookResult, StoreError> {
@@ -592,13 +513,6 @@ impl BookingStore for MongoBookingStore {
                     Ok((outcomes, unit.caused))
                 })
             })
-            .await?)
-    }
-
-    async fn restore(&self, rebuilt: Rebuilt, outbox: Vec<Envelope>) -> Result<(), StoreError> {
-        Ok(self
-            .mongo
-            .transaction(&(rebuilt, outbox), |tx, state| Box::pin(restore(tx, state)))
             .await?)
     }
 

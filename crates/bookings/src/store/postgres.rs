@@ -7,8 +7,8 @@ use postgres::sqlx::{self, PgConnection, Row};
 use postgres::{Options, Pg, PgError, PgUnit, inbox, int, outbox};
 
 use super::{
-    BookResult, BookingFilter, BookingStore, Delivered, StoreError, availability, event_json,
-    halls_json, parse_halls, sale_status, waiting,
+    BookResult, BookingFilter, BookingStore, Delivered, Restore, StoreError, availability,
+    event_json, halls_json, parse_halls, sale_status, waiting,
 };
 use crate::domain::unit::{Earlier, OnSale, UnitOfWork, Waiting};
 use crate::domain::{
@@ -680,17 +680,20 @@ impl BookingStore for PgBookingStore {
         Ok(outcomes)
     }
 
-    async fn restore(&self, rebuilt: Rebuilt, outbox: Vec<Envelope>) -> Result<(), StoreError> {
-        let mut tx = self.pg.begin().await?;
-        let caused = restore(&mut tx, &rebuilt, outbox).await?;
-        Ok(self.pg.commit(tx, &caused).await?)
-    }
-
     fn outbox(&self) -> Arc<dyn bus::Outbox> {
         Arc::new(postgres::PgOutbox::new(self.pg.clone()))
     }
 
     async fn check(&self) -> Result<(), String> {
         self.pg.check().await
+    }
+}
+
+#[async_trait]
+impl Restore for PgBookingStore {
+    async fn restore(&self, rebuilt: Rebuilt, outbox: Vec<Envelope>) -> Result<(), StoreError> {
+        let mut tx = self.pg.begin().await?;
+        let caused = restore(&mut tx, &rebuilt, outbox).await?;
+        Ok(self.pg.commit(tx, &caused).await?)
     }
 }

@@ -8,8 +8,8 @@ use sqlite::rusqlite::{Connection, OptionalExtension, Row, params};
 use sqlite::{Batcher, Db, DbError, Options, inbox, outbox};
 
 use super::{
-    BookResult, BookingFilter, BookingStore, Delivered, StoreError, availability, event_json,
-    halls_json, parse_halls, sale_status, waiting,
+    BookResult, BookingFilter, BookingStore, Delivered, Restore, StoreError, availability,
+    event_json, halls_json, parse_halls, sale_status, waiting,
 };
 use crate::domain::unit::{Earlier, OnSale, UnitOfWork, Waiting};
 use crate::domain::{
@@ -557,18 +557,21 @@ impl BookingStore for SqliteBookingStore {
             .await?)
     }
 
-    async fn restore(&self, rebuilt: Rebuilt, outbox: Vec<Envelope>) -> Result<(), StoreError> {
-        Ok(self
-            .db
-            .write(move |c| restore(c, &rebuilt, &outbox))
-            .await?)
-    }
-
     fn outbox(&self) -> Arc<dyn bus::Outbox> {
         Arc::new(bus::SqliteOutbox(self.db.clone()))
     }
 
     async fn check(&self) -> Result<(), String> {
         self.db.check().await
+    }
+}
+
+#[async_trait]
+impl Restore for SqliteBookingStore {
+    async fn restore(&self, rebuilt: Rebuilt, outbox: Vec<Envelope>) -> Result<(), StoreError> {
+        Ok(self
+            .db
+            .write(move |c| restore(c, &rebuilt, &outbox))
+            .await?)
     }
 }
