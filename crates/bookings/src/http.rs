@@ -272,7 +272,7 @@ fn answer(state: &AppState, outcome: BookOutcome) -> Result<Response, ApiError> 
 
 /// A booking as the API shows it; a guest booking with its token and link.
 fn booking_answer(state: &AppState, booking: Booking) -> BookingAnswer {
-    let (token, link) = if booking.user_id.is_empty() {
+    let (token, link) = if booking.user_id.is_none() {
         let token = state.links.sign(links::GUEST_BOOKING, &booking.id);
         let link = links::guest_booking_link(&state.public_url, &booking.id, &token);
         (Some(token), Some(link))

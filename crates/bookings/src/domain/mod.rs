@@ -58,18 +58,33 @@ pub struct Booking {
     /// When it was booked, Unix seconds.
     pub date: i64,
     pub status: BookingStatus,
-    /// Empty for a guest.
-    #[serde(rename = "UserID")]
-    pub user_id: String,
+    /// The signed-in customer; `None` for a guest, which the API shows as `""` (the reference's
+    /// clients read a string).
+    #[serde(
+        rename = "UserID",
+        serialize_with = "none_as_empty",
+        deserialize_with = "empty_as_none"
+    )]
+    #[schema(value_type = String)]
+    pub user_id: Option<String>,
     /// The customer's e-mail address (empty when unknown).
     pub email: String,
+}
+
+fn none_as_empty<S: serde::Serializer>(id: &Option<String>, to: S) -> Result<S::Ok, S::Error> {
+    to.serialize_str(id.as_deref().unwrap_or(""))
+}
+
+fn empty_as_none<'de, D: serde::Deserializer<'de>>(from: D) -> Result<Option<String>, D::Error> {
+    let id = String::deserialize(from)?;
+    Ok(Some(id).filter(|id| !id.is_empty()))
 }
 
 impl Booking {
     /// Who booked it.
     pub fn customer(&self) -> Customer {
         Customer {
-            user_id: Some(self.user_id.clone()).filter(|id| !id.is_empty()),
+            user_id: self.user_id.clone(),
             email: self.email.clone(),
         }
     }
@@ -199,7 +214,7 @@ impl NewBooking {
             seats: self.seats,
             date: self.date,
             status: BookingStatus::Active,
-            user_id: self.customer.user_id.clone().unwrap_or_default(),
+            user_id: self.customer.user_id.clone(),
             email: self.customer.email.clone(),
         }
     }
@@ -588,10 +603,10 @@ pub fn access(booking: &Booking, who: Option<&platform::Claims>, holds_token: bo
     if who.is_some_and(|c| c.is_admin()) {
         return Access::Allowed;
     }
-    if !booking.user_id.is_empty() {
+    if let Some(owner) = &booking.user_id {
         return match who {
             None => Access::SignIn,
-            Some(c) if c.sub == booking.user_id => Access::Allowed,
+            Some(c) if &c.sub == owner => Access::Allowed,
             Some(_) => Access::Forbidden,
         };
     }
@@ -615,7 +630,7 @@ mod access_tests {
             seats: 1,
             date: 0,
             status: BookingStatus::Active,
-            user_id: user_id.into(),
+            user_id: Some(user_id.to_owned()).filter(|id| !id.is_empty()),
             email: "owner@x.io".into(),
         }
     }

@@ -14,7 +14,8 @@ use super::{
 };
 use crate::domain::unit::{Earlier, OnSale, UnitOfWork, Waiting};
 use crate::domain::{
-    Availability, Booking, BookingStatus, Idempotency, NewBooking, SaleStatus, Stock, rules,
+    Availability, BookOutcome, Booking, BookingStatus, Idempotency, NewBooking, SaleStatus, Stock,
+    rules,
 };
 
 const INVENTORY: &str = "inventory";
@@ -92,7 +93,7 @@ fn booking(i: &Item) -> Result<Booking, DynamoError> {
             &get_s(i, "status")?,
             BookingStatus::parse,
         )?,
-        user_id: get_s_opt(i, "user_id")?.unwrap_or_default(),
+        user_id: get_s_opt(i, "user_id")?,
         email: get_s(i, "email")?,
     })
 }
@@ -108,8 +109,8 @@ fn put_booking(db: &Dynamo, b: &Booking) -> [Write; 2] {
         ("status", s(b.status.as_str())),
         ("email", s(&b.email)),
     ]);
-    if !b.user_id.is_empty() {
-        stored.insert("user_id".into(), s(&b.user_id));
+    if let Some(user_id) = &b.user_id {
+        stored.insert("user_id".into(), s(user_id));
     }
     let listed = item([
         ("event_id", s(&b.event_id)),
@@ -574,6 +575,15 @@ async fn book(
         let result = rules::book(&mut unit, request, booked).await?;
         if unit.commit().await? == Committed::Done {
             return Ok(result);
+        }
+        // A booking id is this request's own: if it is there, an earlier attempt committed
+        // although its answer was lost (moto, or a timeout), and that booking is the answer.
+        if let Some(found) = db.get(BOOKINGS, item([("id", s(&request.id))])).await? {
+            let booking = booking(&found)?;
+            return Ok(BookResult {
+                outcome: BookOutcome::Booked { booking },
+                replayed: false,
+            });
         }
         again(db, started, "booking").await?;
     }

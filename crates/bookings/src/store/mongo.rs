@@ -73,7 +73,7 @@ impl TryFrom<BookingDoc> for Booking {
             seats: d.seats,
             date: d.date,
             status: platform::error::stored("booking status", &d.status, BookingStatus::parse)?,
-            user_id: d.user_id.unwrap_or_default(),
+            user_id: d.user_id,
             email: d.email,
         })
     }
@@ -131,7 +131,7 @@ impl MongoBookingStore {
     }
 }
 
-fn booking_document(booking: &Booking, user_id: Option<&str>) -> Document {
+fn booking_document(booking: &Booking) -> Document {
     doc! {
         "_id": &booking.id,
         "order": ObjectId::new(),
@@ -140,7 +140,7 @@ fn booking_document(booking: &Booking, user_id: Option<&str>) -> Document {
         "seats": i64::from(booking.seats),
         "date": booking.date,
         "status": booking.status.as_str(),
-        "user_id": user_id,
+        "user_id": &booking.user_id,
         "email": &booking.email,
     }
 }
@@ -258,10 +258,7 @@ impl UnitOfWork for Unit<'_> {
     }
 
     async fn insert_booking(&mut self, booking: &Booking) -> Result<(), MongoError> {
-        let user_id = Some(booking.user_id.as_str()).filter(|id| !id.is_empty());
-        self.tx
-            .insert(BOOKINGS, booking_document(booking, user_id))
-            .await
+        self.tx.insert(BOOKINGS, booking_document(booking)).await
     }
 
     async fn mark_released(

@@ -73,7 +73,7 @@ CREATE TABLE IF NOT EXISTS holdings (
 );";
 
 const SELECT_BOOKINGS: &str = "SELECT b.id, b.event_id, i.name, b.seats, b.date, b.status,
-        COALESCE(b.user_id, '') AS user_id, b.email
+        b.user_id, b.email
      FROM bookings b JOIN inventory i ON i.event_id = b.event_id";
 
 /// The bookings service's tables in PostgreSQL, in the schema `bookings` unless told otherwise.
@@ -300,7 +300,7 @@ impl UnitOfWork for Unit<'_> {
         .bind(i64::from(booking.seats))
         .bind(booking.date)
         .bind(booking.status.as_str())
-        .bind(Some(&booking.user_id).filter(|id| !id.is_empty()))
+        .bind(&booking.user_id)
         .bind(&booking.email)
         .execute(&mut *self.conn)
         .await?;
@@ -328,7 +328,7 @@ impl UnitOfWork for Unit<'_> {
                 UPDATE bookings SET status = $1 WHERE id = $2 AND status = 'active' RETURNING *
              )
              SELECT b.id, b.event_id, i.name, b.seats, b.date, 'active' AS status,
-                 COALESCE(b.user_id, '') AS user_id, b.email
+                 b.user_id, b.email
              FROM b JOIN inventory i ON i.event_id = b.event_id",
         )
         .bind(status.as_str())

@@ -75,7 +75,7 @@ CREATE TABLE IF NOT EXISTS holdings (
 ) WITHOUT ROWID;";
 
 const BOOKING_COLUMNS: &str =
-    "b.id, b.event_id, i.name, b.seats, b.date, b.status, COALESCE(b.user_id, ''), b.email";
+    "b.id, b.event_id, i.name, b.seats, b.date, b.status, b.user_id, b.email";
 
 pub struct SqliteBookingStore {
     db: Db,
@@ -255,7 +255,6 @@ impl UnitOfWork for Unit<'_> {
     }
 
     async fn insert_booking(&mut self, booking: &Booking) -> Result<(), DbError> {
-        let user_id = Some(&booking.user_id).filter(|id| !id.is_empty());
         self.conn
             .prepare_cached(
                 "INSERT INTO bookings (id, event_id, seats, date, status, user_id, email)
@@ -267,7 +266,7 @@ impl UnitOfWork for Unit<'_> {
                 booking.seats,
                 booking.date,
                 booking.status.as_str(),
-                user_id,
+                booking.user_id,
                 booking.email
             ])?;
         Ok(())
