@@ -74,7 +74,7 @@ pub fn request(event_id: &str, seats: u32, user: &str) -> NewBooking {
         date: Utc::now().timestamp(),
         customer: Customer {
             user_id: Some(user.into()),
-            email: format!("{user}@example.com"),
+            email: platform::Email::parse(&format!("{user}@example.com")).ok(),
         },
         idempotency: None,
     }
@@ -856,7 +856,7 @@ fn guest(event_id: &str, seats: u32, email: &str) -> NewBooking {
     let mut guest = request(event_id, seats, "nobody");
     guest.customer = Customer {
         user_id: None,
-        email: email.into(),
+        email: platform::Email::parse(email).ok(),
     };
     guest
 }

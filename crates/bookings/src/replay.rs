@@ -210,7 +210,7 @@ impl Rebuild {
                 event.available -= booking.seats;
                 let customer = Customer {
                     user_id: booking.user_id.clone(),
-                    email: booking.email.clone(),
+                    email: platform::Email::parse(&booking.email).ok(),
                 };
                 if event.per_customer.is_some()
                     && let Some(customer) = customer.limit_key()

@@ -9,6 +9,7 @@ pub mod unit;
 
 use std::collections::HashMap;
 
+use platform::Email;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -85,7 +86,8 @@ impl Booking {
     pub fn customer(&self) -> Customer {
         Customer {
             user_id: self.user_id.clone(),
-            email: self.email.clone(),
+            // Parsed before it was stored.
+            email: Email::parse(&self.email).ok(),
         }
     }
 }
@@ -120,11 +122,11 @@ pub struct Availability {
 
 /// Who books: a signed-in user, or a guest, known by an e-mail address or not at all (the
 /// reference UI books with `{"seats": n}` and nothing else).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Customer {
     pub user_id: Option<String>,
-    /// Empty for a guest who gave none: no mail is sent for such a booking.
-    pub email: String,
+    /// `None` for a guest who gave none: no mail is sent for such a booking.
+    pub email: Option<Email>,
 }
 
 impl Customer {
@@ -137,13 +139,14 @@ impl Customer {
         if let Some(claims) = signed_in {
             return Ok(Customer {
                 user_id: Some(claims.sub.clone()),
-                email: claims.email.clone(),
+                // Checked when the account was made.
+                email: Email::parse(&claims.email).ok(),
             });
         }
-        let email = match email.filter(|e| !e.trim().is_empty()) {
-            Some(raw) => platform::Email::parse(raw).map_err(Invalid)?.into_string(),
-            None => String::new(),
-        };
+        let email = (email.filter(|e| !e.trim().is_empty()))
+            .map(Email::parse)
+            .transpose()
+            .map_err(Invalid)?;
         Ok(Customer {
             user_id: None,
             email,
@@ -154,10 +157,15 @@ impl Customer {
     /// there is one (a signed-in user's, or a guest's: booking as a guest with one's own address
     /// counts the same), else the user; `None` for a guest who gave no address.
     pub fn limit_key(&self) -> Option<String> {
-        if !self.email.is_empty() {
-            return Some(format!("email:{}", self.email));
+        if let Some(email) = &self.email {
+            return Some(format!("email:{email}"));
         }
         self.user_id.as_ref().map(|id| format!("user:{id}"))
+    }
+
+    /// The e-mail address as bookings and events carry it: empty when there is none.
+    pub fn email_text(&self) -> &str {
+        self.email.as_ref().map_or("", Email::as_str)
     }
 
     pub fn is_guest(&self) -> bool {
@@ -170,7 +178,7 @@ impl Customer {
     pub fn scope_key(&self, key: &str) -> String {
         match &self.user_id {
             Some(id) => format!("user:{id}:{key}"),
-            None => format!("guest:{}:{key}", self.email),
+            None => format!("guest:{}:{key}", self.email_text()),
         }
     }
 }
@@ -215,7 +223,7 @@ impl NewBooking {
             date: self.date,
             status: BookingStatus::Active,
             user_id: self.customer.user_id.clone(),
-            email: self.customer.email.clone(),
+            email: self.customer.email_text().to_owned(),
         }
     }
 
@@ -224,7 +232,7 @@ impl NewBooking {
         format!(
             "{event_id}|{seats}|{}|{}",
             customer.user_id.as_deref().unwrap_or(""),
-            customer.email
+            customer.email_text()
         )
     }
 }
@@ -550,7 +558,7 @@ mod tests {
     #[test]
     fn a_guest_may_give_no_email_but_not_a_bad_one_and_a_user_books_as_themselves() {
         let anonymous = Customer::from_request(None, None).unwrap();
-        assert_eq!(anonymous.email, "");
+        assert_eq!(anonymous.email, None);
         assert!(anonymous.is_guest());
         assert_eq!(Customer::from_request(None, Some("  ")).unwrap(), anonymous);
         assert!(Customer::from_request(None, Some("nope")).is_err());
@@ -559,7 +567,7 @@ mod tests {
             guest,
             Customer {
                 user_id: None,
-                email: "guest@example.com".into()
+                email: Email::parse("guest@example.com").ok()
             }
         );
         let claims = Claims {
@@ -571,7 +579,7 @@ mod tests {
         };
         let user = Customer::from_request(Some(&claims), Some("other@x.io")).unwrap();
         assert_eq!(user.user_id.as_deref(), Some("u1"));
-        assert_eq!(user.email, "u@x.io");
+        assert_eq!(user.email_text(), "u@x.io");
         assert_ne!(user.scope_key("k"), guest.scope_key("k"));
     }
 

@@ -126,7 +126,7 @@ pub fn booked_event(request: &NewBooking, trace: Option<String>) -> Envelope {
         user_id: request.customer.user_id.clone().unwrap_or_default(),
         booking_id: request.id.clone(),
         seats: request.seats,
-        email: request.customer.email.clone(),
+        email: request.customer.email_text().to_owned(),
         booked_at: chrono::DateTime::from_timestamp(request.date, 0).unwrap_or_default(),
     });
     Envelope::new(&booked, trace)
@@ -321,7 +321,7 @@ mod tests {
     fn request(id: &str, event_id: &str, seats: u32, email: &str, key: Option<&str>) -> NewBooking {
         let customer = Customer {
             user_id: None,
-            email: email.into(),
+            email: platform::Email::parse(email).ok(),
         };
         let idempotency = key.map(|key| Idempotency {
             key: customer.scope_key(key),
