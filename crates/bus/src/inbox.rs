@@ -1,41 +1,63 @@
-//! The consumer side of a SQLite store: each delivered message applied once, in order.
+//! The unit of work of a SQLite store ([`SqliteUnit`]): the writer's transaction, whose inbox
+//! and outbox are the file's own tables.
 
 use sqlite::rusqlite::Connection;
-use sqlite::{DbError, inbox};
+use sqlite::{DbError, inbox, outbox};
 
-use crate::Outcome;
+use crate::unit::{Corrupt, Unit, WouldWait};
 
-/// Applies `batch` in order inside the caller's write transaction, each message at most once. A
-/// message id the inbox holds is a `Duplicate`, and `apply` is not called for it. What `apply`
-/// returns decides what is recorded: `Applied` goes into the inbox with its effect; `Retry` and
-/// `Poison` record nothing, so `apply` must not have written anything for them. Processing stops
-/// after the first `Retry`, as [`crate::Handler::handle`] requires.
-///
-/// `E` is what each message carries for `apply`: usually the [`DomainEvent`]; a consumer that
-/// needs more of the envelope (when it happened) passes a pair.
-///
-/// [`DomainEvent`]: contracts::DomainEvent
+/// A SQLite store's unit of work: the connection of the writer's transaction, and what the
+/// service's unit keeps beside it (`state`: for bookings, the seats a batch has taken so far).
+pub struct SqliteUnit<'c, S = ()> {
+    pub conn: &'c Connection,
+    pub state: S,
+}
+
+impl<'c> SqliteUnit<'c> {
+    pub fn new(conn: &'c Connection) -> Self {
+        Self { conn, state: () }
+    }
+}
+
+impl<S> Unit for SqliteUnit<'_, S> {
+    type Error = DbError;
+
+    async fn first_delivery(&mut self, message_id: &str) -> Result<bool, DbError> {
+        Ok(inbox::first_delivery(self.conn, message_id)?)
+    }
+
+    async fn forget_delivery(&mut self, message_id: &str) -> Result<(), DbError> {
+        Ok(inbox::forget(self.conn, message_id)?)
+    }
+
+    async fn emit(&mut self, event: &contracts::Envelope) -> Result<(), DbError> {
+        Ok(outbox::append(self.conn, event)?)
+    }
+}
+
+impl From<Corrupt> for DbError {
+    fn from(e: Corrupt) -> Self {
+        DbError::Internal(e.to_string())
+    }
+}
+
+impl From<WouldWait> for DbError {
+    fn from(e: WouldWait) -> Self {
+        DbError::Internal(e.to_string())
+    }
+}
+
+/// Applies `batch` in order inside the writer's transaction, each message at most once; see
+/// [`crate::unit::apply_once`], which this runs with a synchronous `apply`.
 pub fn apply_once<E>(
     conn: &Connection,
     batch: &[(String, E)],
-    mut apply: impl FnMut(&Connection, &E) -> Result<Outcome, DbError>,
-) -> Result<Vec<Outcome>, DbError> {
-    let mut outcomes = Vec::with_capacity(batch.len());
-    for (message_id, event) in batch {
-        // Recorded first, one statement on the common path; taken back if not applied.
-        if !inbox::first_delivery(conn, message_id)? {
-            outcomes.push(Outcome::Duplicate);
-            continue;
-        }
-        let outcome = apply(conn, event)?;
-        if outcome != Outcome::Applied {
-            inbox::forget(conn, message_id)?;
-        }
-        let stop = matches!(outcome, Outcome::Retry(_));
-        outcomes.push(outcome);
-        if stop {
-            break;
-        }
-    }
-    Ok(outcomes)
+    mut apply: impl FnMut(&Connection, &E) -> Result<crate::Outcome, DbError>,
+) -> Result<Vec<crate::Outcome>, DbError> {
+    let mut unit = SqliteUnit::new(conn);
+    crate::unit::run_now(crate::unit::apply_once(
+        &mut unit,
+        batch,
+        async |u: &mut SqliteUnit<'_>, event: &E| apply(u.conn, event),
+    ))?
 }

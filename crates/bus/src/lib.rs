@@ -24,6 +24,7 @@ pub mod relay;
 mod remote;
 #[cfg(feature = "sqs")]
 pub mod sqs;
+pub mod unit;
 
 use std::sync::Arc;
 
@@ -32,7 +33,9 @@ use contracts::{DomainEvent, Envelope};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub use inbox::SqliteUnit;
 pub use relay::{Backlog, Outbox, SqliteOutbox, backoff, spawn_relay};
+pub use unit::{Unit, apply_once, run_now};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
