@@ -39,18 +39,23 @@ pub trait Unit {
 #[error("stored data does not parse: {0}")]
 pub struct Corrupt(pub String);
 
+/// What a service does with one delivered message `E` (usually the [`contracts::DomainEvent`];
+/// a consumer that needs more of the envelope takes a pair), in a unit `U`. A trait rather than
+/// a closure: a closure over a unit that borrows a connection cannot be proven `Send` for every
+/// lifetime, and the stores' futures must be `Send`.
+pub trait Apply<U: Unit, E> {
+    async fn apply(&mut self, unit: &mut U, message: &E) -> Result<Outcome, U::Error>;
+}
+
 /// Applies `batch` in order inside one unit, each message at most once. A message id the inbox
-/// holds is a `Duplicate`, and `apply` is not called for it. What `apply` returns decides what is
+/// holds is a `Duplicate`, and `rule` is not asked. What `rule` answers decides what is
 /// recorded: `Applied` goes into the inbox with its effect; `Retry` and `Poison` record nothing,
-/// so `apply` must not have written or emitted anything for them. Processing stops after the
+/// so the rule must not have written or emitted anything for them. Processing stops after the
 /// first `Retry`, as [`crate::Handler::handle`] requires.
-///
-/// `E` is what each message carries for `apply`: usually the [`contracts::DomainEvent`]; a
-/// consumer that needs more of the envelope passes a pair.
 pub async fn apply_once<U: Unit, E>(
     unit: &mut U,
     batch: &[(String, E)],
-    mut apply: impl AsyncFnMut(&mut U, &E) -> Result<Outcome, U::Error>,
+    rule: &mut impl Apply<U, E>,
 ) -> Result<Vec<Outcome>, U::Error> {
     let mut outcomes = Vec::with_capacity(batch.len());
     for (message_id, event) in batch {
@@ -59,7 +64,7 @@ pub async fn apply_once<U: Unit, E>(
             outcomes.push(Outcome::Duplicate);
             continue;
         }
-        let outcome = apply(unit, event).await?;
+        let outcome = rule.apply(unit, event).await?;
         if outcome != Outcome::Applied {
             unit.forget_delivery(message_id).await?;
         }
@@ -134,19 +139,24 @@ mod tests {
             .collect()
     }
 
-    async fn by_name(_: &mut Memory, what: &String) -> Result<Outcome, Failed> {
-        Ok(match what.as_str() {
-            "retry" => Outcome::Retry("later".into()),
-            "poison" => Outcome::Poison("never".into()),
-            _ => Outcome::Applied,
-        })
+    /// Answers what each message says.
+    struct ByName;
+
+    impl Apply<Memory, String> for ByName {
+        async fn apply(&mut self, _: &mut Memory, what: &String) -> Result<Outcome, Failed> {
+            Ok(match what.as_str() {
+                "retry" => Outcome::Retry("later".into()),
+                "poison" => Outcome::Poison("never".into()),
+                _ => Outcome::Applied,
+            })
+        }
     }
 
     #[test]
     fn each_message_is_applied_once_and_only_applied_ones_are_recorded() {
         let mut unit = Memory::default();
         let first = batch(&[("a", "ok"), ("a", "ok"), ("p", "poison"), ("b", "ok")]);
-        let outcomes = run_now(apply_once(&mut unit, &first, by_name)).unwrap();
+        let outcomes = run_now(apply_once(&mut unit, &first, &mut ByName)).unwrap().unwrap();
         assert_eq!(
             outcomes,
             [
@@ -163,7 +173,7 @@ mod tests {
     fn a_retry_stops_the_batch_and_records_nothing() {
         let mut unit = Memory::default();
         let messages = batch(&[("a", "ok"), ("r", "retry"), ("c", "ok")]);
-        let outcomes = run_now(apply_once(&mut unit, &messages, by_name)).unwrap();
+        let outcomes = run_now(apply_once(&mut unit, &messages, &mut ByName)).unwrap().unwrap();
         assert_eq!(outcomes, [Outcome::Applied, Outcome::Retry("later".into())]);
         assert_eq!(unit.inbox, ["a"]);
     }

@@ -73,3 +73,50 @@ where
     }
     Ok((outcomes, caused))
 }
+
+/// A MongoDB store's unit of work: one transaction of [`crate::Mongo::transaction`], and the
+/// events it emits, which that commits with it. `state` is what the service's unit keeps beside
+/// it.
+pub struct MongoUnit<'t, S = ()> {
+    pub tx: &'t mut Tx,
+    pub caused: Vec<Envelope>,
+    pub state: S,
+}
+
+impl<'t, S> MongoUnit<'t, S> {
+    pub fn new(tx: &'t mut Tx, state: S) -> Self {
+        Self {
+            tx,
+            caused: Vec::new(),
+            state,
+        }
+    }
+}
+
+impl<S> bus::Unit for MongoUnit<'_, S> {
+    type Error = MongoError;
+
+    async fn first_delivery(&mut self, message_id: &str) -> Result<bool, MongoError> {
+        if seen(self.tx, message_id).await? {
+            return Ok(false);
+        }
+        record(self.tx, message_id).await?;
+        Ok(true)
+    }
+
+    async fn forget_delivery(&mut self, message_id: &str) -> Result<(), MongoError> {
+        self.tx.delete_one(INBOX, doc! {"_id": message_id}).await?;
+        Ok(())
+    }
+
+    async fn emit(&mut self, event: &Envelope) -> Result<(), MongoError> {
+        self.caused.push(event.clone());
+        Ok(())
+    }
+}
+
+impl From<bus::unit::Corrupt> for MongoError {
+    fn from(e: bus::unit::Corrupt) -> Self {
+        MongoError::Invalid(e.to_string())
+    }
+}

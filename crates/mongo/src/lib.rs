@@ -14,6 +14,7 @@ pub mod testing;
 mod tx;
 
 pub use db::{Collection, Mongo, MongoError, Options};
+pub use inbox::MongoUnit;
 pub use mongodb;
 pub use mongodb::bson;
 pub use outbox::MongoOutbox;

@@ -93,6 +93,21 @@ impl Tx {
         Ok(())
     }
 
+    /// Deletes the first document `filter` finds; whether there was one.
+    pub async fn delete_one(
+        &mut self,
+        collection: &str,
+        filter: Document,
+    ) -> Result<bool, MongoError> {
+        let deleted = self
+            .db
+            .collection::<Document>(collection)
+            .delete_one(filter)
+            .session(&mut self.session)
+            .await?;
+        Ok(deleted.deleted_count == 1)
+    }
+
     pub async fn insert_many(
         &mut self,
         collection: &str,
