@@ -1,17 +1,18 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use contracts::DomainEvent;
-use dynamo::inbox::{self, Change};
+use dynamo::inbox::{self, apply_each};
 use dynamo::item::{Item, get_n, get_s, get_s_opt, item, n, s};
-use dynamo::{Dynamo, DynamoError, KeyKind, Options, Query, Table, Write};
+use dynamo::{Committed, Dynamo, DynamoError, DynamoUnit, KeyKind, Options, Query, Table, Write};
 use tokio::sync::{Notify, OnceCell};
 
-use super::{Delivered, MailQueue, MailStatus, Mailing, NotificationStore, StoreError, StoredMail};
-use crate::domain::{BookingLinks, EventInfo, Fact, Mail};
+use super::{Delivered, MailQueue, MailStatus, NotificationStore, StoreError, StoredMail, now};
+use crate::domain::rules::{self, Command, Mailer};
+use crate::domain::unit::{Attempt, KnownBooking, UnitOfWork};
+use crate::domain::{BookingLinks, EventInfo, Mail};
 
 /// The same tables as in SQLite (see `sqlite.rs` for what each holds).
 const EVENTS: &str = "events";
@@ -91,6 +92,21 @@ impl DynamoNotificationStore {
             .await
             .copied()
     }
+
+    /// Runs `command` in a unit of its own, again while a write's condition fails: a sender
+    /// recording the same mail at the same time changed it first, or someone queued the same
+    /// mail meanwhile. A claim's mails are taken as it goes (see `take`).
+    async fn commit(&self, command: &Command) -> Result<Vec<Mail>, DynamoError> {
+        let started = Instant::now();
+        loop {
+            let mut unit = DynamoUnit::new(&self.db, ());
+            let mails = rules::run(&mut unit, command, now()).await?;
+            if !matches!(unit.commit().await?, Committed::Refused(_)) {
+                return Ok(mails);
+            }
+            self.db.patience(started, "running a command")?;
+        }
+    }
 }
 
 /// A number that grows with every mail this process queues (microseconds since 1970, made
@@ -106,125 +122,15 @@ fn queue_order() -> i64 {
     now.max(previous + 1)
 }
 
-/// The write that queues `mail`, unless a mail with its id exists (then `None`): a fact's mail
-/// is queued once, however often the fact is delivered.
-async fn queue_mail(db: &Dynamo, mail: &Mail) -> Result<Option<Write>, DynamoError> {
-    if db.get(MAILS, item([("id", s(&mail.id))])).await?.is_some() {
-        return Ok(None);
+/// Writes `stored` unless an item with its id exists (the same fact learnt, or the same mail
+/// queued, twice). Put by someone else meanwhile: the transaction is refused and made again.
+async fn put_new(unit: &mut DynamoUnit<'_>, table: &str, stored: Item) -> Result<(), DynamoError> {
+    let id = get_s(&stored, "id")?;
+    if unit.db.get(table, key(&id)).await?.is_none() {
+        let put = Write::put(unit.db.table(table), stored).when("attribute_not_exists(id)");
+        unit.writes.push(put);
     }
-    let mut queued = item([
-        ("id", s(&mail.id)),
-        ("recipient", s(&mail.to)),
-        ("subject", s(&mail.subject)),
-        ("text", s(&mail.text)),
-        ("html", s(&mail.html)),
-        ("status", s("pending")),
-        ("attempts", n(0)),
-        ("next_attempt", n(0)),
-        ("queue", s(PENDING)),
-        ("queued", n(queue_order())),
-    ]);
-    if let Some(trace) = &mail.trace {
-        queued.insert("trace".into(), s(trace));
-    }
-    // Queued by someone else meanwhile: the transaction is refused and made again.
-    Ok(Some(
-        Write::put(db.table(MAILS), queued).when("attribute_not_exists(id)"),
-    ))
-}
-
-async fn event_info(db: &Dynamo, id: &str) -> Result<Option<EventInfo>, DynamoError> {
-    let Some(found) = db.get(EVENTS, item([("id", s(id))])).await? else {
-        return Ok(None);
-    };
-    Ok(Some(EventInfo {
-        name: get_s(&found, "name")?,
-        starts: DateTime::from_timestamp(get_n(&found, "start_date")?, 0).unwrap_or_default(),
-    }))
-}
-
-/// Puts `stored` unless an item with its key exists (learning the same fact twice changes
-/// nothing).
-fn learn(db: &Dynamo, table: &str, stored: Item) -> Write {
-    Write::put(db.table(table), stored).when("attribute_not_exists(id)")
-}
-
-/// Applies one event, mailing its fact if `mail`; mirrors `sqlite.rs`.
-async fn apply_one(
-    db: &Dynamo,
-    event: &DomainEvent,
-    mailing: Option<Mailing>,
-) -> Result<Change, DynamoError> {
-    let retry = |why: String| Ok(Change::not_applied(bus::Outcome::Retry(why)));
-    let mut writes = Vec::new();
-    let fact = match event {
-        DomainEvent::EventCreated(created) => {
-            if event_info(db, &created.id).await?.is_none() {
-                let stored = item([
-                    ("id", s(&created.id)),
-                    ("name", s(&created.name)),
-                    ("start_date", n(created.start_date.timestamp())),
-                ]);
-                writes.push(learn(db, EVENTS, stored));
-            }
-            return Ok(Change::applied(writes, Vec::new()));
-        }
-        DomainEvent::EventBooked(booked) => {
-            let Some(event) = event_info(db, &booked.event_id).await? else {
-                return retry(format!("event {} is not known yet", booked.event_id));
-            };
-            let known = db
-                .get(BOOKINGS, item([("id", s(&booked.booking_id))]))
-                .await?;
-            if known.is_none() {
-                let stored = item([
-                    ("id", s(&booked.booking_id)),
-                    ("event_id", s(&booked.event_id)),
-                    ("email", s(&booked.email)),
-                    ("seats", n(booked.seats)),
-                ]);
-                writes.push(learn(db, BOOKINGS, stored));
-            }
-            Fact::Booked {
-                booking_id: booked.booking_id.clone(),
-                event,
-                seats: booked.seats,
-                email: booked.email.clone(),
-                guest: booked.user_id.is_empty(),
-            }
-        }
-        DomainEvent::BookingCancelled(cancelled) => {
-            let booking = db
-                .get(BOOKINGS, item([("id", s(&cancelled.booking_id))]))
-                .await?;
-            let Some(booking) = booking else {
-                return retry(format!("booking {} is not known yet", cancelled.booking_id));
-            };
-            let event_id = get_s(&booking, "event_id")?;
-            let Some(event) = event_info(db, &event_id).await? else {
-                return retry(format!("event {event_id} is not known yet"));
-            };
-            Fact::cancellation(
-                cancelled.booking_id.clone(),
-                event,
-                cancelled.seats,
-                get_s(&booking, "email")?,
-                cancelled.reason,
-            )
-        }
-        DomainEvent::UserCreated(user) => Fact::Welcome {
-            user_id: user.id.clone(),
-            name: user.name.clone(),
-            email: user.email.clone(),
-        },
-        DomainEvent::LocationCreated(_) | DomainEvent::EventCancelled(_) => {
-            return Ok(Change::applied(Vec::new(), Vec::new()));
-        }
-    };
-    if let Some(mail) = mailing.and_then(|mailing| mailing.mail(&fact)) {
-        writes.extend(queue_mail(db, &mail).await?);
-    }
-    Ok(Change::applied(writes, Vec::new()))
+    Ok(())
 }
 
 fn mail(i: &Item) -> Result<Mail, DynamoError> {
@@ -238,39 +144,74 @@ fn mail(i: &Item) -> Result<Mail, DynamoError> {
     })
 }
 
-fn mail_key(id: &str) -> Item {
+/// The key of an item of any table here.
+fn key(id: &str) -> Item {
     item([("id", s(id))])
 }
 
-#[async_trait]
-impl NotificationStore for DynamoNotificationStore {
-    async fn apply(
-        &self,
-        batch: Vec<Delivered>,
-        links: &BookingLinks,
-    ) -> Result<Vec<bus::Outcome>, StoreError> {
-        let since = self.mail_since().await?;
-        let outcomes = inbox::apply_once(&self.db, &batch, |db, received| {
-            let mailing = received.mailing(since, links);
-            Box::pin(apply_one(db, &received.event, mailing))
-        })
-        .await?;
-        self.committed.notify_waiters();
-        Ok(outcomes)
+impl UnitOfWork for DynamoUnit<'_> {
+    async fn event(&mut self, id: &str) -> Result<Option<EventInfo>, DynamoError> {
+        let Some(found) = self.db.get(EVENTS, key(id)).await? else {
+            return Ok(None);
+        };
+        Ok(Some(EventInfo {
+            name: get_s(&found, "name")?,
+            starts: DateTime::from_timestamp(get_n(&found, "start_date")?, 0).unwrap_or_default(),
+        }))
     }
 
-    async fn queue(&self, mail: Mail) -> Result<(), StoreError> {
-        // `false`: queued by someone else meanwhile, which is as good.
-        if let Some(write) = queue_mail(&self.db, &mail).await? {
-            self.db.write(write).await?;
+    async fn learn_event(&mut self, id: &str, event: &EventInfo) -> Result<(), DynamoError> {
+        let start_date = n(event.starts.timestamp());
+        let stored = item([
+            ("id", s(id)),
+            ("name", s(&event.name)),
+            ("start_date", start_date),
+        ]);
+        put_new(self, EVENTS, stored).await
+    }
+
+    async fn booking(&mut self, id: &str) -> Result<Option<KnownBooking>, DynamoError> {
+        let Some(found) = self.db.get(BOOKINGS, key(id)).await? else {
+            return Ok(None);
+        };
+        Ok(Some(KnownBooking {
+            id: id.to_owned(),
+            event_id: get_s(&found, "event_id")?,
+            email: get_s(&found, "email")?,
+            seats: get_n(&found, "seats")?,
+        }))
+    }
+
+    async fn learn_booking(&mut self, booking: &KnownBooking) -> Result<(), DynamoError> {
+        let stored = item([
+            ("id", s(&booking.id)),
+            ("event_id", s(&booking.event_id)),
+            ("email", s(&booking.email)),
+            ("seats", n(booking.seats)),
+        ]);
+        put_new(self, BOOKINGS, stored).await
+    }
+
+    async fn queue_mail(&mut self, mail: &Mail, due: i64) -> Result<(), DynamoError> {
+        let mut queued = item([
+            ("id", s(&mail.id)),
+            ("recipient", s(&mail.to)),
+            ("subject", s(&mail.subject)),
+            ("text", s(&mail.text)),
+            ("html", s(&mail.html)),
+            ("status", s(PENDING)),
+            ("attempts", n(0)),
+            ("next_attempt", n(due)),
+            ("queue", s(PENDING)),
+            ("queued", n(queue_order())),
+        ]);
+        if let Some(trace) = &mail.trace {
+            queued.insert("trace".into(), s(trace));
         }
-        self.committed.notify_waiters();
-        Ok(())
+        put_new(self, MAILS, queued).await
     }
 
-    async fn claim(&self, limit: usize, lease: Duration) -> Result<Vec<Mail>, StoreError> {
-        let now = Utc::now().timestamp_millis();
-        let until = now.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
+    async fn due(&mut self, now: i64, limit: usize) -> Result<Vec<Mail>, DynamoError> {
         let query = Query::new("#queue = :pending")
             .index(DUE)
             .filter("next_attempt <= :now")
@@ -283,91 +224,100 @@ impl NotificationStore for DynamoNotificationStore {
         // mail sent a moment ago is not sent twice.
         let keys = candidates
             .iter()
-            .map(|c| Ok(mail_key(&get_s(c, "id")?)))
+            .map(|c| Ok(key(&get_s(c, "id")?)))
             .collect::<Result<Vec<_>, DynamoError>>()?;
         let mut due = Vec::new();
         for found in self.db.get_many(MAILS, keys).await? {
-            if get_s(&found, "status")? == "pending" && get_n::<i64>(&found, "next_attempt")? <= now
-            {
+            if get_s(&found, "status")? == PENDING && get_n::<i64>(&found, "next_attempt")? <= now {
                 due.push((get_n::<i64>(&found, "queued")?, mail(&found)?));
             }
         }
         due.sort_by_key(|(queued, _)| *queued);
-        // Each one taken on condition that it is still due: a replica's sender that took it
-        // first changed its next attempt.
-        let mut claimed = Vec::with_capacity(due.len());
-        for (_, mail) in due {
-            let claim = Write::update(
-                self.db.table(MAILS),
-                mail_key(&mail.id),
-                "SET next_attempt = :until",
-            )
-            .when("#status = :pending AND next_attempt <= :now")
-            .name("#status", "status")
-            .value(":pending", s(PENDING))
-            .value(":now", n(now))
-            .value(":until", n(until));
-            if self.db.write(claim).await? {
-                claimed.push(mail);
-            }
-        }
-        Ok(claimed)
+        Ok(due.into_iter().map(|(_, mail)| mail).collect())
     }
 
-    async fn mark_sent(&self, ids: Vec<String>) -> Result<(), StoreError> {
+    async fn take(
+        &mut self,
+        ids: &[String],
+        now: i64,
+        until: i64,
+    ) -> Result<Vec<String>, DynamoError> {
+        let mut taken = Vec::with_capacity(ids.len());
         for id in ids {
-            let sent = Write::update(
-                self.db.table(MAILS),
-                mail_key(&id),
-                "SET #status = :sent, attempts = attempts + :one REMOVE #queue",
-            )
-            .when("attribute_exists(id)")
-            .name("#status", "status")
-            .name("#queue", "queue")
-            .value(":sent", s("sent"))
-            .value(":one", n(1));
-            self.db.write(sent).await?;
+            let take = Write::update(self.db.table(MAILS), key(id), "SET next_attempt = :until")
+                .when("#status = :pending AND next_attempt <= :now")
+                .name("#status", "status")
+                .value(":pending", s(PENDING))
+                .value(":now", n(now))
+                .value(":until", n(until));
+            if self.db.write(take).await? {
+                taken.push(id.clone());
+            }
         }
+        Ok(taken)
+    }
+
+    async fn attempts(&mut self, id: &str) -> Result<Option<u32>, DynamoError> {
+        let found = self.db.get(MAILS, key(id)).await?;
+        found.map(|mail| get_n(&mail, "attempts")).transpose()
+    }
+
+    async fn record_attempt(&mut self, id: &str, attempt: &Attempt<'_>) -> Result<(), DynamoError> {
+        let mut expression =
+            String::from("SET #status = :status, attempts = :next, next_attempt = :at");
+        if attempt.error.is_some() {
+            expression.push_str(", last_error = :error");
+        }
+        // Only pending mails are in the queue's index.
+        if attempt.status != MailStatus::Pending {
+            expression.push_str(" REMOVE #queue");
+        }
+        let mut write = Write::update(self.db.table(MAILS), key(id), &expression)
+            // Counted once even if two senders record an attempt at the same time.
+            .when("attempts = :counted")
+            .name("#status", "status")
+            .value(":status", s(attempt.status.as_str()))
+            .value(":counted", n(attempt.counted))
+            .value(":next", n(attempt.counted + 1))
+            .value(":at", n(attempt.next_attempt));
+        if let Some(error) = attempt.error {
+            write = write.value(":error", s(error));
+        }
+        if attempt.status != MailStatus::Pending {
+            write = write.name("#queue", "queue");
+        }
+        self.writes.push(write);
         Ok(())
     }
+}
 
-    async fn mark_failed(&self, id: &str, error: &str, permanent: bool) -> Result<(), StoreError> {
-        let started = Instant::now();
-        loop {
-            let Some(found) = self.db.get(MAILS, mail_key(id)).await? else {
-                return Ok(());
-            };
-            let attempts: u32 = get_n(&found, "attempts")?;
-            // 2 s, 4 s, 8 s … 5 minutes after the attempt, as in SQLite.
-            let wait_ms = 1000 * 2_i64.pow((attempts + 1).min(9)).min(300);
-            let (status, expression) = if permanent {
-                (
-                    "failed",
-                    "SET #status = :status, attempts = :next, last_error = :error, next_attempt = :at REMOVE #queue",
-                )
-            } else {
-                (
-                    "pending",
-                    "SET #status = :status, attempts = :next, last_error = :error, next_attempt = :at",
-                )
-            };
-            let mut failed = Write::update(self.db.table(MAILS), mail_key(id), expression)
-                // Counted once even if two senders record a failure at the same time.
-                .when("attempts = :attempts")
-                .name("#status", "status")
-                .value(":status", s(status))
-                .value(":attempts", n(attempts))
-                .value(":next", n(attempts + 1))
-                .value(":error", s(error))
-                .value(":at", n(Utc::now().timestamp_millis() + wait_ms));
-            if permanent {
-                failed = failed.name("#queue", "queue");
+#[async_trait]
+impl NotificationStore for DynamoNotificationStore {
+    async fn apply(
+        &self,
+        batch: Vec<Delivered>,
+        links: &BookingLinks,
+    ) -> Result<Vec<bus::Outcome>, StoreError> {
+        let since = self.mail_since().await?;
+        let mut mailer = Mailer {
+            links,
+            since,
+            now: now(),
+        };
+        let outcomes = apply_each(&self.db, &batch, || (), &mut mailer).await?;
+        self.committed.notify_waiters();
+        Ok(outcomes)
+    }
+
+    async fn run(&self, command: Command) -> Result<Vec<Mail>, StoreError> {
+        // A transaction takes at most 100 writes: each mail sent is recorded in one of its own.
+        if let Command::Sent(ids) = command {
+            for id in ids {
+                self.commit(&Command::Sent(vec![id])).await?;
             }
-            if self.db.write(failed).await? {
-                return Ok(());
-            }
-            self.db.patience(started, "recording a failed mail")?;
+            return Ok(Vec::new());
         }
+        Ok(self.commit(&command).await?)
     }
 
     /// The first due is the due time of the mail queued first: the index is ordered by when

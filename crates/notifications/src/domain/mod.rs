@@ -3,6 +3,12 @@
 //! Each mail's id is derived from the fact it reports (`booked-<booking id>`, …), not drawn at
 //! random: the same fact told twice (a redelivered message) names the same mail, which the store
 //! keeps once and the file transport writes once.
+//!
+//! What the service decides with its store is in [`rules`], over the storage primitives of
+//! [`unit`].
+
+pub mod rules;
+pub mod unit;
 
 use chrono::{DateTime, Utc};
 use platform::LinkSigner;
