@@ -88,6 +88,14 @@ pub struct EventInfo {
     pub starts: DateTime<Utc>,
 }
 
+impl EventInfo {
+    /// An event as the stores keep it: its start in Unix seconds.
+    pub fn stored(name: String, start: i64) -> Self {
+        let starts = DateTime::from_timestamp(start, 0).unwrap_or_default();
+        Self { name, starts }
+    }
+}
+
 /// One e-mail, ready for a transport.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mail {

@@ -78,6 +78,13 @@ pub struct Attempt<'a> {
     pub error: Option<&'a str>,
 }
 
+impl Attempt<'_> {
+    /// The attempts counted with this one.
+    pub fn attempts(&self) -> u32 {
+        self.counted.saturating_add(1)
+    }
+}
+
 pub trait UnitOfWork: bus::Unit {
     // What the service learnt from the bus.
 

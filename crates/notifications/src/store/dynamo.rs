@@ -27,36 +27,27 @@ const PENDING: &str = "pending";
 /// The notifications service's tables in DynamoDB: `<prefix>.notifications.*`.
 pub struct DynamoNotificationStore {
     db: Dynamo,
-    /// Woken after every commit that may have queued a mail; the sender waits on it.
-    committed: Arc<Notify>,
     mail_since: OnceCell<i64>,
 }
 
 impl DynamoNotificationStore {
     /// Prepares the store without connecting; see [`Dynamo::open`].
     pub fn connect(url: &str) -> Result<Self, DynamoError> {
-        let db = Dynamo::open(
-            url,
-            Options {
-                service: "notifications",
-                tables: vec![
-                    Table::new(EVENTS, ("id", KeyKind::S)),
-                    Table::new(BOOKINGS, ("id", KeyKind::S)),
-                    Table::new(MAILS, ("id", KeyKind::S)).index(
-                        DUE,
-                        ("queue", KeyKind::S),
-                        Some(("queued", KeyKind::N)),
-                    ),
-                    Table::new(META, ("id", KeyKind::S)),
-                    inbox::table(),
-                ],
-            },
-        )?;
-        Ok(Self {
-            db,
-            committed: Arc::new(Notify::new()),
-            mail_since: OnceCell::new(),
-        })
+        let table = |name| Table::new(name, ("id", KeyKind::S));
+        let due = (("queue", KeyKind::S), Some(("queued", KeyKind::N)));
+        let tables = vec![
+            table(EVENTS),
+            table(BOOKINGS),
+            table(MAILS).index(DUE, due.0, due.1),
+            table(META),
+            inbox::table(),
+        ];
+        let options = Options {
+            service: "notifications",
+            tables,
+        };
+        let (db, mail_since) = (Dynamo::open(url, options)?, OnceCell::new());
+        Ok(Self { db, mail_since })
     }
 
     /// Creates the tables now rather than on first use.
@@ -68,29 +59,16 @@ impl DynamoNotificationStore {
     /// When the store was first opened, less a minute for clocks: recorded by the first process
     /// that asks, on condition that none did before.
     async fn mail_since(&self) -> Result<i64, DynamoError> {
-        let key = || item([("id", s("mail_since"))]);
         let db = &self.db;
-        let read = || async {
-            match db.get(META, key()).await? {
-                Some(found) => get_n::<i64>(&found, "at").map(Some),
-                None => Ok(None),
-            }
+        let first = || async {
+            let mut first = key("mail_since");
+            first.insert("at".into(), n(Utc::now().timestamp() - 60));
+            db.write(Write::put(db.table(META), first).when("attribute_not_exists(id)"))
+                .await?;
+            let found = db.get(META, key("mail_since")).await?;
+            get_n(&found.unwrap_or_default(), "at")
         };
-        self.mail_since
-            .get_or_try_init(|| async {
-                if let Some(at) = read().await? {
-                    return Ok(at);
-                }
-                let mut first = key();
-                first.insert("at".into(), n(Utc::now().timestamp() - 60));
-                db.write(Write::put(db.table(META), first).when("attribute_not_exists(id)"))
-                    .await?;
-                read()
-                    .await?
-                    .ok_or_else(|| DynamoError::Data("mail_since vanished".into()))
-            })
-            .await
-            .copied()
+        self.mail_since.get_or_try_init(first).await.copied()
     }
 
     /// Runs `command` in a unit of its own, again while a write's condition fails: a sender
@@ -151,13 +129,14 @@ fn key(id: &str) -> Item {
 
 impl UnitOfWork for DynamoUnit<'_> {
     async fn event(&mut self, id: &str) -> Result<Option<EventInfo>, DynamoError> {
-        let Some(found) = self.db.get(EVENTS, key(id)).await? else {
-            return Ok(None);
+        let found = self.db.get(EVENTS, key(id)).await?;
+        let event = |e: Item| {
+            Ok(EventInfo::stored(
+                get_s(&e, "name")?,
+                get_n(&e, "start_date")?,
+            ))
         };
-        Ok(Some(EventInfo {
-            name: get_s(&found, "name")?,
-            starts: DateTime::from_timestamp(get_n(&found, "start_date")?, 0).unwrap_or_default(),
-        }))
+        found.map(event).transpose()
     }
 
     async fn learn_event(&mut self, id: &str, event: &EventInfo) -> Result<(), DynamoError> {
@@ -171,15 +150,18 @@ impl UnitOfWork for DynamoUnit<'_> {
     }
 
     async fn booking(&mut self, id: &str) -> Result<Option<KnownBooking>, DynamoError> {
-        let Some(found) = self.db.get(BOOKINGS, key(id)).await? else {
-            return Ok(None);
+        let found = self.db.get(BOOKINGS, key(id)).await?;
+        let booking = |b: Item| {
+            let (id, event_id) = (get_s(&b, "id")?, get_s(&b, "event_id")?);
+            let (email, seats) = (get_s(&b, "email")?, get_n(&b, "seats")?);
+            Ok(KnownBooking {
+                id,
+                event_id,
+                email,
+                seats,
+            })
         };
-        Ok(Some(KnownBooking {
-            id: id.to_owned(),
-            event_id: get_s(&found, "event_id")?,
-            email: get_s(&found, "email")?,
-            seats: get_n(&found, "seats")?,
-        }))
+        found.map(booking).transpose()
     }
 
     async fn learn_booking(&mut self, booking: &KnownBooking) -> Result<(), DynamoError> {
@@ -222,12 +204,12 @@ impl UnitOfWork for DynamoUnit<'_> {
         let candidates = self.db.query(MAILS, query).await?;
         // The index may lag behind the table on AWS: what it lists is read again, so that a
         // mail sent a moment ago is not sent twice.
-        let keys = candidates
+        let keys: Result<Vec<Item>, DynamoError> = candidates
             .iter()
             .map(|c| Ok(key(&get_s(c, "id")?)))
-            .collect::<Result<Vec<_>, DynamoError>>()?;
+            .collect();
         let mut due = Vec::new();
-        for found in self.db.get_many(MAILS, keys).await? {
+        for found in self.db.get_many(MAILS, keys?).await? {
             if get_s(&found, "status")? == PENDING && get_n::<i64>(&found, "next_attempt")? <= now {
                 due.push((get_n::<i64>(&found, "queued")?, mail(&found)?));
             }
@@ -278,7 +260,7 @@ impl UnitOfWork for DynamoUnit<'_> {
             .name("#status", "status")
             .value(":status", s(attempt.status.as_str()))
             .value(":counted", n(attempt.counted))
-            .value(":next", n(attempt.counted + 1))
+            .value(":next", n(attempt.attempts()))
             .value(":at", n(attempt.next_attempt));
         if let Some(error) = attempt.error {
             write = write.value(":error", s(error));
@@ -298,14 +280,10 @@ impl NotificationStore for DynamoNotificationStore {
         batch: Vec<Delivered>,
         links: &BookingLinks,
     ) -> Result<Vec<bus::Outcome>, StoreError> {
-        let since = self.mail_since().await?;
-        let mut mailer = Mailer {
-            links,
-            since,
-            now: now(),
-        };
+        let (since, now) = (self.mail_since().await?, now());
+        let mut mailer = Mailer { links, since, now };
         let outcomes = apply_each(&self.db, &batch, || (), &mut mailer).await?;
-        self.committed.notify_waiters();
+        self.committed().notify_waiters();
         Ok(outcomes)
     }
 
@@ -332,7 +310,8 @@ impl NotificationStore for DynamoNotificationStore {
         };
         let depth = self.db.count(MAILS, pending()).await?;
         let first = self.db.query(MAILS, pending().limit(1)).await?;
-        // A mail not tried yet is due from when it was queued (its `next_attempt` is 0).
+        // A mail queued before due times were kept (its `next_attempt` is 0) is due from when it
+        // was queued.
         let due_ms = |m: &Item| -> Result<i64, DynamoError> {
             let queued_us: i64 = get_n(m, "queued")?;
             Ok(get_n::<i64>(m, "next_attempt")?.max(queued_us / 1000))
@@ -348,15 +327,16 @@ impl NotificationStore for DynamoNotificationStore {
     async fn mails(&self) -> Result<Vec<StoredMail>, StoreError> {
         let mut stored = Vec::new();
         for i in self.db.scan(MAILS).await? {
-            let status =
-                platform::error::stored("mail status", &get_s(&i, "status")?, MailStatus::parse)?;
+            let status = get_s(&i, "status")?;
+            let status = platform::error::stored("mail status", &status, MailStatus::parse)?;
+            let (mail, attempts) = (mail(&i)?, get_n(&i, "attempts")?);
             let queued: i64 = get_n(&i, "queued")?;
             stored.push((
                 queued,
                 StoredMail {
-                    mail: mail(&i)?,
+                    mail,
                     status,
-                    attempts: get_n(&i, "attempts")?,
+                    attempts,
                 },
             ));
         }
@@ -364,8 +344,10 @@ impl NotificationStore for DynamoNotificationStore {
         Ok(stored.into_iter().map(|(_, m)| m).collect())
     }
 
+    /// The database's own, which only commits that emit events wake otherwise: this
+    /// service's rules emit none.
     fn committed(&self) -> Arc<Notify> {
-        self.committed.clone()
+        self.db.committed()
     }
 
     async fn check(&self) -> Result<(), String> {

@@ -30,6 +30,8 @@ struct EventDoc {
 
 #[derive(Deserialize)]
 struct BookingDoc {
+    #[serde(rename = "_id")]
+    id: String,
     event_id: String,
     email: String,
     seats: u32,
@@ -73,8 +75,6 @@ impl TryFrom<MailDoc> for StoredMail {
 /// `<database>_notifications`.
 pub struct MongoNotificationStore {
     mongo: Mongo,
-    /// Woken after every commit that may have queued a mail; the sender waits on it.
-    committed: Arc<Notify>,
 }
 
 impl MongoNotificationStore {
@@ -82,24 +82,21 @@ impl MongoNotificationStore {
     pub fn connect(url: &str) -> Result<Self, MongoError> {
         // Written once, by the first start that reaches the database (less a minute for clocks).
         let since = Utc::now().timestamp() - 60;
-        let mongo = Mongo::open(
-            url,
-            Options {
-                service: "notifications",
-                collections: vec![
-                    Collection::new(EVENTS),
-                    Collection::new(BOOKINGS),
-                    Collection::new(MAILS)
-                        .index(doc! {"status": 1, "next_attempt": 1}, false)
-                        .index(doc! {"order": 1}, false),
-                    Collection::new(MAIL_SINCE),
-                ],
-                seeds: vec![(MAIL_SINCE, doc! {"_id": MAIL_SINCE, "at": since})],
-            },
-        )?;
+        let mails = Collection::new(MAILS)
+            .index(doc! {"status": 1, "next_attempt": 1}, false)
+            .index(doc! {"order": 1}, false);
+        let options = Options {
+            service: "notifications",
+            collections: vec![
+                Collection::new(EVENTS),
+                Collection::new(BOOKINGS),
+                mails,
+                Collection::new(MAIL_SINCE),
+            ],
+            seeds: vec![(MAIL_SINCE, doc! {"_id": MAIL_SINCE, "at": since})],
+        };
         Ok(Self {
-            mongo,
-            committed: Arc::new(Notify::new()),
+            mongo: Mongo::open(url, options)?,
         })
     }
 
@@ -121,10 +118,7 @@ async fn insert_once(tx: &mut Tx, collection: &str, document: Document) -> Resul
 impl UnitOfWork for MongoUnit<'_> {
     async fn event(&mut self, id: &str) -> Result<Option<EventInfo>, MongoError> {
         let found: Option<EventDoc> = self.tx.find_one(EVENTS, doc! {"_id": id}).await?;
-        Ok(found.map(|e| EventInfo {
-            name: e.name,
-            starts: DateTime::from_timestamp(e.start_date, 0).unwrap_or_default(),
-        }))
+        Ok(found.map(|e| EventInfo::stored(e.name, e.start_date)))
     }
 
     async fn learn_event(&mut self, id: &str, event: &EventInfo) -> Result<(), MongoError> {
@@ -135,12 +129,19 @@ impl UnitOfWork for MongoUnit<'_> {
 
     async fn booking(&mut self, id: &str) -> Result<Option<KnownBooking>, MongoError> {
         let found: Option<BookingDoc> = self.tx.find_one(BOOKINGS, doc! {"_id": id}).await?;
-        Ok(found.map(|b| KnownBooking {
-            id: id.to_owned(),
-            event_id: b.event_id,
-            email: b.email,
-            seats: b.seats,
-        }))
+        Ok(found.map(
+            |BookingDoc {
+                 id,
+                 event_id,
+                 email,
+                 seats,
+             }| KnownBooking {
+                id,
+                event_id,
+                email,
+                seats,
+            },
+        ))
     }
 
     async fn learn_booking(&mut self, booking: &KnownBooking) -> Result<(), MongoError> {
@@ -194,13 +195,8 @@ impl UnitOfWork for MongoUnit<'_> {
         for id in ids {
             let due = doc! {"_id": id, "status": "pending", "next_attempt": {"$lte": now}};
             let take = doc! {"$set": {"next_attempt": until}};
-            if self
-                .tx
-                .update_one(MAILS, due, take, false)
-                .await?
-                .modified_count
-                == 1
-            {
+            let updated = self.tx.update_one(MAILS, due, take, false).await?;
+            if updated.modified_count == 1 {
                 taken.push(id.clone());
             }
         }
@@ -215,7 +211,7 @@ impl UnitOfWork for MongoUnit<'_> {
     async fn record_attempt(&mut self, id: &str, attempt: &Attempt<'_>) -> Result<(), MongoError> {
         let mut set = doc! {
             "status": attempt.status.as_str(),
-            "attempts": i64::from(attempt.counted) + 1,
+            "attempts": i64::from(attempt.attempts()),
             "next_attempt": attempt.next_attempt,
         };
         if let Some(error) = attempt.error {
@@ -238,12 +234,8 @@ async fn apply(
         .and_then(|d| d.get_i64("at").ok())
         .ok_or_else(|| MongoError::Invalid("the mail_since document is missing".into()))?;
     let mut unit = MongoUnit::new(tx, ());
-    let mut mailer = Mailer {
-        links,
-        since,
-        now: *now,
-    };
-    let outcomes = bus::apply_once(&mut unit, batch, &mut mailer).await?;
+    let (links, now) = (*links, *now);
+    let outcomes = bus::apply_once(&mut unit, batch, &mut Mailer { links, since, now }).await?;
     Ok((outcomes, unit.caused))
 }
 
@@ -269,7 +261,7 @@ impl NotificationStore for MongoNotificationStore {
             .mongo
             .transaction(&context, |tx, context| Box::pin(apply(tx, context)))
             .await?;
-        self.committed.notify_waiters();
+        self.committed().notify_waiters();
         Ok(outcomes)
     }
 
@@ -297,18 +289,17 @@ impl NotificationStore for MongoNotificationStore {
     }
 
     async fn mails(&self) -> Result<Vec<StoredMail>, StoreError> {
-        let found: Vec<MailDoc> = self
+        let all = self
             .mongo
-            .find(MAILS, doc! {}, doc! {"order": 1}, None)
-            .await?;
-        Ok(found
-            .into_iter()
-            .map(StoredMail::try_from)
-            .collect::<Result<_, _>>()?)
+            .find::<MailDoc>(MAILS, doc! {}, doc! {"order": 1}, None);
+        let stored = all.await?.into_iter().map(StoredMail::try_from);
+        Ok(stored.collect::<Result<_, _>>()?)
     }
 
+    /// The database's own, which only commits that emit events wake otherwise: this
+    /// service's rules emit none.
     fn committed(&self) -> Arc<Notify> {
-        self.committed.clone()
+        self.mongo.committed()
     }
 
     async fn check(&self) -> Result<(), String> {

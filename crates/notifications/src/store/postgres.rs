@@ -1,11 +1,10 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bus::unit::Corrupt;
 use chrono::DateTime;
 use postgres::sqlx::postgres::PgRow;
-use postgres::sqlx::{self, Row};
-use postgres::{Options, Pg, PgError, PgUnit, inbox};
+use postgres::sqlx::{self, PgConnection, Row};
+use postgres::{Options, Pg, PgError, PgQuery, PgUnit, inbox};
 use tokio::sync::Notify;
 
 use super::{Delivered, MailQueue, MailStatus, NotificationStore, StoreError, StoredMail, now};
@@ -47,25 +46,18 @@ ALTER TABLE mails ADD COLUMN IF NOT EXISTS trace TEXT;";
 /// The notifications service's tables in PostgreSQL, in the schema `notifications`.
 pub struct PgNotificationStore {
     pg: Pg,
-    /// Woken after every commit that may have queued a mail; the sender waits on it.
-    committed: Arc<Notify>,
 }
 
 impl PgNotificationStore {
     /// Prepares the store without connecting; see [`Pg::connect_lazy`].
     pub fn connect(url: &str) -> Result<Self, PgError> {
-        let pg = Pg::connect_lazy(
-            url,
-            Options {
-                schema: "notifications".into(),
-                migrations: vec![SCHEMA, inbox::MIGRATION],
-                max_connections: 4,
-            },
-        )?;
-        Ok(Self {
-            pg,
-            committed: Arc::new(Notify::new()),
-        })
+        let options = Options {
+            schema: "notifications".into(),
+            migrations: vec![SCHEMA, inbox::MIGRATION],
+            max_connections: 4,
+        };
+        let pg = Pg::connect_lazy(url, options)?;
+        Ok(Self { pg })
     }
 
     /// Creates the tables now rather than on first use.
@@ -85,136 +77,115 @@ fn mail_row(r: &PgRow) -> Result<Mail, sqlx::Error> {
     })
 }
 
+/// Runs `query` in the unit's transaction: the rows it changed.
+async fn exec(conn: &mut PgConnection, query: PgQuery<'_>) -> Result<u64, PgError> {
+    Ok(query.execute(conn).await?.rows_affected())
+}
+
+/// The row `query` finds in the unit's transaction, if any.
+async fn find(conn: &mut PgConnection, query: PgQuery<'_>) -> Result<Option<PgRow>, PgError> {
+    Ok(query.fetch_optional(conn).await?)
+}
+
 impl UnitOfWork for PgUnit<'_> {
     async fn event(&mut self, id: &str) -> Result<Option<EventInfo>, PgError> {
-        let row = sqlx::query("SELECT name, start_date FROM events WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&mut *self.conn)
-            .await?;
-        let event = |r: PgRow| -> Result<EventInfo, sqlx::Error> {
-            let starts = DateTime::from_timestamp(r.try_get("start_date")?, 0).unwrap_or_default();
-            Ok(EventInfo {
-                name: r.try_get("name")?,
-                starts,
-            })
+        let sql = "SELECT name, start_date FROM events WHERE id = $1";
+        let Some(r) = find(self.conn, sqlx::query(sql).bind(id)).await? else {
+            return Ok(None);
         };
-        Ok(row.map(event).transpose()?)
+        Ok(Some(EventInfo::stored(
+            r.try_get("name")?,
+            r.try_get("start_date")?,
+        )))
     }
 
     async fn learn_event(&mut self, id: &str, event: &EventInfo) -> Result<(), PgError> {
-        sqlx::query(
-            "INSERT INTO events (id, name, start_date) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-        )
-        .bind(id)
-        .bind(&event.name)
-        .bind(event.starts.timestamp())
-        .execute(&mut *self.conn)
-        .await?;
-        Ok(())
+        let sql =
+            "INSERT INTO events (id, name, start_date) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING";
+        let (name, starts) = (&event.name, event.starts.timestamp());
+        exec(self.conn, sqlx::query(sql).bind(id).bind(name).bind(starts))
+            .await
+            .map(drop)
     }
 
     async fn booking(&mut self, id: &str) -> Result<Option<KnownBooking>, PgError> {
-        let row = sqlx::query("SELECT event_id, email, seats FROM bookings WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&mut *self.conn)
-            .await?;
-        let booking = |r: PgRow| -> Result<KnownBooking, sqlx::Error> {
-            let (event_id, email) = (r.try_get("event_id")?, r.try_get("email")?);
-            let seats = postgres::int(&r, "seats")?;
-            Ok(KnownBooking {
-                id: id.to_owned(),
-                event_id,
-                email,
-                seats,
-            })
+        let sql = "SELECT id, event_id, email, seats FROM bookings WHERE id = $1";
+        let Some(r) = find(self.conn, sqlx::query(sql).bind(id)).await? else {
+            return Ok(None);
         };
-        Ok(row.map(booking).transpose()?)
+        let (id, event_id, email) = (
+            r.try_get("id")?,
+            r.try_get("event_id")?,
+            r.try_get("email")?,
+        );
+        let seats = postgres::int(&r, "seats")?;
+        Ok(Some(KnownBooking {
+            id,
+            event_id,
+            email,
+            seats,
+        }))
     }
 
-    async fn learn_booking(&mut self, booking: &KnownBooking) -> Result<(), PgError> {
-        sqlx::query(
-            "INSERT INTO bookings (id, event_id, email, seats) VALUES ($1, $2, $3, $4)
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(&booking.id)
-        .bind(&booking.event_id)
-        .bind(&booking.email)
-        .bind(i64::from(booking.seats))
-        .execute(&mut *self.conn)
-        .await?;
-        Ok(())
+    async fn learn_booking(&mut self, b: &KnownBooking) -> Result<(), PgError> {
+        let sql = "INSERT INTO bookings (id, event_id, email, seats) VALUES ($1, $2, $3, $4)
+             ON CONFLICT DO NOTHING";
+        let query = sqlx::query(sql)
+            .bind(&b.id)
+            .bind(&b.event_id)
+            .bind(&b.email);
+        exec(self.conn, query.bind(i64::from(b.seats)))
+            .await
+            .map(drop)
     }
 
-    async fn queue_mail(&mut self, mail: &Mail, due: i64) -> Result<(), PgError> {
-        sqlx::query(
-            "INSERT INTO mails (id, recipient, subject, text, html, next_attempt, trace)
-             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(&mail.id)
-        .bind(&mail.to)
-        .bind(&mail.subject)
-        .bind(&mail.text)
-        .bind(&mail.html)
-        .bind(due)
-        .bind(&mail.trace)
-        .execute(&mut *self.conn)
-        .await?;
-        Ok(())
+    async fn queue_mail(&mut self, m: &Mail, due: i64) -> Result<(), PgError> {
+        let sql = "INSERT INTO mails (id, recipient, subject, text, html, next_attempt, trace)
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING";
+        let query = sqlx::query(sql).bind(&m.id).bind(&m.to).bind(&m.subject);
+        let query = query.bind(&m.text).bind(&m.html).bind(due).bind(&m.trace);
+        exec(self.conn, query).await.map(drop)
     }
 
     async fn due(&mut self, now: i64, limit: usize) -> Result<Vec<Mail>, PgError> {
         // SKIP LOCKED: a replica's sender claiming at the same moment takes other mails rather
         // than waiting for these and then finding them taken.
-        let rows = sqlx::query(
-            "SELECT id, recipient, subject, text, html, trace FROM mails
+        let sql = "SELECT id, recipient, subject, text, html, trace FROM mails
              WHERE status = 'pending' AND next_attempt <= $1
-             ORDER BY next_attempt, seq LIMIT $2 FOR UPDATE SKIP LOCKED",
-        )
-        .bind(now)
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(&mut *self.conn)
-        .await?;
-        Ok(rows.iter().map(mail_row).collect::<Result<_, _>>()?)
+             ORDER BY next_attempt, seq LIMIT $2 FOR UPDATE SKIP LOCKED";
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = sqlx::query(sql)
+            .bind(now)
+            .bind(limit)
+            .fetch_all(&mut *self.conn);
+        Ok(rows.await?.iter().map(mail_row).collect::<Result<_, _>>()?)
     }
 
     async fn take(&mut self, ids: &[String], now: i64, until: i64) -> Result<Vec<String>, PgError> {
-        let taken = sqlx::query_scalar(
-            "UPDATE mails SET next_attempt = $3
-             WHERE id = ANY($1) AND status = 'pending' AND next_attempt <= $2 RETURNING id",
-        )
-        .bind(ids)
-        .bind(now)
-        .bind(until)
-        .fetch_all(&mut *self.conn)
-        .await?;
-        Ok(taken)
+        let sql = "UPDATE mails SET next_attempt = $3
+             WHERE id = ANY($1) AND status = 'pending' AND next_attempt <= $2 RETURNING id";
+        let query = sqlx::query_scalar(sql).bind(ids).bind(now).bind(until);
+        Ok(query.fetch_all(&mut *self.conn).await?)
     }
 
     async fn attempts(&mut self, id: &str) -> Result<Option<u32>, PgError> {
         // Locked: a sender recording the same mail at the same time waits, and counts after.
-        let attempts: Option<i64> =
-            sqlx::query_scalar("SELECT attempts FROM mails WHERE id = $1 FOR UPDATE")
-                .bind(id)
-                .fetch_optional(&mut *self.conn)
-                .await?;
-        let count = |n| u32::try_from(n).map_err(|_| Corrupt(format!("{n} attempts")));
-        Ok(attempts.map(count).transpose()?)
+        let sql = "SELECT attempts FROM mails WHERE id = $1 FOR UPDATE";
+        let found = find(self.conn, sqlx::query(sql).bind(id)).await?;
+        Ok(found.map(|r| postgres::int(&r, "attempts")).transpose()?)
     }
 
-    async fn record_attempt(&mut self, id: &str, attempt: &Attempt<'_>) -> Result<(), PgError> {
-        sqlx::query(
-            "UPDATE mails SET status = $2, attempts = $3, next_attempt = $4,
-                 last_error = COALESCE($5, last_error)
-             WHERE id = $1",
-        )
-        .bind(id)
-        .bind(attempt.status.as_str())
-        .bind(i64::from(attempt.counted) + 1)
-        .bind(attempt.next_attempt)
-        .bind(attempt.error)
-        .execute(&mut *self.conn)
-        .await?;
-        Ok(())
+    async fn record_attempt(&mut self, id: &str, a: &Attempt<'_>) -> Result<(), PgError> {
+        let sql = "UPDATE mails SET status = $2, attempts = $3, next_attempt = $4,
+                 last_error = COALESCE($5, last_error) WHERE id = $1";
+        let attempts = i64::from(a.attempts());
+        let query = sqlx::query(sql)
+            .bind(id)
+            .bind(a.status.as_str())
+            .bind(attempts);
+        exec(self.conn, query.bind(a.next_attempt).bind(a.error))
+            .await
+            .map(drop)
     }
 }
 
@@ -226,20 +197,14 @@ impl NotificationStore for PgNotificationStore {
         links: &BookingLinks,
     ) -> Result<Vec<bus::Outcome>, StoreError> {
         let mut tx = self.pg.begin().await?;
-        let since = sqlx::query_scalar("SELECT at FROM mail_since")
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(PgError::from)?;
-        let mut mailer = Mailer {
-            links,
-            since,
-            now: now(),
-        };
+        let since = sqlx::query_scalar("SELECT at FROM mail_since").fetch_one(&mut *tx);
+        let (since, now) = (since.await.map_err(PgError::from)?, now());
         let mut unit = PgUnit::new(&mut tx, ());
-        let outcomes = bus::apply_once(&mut unit, &batch, &mut mailer).await?;
+        let outcomes =
+            bus::apply_once(&mut unit, &batch, &mut Mailer { links, since, now }).await?;
         let caused = unit.caused;
         self.pg.commit(tx, &caused).await?;
-        self.committed.notify_waiters();
+        self.committed().notify_waiters();
         Ok(outcomes)
     }
 
@@ -253,39 +218,38 @@ impl NotificationStore for PgNotificationStore {
     }
 
     async fn mail_queue(&self) -> Result<MailQueue, StoreError> {
-        let query = sqlx::query(
-            "SELECT COUNT(*) AS depth, MIN(next_attempt) AS first_due FROM mails
-             WHERE status = 'pending'",
-        );
-        let queue = self.pg.fetch_optional(query, |row| {
+        let sql = "SELECT COUNT(*) AS depth, MIN(next_attempt) AS first_due FROM mails
+             WHERE status = 'pending'";
+        let queue = self.pg.fetch_optional(sqlx::query(sql), |row| {
+            let first_due: Option<i64> = row.try_get("first_due")?;
+            let first_due = first_due.and_then(DateTime::from_timestamp_millis);
             Ok(MailQueue {
                 depth: postgres::int(row, "depth")?,
-                first_due: row
-                    .try_get::<Option<i64>, _>("first_due")?
-                    .and_then(DateTime::from_timestamp_millis),
+                first_due,
             })
         });
         Ok(queue.await?.unwrap_or_default())
     }
 
     async fn mails(&self) -> Result<Vec<StoredMail>, StoreError> {
-        let query = sqlx::query(
-            "SELECT id, recipient, subject, text, html, trace, status, attempts FROM mails ORDER BY seq",
-        );
-        Ok(self
-            .pg
-            .fetch_all(query, |r| {
-                Ok(StoredMail {
-                    mail: mail_row(r)?,
-                    status: postgres::stored(r, "status", "mail status", MailStatus::parse)?,
-                    attempts: postgres::int(r, "attempts")?,
-                })
+        let sql = "SELECT id, recipient, subject, text, html, trace, status, attempts
+             FROM mails ORDER BY seq";
+        let stored = |r: &PgRow| {
+            let status = postgres::stored(r, "status", "mail status", MailStatus::parse)?;
+            let (mail, attempts) = (mail_row(r)?, postgres::int(r, "attempts")?);
+            Ok(StoredMail {
+                mail,
+                status,
+                attempts,
             })
-            .await?)
+        };
+        Ok(self.pg.fetch_all(sqlx::query(sql), stored).await?)
     }
 
+    /// The database's own, which only commits that emit events wake otherwise: this
+    /// service's rules emit none.
     fn committed(&self) -> Arc<Notify> {
-        self.committed.clone()
+        self.pg.committed()
     }
 
     async fn check(&self) -> Result<(), String> {

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bus::{SqliteUnit, run_now};
 use chrono::DateTime;
-use sqlite::rusqlite::{Connection, OptionalExtension, Row, params};
+use sqlite::rusqlite::{self, Connection, OptionalExtension, Params, Row, params};
 use sqlite::{Db, DbError, Options, inbox};
 use tokio::sync::Notify;
 
@@ -52,14 +52,14 @@ pub struct SqliteNotificationStore {
 
 impl SqliteNotificationStore {
     pub fn open(path: &Path) -> Result<Self, DbError> {
-        let db = Db::open(
-            path,
-            Options {
-                migrations: vec![SCHEMA, MAIL_TRACE, inbox::MIGRATION],
-                ..Options::default()
-            },
-        )?;
-        Ok(Self { db })
+        let migrations = vec![SCHEMA, MAIL_TRACE, inbox::MIGRATION];
+        let options = Options {
+            migrations,
+            ..Options::default()
+        };
+        Ok(Self {
+            db: Db::open(path, options)?,
+        })
     }
 }
 
@@ -70,85 +70,80 @@ impl SqliteNotificationStore {
 const DUE: &str = "SELECT id, recipient, subject, text, html, trace FROM mails
      WHERE status = 'pending' AND next_attempt <= ?1 ORDER BY next_attempt, seq LIMIT ?2";
 
-fn due(conn: &Connection, now: i64, limit: usize) -> sqlite::rusqlite::Result<Vec<Mail>> {
+fn due(conn: &Connection, now: i64, limit: usize) -> rusqlite::Result<Vec<Mail>> {
     let mut stmt = conn.prepare_cached(DUE)?;
     let rows = stmt.query_map(params![now, limit as i64], mail)?;
     rows.collect()
 }
 
 /// A mail from its first six columns: id, recipient, subject, text, html, trace.
-fn mail(r: &Row) -> sqlite::rusqlite::Result<Mail> {
+fn mail(r: &Row) -> rusqlite::Result<Mail> {
+    let (id, to, subject, text) = (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
+    let (html, trace) = (r.get(4)?, r.get(5)?);
     Ok(Mail {
-        id: r.get(0)?,
-        to: r.get(1)?,
-        subject: r.get(2)?,
-        text: r.get(3)?,
-        html: r.get(4)?,
-        trace: r.get(5)?,
+        id,
+        to,
+        subject,
+        text,
+        html,
+        trace,
     })
+}
+
+/// Runs a statement: the rows it changed.
+fn exec(conn: &Connection, sql: &str, params: impl Params) -> Result<usize, DbError> {
+    Ok(conn.prepare_cached(sql)?.execute(params)?)
+}
+
+/// The row `sql` finds, if any, read with `row`.
+fn find<T>(
+    conn: &Connection,
+    sql: &str,
+    id: &str,
+    row: impl FnOnce(&Row) -> rusqlite::Result<T>,
+) -> Result<Option<T>, DbError> {
+    Ok(conn.prepare_cached(sql)?.query_row([id], row).optional()?)
 }
 
 impl UnitOfWork for SqliteUnit<'_> {
     async fn event(&mut self, id: &str) -> Result<Option<EventInfo>, DbError> {
         let sql = "SELECT name, start_date FROM events WHERE id = ?1";
-        let found = self.conn.prepare_cached(sql)?.query_row([id], |r| {
-            let starts = DateTime::from_timestamp(r.get(1)?, 0).unwrap_or_default();
-            Ok(EventInfo {
-                name: r.get(0)?,
-                starts,
-            })
-        });
-        Ok(found.optional()?)
+        find(self.conn, sql, id, |r| {
+            Ok(EventInfo::stored(r.get(0)?, r.get(1)?))
+        })
     }
 
     async fn learn_event(&mut self, id: &str, event: &EventInfo) -> Result<(), DbError> {
         let sql = "INSERT OR IGNORE INTO events (id, name, start_date) VALUES (?1, ?2, ?3)";
         let starts = event.starts.timestamp();
-        self.conn
-            .prepare_cached(sql)?
-            .execute(params![id, event.name, starts])?;
-        Ok(())
+        exec(self.conn, sql, params![id, event.name, starts]).map(drop)
     }
 
     async fn booking(&mut self, id: &str) -> Result<Option<KnownBooking>, DbError> {
-        let sql = "SELECT event_id, email, seats FROM bookings WHERE id = ?1";
-        let found = self.conn.prepare_cached(sql)?.query_row([id], |r| {
-            let (event_id, email, seats) = (r.get(0)?, r.get(1)?, r.get(2)?);
+        let sql = "SELECT id, event_id, email, seats FROM bookings WHERE id = ?1";
+        find(self.conn, sql, id, |r| {
+            let (id, event_id, email, seats) = (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
             Ok(KnownBooking {
-                id: id.to_owned(),
+                id,
                 event_id,
                 email,
                 seats,
             })
-        });
-        Ok(found.optional()?)
+        })
     }
 
     async fn learn_booking(&mut self, b: &KnownBooking) -> Result<(), DbError> {
         let sql =
             "INSERT OR IGNORE INTO bookings (id, event_id, email, seats) VALUES (?1, ?2, ?3, ?4)";
-        self.conn
-            .prepare_cached(sql)?
-            .execute(params![b.id, b.event_id, b.email, b.seats])?;
-        Ok(())
+        exec(self.conn, sql, params![b.id, b.event_id, b.email, b.seats]).map(drop)
     }
 
-    async fn queue_mail(&mut self, mail: &Mail, due: i64) -> Result<(), DbError> {
+    async fn queue_mail(&mut self, m: &Mail, due: i64) -> Result<(), DbError> {
         let sql =
             "INSERT OR IGNORE INTO mails (id, recipient, subject, text, html, next_attempt, trace)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
-        let Mail {
-            id,
-            to,
-            subject,
-            text,
-            html,
-            trace,
-        } = mail;
-        self.conn
-            .prepare_cached(sql)?
-            .execute(params![id, to, subject, text, html, due, trace])?;
-        Ok(())
+        let row = params![m.id, m.to, m.subject, m.text, m.html, due, m.trace];
+        exec(self.conn, sql, row).map(drop)
     }
 
     async fn due(&mut self, now: i64, limit: usize) -> Result<Vec<Mail>, DbError> {
@@ -156,13 +151,11 @@ impl UnitOfWork for SqliteUnit<'_> {
     }
 
     async fn take(&mut self, ids: &[String], now: i64, until: i64) -> Result<Vec<String>, DbError> {
-        let mut take = self.conn.prepare_cached(
-            "UPDATE mails SET next_attempt = ?1
-             WHERE id = ?2 AND status = 'pending' AND next_attempt <= ?3",
-        )?;
+        let sql = "UPDATE mails SET next_attempt = ?1
+             WHERE id = ?2 AND status = 'pending' AND next_attempt <= ?3";
         let mut taken = Vec::with_capacity(ids.len());
         for id in ids {
-            if take.execute(params![until, id, now])? == 1 {
+            if exec(self.conn, sql, params![until, id, now])? == 1 {
                 taken.push(id.clone());
             }
         }
@@ -171,34 +164,15 @@ impl UnitOfWork for SqliteUnit<'_> {
 
     async fn attempts(&mut self, id: &str) -> Result<Option<u32>, DbError> {
         let sql = "SELECT attempts FROM mails WHERE id = ?1";
-        Ok(self
-            .conn
-            .prepare_cached(sql)?
-            .query_row([id], |r| r.get(0))
-            .optional()?)
+        find(self.conn, sql, id, |r| r.get(0))
     }
 
-    async fn record_attempt(&mut self, id: &str, attempt: &Attempt<'_>) -> Result<(), DbError> {
-        let Attempt {
-            counted,
-            status,
-            next_attempt,
-            error,
-        } = attempt;
-        self.conn
-            .prepare_cached(
-                "UPDATE mails SET status = ?2, attempts = ?3, next_attempt = ?4,
-                     last_error = COALESCE(?5, last_error)
-                 WHERE id = ?1",
-            )?
-            .execute(params![
-                id,
-                status.as_str(),
-                counted + 1,
-                next_attempt,
-                error
-            ])?;
-        Ok(())
+    async fn record_attempt(&mut self, id: &str, a: &Attempt<'_>) -> Result<(), DbError> {
+        let sql = "UPDATE mails SET status = ?2, attempts = ?3, next_attempt = ?4,
+                 last_error = COALESCE(?5, last_error) WHERE id = ?1";
+        let attempts = a.attempts();
+        let row = params![id, a.status.as_str(), attempts, a.next_attempt, a.error];
+        exec(self.conn, sql, row).map(drop)
     }
 }
 
@@ -211,10 +185,7 @@ impl NotificationStore for SqliteNotificationStore {
     ) -> Result<Vec<bus::Outcome>, StoreError> {
         let (links, now) = (links.clone(), now());
         let apply = move |conn: &Connection| {
-            let since_sql = "SELECT at FROM mail_since";
-            let since = conn
-                .prepare_cached(since_sql)?
-                .query_row([], |r| r.get(0))?;
+            let since = conn.query_row("SELECT at FROM mail_since", [], |r| r.get(0))?;
             let mut mailer = Mailer {
                 links: &links,
                 since,
@@ -245,40 +216,27 @@ impl NotificationStore for SqliteNotificationStore {
     }
 
     async fn mail_queue(&self) -> Result<MailQueue, StoreError> {
-        let (depth, first_due) = self
-            .db
-            .read(|c| {
-                c.prepare_cached(
-                    "SELECT COUNT(*), MIN(next_attempt) FROM mails WHERE status = 'pending'",
-                )?
-                .query_row([], |r| {
-                    Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?))
-                })
-            })
-            .await?;
-        Ok(MailQueue {
-            depth: u64::try_from(depth).unwrap_or(0),
-            first_due: first_due.and_then(DateTime::from_timestamp_millis),
-        })
+        let sql = "SELECT COUNT(*), MIN(next_attempt) FROM mails WHERE status = 'pending'";
+        let read = |c: &Connection| c.query_row(sql, [], |r| Ok((r.get(0)?, r.get(1)?)));
+        let (depth, first_due): (u64, Option<i64>) = self.db.read(read).await?;
+        let first_due = first_due.and_then(DateTime::from_timestamp_millis);
+        Ok(MailQueue { depth, first_due })
     }
 
     async fn mails(&self) -> Result<Vec<StoredMail>, StoreError> {
-        Ok(self
-            .db
-            .read(|c| {
-                let mut stmt = c.prepare(
-                    "SELECT id, recipient, subject, text, html, trace, status, attempts FROM mails ORDER BY seq",
-                )?;
-                let rows = stmt.query_map([], |r| {
-                    Ok(StoredMail {
-                        mail: mail(r)?,
-                        status: sqlite::stored(r, 6, "mail status", MailStatus::parse)?,
-                        attempts: r.get(7)?,
-                    })
-                })?;
-                rows.collect()
+        let sql = "SELECT id, recipient, subject, text, html, trace, status, attempts
+             FROM mails ORDER BY seq";
+        let stored = |r: &Row| {
+            let status = sqlite::stored(r, 6, "mail status", MailStatus::parse)?;
+            let (mail, attempts) = (mail(r)?, r.get(7)?);
+            Ok(StoredMail {
+                mail,
+                status,
+                attempts,
             })
-            .await?)
+        };
+        let read = move |c: &Connection| c.prepare(sql)?.query_map([], stored)?.collect();
+        Ok(self.db.read(read).await?)
     }
 
     fn committed(&self) -> Arc<Notify> {
