@@ -35,8 +35,8 @@ pub struct Mailer<'a> {
     /// When the store was first opened, less a minute for clocks (Unix seconds): a service
     /// added to a running system learns from the past without mailing all of it again.
     pub since: i64,
-    /// Now: a mail is due from when it is queued, so that mails go out in the order they became
-    /// due, retries among them.
+    /// Now (Unix milliseconds): a mail is due from when it is queued, so that mails go out in
+    /// the order they became due, retries among them.
     pub now: i64,
 }
 
