@@ -1,17 +1,18 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use contracts::DomainEvent;
-use dynamo::inbox::{self, Change};
+use dynamo::inbox::{self, apply_each};
 use dynamo::item::{Item, get_n, get_s, get_s_opt, item, n, s};
-use dynamo::{Dynamo, DynamoError, KeyKind, Options, Query, Table, Write};
+use dynamo::{Committed, Dynamo, DynamoError, DynamoUnit, KeyKind, Options, Query, Table, Write};
 use tokio::sync::{Notify, OnceCell};
 
-use super::{Delivered, MailQueue, MailStatus, Mailing, NotificationStore, StoreError, StoredMail};
-use crate::domain::{BookingLinks, EventInfo, Fact, Mail};
+use super::{Delivered, MailQueue, MailStatus, NotificationStore, StoreError, StoredMail, now};
+use crate::domain::rules::{self, Command, Mailer};
+use crate::domain::unit::{Attempt, KnownBooking, UnitOfWork};
+use crate::domain::{BookingLinks, EventInfo, Mail};
 
 /// The same tables as in SQLite (see `sqlite.rs` for what each holds).
 const EVENTS: &str = "events";
@@ -26,36 +27,27 @@ const PENDING: &str = "pending";
 /// The notifications service's tables in DynamoDB: `<prefix>.notifications.*`.
 pub struct DynamoNotificationStore {
     db: Dynamo,
-    /// Woken after every commit that may have queued a mail; the sender waits on it.
-    committed: Arc<Notify>,
     mail_since: OnceCell<i64>,
 }
 
 impl DynamoNotificationStore {
     /// Prepares the store without connecting; see [`Dynamo::open`].
     pub fn connect(url: &str) -> Result<Self, DynamoError> {
-        let db = Dynamo::open(
-            url,
-            Options {
-                service: "notifications",
-                tables: vec![
-                    Table::new(EVENTS, ("id", KeyKind::S)),
-                    Table::new(BOOKINGS, ("id", KeyKind::S)),
-                    Table::new(MAILS, ("id", KeyKind::S)).index(
-                        DUE,
-                        ("queue", KeyKind::S),
-                        Some(("queued", KeyKind::N)),
-                    ),
-                    Table::new(META, ("id", KeyKind::S)),
-                    inbox::table(),
-                ],
-            },
-        )?;
-        Ok(Self {
-            db,
-            committed: Arc::new(Notify::new()),
-            mail_since: OnceCell::new(),
-        })
+        let table = |name| Table::new(name, ("id", KeyKind::S));
+        let due = (("queue", KeyKind::S), Some(("queued", KeyKind::N)));
+        let tables = vec![
+            table(EVENTS),
+            table(BOOKINGS),
+            table(MAILS).index(DUE, due.0, due.1),
+            table(META),
+            inbox::table(),
+        ];
+        let options = Options {
+            service: "notifications",
+            tables,
+        };
+        let (db, mail_since) = (Dynamo::open(url, options)?, OnceCell::new());
+        Ok(Self { db, mail_since })
     }
 
     /// Creates the tables now rather than on first use.
@@ -67,29 +59,31 @@ impl DynamoNotificationStore {
     /// When the store was first opened, less a minute for clocks: recorded by the first process
     /// that asks, on condition that none did before.
     async fn mail_since(&self) -> Result<i64, DynamoError> {
-        let key = || item([("id", s("mail_since"))]);
         let db = &self.db;
-        let read = || async {
-            match db.get(META, key()).await? {
-                Some(found) => get_n::<i64>(&found, "at").map(Some),
-                None => Ok(None),
-            }
+        let first = || async {
+            let mut first = key("mail_since");
+            first.insert("at".into(), n(Utc::now().timestamp() - 60));
+            db.write(Write::put(db.table(META), first).when("attribute_not_exists(id)"))
+                .await?;
+            let found = db.get(META, key("mail_since")).await?;
+            get_n(&found.unwrap_or_default(), "at")
         };
-        self.mail_since
-            .get_or_try_init(|| async {
-                if let Some(at) = read().await? {
-                    return Ok(at);
-                }
-                let mut first = key();
-                first.insert("at".into(), n(Utc::now().timestamp() - 60));
-                db.write(Write::put(db.table(META), first).when("attribute_not_exists(id)"))
-                    .await?;
-                read()
-                    .await?
-                    .ok_or_else(|| DynamoError::Data("mail_since vanished".into()))
-            })
-            .await
-            .copied()
+        self.mail_since.get_or_try_init(first).await.copied()
+    }
+
+    /// Runs `command` in a unit of its own, again while a write's condition fails: a sender
+    /// recording the same mail at the same time changed it first, or someone queued the same
+    /// mail meanwhile. A claim's mails are taken as it goes (see `take`).
+    async fn commit(&self, command: &Command) -> Result<Vec<Mail>, DynamoError> {
+        let started = Instant::now();
+        loop {
+            let mut unit = DynamoUnit::new(&self.db, ());
+            let mails = rules::run(&mut unit, command, now()).await?;
+            if !matches!(unit.commit().await?, Committed::Refused(_)) {
+                return Ok(mails);
+            }
+            self.db.patience(started, "running a command")?;
+        }
     }
 }
 
@@ -106,125 +100,15 @@ fn queue_order() -> i64 {
     now.max(previous + 1)
 }
 
-/// The write that queues `mail`, unless a mail with its id exists (then `None`): a fact's mail
-/// is queued once, however often the fact is delivered.
-async fn queue_mail(db: &Dynamo, mail: &Mail) -> Result<Option<Write>, DynamoError> {
-    if db.get(MAILS, item([("id", s(&mail.id))])).await?.is_some() {
-        return Ok(None);
+/// Writes `stored` unless an item with its id exists (the same fact learnt, or the same mail
+/// queued, twice). Put by someone else meanwhile: the transaction is refused and made again.
+async fn put_new(unit: &mut DynamoUnit<'_>, table: &str, stored: Item) -> Result<(), DynamoError> {
+    let id = get_s(&stored, "id")?;
+    if unit.db.get(table, key(&id)).await?.is_none() {
+        let put = Write::put(unit.db.table(table), stored).when("attribute_not_exists(id)");
+        unit.writes.push(put);
     }
-    let mut queued = item([
-        ("id", s(&mail.id)),
-        ("recipient", s(&mail.to)),
-        ("subject", s(&mail.subject)),
-        ("text", s(&mail.text)),
-        ("html", s(&mail.html)),
-        ("status", s("pending")),
-        ("attempts", n(0)),
-        ("next_attempt", n(0)),
-        ("queue", s(PENDING)),
-        ("queued", n(queue_order())),
-    ]);
-    if let Some(trace) = &mail.trace {
-        queued.insert("trace".into(), s(trace));
-    }
-    // Queued by someone else meanwhile: the transaction is refused and made again.
-    Ok(Some(
-        Write::put(db.table(MAILS), queued).when("attribute_not_exists(id)"),
-    ))
-}
-
-async fn event_info(db: &Dynamo, id: &str) -> Result<Option<EventInfo>, DynamoError> {
-    let Some(found) = db.get(EVENTS, item([("id", s(id))])).await? else {
-        return Ok(None);
-    };
-    Ok(Some(EventInfo {
-        name: get_s(&found, "name")?,
-        starts: DateTime::from_timestamp(get_n(&found, "start_date")?, 0).unwrap_or_default(),
-    }))
-}
-
-/// Puts `stored` unless an item with its key exists (learning the same fact twice changes
-/// nothing).
-fn learn(db: &Dynamo, table: &str, stored: Item) -> Write {
-    Write::put(db.table(table), stored).when("attribute_not_exists(id)")
-}
-
-/// Applies one event, mailing its fact if `mail`; mirrors `sqlite.rs`.
-async fn apply_one(
-    db: &Dynamo,
-    event: &DomainEvent,
-    mailing: Option<Mailing>,
-) -> Result<Change, DynamoError> {
-    let retry = |why: String| Ok(Change::not_applied(bus::Outcome::Retry(why)));
-    let mut writes = Vec::new();
-    let fact = match event {
-        DomainEvent::EventCreated(created) => {
-            if event_info(db, &created.id).await?.is_none() {
-                let stored = item([
-                    ("id", s(&created.id)),
-                    ("name", s(&created.name)),
-                    ("start_date", n(created.start_date.timestamp())),
-                ]);
-                writes.push(learn(db, EVENTS, stored));
-            }
-            return Ok(Change::applied(writes, Vec::new()));
-        }
-        DomainEvent::EventBooked(booked) => {
-            let Some(event) = event_info(db, &booked.event_id).await? else {
-                return retry(format!("event {} is not known yet", booked.event_id));
-            };
-            let known = db
-                .get(BOOKINGS, item([("id", s(&booked.booking_id))]))
-                .await?;
-            if known.is_none() {
-                let stored = item([
-                    ("id", s(&booked.booking_id)),
-                    ("event_id", s(&booked.event_id)),
-                    ("email", s(&booked.email)),
-                    ("seats", n(booked.seats)),
-                ]);
-                writes.push(learn(db, BOOKINGS, stored));
-            }
-            Fact::Booked {
-                booking_id: booked.booking_id.clone(),
-                event,
-                seats: booked.seats,
-                email: booked.email.clone(),
-                guest: booked.user_id.is_empty(),
-            }
-        }
-        DomainEvent::BookingCancelled(cancelled) => {
-            let booking = db
-                .get(BOOKINGS, item([("id", s(&cancelled.booking_id))]))
-                .await?;
-            let Some(booking) = booking else {
-                return retry(format!("booking {} is not known yet", cancelled.booking_id));
-            };
-            let event_id = get_s(&booking, "event_id")?;
-            let Some(event) = event_info(db, &event_id).await? else {
-                return retry(format!("event {event_id} is not known yet"));
-            };
-            Fact::cancellation(
-                cancelled.booking_id.clone(),
-                event,
-                cancelled.seats,
-                get_s(&booking, "email")?,
-                cancelled.reason,
-            )
-        }
-        DomainEvent::UserCreated(user) => Fact::Welcome {
-            user_id: user.id.clone(),
-            name: user.name.clone(),
-            email: user.email.clone(),
-        },
-        DomainEvent::LocationCreated(_) | DomainEvent::EventCancelled(_) => {
-            return Ok(Change::applied(Vec::new(), Vec::new()));
-        }
-    };
-    if let Some(mail) = mailing.and_then(|mailing| mailing.mail(&fact)) {
-        writes.extend(queue_mail(db, &mail).await?);
-    }
-    Ok(Change::applied(writes, Vec::new()))
+    Ok(())
 }
 
 fn mail(i: &Item) -> Result<Mail, DynamoError> {
@@ -238,39 +122,78 @@ fn mail(i: &Item) -> Result<Mail, DynamoError> {
     })
 }
 
-fn mail_key(id: &str) -> Item {
+/// The key of an item of any table here.
+fn key(id: &str) -> Item {
     item([("id", s(id))])
 }
 
-#[async_trait]
-impl NotificationStore for DynamoNotificationStore {
-    async fn apply(
-        &self,
-        batch: Vec<Delivered>,
-        links: &BookingLinks,
-    ) -> Result<Vec<bus::Outcome>, StoreError> {
-        let since = self.mail_since().await?;
-        let outcomes = inbox::apply_once(&self.db, &batch, |db, received| {
-            let mailing = received.mailing(since, links);
-            Box::pin(apply_one(db, &received.event, mailing))
-        })
-        .await?;
-        self.committed.notify_waiters();
-        Ok(outcomes)
+impl UnitOfWork for DynamoUnit<'_> {
+    async fn event(&mut self, id: &str) -> Result<Option<EventInfo>, DynamoError> {
+        let found = self.db.get(EVENTS, key(id)).await?;
+        let event = |e: Item| {
+            Ok(EventInfo::stored(
+                get_s(&e, "name")?,
+                get_n(&e, "start_date")?,
+            ))
+        };
+        found.map(event).transpose()
     }
 
-    async fn queue(&self, mail: Mail) -> Result<(), StoreError> {
-        // `false`: queued by someone else meanwhile, which is as good.
-        if let Some(write) = queue_mail(&self.db, &mail).await? {
-            self.db.write(write).await?;
+    async fn learn_event(&mut self, id: &str, event: &EventInfo) -> Result<(), DynamoError> {
+        let start_date = n(event.starts.timestamp());
+        let stored = item([
+            ("id", s(id)),
+            ("name", s(&event.name)),
+            ("start_date", start_date),
+        ]);
+        put_new(self, EVENTS, stored).await
+    }
+
+    async fn booking(&mut self, id: &str) -> Result<Option<KnownBooking>, DynamoError> {
+        let found = self.db.get(BOOKINGS, key(id)).await?;
+        let booking = |b: Item| {
+            let (id, event_id) = (get_s(&b, "id")?, get_s(&b, "event_id")?);
+            let (email, seats) = (get_s(&b, "email")?, get_n(&b, "seats")?);
+            Ok(KnownBooking {
+                id,
+                event_id,
+                email,
+                seats,
+            })
+        };
+        found.map(booking).transpose()
+    }
+
+    async fn learn_booking(&mut self, booking: &KnownBooking) -> Result<(), DynamoError> {
+        let stored = item([
+            ("id", s(&booking.id)),
+            ("event_id", s(&booking.event_id)),
+            ("email", s(&booking.email)),
+            ("seats", n(booking.seats)),
+        ]);
+        put_new(self, BOOKINGS, stored).await
+    }
+
+    async fn queue_mail(&mut self, mail: &Mail, due: i64) -> Result<(), DynamoError> {
+        let mut queued = item([
+            ("id", s(&mail.id)),
+            ("recipient", s(&mail.to)),
+            ("subject", s(&mail.subject)),
+            ("text", s(&mail.text)),
+            ("html", s(&mail.html)),
+            ("status", s(PENDING)),
+            ("attempts", n(0)),
+            ("next_attempt", n(due)),
+            ("queue", s(PENDING)),
+            ("queued", n(queue_order())),
+        ]);
+        if let Some(trace) = &mail.trace {
+            queued.insert("trace".into(), s(trace));
         }
-        self.committed.notify_waiters();
-        Ok(())
+        put_new(self, MAILS, queued).await
     }
 
-    async fn claim(&self, limit: usize, lease: Duration) -> Result<Vec<Mail>, StoreError> {
-        let now = Utc::now().timestamp_millis();
-        let until = now.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
+    async fn due(&mut self, now: i64, limit: usize) -> Result<Vec<Mail>, DynamoError> {
         let query = Query::new("#queue = :pending")
             .index(DUE)
             .filter("next_attempt <= :now")
@@ -281,93 +204,98 @@ impl NotificationStore for DynamoNotificationStore {
         let candidates = self.db.query(MAILS, query).await?;
         // The index may lag behind the table on AWS: what it lists is read again, so that a
         // mail sent a moment ago is not sent twice.
-        let keys = candidates
+        let keys: Result<Vec<Item>, DynamoError> = candidates
             .iter()
-            .map(|c| Ok(mail_key(&get_s(c, "id")?)))
-            .collect::<Result<Vec<_>, DynamoError>>()?;
+            .map(|c| Ok(key(&get_s(c, "id")?)))
+            .collect();
         let mut due = Vec::new();
-        for found in self.db.get_many(MAILS, keys).await? {
-            if get_s(&found, "status")? == "pending" && get_n::<i64>(&found, "next_attempt")? <= now
-            {
+        for found in self.db.get_many(MAILS, keys?).await? {
+            if get_s(&found, "status")? == PENDING && get_n::<i64>(&found, "next_attempt")? <= now {
                 due.push((get_n::<i64>(&found, "queued")?, mail(&found)?));
             }
         }
         due.sort_by_key(|(queued, _)| *queued);
-        // Each one taken on condition that it is still due: a replica's sender that took it
-        // first changed its next attempt.
-        let mut claimed = Vec::with_capacity(due.len());
-        for (_, mail) in due {
-            let claim = Write::update(
-                self.db.table(MAILS),
-                mail_key(&mail.id),
-                "SET next_attempt = :until",
-            )
-            .when("#status = :pending AND next_attempt <= :now")
-            .name("#status", "status")
-            .value(":pending", s(PENDING))
-            .value(":now", n(now))
-            .value(":until", n(until));
-            if self.db.write(claim).await? {
-                claimed.push(mail);
-            }
-        }
-        Ok(claimed)
+        Ok(due.into_iter().map(|(_, mail)| mail).collect())
     }
 
-    async fn mark_sent(&self, ids: Vec<String>) -> Result<(), StoreError> {
+    async fn take(
+        &mut self,
+        ids: &[String],
+        now: i64,
+        until: i64,
+    ) -> Result<Vec<String>, DynamoError> {
+        let mut taken = Vec::with_capacity(ids.len());
         for id in ids {
-            let sent = Write::update(
-                self.db.table(MAILS),
-                mail_key(&id),
-                "SET #status = :sent, attempts = attempts + :one REMOVE #queue",
-            )
-            .when("attribute_exists(id)")
-            .name("#status", "status")
-            .name("#queue", "queue")
-            .value(":sent", s("sent"))
-            .value(":one", n(1));
-            self.db.write(sent).await?;
+            let take = Write::update(self.db.table(MAILS), key(id), "SET next_attempt = :until")
+                .when("#status = :pending AND next_attempt <= :now")
+                .name("#status", "status")
+                .value(":pending", s(PENDING))
+                .value(":now", n(now))
+                .value(":until", n(until));
+            if self.db.write(take).await? {
+                taken.push(id.clone());
+            }
         }
+        Ok(taken)
+    }
+
+    async fn attempts(&mut self, id: &str) -> Result<Option<u32>, DynamoError> {
+        let found = self.db.get(MAILS, key(id)).await?;
+        found.map(|mail| get_n(&mail, "attempts")).transpose()
+    }
+
+    async fn record_attempt(&mut self, id: &str, attempt: &Attempt<'_>) -> Result<(), DynamoError> {
+        let mut expression =
+            String::from("SET #status = :status, attempts = :next, next_attempt = :at");
+        if attempt.error.is_some() {
+            expression.push_str(", last_error = :error");
+        }
+        // Only pending mails are in the queue's index.
+        if attempt.status != MailStatus::Pending {
+            expression.push_str(" REMOVE #queue");
+        }
+        let mut write = Write::update(self.db.table(MAILS), key(id), &expression)
+            // Counted once even if two senders record an attempt at the same time.
+            .when("attempts = :counted")
+            .name("#status", "status")
+            .value(":status", s(attempt.status.as_str()))
+            .value(":counted", n(attempt.counted))
+            .value(":next", n(attempt.attempts()))
+            .value(":at", n(attempt.next_attempt));
+        if let Some(error) = attempt.error {
+            write = write.value(":error", s(error));
+        }
+        if attempt.status != MailStatus::Pending {
+            write = write.name("#queue", "queue");
+        }
+        self.writes.push(write);
         Ok(())
     }
+}
 
-    async fn mark_failed(&self, id: &str, error: &str, permanent: bool) -> Result<(), StoreError> {
-        let started = Instant::now();
-        loop {
-            let Some(found) = self.db.get(MAILS, mail_key(id)).await? else {
-                return Ok(());
-            };
-            let attempts: u32 = get_n(&found, "attempts")?;
-            // 2 s, 4 s, 8 s … 5 minutes after the attempt, as in SQLite.
-            let wait_ms = 1000 * 2_i64.pow((attempts + 1).min(9)).min(300);
-            let (status, expression) = if permanent {
-                (
-                    "failed",
-                    "SET #status = :status, attempts = :next, last_error = :error, next_attempt = :at REMOVE #queue",
-                )
-            } else {
-                (
-                    "pending",
-                    "SET #status = :status, attempts = :next, last_error = :error, next_attempt = :at",
-                )
-            };
-            let mut failed = Write::update(self.db.table(MAILS), mail_key(id), expression)
-                // Counted once even if two senders record a failure at the same time.
-                .when("attempts = :attempts")
-                .name("#status", "status")
-                .value(":status", s(status))
-                .value(":attempts", n(attempts))
-                .value(":next", n(attempts + 1))
-                .value(":error", s(error))
-                .value(":at", n(Utc::now().timestamp_millis() + wait_ms));
-            if permanent {
-                failed = failed.name("#queue", "queue");
+#[async_trait]
+impl NotificationStore for DynamoNotificationStore {
+    async fn apply(
+        &self,
+        batch: Vec<Delivered>,
+        links: &BookingLinks,
+    ) -> Result<Vec<bus::Outcome>, StoreError> {
+        let (since, now) = (self.mail_since().await?, now());
+        let mut mailer = Mailer { links, since, now };
+        let outcomes = apply_each(&self.db, &batch, || (), &mut mailer).await?;
+        self.committed().notify_waiters();
+        Ok(outcomes)
+    }
+
+    async fn run(&self, command: Command) -> Result<Vec<Mail>, StoreError> {
+        // A transaction takes at most 100 writes: each mail sent is recorded in one of its own.
+        if let Command::Sent(ids) = command {
+            for id in ids {
+                self.commit(&Command::Sent(vec![id])).await?;
             }
-            if self.db.write(failed).await? {
-                return Ok(());
-            }
-            self.db.patience(started, "recording a failed mail")?;
+            return Ok(Vec::new());
         }
+        Ok(self.commit(&command).await?)
     }
 
     /// The first due is the due time of the mail queued first: the index is ordered by when
@@ -382,7 +310,8 @@ impl NotificationStore for DynamoNotificationStore {
         };
         let depth = self.db.count(MAILS, pending()).await?;
         let first = self.db.query(MAILS, pending().limit(1)).await?;
-        // A mail not tried yet is due from when it was queued (its `next_attempt` is 0).
+        // A mail queued before due times were kept (its `next_attempt` is 0) is due from when it
+        // was queued.
         let due_ms = |m: &Item| -> Result<i64, DynamoError> {
             let queued_us: i64 = get_n(m, "queued")?;
             Ok(get_n::<i64>(m, "next_attempt")?.max(queued_us / 1000))
@@ -398,15 +327,16 @@ impl NotificationStore for DynamoNotificationStore {
     async fn mails(&self) -> Result<Vec<StoredMail>, StoreError> {
         let mut stored = Vec::new();
         for i in self.db.scan(MAILS).await? {
-            let status =
-                platform::error::stored("mail status", &get_s(&i, "status")?, MailStatus::parse)?;
+            let status = get_s(&i, "status")?;
+            let status = platform::error::stored("mail status", &status, MailStatus::parse)?;
+            let (mail, attempts) = (mail(&i)?, get_n(&i, "attempts")?);
             let queued: i64 = get_n(&i, "queued")?;
             stored.push((
                 queued,
                 StoredMail {
-                    mail: mail(&i)?,
+                    mail,
                     status,
-                    attempts: get_n(&i, "attempts")?,
+                    attempts,
                 },
             ));
         }
@@ -414,8 +344,10 @@ impl NotificationStore for DynamoNotificationStore {
         Ok(stored.into_iter().map(|(_, m)| m).collect())
     }
 
+    /// The database's own, which only commits that emit events wake otherwise: this
+    /// service's rules emit none.
     fn committed(&self) -> Arc<Notify> {
-        self.committed.clone()
+        self.db.committed()
     }
 
     async fn check(&self) -> Result<(), String> {

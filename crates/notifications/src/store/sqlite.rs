@@ -1,16 +1,17 @@
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
-use contracts::DomainEvent;
-use sqlite::rusqlite::{Connection, OptionalExtension, params};
+use bus::{SqliteUnit, run_now};
+use chrono::DateTime;
+use sqlite::rusqlite::{self, Connection, OptionalExtension, Params, Row, params};
 use sqlite::{Db, DbError, Options, inbox};
 use tokio::sync::Notify;
 
-use super::{Delivered, MailQueue, MailStatus, Mailing, NotificationStore, StoreError, StoredMail};
-use crate::domain::{BookingLinks, EventInfo, Fact, Mail};
+use super::{Delivered, MailQueue, MailStatus, NotificationStore, StoreError, StoredMail, now};
+use crate::domain::rules::{self, Command, Mailer};
+use crate::domain::unit::{Attempt, KnownBooking, UnitOfWork};
+use crate::domain::{BookingLinks, EventInfo, Mail};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS events (
@@ -51,38 +52,15 @@ pub struct SqliteNotificationStore {
 
 impl SqliteNotificationStore {
     pub fn open(path: &Path) -> Result<Self, DbError> {
-        let db = Db::open(
-            path,
-            Options {
-                migrations: vec![SCHEMA, MAIL_TRACE, inbox::MIGRATION],
-                ..Options::default()
-            },
-        )?;
-        Ok(Self { db })
+        let migrations = vec![SCHEMA, MAIL_TRACE, inbox::MIGRATION];
+        let options = Options {
+            migrations,
+            ..Options::default()
+        };
+        Ok(Self {
+            db: Db::open(path, options)?,
+        })
     }
-}
-
-fn now_ms() -> i64 {
-    Utc::now().timestamp_millis()
-}
-
-/// Queues `mail` unless a mail with its id is queued already (the same fact told twice). It is
-/// due from now, so that mails go out in the order they became due, retries among them.
-fn insert_mail(conn: &Connection, mail: &Mail) -> sqlite::rusqlite::Result<()> {
-    conn.prepare_cached(
-        "INSERT OR IGNORE INTO mails (id, recipient, subject, text, html, next_attempt, trace)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )?
-    .execute(params![
-        mail.id,
-        mail.to,
-        mail.subject,
-        mail.text,
-        mail.html,
-        now_ms(),
-        mail.trace
-    ])?;
-    Ok(())
 }
 
 /// The oldest mails due, in the order of the `mails_due` index (status, due time, then `seq`,
@@ -92,100 +70,110 @@ fn insert_mail(conn: &Connection, mail: &Mail) -> sqlite::rusqlite::Result<()> {
 const DUE: &str = "SELECT id, recipient, subject, text, html, trace FROM mails
      WHERE status = 'pending' AND next_attempt <= ?1 ORDER BY next_attempt, seq LIMIT ?2";
 
-fn event_info(conn: &Connection, id: &str) -> sqlite::rusqlite::Result<Option<EventInfo>> {
-    conn.prepare_cached("SELECT name, start_date FROM events WHERE id = ?1")?
-        .query_row([id], |r| {
-            let start: i64 = r.get(1)?;
-            Ok(EventInfo {
-                name: r.get(0)?,
-                starts: DateTime::from_timestamp(start, 0).unwrap_or_default(),
+fn due(conn: &Connection, now: i64, limit: usize) -> rusqlite::Result<Vec<Mail>> {
+    let mut stmt = conn.prepare_cached(DUE)?;
+    let rows = stmt.query_map(params![now, limit as i64], mail)?;
+    rows.collect()
+}
+
+/// A mail from its first six columns: id, recipient, subject, text, html, trace.
+fn mail(r: &Row) -> rusqlite::Result<Mail> {
+    let (id, to, subject, text) = (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
+    let (html, trace) = (r.get(4)?, r.get(5)?);
+    Ok(Mail {
+        id,
+        to,
+        subject,
+        text,
+        html,
+        trace,
+    })
+}
+
+/// Runs a statement: the rows it changed.
+fn exec(conn: &Connection, sql: &str, params: impl Params) -> Result<usize, DbError> {
+    Ok(conn.prepare_cached(sql)?.execute(params)?)
+}
+
+/// The row `sql` finds, if any, read with `row`.
+fn find<T>(
+    conn: &Connection,
+    sql: &str,
+    id: &str,
+    row: impl FnOnce(&Row) -> rusqlite::Result<T>,
+) -> Result<Option<T>, DbError> {
+    Ok(conn.prepare_cached(sql)?.query_row([id], row).optional()?)
+}
+
+impl UnitOfWork for SqliteUnit<'_> {
+    async fn event(&mut self, id: &str) -> Result<Option<EventInfo>, DbError> {
+        let sql = "SELECT name, start_date FROM events WHERE id = ?1";
+        find(self.conn, sql, id, |r| {
+            Ok(EventInfo::stored(r.get(0)?, r.get(1)?))
+        })
+    }
+
+    async fn learn_event(&mut self, id: &str, event: &EventInfo) -> Result<(), DbError> {
+        let sql = "INSERT OR IGNORE INTO events (id, name, start_date) VALUES (?1, ?2, ?3)";
+        let starts = event.starts.timestamp();
+        exec(self.conn, sql, params![id, event.name, starts]).map(drop)
+    }
+
+    async fn booking(&mut self, id: &str) -> Result<Option<KnownBooking>, DbError> {
+        let sql = "SELECT id, event_id, email, seats FROM bookings WHERE id = ?1";
+        find(self.conn, sql, id, |r| {
+            let (id, event_id, email, seats) = (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
+            Ok(KnownBooking {
+                id,
+                event_id,
+                email,
+                seats,
             })
         })
-        .optional()
-}
+    }
 
-/// Applies one event, mailing its fact if `mail` (see [`NotificationStore::apply`]); the inbox
-/// is `bus::inbox::apply_once`'s business.
-fn apply_one(
-    conn: &Connection,
-    event: &DomainEvent,
-    mailing: Option<Mailing>,
-) -> Result<bus::Outcome, DbError> {
-    let fact = match event {
-        DomainEvent::EventCreated(created) => {
-            conn.prepare_cached(
-                "INSERT OR IGNORE INTO events (id, name, start_date) VALUES (?1, ?2, ?3)",
-            )?
-            .execute(params![
-                created.id,
-                created.name,
-                created.start_date.timestamp()
-            ])?;
-            return Ok(bus::Outcome::Applied);
-        }
-        DomainEvent::EventBooked(booked) => {
-            // The event's eventCreated comes first on every broker (same key); if it has not
-            // yet, the booking is retried rather than mailed without its event.
-            let Some(event) = event_info(conn, &booked.event_id)? else {
-                return Ok(bus::Outcome::Retry(format!(
-                    "event {} is not known yet",
-                    booked.event_id
-                )));
-            };
-            conn.prepare_cached(
-                "INSERT OR IGNORE INTO bookings (id, event_id, email, seats) VALUES (?1, ?2, ?3, ?4)",
-            )?
-            .execute(params![booked.booking_id, booked.event_id, booked.email, booked.seats])?;
-            Fact::Booked {
-                booking_id: booked.booking_id.clone(),
-                event,
-                seats: booked.seats,
-                email: booked.email.clone(),
-                guest: booked.user_id.is_empty(),
+    async fn learn_booking(&mut self, b: &KnownBooking) -> Result<(), DbError> {
+        let sql =
+            "INSERT OR IGNORE INTO bookings (id, event_id, email, seats) VALUES (?1, ?2, ?3, ?4)";
+        exec(self.conn, sql, params![b.id, b.event_id, b.email, b.seats]).map(drop)
+    }
+
+    async fn queue_mail(&mut self, m: &Mail, due: i64) -> Result<(), DbError> {
+        let sql =
+            "INSERT OR IGNORE INTO mails (id, recipient, subject, text, html, next_attempt, trace)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+        let row = params![m.id, m.to, m.subject, m.text, m.html, due, m.trace];
+        exec(self.conn, sql, row).map(drop)
+    }
+
+    async fn due(&mut self, now: i64, limit: usize) -> Result<Vec<Mail>, DbError> {
+        Ok(due(self.conn, now, limit)?)
+    }
+
+    async fn take(&mut self, ids: &[String], now: i64, until: i64) -> Result<Vec<String>, DbError> {
+        let sql = "UPDATE mails SET next_attempt = ?1
+             WHERE id = ?2 AND status = 'pending' AND next_attempt <= ?3";
+        let mut taken = Vec::with_capacity(ids.len());
+        for id in ids {
+            if exec(self.conn, sql, params![until, id, now])? == 1 {
+                taken.push(id.clone());
             }
         }
-        DomainEvent::BookingCancelled(cancelled) => {
-            let booking: Option<(String, String)> = conn
-                .prepare_cached("SELECT event_id, email FROM bookings WHERE id = ?1")?
-                .query_row([&cancelled.booking_id], |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()?;
-            let Some((event_id, email)) = booking else {
-                return Ok(bus::Outcome::Retry(format!(
-                    "booking {} is not known yet",
-                    cancelled.booking_id
-                )));
-            };
-            let Some(event) = event_info(conn, &event_id)? else {
-                return Ok(bus::Outcome::Retry(format!(
-                    "event {event_id} is not known yet"
-                )));
-            };
-            Fact::cancellation(
-                cancelled.booking_id.clone(),
-                event,
-                cancelled.seats,
-                email,
-                cancelled.reason,
-            )
-        }
-        DomainEvent::UserCreated(user) => Fact::Welcome {
-            user_id: user.id.clone(),
-            name: user.name.clone(),
-            email: user.email.clone(),
-        },
-        DomainEvent::LocationCreated(_) | DomainEvent::EventCancelled(_) => {
-            return Ok(bus::Outcome::Applied);
-        }
-    };
-    if let Some(mail) = mailing.and_then(|mailing| mailing.mail(&fact)) {
-        insert_mail(conn, &mail)?;
+        Ok(taken)
     }
-    Ok(bus::Outcome::Applied)
-}
 
-/// Milliseconds before the next attempt after `attempts` failures: 2 s, 4 s, 8 s … 5 minutes.
-fn retry_delay_ms(attempts: u32) -> i64 {
-    1000 * (1i64 << attempts.min(9)).min(300)
+    async fn attempts(&mut self, id: &str) -> Result<Option<u32>, DbError> {
+        let sql = "SELECT attempts FROM mails WHERE id = ?1";
+        find(self.conn, sql, id, |r| r.get(0))
+    }
+
+    async fn record_attempt(&mut self, id: &str, a: &Attempt<'_>) -> Result<(), DbError> {
+        let sql = "UPDATE mails SET status = ?2, attempts = ?3, next_attempt = ?4,
+                 last_error = COALESCE(?5, last_error) WHERE id = ?1";
+        let attempts = a.attempts();
+        let row = params![id, a.status.as_str(), attempts, a.next_attempt, a.error];
+        exec(self.conn, sql, row).map(drop)
+    }
 }
 
 #[async_trait]
@@ -195,156 +183,60 @@ impl NotificationStore for SqliteNotificationStore {
         batch: Vec<Delivered>,
         links: &BookingLinks,
     ) -> Result<Vec<bus::Outcome>, StoreError> {
-        let links = links.clone();
-        Ok(self
-            .db
-            .write(move |c| {
-                let since: i64 = c
-                    .prepare_cached("SELECT at FROM mail_since")?
-                    .query_row([], |r| r.get(0))?;
-                bus::inbox::apply_once(c, &batch, |c, received| {
-                    apply_one(c, &received.event, received.mailing(since, &links))
-                })
-            })
-            .await?)
+        let (links, now) = (links.clone(), now());
+        let apply = move |conn: &Connection| {
+            let since = conn.query_row("SELECT at FROM mail_since", [], |r| r.get(0))?;
+            let mut mailer = Mailer {
+                links: &links,
+                since,
+                now,
+            };
+            run_now(bus::apply_once(
+                &mut SqliteUnit::new(conn),
+                &batch,
+                &mut mailer,
+            ))?
+        };
+        Ok(self.db.write(apply).await?)
     }
 
-    async fn queue(&self, mail: Mail) -> Result<(), StoreError> {
-        Ok(self
-            .db
-            .write(move |c| insert_mail(c, &mail).map_err(DbError::from))
-            .await?)
-    }
-
-    async fn claim(&self, limit: usize, lease: Duration) -> Result<Vec<Mail>, StoreError> {
-        let now = now_ms();
-        let until = now.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
-        let due: Vec<Mail> = self
-            .db
-            .read(move |c| {
-                let mut stmt = c.prepare_cached(DUE)?;
-                let rows = stmt.query_map(params![now, limit as i64], |r| {
-                    Ok(Mail {
-                        id: r.get(0)?,
-                        to: r.get(1)?,
-                        subject: r.get(2)?,
-                        text: r.get(3)?,
-                        html: r.get(4)?,
-                        trace: r.get(5)?,
-                    })
-                })?;
-                rows.collect()
-            })
-            .await?;
+    async fn run(&self, command: Command) -> Result<Vec<Mail>, StoreError> {
+        let now = now();
         // Nothing due, nothing written: every commit wakes the sender, which would otherwise
         // wake itself for ever.
-        if due.is_empty() {
-            return Ok(due);
+        if let Command::Claim { .. } = command
+            && self.db.read(move |c| due(c, now, 1)).await?.is_empty()
+        {
+            return Ok(Vec::new());
         }
-        Ok(self
-            .db
-            .write(move |c| {
-                let mut claim = c.prepare_cached(
-                    "UPDATE mails SET next_attempt = ?1
-                     WHERE id = ?2 AND status = 'pending' AND next_attempt <= ?3",
-                )?;
-                let mut claimed = Vec::with_capacity(due.len());
-                for mail in due {
-                    if claim.execute(params![until, mail.id, now])? == 1 {
-                        claimed.push(mail);
-                    }
-                }
-                Ok::<_, DbError>(claimed)
-            })
-            .await?)
-    }
-
-    async fn mark_sent(&self, ids: Vec<String>) -> Result<(), StoreError> {
-        Ok(self
-            .db
-            .write(move |c| {
-                let mut stmt = c.prepare_cached(
-                    "UPDATE mails SET status = 'sent', attempts = attempts + 1 WHERE id = ?1",
-                )?;
-                for id in &ids {
-                    stmt.execute([id])?;
-                }
-                Ok::<_, DbError>(())
-            })
-            .await?)
-    }
-
-    async fn mark_failed(&self, id: &str, error: &str, permanent: bool) -> Result<(), StoreError> {
-        let (id, error) = (id.to_owned(), error.to_owned());
-        Ok(self
-            .db
-            .write(move |c| {
-                let attempts: u32 = c
-                    .prepare_cached("SELECT attempts FROM mails WHERE id = ?1")?
-                    .query_row([&id], |r| r.get(0))
-                    .optional()?
-                    .unwrap_or(0)
-                    + 1;
-                let status = if permanent { "failed" } else { "pending" };
-                c.prepare_cached(
-                    "UPDATE mails SET status = ?2, attempts = ?3, next_attempt = ?4, last_error = ?5
-                     WHERE id = ?1",
-                )?
-                .execute(params![
-                    id,
-                    status,
-                    attempts,
-                    now_ms() + retry_delay_ms(attempts),
-                    error
-                ])
-                .map(|_| ())
-                .map_err(DbError::from)
-            })
-            .await?)
+        let run = move |conn: &Connection| {
+            run_now(rules::run(&mut SqliteUnit::new(conn), &command, now))?
+        };
+        Ok(self.db.write(run).await?)
     }
 
     async fn mail_queue(&self) -> Result<MailQueue, StoreError> {
-        let (depth, first_due) = self
-            .db
-            .read(|c| {
-                c.prepare_cached(
-                    "SELECT COUNT(*), MIN(next_attempt) FROM mails WHERE status = 'pending'",
-                )?
-                .query_row([], |r| {
-                    Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?))
-                })
-            })
-            .await?;
-        Ok(MailQueue {
-            depth: u64::try_from(depth).unwrap_or(0),
-            first_due: first_due.and_then(DateTime::from_timestamp_millis),
-        })
+        let sql = "SELECT COUNT(*), MIN(next_attempt) FROM mails WHERE status = 'pending'";
+        let read = |c: &Connection| c.query_row(sql, [], |r| Ok((r.get(0)?, r.get(1)?)));
+        let (depth, first_due): (u64, Option<i64>) = self.db.read(read).await?;
+        let first_due = first_due.and_then(DateTime::from_timestamp_millis);
+        Ok(MailQueue { depth, first_due })
     }
 
     async fn mails(&self) -> Result<Vec<StoredMail>, StoreError> {
-        Ok(self
-            .db
-            .read(|c| {
-                let mut stmt = c.prepare(
-                    "SELECT id, recipient, subject, text, html, trace, status, attempts FROM mails ORDER BY seq",
-                )?;
-                let rows = stmt.query_map([], |r| {
-                    Ok(StoredMail {
-                        mail: Mail {
-                            id: r.get(0)?,
-                            to: r.get(1)?,
-                            subject: r.get(2)?,
-                            text: r.get(3)?,
-                            html: r.get(4)?,
-                            trace: r.get(5)?,
-                        },
-                        status: sqlite::stored(r, 6, "mail status", MailStatus::parse)?,
-                        attempts: r.get(7)?,
-                    })
-                })?;
-                rows.collect()
+        let sql = "SELECT id, recipient, subject, text, html, trace, status, attempts
+             FROM mails ORDER BY seq";
+        let stored = |r: &Row| {
+            let status = sqlite::stored(r, 6, "mail status", MailStatus::parse)?;
+            let (mail, attempts) = (mail(r)?, r.get(7)?);
+            Ok(StoredMail {
+                mail,
+                status,
+                attempts,
             })
-            .await?)
+        };
+        let read = move |c: &Connection| c.prepare(sql)?.query_map([], stored)?.collect();
+        Ok(self.db.read(read).await?)
     }
 
     fn committed(&self) -> Arc<Notify> {

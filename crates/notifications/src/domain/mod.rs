@@ -3,6 +3,12 @@
 //! Each mail's id is derived from the fact it reports (`booked-<booking id>`, …), not drawn at
 //! random: the same fact told twice (a redelivered message) names the same mail, which the store
 //! keeps once and the file transport writes once.
+//!
+//! What the service decides with its store is in [`rules`], over the storage primitives of
+//! [`unit`].
+
+pub mod rules;
+pub mod unit;
 
 use chrono::{DateTime, Utc};
 use platform::LinkSigner;
@@ -80,6 +86,14 @@ impl BookingLinks {
 pub struct EventInfo {
     pub name: String,
     pub starts: DateTime<Utc>,
+}
+
+impl EventInfo {
+    /// An event as the stores keep it: its start in Unix seconds.
+    pub fn stored(name: String, start: i64) -> Self {
+        let starts = DateTime::from_timestamp(start, 0).unwrap_or_default();
+        Self { name, starts }
+    }
 }
 
 /// One e-mail, ready for a transport.
