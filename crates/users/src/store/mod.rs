@@ -12,8 +12,8 @@ mod sqlite;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use contracts::{DomainEvent, Envelope, UserCreated};
 
+pub use crate::domain::Account;
 use crate::domain::User;
 pub use crate::signin::Failures;
 
@@ -26,13 +26,6 @@ pub use self::postgres::PgUserStore;
 pub use self::sqlite::SqliteUserStore;
 
 pub use platform::StoreError;
-
-/// An account as stored: the user and its Argon2id hash.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Account {
-    pub user: User,
-    pub password_hash: String,
-}
 
 #[async_trait]
 pub trait UserStore: Send + Sync + 'static {
@@ -58,14 +51,4 @@ pub trait UserStore: Send + Sync + 'static {
 
     fn outbox(&self) -> Arc<dyn bus::Outbox>;
     async fn check(&self) -> Result<(), String>;
-}
-
-/// The `userCreated` a new account emits, whatever stores it.
-fn user_created(u: &User) -> Envelope {
-    let created = DomainEvent::UserCreated(UserCreated {
-        id: u.id.clone(),
-        email: u.email.clone(),
-        name: u.name.clone(),
-    });
-    Envelope::new(&created, platform::telemetry::traceparent())
 }

@@ -1,14 +1,14 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use contracts::Envelope;
 use platform::Role;
 use postgres::sqlx::postgres::PgRow;
-use postgres::sqlx::{self, PgConnection, Row};
-use postgres::{Options, Pg, PgError, outbox};
+use postgres::sqlx::{self, Row};
+use postgres::{Options, Pg, PgError, PgUnit, outbox};
 
-use super::{Account, Failures, StoreError, UserStore, user_created};
-use crate::domain::User;
+use super::{Account, Failures, StoreError, UserStore};
+use crate::domain::unit::UnitOfWork;
+use crate::domain::{User, rules};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS users (
@@ -66,31 +66,51 @@ fn account_row(r: &PgRow) -> Result<Account, sqlx::Error> {
     })
 }
 
-/// Inserts the account unless its e-mail is taken; its `userCreated` if it did.
-async fn insert(conn: &mut PgConnection, account: &Account) -> Result<Option<Envelope>, PgError> {
-    let u = &account.user;
-    let inserted = sqlx::query(
-        "INSERT INTO users (id, email, name, role, password_hash) VALUES ($1, $2, $3, $4, $5)
-         ON CONFLICT (email) DO NOTHING",
-    )
-    .bind(&u.id)
-    .bind(&u.email)
-    .bind(&u.name)
-    .bind(u.role.as_str())
-    .bind(&account.password_hash)
-    .execute(conn)
-    .await?
-    .rows_affected();
-    Ok((inserted == 1).then(|| user_created(u)))
+impl UnitOfWork for PgUnit<'_> {
+    async fn insert_account(&mut self, account: &Account) -> Result<bool, PgError> {
+        let u = &account.user;
+        let inserted = sqlx::query(
+            "INSERT INTO users (id, email, name, role, password_hash) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (email) DO NOTHING",
+        )
+        .bind(&u.id)
+        .bind(&u.email)
+        .bind(&u.name)
+        .bind(u.role.as_str())
+        .bind(&account.password_hash)
+        .execute(&mut *self.conn)
+        .await?
+        .rows_affected();
+        Ok(inserted == 1)
+    }
+
+    async fn account(&mut self, email: &str) -> Result<Option<Account>, PgError> {
+        let row = postgres::query(format!("{SELECT} WHERE email = $1"))
+            .bind(email)
+            .fetch_optional(&mut *self.conn)
+            .await?;
+        Ok(row.as_ref().map(account_row).transpose()?)
+    }
+
+    async fn make_admin(&mut self, id: &str, password_hash: &str) -> Result<(), PgError> {
+        sqlx::query("UPDATE users SET role = 'admin', password_hash = $1 WHERE id = $2")
+            .bind(password_hash)
+            .bind(id)
+            .execute(&mut *self.conn)
+            .await?;
+        Ok(())
+    }
 }
 
 #[async_trait]
 impl UserStore for PgUserStore {
     async fn create(&self, account: Account) -> Result<bool, StoreError> {
         let mut tx = self.pg.begin().await?;
-        let created = insert(&mut tx, &account).await?;
-        self.pg.commit(tx, created.as_slice()).await?;
-        Ok(created.is_some())
+        let mut unit = PgUnit::new(&mut tx, ());
+        let created = rules::sign_up(&mut unit, &account).await?;
+        let caused = unit.caused;
+        self.pg.commit(tx, &caused).await?;
+        Ok(created)
     }
 
     async fn by_email(&self, email: &str) -> Result<Option<Account>, StoreError> {
@@ -112,23 +132,10 @@ impl UserStore for PgUserStore {
 
     async fn set_admin(&self, account: Account) -> Result<User, StoreError> {
         let mut tx = self.pg.begin().await?;
-        let created = insert(&mut tx, &account).await?;
-        if created.is_none() {
-            sqlx::query("UPDATE users SET role = 'admin', password_hash = $1 WHERE email = $2")
-                .bind(&account.password_hash)
-                .bind(&account.user.email)
-                .execute(&mut *tx)
-                .await
-                .map_err(PgError::from)?;
-        }
-        let query = format!("{SELECT} WHERE email = $1");
-        let row = postgres::query(query)
-            .bind(&account.user.email)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(PgError::from)?;
-        let admin = account_row(&row).map_err(PgError::from)?.user;
-        self.pg.commit(tx, created.as_slice()).await?;
+        let mut unit = PgUnit::new(&mut tx, ());
+        let admin = rules::set_admin(&mut unit, &account).await?;
+        let caused = unit.caused;
+        self.pg.commit(tx, &caused).await?;
         Ok(admin)
     }
 

@@ -2,12 +2,14 @@ use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use bus::{SqliteUnit, run_now};
 use platform::Role;
 use sqlite::rusqlite::{Connection, OptionalExtension, Row, params};
 use sqlite::{Db, DbError, Options, outbox};
 
-use super::{Account, Failures, StoreError, UserStore, user_created};
-use crate::domain::User;
+use super::{Account, Failures, StoreError, UserStore};
+use crate::domain::unit::UnitOfWork;
+use crate::domain::{User, rules};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS users (
@@ -68,30 +70,44 @@ fn select(
     .optional()
 }
 
-fn insert(conn: &Connection, account: &Account) -> Result<bool, DbError> {
-    let u = &account.user;
-    let inserted = conn
-        .prepare_cached(
-            "INSERT INTO users (id, email, name, role, password_hash) VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT (email) DO NOTHING",
-        )?
-        .execute(params![
-            u.id,
-            u.email,
-            u.name,
-            u.role.as_str(),
-            account.password_hash
-        ])?;
-    if inserted == 1 {
-        outbox::append(conn, &user_created(u))?;
+impl UnitOfWork for SqliteUnit<'_> {
+    async fn insert_account(&mut self, account: &Account) -> Result<bool, DbError> {
+        let u = &account.user;
+        let inserted = self
+            .conn
+            .prepare_cached(
+                "INSERT INTO users (id, email, name, role, password_hash) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (email) DO NOTHING",
+            )?
+            .execute(params![
+                u.id,
+                u.email,
+                u.name,
+                u.role.as_str(),
+                account.password_hash
+            ])?;
+        Ok(inserted == 1)
     }
-    Ok(inserted == 1)
+
+    async fn account(&mut self, email: &str) -> Result<Option<Account>, DbError> {
+        Ok(select(self.conn, "email", email)?)
+    }
+
+    async fn make_admin(&mut self, id: &str, password_hash: &str) -> Result<(), DbError> {
+        self.conn
+            .prepare_cached("UPDATE users SET role = 'admin', password_hash = ?1 WHERE id = ?2")?
+            .execute(params![password_hash, id])?;
+        Ok(())
+    }
 }
 
 #[async_trait]
 impl UserStore for SqliteUserStore {
     async fn create(&self, account: Account) -> Result<bool, StoreError> {
-        Ok(self.db.write(move |c| insert(c, &account)).await?)
+        Ok(self
+            .db
+            .write(move |c| run_now(rules::sign_up(&mut SqliteUnit::new(c), &account))?)
+            .await?)
     }
 
     async fn by_email(&self, email: &str) -> Result<Option<Account>, StoreError> {
@@ -111,17 +127,7 @@ impl UserStore for SqliteUserStore {
     async fn set_admin(&self, account: Account) -> Result<User, StoreError> {
         Ok(self
             .db
-            .write(move |c| {
-                if !insert(c, &account)? {
-                    c.prepare_cached(
-                        "UPDATE users SET role = 'admin', password_hash = ?1 WHERE email = ?2",
-                    )?
-                    .execute(params![account.password_hash, account.user.email])?;
-                }
-                select(c, "email", &account.user.email)?
-                    .map(|a| a.user)
-                    .ok_or_else(|| DbError::Internal("admin vanished while being written".into()))
-            })
+            .write(move |c| run_now(rules::set_admin(&mut SqliteUnit::new(c), &account))?)
             .await?)
     }
 
