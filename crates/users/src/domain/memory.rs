@@ -1,11 +1,14 @@
 //! A unit of work in memory, for testing the rules without a database.
 
+use std::collections::BTreeMap;
+
 use bus::unit::Corrupt;
 use contracts::Envelope;
 use platform::Role;
 
 use super::Account;
 use super::unit::UnitOfWork;
+use crate::signin::Failures;
 
 /// Why a primitive failed; read only when a failing test prints it.
 #[derive(Debug)]
@@ -21,6 +24,9 @@ impl From<Corrupt> for Failed {
 pub struct Memory {
     pub accounts: Vec<Account>,
     pub emitted: Vec<Envelope>,
+    pub failures: BTreeMap<String, Failures>,
+    /// What another replica counts between the next read of failures and its write.
+    pub interloper: Option<Failures>,
 }
 
 impl bus::Unit for Memory {
@@ -63,5 +69,25 @@ impl UnitOfWork for Memory {
         account.user.role = Role::Admin;
         account.password_hash = password_hash.to_owned();
         Ok(())
+    }
+
+    async fn failures(&mut self, key: &str) -> Result<Option<Failures>, Failed> {
+        Ok(self.failures.get(key).copied())
+    }
+
+    async fn put_failures(
+        &mut self,
+        key: &str,
+        read: Option<&Failures>,
+        counted: &Failures,
+    ) -> Result<bool, Failed> {
+        if let Some(theirs) = self.interloper.take() {
+            self.failures.insert(key.to_owned(), theirs);
+        }
+        if self.failures.get(key) != read {
+            return Ok(false);
+        }
+        self.failures.insert(key.to_owned(), *counted);
+        Ok(true)
     }
 }

@@ -1,5 +1,5 @@
 //! The users service's decisions, each written once: signing up (one account per e-mail
-//! address, announced with `userCreated`) and making an admin. They drive a store's
+//! address, announced with `userCreated`), making an admin, and counting failed sign-ins. They drive a store's
 //! [`UnitOfWork`] and never touch a database themselves, so they are tested here with one in
 //! memory, and every backend runs them as they are.
 
@@ -9,6 +9,7 @@ use platform::Role;
 
 use super::unit::UnitOfWork;
 use super::{Account, User};
+use crate::signin::Failures;
 
 /// Stores a new account with its `userCreated`; false (and nothing stored) when its e-mail
 /// address is taken.
@@ -38,6 +39,32 @@ pub async fn set_admin<U: UnitOfWork>(unit: &mut U, account: &Account) -> Result
         role: Role::Admin,
         ..taken.user
     })
+}
+
+/// Counts a failed sign-in under `key` at `now` (Unix ms): one more, or 1 again when the count
+/// had expired by `now`; it then expires at `expires`. When another replica counted meanwhile,
+/// it counts again on what is there now, so that no failure is lost.
+pub async fn count_failure<U: UnitOfWork>(
+    unit: &mut U,
+    key: &str,
+    now: i64,
+    expires: i64,
+) -> Result<(), U::Error> {
+    loop {
+        let read = unit.failures(key).await?;
+        let count = match &read {
+            Some(live) if live.expires > now => live.count.saturating_add(1),
+            _ => 1,
+        };
+        let counted = Failures {
+            count,
+            last: now,
+            expires,
+        };
+        if unit.put_failures(key, read.as_ref(), &counted).await? {
+            return Ok(());
+        }
+    }
 }
 
 /// The `userCreated` a new account emits.
@@ -99,5 +126,45 @@ mod tests {
             (Role::Admin, "hash of ignored")
         );
         assert_eq!(unit.emitted.len(), 2, "no userCreated for a promotion");
+    }
+
+    #[test]
+    fn failures_count_up_until_they_expire_and_none_is_lost_to_another_replica() {
+        let mut unit = Memory::default();
+        let count = |unit: &mut Memory, now, expires| {
+            run_now(count_failure(unit, "k", now, expires))
+                .unwrap()
+                .unwrap();
+            unit.failures.get("k").copied()
+        };
+        count(&mut unit, 1_000, 5_000);
+        let two = count(&mut unit, 2_000, 6_000);
+        let expect = |count, last, expires| Failures {
+            count,
+            last,
+            expires,
+        };
+        assert_eq!(two, Some(expect(2, 2_000, 6_000)));
+        // Another replica counts between this one's read and its write: counted on top of it.
+        unit.interloper = Some(expect(7, 2_500, 6_500));
+        assert_eq!(
+            count(&mut unit, 3_000, 7_000),
+            Some(expect(8, 3_000, 7_000))
+        );
+        assert_eq!(
+            count(&mut unit, 7_000, 9_000),
+            Some(expect(1, 7_000, 9_000))
+        );
+        assert_eq!(
+            count(&mut unit, 9_000, u32::MAX.into()).map(|f| f.count),
+            Some(1),
+            "expired at 9 000"
+        );
+        unit.failures
+            .insert("k".into(), expect(u32::MAX, 0, 20_000));
+        assert_eq!(
+            count(&mut unit, 10_000, 20_000).map(|f| f.count),
+            Some(u32::MAX)
+        );
     }
 }

@@ -104,6 +104,45 @@ impl UnitOfWork for DynamoUnit<'_> {
         self.writes.push(promote);
         Ok(())
     }
+
+    async fn failures(&mut self, key: &str) -> Result<Option<Failures>, DynamoError> {
+        let Some(found) = self.db.get(FAILURES, item([("key", s(key))])).await? else {
+            return Ok(None);
+        };
+        Ok(Some(Failures {
+            count: u32::try_from(get_n::<u64>(&found, "count")?).unwrap_or(u32::MAX),
+            last: get_n(&found, "last")?,
+            expires: get_n(&found, "expires")?,
+        }))
+    }
+
+    /// On condition that the count is still what was `read` when this unit commits.
+    async fn put_failures(
+        &mut self,
+        key: &str,
+        read: Option<&Failures>,
+        f: &Failures,
+    ) -> Result<bool, DynamoError> {
+        let counted = item([
+            ("key", s(key)),
+            ("count", n(f.count)),
+            ("last", n(f.last)),
+            ("expires", n(f.expires)),
+            ("ttl", n(f.expires.div_euclid(1000) + 1)),
+        ]);
+        // DynamoDB reserves these names.
+        let put = Write::put(self.db.table(FAILURES), counted).name("#key", "key");
+        self.writes.push(match read {
+            None => put.when("attribute_not_exists(#key)"),
+            Some(read) => put
+                .when("attribute_exists(#key) AND #count = :count AND #last = :last")
+                .name("#count", "count")
+                .name("#last", "last")
+                .value(":count", n(read.count))
+                .value(":last", n(read.last)),
+        });
+        Ok(true)
+    }
 }
 
 fn email_key(email: &str) -> Item {
@@ -163,61 +202,19 @@ impl UserStore for DynamoUserStore {
     }
 
     async fn failures(&self, key: &str) -> Result<Option<Failures>, StoreError> {
-        let Some(found) = self.db.get(FAILURES, item([("key", s(key))])).await? else {
-            return Ok(None);
-        };
-        Ok(Some(Failures {
-            count: u32::try_from(get_n::<u64>(&found, "count")?).unwrap_or(u32::MAX),
-            last: get_n(&found, "last")?,
-            expires: get_n(&found, "expires")?,
-        }))
+        Ok(DynamoUnit::new(&self.db, ()).failures(key).await?)
     }
 
+    /// Counts expired are deleted by the table's time to live.
     async fn add_failure(&self, key: &str, now: i64, expires: i64) -> Result<(), StoreError> {
-        let ttl = expires.div_euclid(1000) + 1;
-        let table = self.db.table(FAILURES);
-        let started = std::time::Instant::now();
-        // A live count goes up by one; a missing or expired one starts at 1. Each write is
-        // conditional on what it expects, so when another replica changes the item between the
-        // two the first is tried again.
-        loop {
-            let more = Write::update(
-                table.clone(),
-                item([("key", s(key))]),
-                "SET #count = #count + :one, #last = :now, #expires = :expires, #ttl = :ttl",
-            )
-            .when("#expires > :now")
-            // DynamoDB reserves these names.
-            .name("#count", "count")
-            .name("#last", "last")
-            .name("#expires", "expires")
-            .name("#ttl", "ttl")
-            .value(":one", n(1))
-            .value(":now", n(now))
-            .value(":expires", n(expires))
-            .value(":ttl", n(ttl));
-            if self.db.write(more).await? {
-                return Ok(());
-            }
-            let first = Write::put(
-                table.clone(),
-                item([
-                    ("key", s(key)),
-                    ("count", n(1)),
-                    ("last", n(now)),
-                    ("expires", n(expires)),
-                    ("ttl", n(ttl)),
-                ]),
-            )
-            .when("attribute_not_exists(#key) OR #expires <= :now")
-            .name("#key", "key")
-            .name("#expires", "expires")
-            .value(":now", n(now));
-            if self.db.write(first).await? {
-                return Ok(());
-            }
-            self.db.patience(started, "counting a failed sign-in")?;
-        }
+        let failure = (key.to_owned(), now, expires);
+        let count = until_committed(
+            &self.db,
+            "counting a failed sign-in",
+            &failure,
+            |unit, f| Box::pin(rules::count_failure(unit, &f.0, f.1, f.2)),
+        );
+        Ok(count.await?)
     }
 
     async fn clear_failures(&self, key: &str) -> Result<(), StoreError> {

@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use mongo::bson::{Document, doc};
-use mongo::{Collection, Mongo, MongoError, MongoUnit, Options, Tx};
+use mongo::{Collection, Mongo, MongoError, MongoUnit, Options};
 use platform::Role;
 use serde::Deserialize;
 
@@ -117,25 +117,27 @@ impl UnitOfWork for MongoUnit<'_> {
             .await?;
         Ok(())
     }
-}
 
-/// See [`UserStore::add_failure`]. In a transaction, so that two replicas counting the same key
-/// at once conflict and one of them is retried on the other's count.
-async fn add_failure(tx: &mut Tx, failure: &(String, i64, i64)) -> Result<(), MongoError> {
-    let (key, now, expires) = failure;
-    let found: Option<FailuresDoc> = tx.find_one(FAILURES, doc! {"_id": key}).await?;
-    let count = match found {
-        Some(f) if f.expires > *now => f.count.saturating_add(1),
-        _ => 1,
-    };
-    tx.update_one(
-        FAILURES,
-        doc! {"_id": key},
-        doc! {"$set": {"count": count, "last": now, "expires": expires}},
-        true,
-    )
-    .await?;
-    Ok(())
+    async fn failures(&mut self, key: &str) -> Result<Option<Failures>, MongoError> {
+        let found: Option<FailuresDoc> = self.tx.find_one(FAILURES, doc! {"_id": key}).await?;
+        Ok(found.map(Failures::from))
+    }
+
+    /// Whatever was `read`: two replicas counting the same key at once conflict, and the
+    /// transaction of one of them is made again on the other's count.
+    async fn put_failures(
+        &mut self,
+        key: &str,
+        _: Option<&Failures>,
+        f: &Failures,
+    ) -> Result<bool, MongoError> {
+        let counted =
+            doc! {"$set": {"count": i64::from(f.count), "last": f.last, "expires": f.expires}};
+        self.tx
+            .update_one(FAILURES, doc! {"_id": key}, counted, true)
+            .await?;
+        Ok(true)
+    }
 }
 
 #[async_trait]
@@ -193,8 +195,12 @@ impl UserStore for MongoUserStore {
     async fn add_failure(&self, key: &str, now: i64, expires: i64) -> Result<(), StoreError> {
         let failure = (key.to_owned(), now, expires);
         self.mongo
-            .transaction(&failure, |tx, failure| {
-                Box::pin(async move { Ok((add_failure(tx, failure).await?, Vec::new())) })
+            .transaction(&failure, |tx, (key, now, expires)| {
+                Box::pin(async move {
+                    let mut unit = MongoUnit::new(tx, ());
+                    rules::count_failure(&mut unit, key, *now, *expires).await?;
+                    Ok(((), unit.caused))
+                })
             })
             .await?;
         // Outside the transaction: pruning must not make counting conflict.

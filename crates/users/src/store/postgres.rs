@@ -100,6 +100,52 @@ impl UnitOfWork for PgUnit<'_> {
             .await?;
         Ok(())
     }
+
+    async fn failures(&mut self, key: &str) -> Result<Option<Failures>, PgError> {
+        let row = sqlx::query("SELECT count, last, expires FROM signin_failures WHERE key = $1")
+            .bind(key)
+            .fetch_optional(&mut *self.conn)
+            .await?;
+        Ok(row.as_ref().map(failures_row).transpose()?)
+    }
+
+    /// Conditional on what was read, so that of two replicas counting at once one writes and
+    /// the other, waiting on the row meanwhile, finds it changed and counts again.
+    async fn put_failures(
+        &mut self,
+        key: &str,
+        read: Option<&Failures>,
+        f: &Failures,
+    ) -> Result<bool, PgError> {
+        let sql = match read {
+            None => {
+                "INSERT INTO signin_failures (key, count, last, expires) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (key) DO NOTHING"
+            }
+            Some(_) => {
+                "UPDATE signin_failures SET count = $2, last = $3, expires = $4
+                 WHERE key = $1 AND count = $5 AND last = $6"
+            }
+        };
+        let query = sqlx::query(sql)
+            .bind(key)
+            .bind(i64::from(f.count))
+            .bind(f.last)
+            .bind(f.expires);
+        let query = match read {
+            None => query,
+            Some(read) => query.bind(i64::from(read.count)).bind(read.last),
+        };
+        Ok(query.execute(&mut *self.conn).await?.rows_affected() == 1)
+    }
+}
+
+fn failures_row(r: &PgRow) -> Result<Failures, sqlx::Error> {
+    Ok(Failures {
+        count: postgres::int(r, "count")?,
+        last: r.try_get("last")?,
+        expires: r.try_get("expires")?,
+    })
 }
 
 #[async_trait]
@@ -140,42 +186,22 @@ impl UserStore for PgUserStore {
     }
 
     async fn failures(&self, key: &str) -> Result<Option<Failures>, StoreError> {
-        let query = "SELECT count, last, expires FROM signin_failures WHERE key = $1".to_owned();
-        Ok(self
-            .pg
-            .fetch_optional(postgres::query(query).bind(key), |r| {
-                Ok(Failures {
-                    count: postgres::int(r, "count")?,
-                    last: r.try_get("last")?,
-                    expires: r.try_get("expires")?,
-                })
-            })
-            .await?)
+        let query = "SELECT count, last, expires FROM signin_failures WHERE key = $1";
+        let query = postgres::query(query.to_owned()).bind(key);
+        Ok(self.pg.fetch_optional(query, failures_row).await?)
     }
 
     async fn add_failure(&self, key: &str, now: i64, expires: i64) -> Result<(), StoreError> {
-        let pool = self.pg.pool().await?;
-        // Two statements, not one transaction: the delete holds no locks while the upsert runs.
+        // On its own: the delete then holds no locks while the count is made.
         sqlx::query("DELETE FROM signin_failures WHERE expires <= $1")
             .bind(now)
-            .execute(pool)
+            .execute(self.pg.pool().await?)
             .await
             .map_err(PgError::from)?;
-        // The upsert takes the row's lock, so replicas counting at once each add theirs.
-        sqlx::query(
-            "INSERT INTO signin_failures (key, count, last, expires) VALUES ($1, 1, $2, $3)
-             ON CONFLICT (key) DO UPDATE SET
-                 count = CASE WHEN signin_failures.expires <= $2 THEN 1
-                              ELSE least(signin_failures.count + 1, 4294967295) END,
-                 last = $2, expires = $3",
-        )
-        .bind(key)
-        .bind(now)
-        .bind(expires)
-        .execute(pool)
-        .await
-        .map_err(PgError::from)?;
-        Ok(())
+        let mut tx = self.pg.begin().await?;
+        let mut unit = PgUnit::new(&mut tx, ());
+        rules::count_failure(&mut unit, key, now, expires).await?;
+        Ok(self.pg.commit(tx, &[]).await?)
     }
 
     async fn clear_failures(&self, key: &str) -> Result<(), StoreError> {

@@ -99,6 +99,39 @@ impl UnitOfWork for SqliteUnit<'_> {
             .execute(params![password_hash, id])?;
         Ok(())
     }
+
+    async fn failures(&mut self, key: &str) -> Result<Option<Failures>, DbError> {
+        Ok(select_failures(self.conn, key)?)
+    }
+
+    /// Whatever was `read`: the writer makes one unit at a time.
+    async fn put_failures(
+        &mut self,
+        key: &str,
+        _: Option<&Failures>,
+        f: &Failures,
+    ) -> Result<bool, DbError> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO signin_failures (key, count, last, expires) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (key) DO UPDATE SET
+                     count = excluded.count, last = excluded.last, expires = excluded.expires",
+            )?
+            .execute(params![key, f.count, f.last, f.expires])?;
+        Ok(true)
+    }
+}
+
+fn select_failures(conn: &Connection, key: &str) -> sqlite::rusqlite::Result<Option<Failures>> {
+    conn.prepare_cached("SELECT count, last, expires FROM signin_failures WHERE key = ?1")?
+        .query_row([key], |r| {
+            Ok(Failures {
+                count: r.get(0)?,
+                last: r.get(1)?,
+                expires: r.get(2)?,
+            })
+        })
+        .optional()
 }
 
 #[async_trait]
@@ -133,20 +166,7 @@ impl UserStore for SqliteUserStore {
 
     async fn failures(&self, key: &str) -> Result<Option<Failures>, StoreError> {
         let key = key.to_owned();
-        Ok(self
-            .db
-            .read(move |c| {
-                c.prepare_cached("SELECT count, last, expires FROM signin_failures WHERE key = ?1")?
-                    .query_row([key], |r| {
-                        Ok(Failures {
-                            count: r.get(0)?,
-                            last: r.get(1)?,
-                            expires: r.get(2)?,
-                        })
-                    })
-                    .optional()
-            })
-            .await?)
+        Ok(self.db.read(move |c| select_failures(c, &key)).await?)
     }
 
     async fn add_failure(&self, key: &str, now: i64, expires: i64) -> Result<(), StoreError> {
@@ -156,14 +176,8 @@ impl UserStore for SqliteUserStore {
             .write(move |c| {
                 c.prepare_cached("DELETE FROM signin_failures WHERE expires <= ?1")?
                     .execute([now])?;
-                // The expired count was just deleted, so a conflict means a live one.
-                c.prepare_cached(
-                    "INSERT INTO signin_failures (key, count, last, expires) VALUES (?1, 1, ?2, ?3)
-                     ON CONFLICT (key) DO UPDATE SET
-                         count = min(count + 1, 4294967295), last = ?2, expires = ?3",
-                )?
-                .execute(params![key, now, expires])?;
-                Ok::<_, DbError>(())
+                let mut unit = SqliteUnit::new(c);
+                run_now(rules::count_failure(&mut unit, &key, now, expires))?
             })
             .await?)
     }
