@@ -55,10 +55,10 @@ impl DynamoEventStore {
     pub async fn migrate(&self) -> Result<(), DynamoError> {
         self.db.create_tables().await
     }
+}
 
-    async fn event_item(&self, id: &str) -> Result<Option<Item>, DynamoError> {
-        self.db.get(EVENTS, item([("id", s(id))])).await
-    }
+async fn event_item(db: &Dynamo, id: &str) -> Result<Option<Item>, DynamoError> {
+    db.get(EVENTS, item([("id", s(id))])).await
 }
 
 fn location_item(l: &Location) -> Result<Item, DynamoError> {
@@ -171,8 +171,11 @@ impl UnitOfWork for Unit<'_> {
     }
 
     async fn event(&mut self, id: &str) -> Result<Option<Event>, DynamoError> {
-        let found = self.db.get(EVENTS, item([("id", s(id))])).await?;
-        found.as_ref().map(event).transpose()
+        event_item(self.db, id)
+            .await?
+            .as_ref()
+            .map(event)
+            .transpose()
     }
 
     /// On condition that it is still active when this unit commits.
@@ -267,7 +270,11 @@ impl EventStore for DynamoEventStore {
     }
 
     async fn event(&self, id: &str) -> Result<Option<Event>, StoreError> {
-        Ok(self.event_item(id).await?.as_ref().map(event).transpose()?)
+        Ok(event_item(&self.db, id)
+            .await?
+            .as_ref()
+            .map(event)
+            .transpose()?)
     }
 
     async fn event_by_name(&self, name: &str) -> Result<Option<Event>, StoreError> {
@@ -283,7 +290,7 @@ impl EventStore for DynamoEventStore {
     async fn events(&self, page: Page) -> Result<Vec<Event>, StoreError> {
         let after = match &page.after {
             None => 0,
-            Some(id) => match self.event_item(id).await? {
+            Some(id) => match event_item(&self.db, id).await? {
                 Some(i) => get_n::<i64>(&i, "seq")?,
                 // After an unknown id comes nothing, as in SQLite.
                 None => return Ok(Vec::new()),
