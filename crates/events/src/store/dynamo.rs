@@ -1,16 +1,19 @@
 use std::sync::Arc;
+use std::time::Instant;
 
 use async_trait::async_trait;
 use contracts::DomainEvent;
 use dynamo::aws_sdk_dynamodb::types::AttributeValue;
-use dynamo::inbox::{self, Change};
+use dynamo::inbox;
 use dynamo::item::{Item, get_m, get_n, get_s, item, n, s};
-use dynamo::{Commit, Dynamo, DynamoError, KeyKind, Options, Query, Table, Write, outbox};
-
-use super::{
-    EventStore, Page, StoreError, event_cancelled, event_created, location_created, sale_delta,
+use dynamo::{
+    Commit, Committed, Deferred, Dynamo, DynamoError, DynamoUnit, KeyKind, Options, Query, Table,
+    Write, outbox,
 };
-use crate::domain::{Event, EventStatus, Hall, Location, Sales};
+
+use super::{EventStore, Page, StoreError};
+use crate::domain::unit::UnitOfWork;
+use crate::domain::{Event, EventStatus, Hall, Location, Sales, rules};
 
 const LOCATIONS: &str = "locations";
 const EVENTS: &str = "events";
@@ -52,10 +55,10 @@ impl DynamoEventStore {
     pub async fn migrate(&self) -> Result<(), DynamoError> {
         self.db.create_tables().await
     }
+}
 
-    async fn event_item(&self, id: &str) -> Result<Option<Item>, DynamoError> {
-        self.db.get(EVENTS, item([("id", s(id))])).await
-    }
+async fn event_item(db: &Dynamo, id: &str) -> Result<Option<Item>, DynamoError> {
+    db.get(EVENTS, item([("id", s(id))])).await
 }
 
 fn location_item(l: &Location) -> Result<Item, DynamoError> {
@@ -105,13 +108,6 @@ fn event(i: &Item) -> Result<Event, DynamoError> {
     })
 }
 
-/// Puts a new location (`location_item`'s), numbered `seq`.
-fn put_location(db: &Dynamo, location: &Item, seq: i64) -> Write {
-    let mut stored = location.clone();
-    stored.insert("seq".into(), n(seq));
-    Write::put(db.table(LOCATIONS), stored).when("attribute_not_exists(id)")
-}
-
 fn sales(i: &Item) -> Result<Sales, DynamoError> {
     Ok(Sales {
         event_id: get_s(i, "event_id")?,
@@ -121,39 +117,124 @@ fn sales(i: &Item) -> Result<Sales, DynamoError> {
     })
 }
 
-/// What one booking or cancellation adds to its event's sales figures.
-fn count_sale(db: &Dynamo, event: &DomainEvent) -> Change {
-    let Some((event_id, seats, bookings, cancellations)) = sale_delta(event) else {
-        return Change::applied(Vec::new(), Vec::new());
-    };
-    let add = Write::update(
-        db.table(SALES),
-        item([("event_id", s(event_id))]),
-        "ADD seats_sold :seats, bookings :bookings, cancellations :cancellations",
-    )
-    .value(":seats", n(seats))
-    .value(":bookings", n(bookings))
-    .value(":cancellations", n(cancellations));
-    Change::applied(vec![add], Vec::new())
+/// What a unit of the events rules keeps back: each location or event it puts, with the index
+/// (among the events the unit emits) of the `locationCreated` / `eventCreated` announcing it,
+/// whose outbox position becomes its `seq` when [`create`] commits.
+#[derive(Default)]
+struct Numbered(Vec<(String, Item, usize)>);
+
+impl Deferred for Numbered {
+    /// Nothing: only [`create`] commits a unit that puts something, numbering what it puts.
+    fn settle(&mut self, _: &Dynamo, _: &mut Vec<Write>) {
+        debug_assert!(self.0.is_empty(), "records to number committed unnumbered");
+    }
 }
 
-fn refused(what: &str) -> StoreError {
-    DynamoError::Data(what.to_owned()).into()
+type Unit<'d> = DynamoUnit<'d, Numbered>;
+
+impl UnitOfWork for Unit<'_> {
+    async fn insert_location(&mut self, location: &Location) -> Result<(), DynamoError> {
+        let stored = location_item(location)?;
+        let announced = self.caused.len();
+        (self.state.0).push((self.db.table(LOCATIONS), stored, announced));
+        Ok(())
+    }
+
+    async fn insert_event(&mut self, e: &Event) -> Result<(), DynamoError> {
+        let mut stored = item([
+            ("id", s(&e.id)),
+            ("all", s(ALL)),
+            ("name", s(&e.name)),
+            ("duration", n(e.duration)),
+            ("start_date", n(e.start_date)),
+            ("end_date", n(e.end_date)),
+            ("hall", s(&e.hall)),
+            ("capacity", n(e.capacity)),
+            ("status", s(e.status.as_str())),
+            ("location", AttributeValue::M(location_item(&e.location)?)),
+        ]);
+        if let Some(limit) = e.seats_per_customer {
+            stored.insert("seats_per_customer".into(), n(limit));
+        }
+        // A location put in this unit is there; any other must be there already.
+        let (locations, location) = (self.db.table(LOCATIONS), item([("id", s(&e.location.id))]));
+        let put_here = |(table, put, _): &(String, Item, usize)| {
+            *table == locations && put.get("id") == location.get("id")
+        };
+        if !self.state.0.iter().any(put_here) {
+            let known = Write::check(locations, location);
+            self.writes.push(known.when("attribute_exists(id)"));
+        }
+        let announced = self.caused.len();
+        (self.state.0).push((self.db.table(EVENTS), stored, announced));
+        Ok(())
+    }
+
+    async fn event(&mut self, id: &str) -> Result<Option<Event>, DynamoError> {
+        event_item(self.db, id)
+            .await?
+            .as_ref()
+            .map(event)
+            .transpose()
+    }
+
+    /// On condition that it is still active when this unit commits.
+    async fn mark_cancelled(&mut self, id: &str) -> Result<bool, DynamoError> {
+        let cancel = Write::update(
+            self.db.table(EVENTS),
+            item([("id", s(id))]),
+            "SET #status = :cancelled",
+        )
+        .when("#status = :active")
+        .name("#status", "status")
+        .value(":cancelled", s(EventStatus::Cancelled.as_str()))
+        .value(":active", s(EventStatus::Active.as_str()));
+        self.writes.push(cancel);
+        Ok(true)
+    }
+
+    async fn add_sales(&mut self, sale: &Sales) -> Result<(), DynamoError> {
+        let add = Write::update(
+            self.db.table(SALES),
+            item([("event_id", s(&sale.event_id))]),
+            "ADD seats_sold :seats, bookings :bookings, cancellations :cancellations",
+        )
+        .value(":seats", n(sale.seats_sold))
+        .value(":bookings", n(sale.bookings))
+        .value(":cancellations", n(sale.cancellations));
+        self.writes.push(add);
+        Ok(())
+    }
+}
+
+/// Commits a unit that created locations or events, each numbered with the outbox position of
+/// the event announcing it. Refused when one exists already or an event's location does not.
+async fn create(unit: Unit<'_>) -> Result<(), StoreError> {
+    let Numbered(puts) = &unit.state;
+    let committed = unit.db.commit_numbered(&unit.caused, |first| {
+        let mut writes = unit.writes.clone();
+        writes.extend(puts.iter().map(|(table, stored, announced)| {
+            let mut stored = stored.clone();
+            stored.insert("seq".into(), n(first + *announced as i64));
+            Write::put(table.clone(), stored).when("attribute_not_exists(id)")
+        }));
+        writes
+    });
+    match committed.await? {
+        Commit::Done => Ok(()),
+        Commit::Refused(_) => Err(DynamoError::Data(
+            "a location or event exists already, or an event's location does not".into(),
+        )
+        .into()),
+    }
 }
 
 #[async_trait]
 impl EventStore for DynamoEventStore {
     async fn create_location(&self, location: Location) -> Result<(), StoreError> {
-        let created = [location_created(&location)];
-        let stored = location_item(&location)?;
-        let committed = self
-            .db
-            .commit_numbered(&created, |seq| vec![put_location(&self.db, &stored, seq)])
-            .await?;
-        match committed {
-            Commit::Done => Ok(()),
-            Commit::Refused(_) => Err(refused(&format!("location {} exists", location.id))),
-        }
+        let mut unit = Unit::new(&self.db, Numbered::default());
+        rules::create_location(&mut unit, &location).await?;
+        create(unit).await
     }
 
     async fn location(&self, id: &str) -> Result<Option<Location>, StoreError> {
@@ -168,73 +249,32 @@ impl EventStore for DynamoEventStore {
     }
 
     async fn create_event(&self, event: Event, with_new_location: bool) -> Result<(), StoreError> {
-        let mut caused = Vec::new();
-        if with_new_location {
-            caused.push(location_created(&event.location));
-        }
-        caused.push(event_created(&event));
-        let mut stored = item([
-            ("id", s(&event.id)),
-            ("all", s(ALL)),
-            ("name", s(&event.name)),
-            ("duration", n(event.duration)),
-            ("start_date", n(event.start_date)),
-            ("end_date", n(event.end_date)),
-            ("hall", s(&event.hall)),
-            ("capacity", n(event.capacity)),
-            ("status", s(event.status.as_str())),
-        ]);
-        if let Some(limit) = event.seats_per_customer {
-            stored.insert("seats_per_customer".into(), n(limit));
-        }
-        let new_location = location_item(&event.location)?;
-        stored.insert("location".into(), AttributeValue::M(new_location.clone()));
-        let location_known = Write::check(
-            self.db.table(LOCATIONS),
-            item([("id", s(&event.location.id))]),
-        )
-        .when("attribute_exists(id)");
-        let committed = self
-            .db
-            .commit_numbered(&caused, |first| {
-                let seq = first + caused.len() as i64 - 1;
-                let mut stored = stored.clone();
-                stored.insert("seq".into(), n(seq));
-                let put_event =
-                    Write::put(self.db.table(EVENTS), stored).when("attribute_not_exists(id)");
-                if with_new_location {
-                    vec![put_location(&self.db, &new_location, first), put_event]
-                } else {
-                    vec![location_known.clone(), put_event]
-                }
-            })
-            .await?;
-        match committed {
-            Commit::Done => Ok(()),
-            Commit::Refused(_) => Err(refused(&format!(
-                "event {} exists, or its location {} does not",
-                event.id, event.location.id
-            ))),
-        }
+        let mut unit = Unit::new(&self.db, Numbered::default());
+        rules::create_event(&mut unit, &event, with_new_location).await?;
+        create(unit).await
     }
 
     async fn cancel_event(&self, id: &str) -> Result<Option<Event>, StoreError> {
-        let cancel = Write::update(
-            self.db.table(EVENTS),
-            item([("id", s(id))]),
-            "SET #status = :cancelled",
-        )
-        .when("#status = :active")
-        .name("#status", "status")
-        .value(":cancelled", s(EventStatus::Cancelled.as_str()))
-        .value(":active", s(EventStatus::Active.as_str()));
-        // Refused when unknown or cancelled already: then nothing changes and nothing is emitted.
-        self.db.commit(vec![cancel], &[event_cancelled(id)]).await?;
-        Ok(self.event(id).await?)
+        let started = Instant::now();
+        // Until it commits: a refused condition means another cancellation came first, and
+        // the rule, made again, finds the event cancelled and emits nothing.
+        loop {
+            let mut unit = Unit::new(&self.db, Numbered::default());
+            let event = rules::cancel_event(&mut unit, id).await?;
+            if unit.commit().await? == Committed::Done {
+                return Ok(event);
+            }
+            self.db.patience(started, "cancelling an event")?;
+            tokio::time::sleep(dynamo::jitter()).await;
+        }
     }
 
     async fn event(&self, id: &str) -> Result<Option<Event>, StoreError> {
-        Ok(self.event_item(id).await?.as_ref().map(event).transpose()?)
+        Ok(event_item(&self.db, id)
+            .await?
+            .as_ref()
+            .map(event)
+            .transpose()?)
     }
 
     async fn event_by_name(&self, name: &str) -> Result<Option<Event>, StoreError> {
@@ -250,7 +290,7 @@ impl EventStore for DynamoEventStore {
     async fn events(&self, page: Page) -> Result<Vec<Event>, StoreError> {
         let after = match &page.after {
             None => 0,
-            Some(id) => match self.event_item(id).await? {
+            Some(id) => match event_item(&self.db, id).await? {
                 Some(i) => get_n::<i64>(&i, "seq")?,
                 // After an unknown id comes nothing, as in SQLite.
                 None => return Ok(Vec::new()),
@@ -272,12 +312,9 @@ impl EventStore for DynamoEventStore {
         &self,
         batch: Vec<(String, DomainEvent)>,
     ) -> Result<Vec<bus::Outcome>, StoreError> {
-        let outcomes = inbox::apply_once(&self.db, &batch, |db, e| {
-            let change = count_sale(db, e);
-            Box::pin(async move { Ok(change) })
-        })
-        .await?;
-        Ok(outcomes)
+        let mut rule = rules::CountSales;
+        let applied = inbox::apply_each(&self.db, &batch, Numbered::default, &mut rule);
+        Ok(applied.await?)
     }
 
     async fn sales(&self, event_id: &str) -> Result<Option<Sales>, StoreError> {

@@ -12,8 +12,7 @@ mod sqlite;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use chrono::DateTime;
-use contracts::{DomainEvent, Envelope, EventCancelled, EventCreated, LocationCreated};
+use contracts::DomainEvent;
 
 use crate::domain::{Event, Location, Sales};
 
@@ -63,55 +62,4 @@ pub trait EventStore: Send + Sync + 'static {
     fn outbox(&self) -> Arc<dyn bus::Outbox>;
     /// Why storage cannot be used right now, if it cannot.
     async fn check(&self) -> Result<(), String>;
-}
-
-/// The `locationCreated` a new location emits, whatever stores it.
-fn location_created(l: &Location) -> Envelope {
-    let created = DomainEvent::LocationCreated(LocationCreated {
-        id: l.id.clone(),
-        name: l.name.clone(),
-        address: l.address.clone(),
-        country: l.country.clone(),
-        halls: l
-            .halls
-            .iter()
-            .map(|h| contracts::Hall {
-                name: h.name.clone(),
-                location: h.location.clone(),
-                capacity: h.capacity,
-            })
-            .collect(),
-    });
-    Envelope::new(&created, platform::telemetry::traceparent())
-}
-
-/// The `eventCreated` a new event emits.
-fn event_created(event: &Event) -> Envelope {
-    let unix_to_utc = |seconds| DateTime::from_timestamp(seconds, 0).unwrap_or_default();
-    let created = DomainEvent::EventCreated(EventCreated {
-        id: event.id.clone(),
-        name: event.name.clone(),
-        location_id: event.location.id.clone(),
-        start_date: unix_to_utc(event.start_date),
-        end_date: unix_to_utc(event.end_date),
-        hall: event.hall.clone(),
-        capacity: Some(event.capacity),
-        seats_per_customer: event.seats_per_customer,
-    });
-    Envelope::new(&created, platform::telemetry::traceparent())
-}
-
-fn event_cancelled(id: &str) -> Envelope {
-    let cancelled = DomainEvent::EventCancelled(EventCancelled { id: id.to_owned() });
-    Envelope::new(&cancelled, platform::telemetry::traceparent())
-}
-
-/// What one `eventBooked` / `bookingCancelled` adds to its event's sales figures: (event id,
-/// seats, bookings, cancellations); `None` for any other event.
-fn sale_delta(event: &DomainEvent) -> Option<(&str, i64, i64, i64)> {
-    match event {
-        DomainEvent::EventBooked(b) => Some((&b.event_id, i64::from(b.seats), 1, 0)),
-        DomainEvent::BookingCancelled(b) => Some((&b.event_id, -i64::from(b.seats), 0, 1)),
-        _ => None,
-    }
 }

@@ -2,17 +2,15 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use contracts::{DomainEvent, Envelope};
+use contracts::DomainEvent;
 use mongo::bson::oid::ObjectId;
 use mongo::bson::{Document, doc};
-use mongo::inbox::{self, Applied};
-use mongo::{Collection, Mongo, MongoError, Options, Tx};
+use mongo::{Collection, Mongo, MongoError, MongoUnit, Options};
 use serde::Deserialize;
 
-use super::{
-    EventStore, Page, StoreError, event_cancelled, event_created, location_created, sale_delta,
-};
-use crate::domain::{Event, EventStatus, Hall, Location, Sales};
+use super::{EventStore, Page, StoreError};
+use crate::domain::unit::UnitOfWork;
+use crate::domain::{Event, EventStatus, Hall, Location, Sales, rules};
 
 /// Locations by id (`_id`); `order` (an ObjectId, increasing) keeps creation order.
 const LOCATIONS: &str = "locations";
@@ -151,76 +149,56 @@ fn location_fields(l: &Location) -> Result<Document, MongoError> {
     })
 }
 
-async fn insert_location(tx: &mut Tx, l: &Location) -> Result<Envelope, MongoError> {
-    let mut document = doc! {"_id": &l.id, "order": ObjectId::new()};
-    document.extend(location_fields(l)?);
-    tx.insert(LOCATIONS, document).await?;
-    Ok(location_created(l))
-}
-
-/// See [`EventStore::create_event`].
-async fn create_event(
-    tx: &mut Tx,
-    (event, with_new_location): &(Event, bool),
-) -> Result<((), Vec<Envelope>), MongoError> {
-    let mut caused = Vec::new();
-    if *with_new_location {
-        caused.push(insert_location(tx, &event.location).await?);
+impl UnitOfWork for MongoUnit<'_> {
+    async fn insert_location(&mut self, l: &Location) -> Result<(), MongoError> {
+        let mut document = doc! {"_id": &l.id, "order": ObjectId::new()};
+        document.extend(location_fields(l)?);
+        self.tx.insert(LOCATIONS, document).await
     }
-    let mut location = doc! {"id": &event.location.id};
-    location.extend(location_fields(&event.location)?);
-    let mut document = doc! {
-        "_id": &event.id,
-        "order": ObjectId::new(),
-        "name": &event.name,
-        "duration": i64::from(event.duration),
-        "start_date": event.start_date,
-        "end_date": event.end_date,
-        "location": location,
-        "hall": &event.hall,
-        "capacity": i64::from(event.capacity),
-        "status": event.status.as_str(),
-    };
-    if let Some(limit) = event.seats_per_customer {
-        document.insert("seats_per_customer", i64::from(limit));
-    }
-    tx.insert(EVENTS, document).await?;
-    caused.push(event_created(event));
-    Ok(((), caused))
-}
 
-/// See [`EventStore::cancel_event`].
-async fn cancel_event(tx: &mut Tx, id: &str) -> Result<(Option<Event>, Vec<Envelope>), MongoError> {
-    let changed = tx
-        .update_one(
-            EVENTS,
-            doc! {"_id": id, "status": "active"},
-            doc! {"$set": {"status": "cancelled"}},
-            false,
-        )
-        .await?
-        .modified_count;
-    let event: Option<EventDoc> = tx.find_one(EVENTS, doc! {"_id": id}).await?;
-    let caused = if changed == 1 {
-        vec![event_cancelled(id)]
-    } else {
-        Vec::new()
-    };
-    Ok((event.map(Event::try_from).transpose()?, caused))
-}
-
-/// Adds one booking or cancellation to its event's sales figures.
-async fn count_sale(tx: &mut Tx, event: &DomainEvent) -> Result<Applied, MongoError> {
-    if let Some((event_id, seats, bookings, cancellations)) = sale_delta(event) {
-        tx.update_one(
-            SALES,
-            doc! {"_id": event_id},
-            doc! {"$inc": {"seats_sold": seats, "bookings": bookings, "cancellations": cancellations}},
-            true,
-        )
-        .await?;
+    async fn insert_event(&mut self, event: &Event) -> Result<(), MongoError> {
+        let mut location = doc! {"id": &event.location.id};
+        location.extend(location_fields(&event.location)?);
+        let mut document = doc! {
+            "_id": &event.id,
+            "order": ObjectId::new(),
+            "name": &event.name,
+            "duration": i64::from(event.duration),
+            "start_date": event.start_date,
+            "end_date": event.end_date,
+            "location": location,
+            "hall": &event.hall,
+            "capacity": i64::from(event.capacity),
+            "status": event.status.as_str(),
+        };
+        if let Some(limit) = event.seats_per_customer {
+            document.insert("seats_per_customer", i64::from(limit));
+        }
+        self.tx.insert(EVENTS, document).await
     }
-    Ok((bus::Outcome::Applied, Vec::new()))
+
+    async fn event(&mut self, id: &str) -> Result<Option<Event>, MongoError> {
+        let event: Option<EventDoc> = self.tx.find_one(EVENTS, doc! {"_id": id}).await?;
+        event.map(Event::try_from).transpose()
+    }
+
+    async fn mark_cancelled(&mut self, id: &str) -> Result<bool, MongoError> {
+        let active = doc! {"_id": id, "status": "active"};
+        let cancel = doc! {"$set": {"status": "cancelled"}};
+        let changed = self.tx.update_one(EVENTS, active, cancel, false).await?;
+        Ok(changed.modified_count == 1)
+    }
+
+    async fn add_sales(&mut self, sale: &Sales) -> Result<(), MongoError> {
+        let add = doc! {"$inc": {
+            "seats_sold": sale.seats_sold,
+            "bookings": sale.bookings,
+            "cancellations": sale.cancellations,
+        }};
+        let figures = doc! {"_id": &sale.event_id};
+        self.tx.update_one(SALES, figures, add, true).await?;
+        Ok(())
+    }
 }
 
 impl MongoEventStore {
@@ -252,7 +230,11 @@ impl EventStore for MongoEventStore {
         Ok(self
             .mongo
             .transaction(&location, |tx, l| {
-                Box::pin(async move { Ok(((), vec![insert_location(tx, l).await?])) })
+                Box::pin(async move {
+                    let mut unit = MongoUnit::new(tx, ());
+                    rules::create_location(&mut unit, l).await?;
+                    Ok(((), unit.caused))
+                })
             })
             .await?)
     }
@@ -276,16 +258,29 @@ impl EventStore for MongoEventStore {
     async fn create_event(&self, event: Event, with_new_location: bool) -> Result<(), StoreError> {
         Ok(self
             .mongo
-            .transaction(&(event, with_new_location), |tx, e| {
-                Box::pin(create_event(tx, e))
-            })
+            .transaction(
+                &(event, with_new_location),
+                |tx, (event, with_new_location)| {
+                    Box::pin(async move {
+                        let mut unit = MongoUnit::new(tx, ());
+                        rules::create_event(&mut unit, event, *with_new_location).await?;
+                        Ok(((), unit.caused))
+                    })
+                },
+            )
             .await?)
     }
 
     async fn cancel_event(&self, id: &str) -> Result<Option<Event>, StoreError> {
         Ok(self
             .mongo
-            .transaction(id, |tx, id| Box::pin(cancel_event(tx, id)))
+            .transaction(id, |tx, id| {
+                Box::pin(async move {
+                    let mut unit = MongoUnit::new(tx, ());
+                    let event = rules::cancel_event(&mut unit, id).await?;
+                    Ok((event, unit.caused))
+                })
+            })
             .await?)
     }
 
@@ -325,9 +320,12 @@ impl EventStore for MongoEventStore {
         Ok(self
             .mongo
             .transaction(batch.as_slice(), |tx, batch| {
-                Box::pin(inbox::apply_once(tx, batch, |t, e| {
-                    Box::pin(count_sale(t, e))
-                }))
+                Box::pin(async move {
+                    let mut unit = MongoUnit::new(tx, ());
+                    let outcomes =
+                        bus::apply_once(&mut unit, batch, &mut rules::CountSales).await?;
+                    Ok((outcomes, unit.caused))
+                })
             })
             .await?)
     }

@@ -1,15 +1,15 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use contracts::{DomainEvent, Envelope};
+use bus::unit::Corrupt;
+use contracts::DomainEvent;
 use postgres::sqlx::postgres::PgRow;
-use postgres::sqlx::{self, PgConnection, Row};
-use postgres::{Options, Pg, PgError, inbox, int, outbox};
+use postgres::sqlx::{self, Row};
+use postgres::{Options, Pg, PgError, PgUnit, inbox, int, outbox};
 
-use super::{
-    EventStore, Page, StoreError, event_cancelled, event_created, location_created, sale_delta,
-};
-use crate::domain::{Event, EventStatus, Hall, Location, Sales};
+use super::{EventStore, Page, StoreError};
+use crate::domain::unit::UnitOfWork;
+use crate::domain::{Event, EventStatus, Hall, Location, Sales, rules};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS locations (
@@ -126,24 +126,6 @@ fn select_events(filter: &str) -> String {
     )
 }
 
-async fn insert_location(conn: &mut PgConnection, l: &Location) -> Result<Envelope, PgError> {
-    let halls = serde_json::to_string(&l.halls).map_err(|e| PgError::Internal(e.to_string()))?;
-    sqlx::query(
-        "INSERT INTO locations (id, name, address, country, open_time, close_time, halls)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(&l.id)
-    .bind(&l.name)
-    .bind(&l.address)
-    .bind(&l.country)
-    .bind(i64::from(l.open_time))
-    .bind(i64::from(l.close_time))
-    .bind(halls)
-    .execute(conn)
-    .await?;
-    Ok(location_created(l))
-}
-
 async fn event_where<'c>(
     executor: impl sqlx::PgExecutor<'c>,
     filter: &str,
@@ -156,12 +138,61 @@ async fn event_where<'c>(
     Ok(row.as_ref().map(event_row).transpose()?)
 }
 
-/// Adds one booking or cancellation to its event's sales figures.
-async fn count_sale(
-    conn: &mut PgConnection,
-    event: &DomainEvent,
-) -> Result<inbox::Applied, sqlx::Error> {
-    if let Some((event_id, seats, bookings, cancellations)) = sale_delta(event) {
+impl UnitOfWork for PgUnit<'_> {
+    async fn insert_location(&mut self, l: &Location) -> Result<(), PgError> {
+        let halls = serde_json::to_string(&l.halls).map_err(|e| Corrupt(e.to_string()))?;
+        sqlx::query(
+            "INSERT INTO locations (id, name, address, country, open_time, close_time, halls)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&l.id)
+        .bind(&l.name)
+        .bind(&l.address)
+        .bind(&l.country)
+        .bind(i64::from(l.open_time))
+        .bind(i64::from(l.close_time))
+        .bind(halls)
+        .execute(&mut *self.conn)
+        .await?;
+        Ok(())
+    }
+
+    async fn insert_event(&mut self, event: &Event) -> Result<(), PgError> {
+        sqlx::query(
+            "INSERT INTO events (id, name, duration, start_date, end_date, location_id, hall, capacity, status, seats_per_customer)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(&event.id)
+        .bind(&event.name)
+        .bind(i64::from(event.duration))
+        .bind(event.start_date)
+        .bind(event.end_date)
+        .bind(&event.location.id)
+        .bind(&event.hall)
+        .bind(i64::from(event.capacity))
+        .bind(event.status.as_str())
+        .bind(event.seats_per_customer.map(i64::from))
+        .execute(&mut *self.conn)
+        .await?;
+        Ok(())
+    }
+
+    async fn event(&mut self, id: &str) -> Result<Option<Event>, PgError> {
+        event_where(&mut *self.conn, "e.id = $1", id).await
+    }
+
+    async fn mark_cancelled(&mut self, id: &str) -> Result<bool, PgError> {
+        let changed = sqlx::query(
+            "UPDATE events SET status = 'cancelled' WHERE id = $1 AND status = 'active'",
+        )
+        .bind(id)
+        .execute(&mut *self.conn)
+        .await?
+        .rows_affected();
+        Ok(changed == 1)
+    }
+
+    async fn add_sales(&mut self, sale: &Sales) -> Result<(), PgError> {
         sqlx::query(
             "INSERT INTO sales (event_id, seats_sold, bookings, cancellations) VALUES ($1, $2, $3, $4)
              ON CONFLICT (event_id) DO UPDATE SET
@@ -169,14 +200,14 @@ async fn count_sale(
                  bookings = sales.bookings + excluded.bookings,
                  cancellations = sales.cancellations + excluded.cancellations",
         )
-        .bind(event_id)
-        .bind(seats)
-        .bind(bookings)
-        .bind(cancellations)
-        .execute(conn)
+        .bind(&sale.event_id)
+        .bind(sale.seats_sold)
+        .bind(sale.bookings)
+        .bind(sale.cancellations)
+        .execute(&mut *self.conn)
         .await?;
+        Ok(())
     }
-    Ok((bus::Outcome::Applied, Vec::new()))
 }
 
 fn sales_row(r: &PgRow) -> Result<Sales, sqlx::Error> {
@@ -192,8 +223,10 @@ fn sales_row(r: &PgRow) -> Result<Sales, sqlx::Error> {
 impl EventStore for PgEventStore {
     async fn create_location(&self, location: Location) -> Result<(), StoreError> {
         let mut tx = self.pg.begin().await?;
-        let created = insert_location(&mut tx, &location).await?;
-        Ok(self.pg.commit(tx, &[created]).await?)
+        let mut unit = PgUnit::new(&mut tx, ());
+        rules::create_location(&mut unit, &location).await?;
+        let caused = unit.caused;
+        Ok(self.pg.commit(tx, &caused).await?)
     }
 
     async fn location(&self, id: &str) -> Result<Option<Location>, StoreError> {
@@ -214,47 +247,17 @@ impl EventStore for PgEventStore {
 
     async fn create_event(&self, event: Event, with_new_location: bool) -> Result<(), StoreError> {
         let mut tx = self.pg.begin().await?;
-        let mut caused = Vec::new();
-        if with_new_location {
-            caused.push(insert_location(&mut tx, &event.location).await?);
-        }
-        sqlx::query(
-            "INSERT INTO events (id, name, duration, start_date, end_date, location_id, hall, capacity, status, seats_per_customer)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        )
-        .bind(&event.id)
-        .bind(&event.name)
-        .bind(i64::from(event.duration))
-        .bind(event.start_date)
-        .bind(event.end_date)
-        .bind(&event.location.id)
-        .bind(&event.hall)
-        .bind(i64::from(event.capacity))
-        .bind(event.status.as_str())
-        .bind(event.seats_per_customer.map(i64::from))
-        .execute(&mut *tx)
-        .await
-        .map_err(PgError::from)?;
-        caused.push(event_created(&event));
+        let mut unit = PgUnit::new(&mut tx, ());
+        rules::create_event(&mut unit, &event, with_new_location).await?;
+        let caused = unit.caused;
         Ok(self.pg.commit(tx, &caused).await?)
     }
 
     async fn cancel_event(&self, id: &str) -> Result<Option<Event>, StoreError> {
         let mut tx = self.pg.begin().await?;
-        let changed = sqlx::query(
-            "UPDATE events SET status = 'cancelled' WHERE id = $1 AND status = 'active'",
-        )
-        .bind(id)
-        .execute(&mut *tx)
-        .await
-        .map_err(PgError::from)?
-        .rows_affected();
-        let event = event_where(&mut *tx, "e.id = $1", id).await?;
-        let caused = if changed == 1 {
-            vec![event_cancelled(id)]
-        } else {
-            Vec::new()
-        };
+        let mut unit = PgUnit::new(&mut tx, ());
+        let event = rules::cancel_event(&mut unit, id).await?;
+        let caused = unit.caused;
         self.pg.commit(tx, &caused).await?;
         Ok(event)
     }
@@ -291,10 +294,9 @@ impl EventStore for PgEventStore {
         batch: Vec<(String, DomainEvent)>,
     ) -> Result<Vec<bus::Outcome>, StoreError> {
         let mut tx = self.pg.begin().await?;
-        let (outcomes, caused) =
-            inbox::apply_once(&mut tx, &batch, |c, e| Box::pin(count_sale(c, e)))
-                .await
-                .map_err(PgError::from)?;
+        let mut unit = PgUnit::new(&mut tx, ());
+        let outcomes = bus::apply_once(&mut unit, &batch, &mut rules::CountSales).await?;
+        let caused = unit.caused;
         self.pg.commit(tx, &caused).await?;
         Ok(outcomes)
     }

@@ -2,14 +2,15 @@ use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use bus::unit::Corrupt;
+use bus::{SqliteUnit, run_now};
 use contracts::DomainEvent;
 use sqlite::rusqlite::{Connection, OptionalExtension, Row, params};
 use sqlite::{Db, DbError, Options, inbox, outbox};
 
-use super::{
-    EventStore, Page, StoreError, event_cancelled, event_created, location_created, sale_delta,
-};
-use crate::domain::{Event, EventStatus, Hall, Location, Sales};
+use super::{EventStore, Page, StoreError};
+use crate::domain::unit::UnitOfWork;
+use crate::domain::{Event, EventStatus, Hall, Location, Sales, rules};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS locations (
@@ -107,25 +108,6 @@ fn event_row(row: &Row<'_>) -> sqlite::rusqlite::Result<Event> {
     })
 }
 
-fn insert_location(conn: &Connection, l: &Location) -> Result<(), DbError> {
-    let halls = serde_json::to_string(&l.halls).map_err(|e| DbError::Internal(e.to_string()))?;
-    conn.prepare_cached(
-        "INSERT INTO locations (id, name, address, country, open_time, close_time, halls)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )?
-    .execute(params![
-        l.id,
-        l.name,
-        l.address,
-        l.country,
-        l.open_time,
-        l.close_time,
-        halls
-    ])?;
-    outbox::append(conn, &location_created(l))?;
-    Ok(())
-}
-
 fn select_event(
     conn: &Connection,
     filter: &str,
@@ -138,12 +120,79 @@ fn select_event(
     .optional()
 }
 
+impl UnitOfWork for SqliteUnit<'_> {
+    async fn insert_location(&mut self, l: &Location) -> Result<(), DbError> {
+        let halls = serde_json::to_string(&l.halls).map_err(|e| Corrupt(e.to_string()))?;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO locations (id, name, address, country, open_time, close_time, halls)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![
+                l.id,
+                l.name,
+                l.address,
+                l.country,
+                l.open_time,
+                l.close_time,
+                halls
+            ])?;
+        Ok(())
+    }
+
+    async fn insert_event(&mut self, event: &Event) -> Result<(), DbError> {
+        self.conn.prepare_cached(
+            "INSERT INTO events (id, name, duration, start_date, end_date, location_id, hall, capacity, status, seats_per_customer)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        )?
+        .execute(params![
+            event.id,
+            event.name,
+            event.duration,
+            event.start_date,
+            event.end_date,
+            event.location.id,
+            event.hall,
+            event.capacity,
+            event.status.as_str(),
+            event.seats_per_customer
+        ])?;
+        Ok(())
+    }
+
+    async fn event(&mut self, id: &str) -> Result<Option<Event>, DbError> {
+        Ok(select_event(self.conn, "e.id = ?1", id)?)
+    }
+
+    async fn mark_cancelled(&mut self, id: &str) -> Result<bool, DbError> {
+        let changed = self
+            .conn
+            .prepare_cached(
+                "UPDATE events SET status = 'cancelled' WHERE id = ?1 AND status = 'active'",
+            )?
+            .execute([id])?;
+        Ok(changed == 1)
+    }
+
+    async fn add_sales(&mut self, sale: &Sales) -> Result<(), DbError> {
+        self.conn.prepare_cached(
+            "INSERT INTO sales (event_id, seats_sold, bookings, cancellations) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (event_id) DO UPDATE SET
+                 seats_sold = seats_sold + excluded.seats_sold,
+                 bookings = bookings + excluded.bookings,
+                 cancellations = cancellations + excluded.cancellations",
+        )?
+        .execute(params![sale.event_id, sale.seats_sold, sale.bookings, sale.cancellations])?;
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl EventStore for SqliteEventStore {
     async fn create_location(&self, location: Location) -> Result<(), StoreError> {
         Ok(self
             .db
-            .write(move |c| insert_location(c, &location))
+            .write(move |c| run_now(rules::create_location(&mut SqliteUnit::new(c), &location))?)
             .await?)
     }
 
@@ -178,27 +227,8 @@ impl EventStore for SqliteEventStore {
         Ok(self
             .db
             .write(move |c| {
-                if with_new_location {
-                    insert_location(c, &event.location)?;
-                }
-                c.prepare_cached(
-                    "INSERT INTO events (id, name, duration, start_date, end_date, location_id, hall, capacity, status, seats_per_customer)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                )?
-                .execute(params![
-                    event.id,
-                    event.name,
-                    event.duration,
-                    event.start_date,
-                    event.end_date,
-                    event.location.id,
-                    event.hall,
-                    event.capacity,
-                    event.status.as_str(),
-                    event.seats_per_customer
-                ])?;
-                outbox::append(c, &event_created(&event))?;
-                Ok::<_, DbError>(())
+                let mut unit = SqliteUnit::new(c);
+                run_now(rules::create_event(&mut unit, &event, with_new_location))?
             })
             .await?)
     }
@@ -207,17 +237,7 @@ impl EventStore for SqliteEventStore {
         let id = id.to_owned();
         Ok(self
             .db
-            .write(move |c| {
-                let changed = c
-                    .prepare_cached(
-                        "UPDATE events SET status = 'cancelled' WHERE id = ?1 AND status = 'active'",
-                    )?
-                    .execute([&id])?;
-                if changed == 1 {
-                    outbox::append(c, &event_cancelled(&id))?;
-                }
-                Ok::<_, DbError>(select_event(c, "e.id = ?1", &id)?)
-            })
+            .write(move |c| run_now(rules::cancel_event(&mut SqliteUnit::new(c), &id))?)
             .await?)
     }
 
@@ -265,7 +285,10 @@ impl EventStore for SqliteEventStore {
     ) -> Result<Vec<bus::Outcome>, StoreError> {
         Ok(self
             .db
-            .write(move |c| bus::inbox::apply_once(c, &batch, count_sale))
+            .write(move |c| {
+                let mut unit = SqliteUnit::new(c);
+                run_now(bus::apply_once(&mut unit, &batch, &mut rules::CountSales))?
+            })
             .await?)
     }
 
@@ -305,22 +328,6 @@ impl EventStore for SqliteEventStore {
     async fn check(&self) -> Result<(), String> {
         self.db.check().await
     }
-}
-
-/// Adds one booking or cancellation to its event's sales figures.
-fn count_sale(conn: &Connection, event: &DomainEvent) -> Result<bus::Outcome, DbError> {
-    let Some((event_id, seats, bookings, cancellations)) = sale_delta(event) else {
-        return Ok(bus::Outcome::Applied);
-    };
-    conn.prepare_cached(
-        "INSERT INTO sales (event_id, seats_sold, bookings, cancellations) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (event_id) DO UPDATE SET
-             seats_sold = seats_sold + excluded.seats_sold,
-             bookings = bookings + excluded.bookings,
-             cancellations = cancellations + excluded.cancellations",
-    )?
-    .execute(params![event_id, seats, bookings, cancellations])?;
-    Ok(bus::Outcome::Applied)
 }
 
 fn sales_row(r: &Row<'_>) -> sqlite::rusqlite::Result<Sales> {

@@ -1,12 +1,16 @@
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Instant;
 
 use async_trait::async_trait;
 use dynamo::item::{Item, get_n, get_s, item, n, s};
-use dynamo::{Commit, Dynamo, DynamoError, KeyKind, Options, Table, Write, outbox};
+use dynamo::{Committed, Dynamo, DynamoError, DynamoUnit, KeyKind, Options, Table, Write, outbox};
 use platform::Role;
 
-use super::{Account, Failures, StoreError, UserStore, user_created};
-use crate::domain::User;
+use super::{Account, Failures, StoreError, UserStore};
+use crate::domain::unit::UnitOfWork;
+use crate::domain::{User, rules};
 
 const USERS: &str = "users";
 /// One item per e-mail address, naming its user: put on condition that none exists, in the
@@ -43,35 +47,6 @@ impl DynamoUserStore {
     pub async fn migrate(&self) -> Result<(), DynamoError> {
         self.db.create_tables().await
     }
-
-    /// Puts the account unless its e-mail is taken; whether it did.
-    async fn insert(&self, account: &Account) -> Result<bool, DynamoError> {
-        let u = &account.user;
-        let user = item([
-            ("id", s(&u.id)),
-            ("email", s(&u.email)),
-            ("name", s(&u.name)),
-            ("role", s(u.role.as_str())),
-            ("password_hash", s(&account.password_hash)),
-        ]);
-        let writes = vec![
-            Write::put(
-                self.db.table(EMAILS),
-                item([("email", s(&u.email)), ("id", s(&u.id))]),
-            )
-            .when("attribute_not_exists(email)"),
-            Write::put(self.db.table(USERS), user).when("attribute_not_exists(id)"),
-        ];
-        Ok(self.db.commit(writes, &[user_created(u)]).await? == Commit::Done)
-    }
-
-    async fn account_by_id(&self, id: &str) -> Result<Option<Account>, DynamoError> {
-        self.db
-            .get(USERS, item([("id", s(id))]))
-            .await?
-            .map(|i| account(&i))
-            .transpose()
-    }
 }
 
 fn account(i: &Item) -> Result<Account, DynamoError> {
@@ -86,46 +61,51 @@ fn account(i: &Item) -> Result<Account, DynamoError> {
     })
 }
 
-#[async_trait]
-impl UserStore for DynamoUserStore {
-    async fn create(&self, account: Account) -> Result<bool, StoreError> {
-        Ok(self.insert(&account).await?)
+impl UnitOfWork for DynamoUnit<'_> {
+    /// The address's item, put on condition that none exists, keeps addresses unique: of two
+    /// sign-ups at once, the one refused is made again and finds the address taken.
+    async fn insert_account(&mut self, account: &Account) -> Result<bool, DynamoError> {
+        let u = &account.user;
+        if self.db.get(EMAILS, email_key(&u.email)).await?.is_some() {
+            return Ok(false);
+        }
+        let user = item([
+            ("id", s(&u.id)),
+            ("email", s(&u.email)),
+            ("name", s(&u.name)),
+            ("role", s(u.role.as_str())),
+            ("password_hash", s(&account.password_hash)),
+        ]);
+        let owner = item([("email", s(&u.email)), ("id", s(&u.id))]);
+        self.writes.extend([
+            Write::put(self.db.table(EMAILS), owner).when("attribute_not_exists(email)"),
+            Write::put(self.db.table(USERS), user).when("attribute_not_exists(id)"),
+        ]);
+        Ok(true)
     }
 
-    async fn by_email(&self, email: &str) -> Result<Option<Account>, StoreError> {
-        let Some(owner) = self.db.get(EMAILS, item([("email", s(email))])).await? else {
+    async fn account(&mut self, email: &str) -> Result<Option<Account>, DynamoError> {
+        let Some(owner) = self.db.get(EMAILS, email_key(email)).await? else {
             return Ok(None);
         };
-        Ok(self.account_by_id(&get_s(&owner, "id")?).await?)
+        account_by_id(self.db, &get_s(&owner, "id")?).await
     }
 
-    async fn by_id(&self, id: &str) -> Result<Option<User>, StoreError> {
-        Ok(self.account_by_id(id).await?.map(|a| a.user))
+    async fn make_admin(&mut self, id: &str, password_hash: &str) -> Result<(), DynamoError> {
+        let promote = Write::update(
+            self.db.table(USERS),
+            item([("id", s(id))]),
+            "SET #role = :admin, password_hash = :hash",
+        )
+        .when("attribute_exists(id)")
+        .name("#role", "role")
+        .value(":admin", s(Role::Admin.as_str()))
+        .value(":hash", s(password_hash));
+        self.writes.push(promote);
+        Ok(())
     }
 
-    async fn set_admin(&self, account: Account) -> Result<User, StoreError> {
-        if !self.insert(&account).await? {
-            let taken = self.by_email(&account.user.email).await?.ok_or_else(|| {
-                DynamoError::Data(format!("e-mail {} names no user", account.user.email))
-            })?;
-            let promote = Write::update(
-                self.db.table(USERS),
-                item([("id", s(&taken.user.id))]),
-                "SET #role = :admin, password_hash = :hash",
-            )
-            .name("#role", "role")
-            .value(":admin", s(Role::Admin.as_str()))
-            .value(":hash", s(&account.password_hash));
-            self.db.write(promote).await?;
-        }
-        let admin = self
-            .by_email(&account.user.email)
-            .await?
-            .ok_or_else(|| DynamoError::Data(format!("admin {} vanished", account.user.email)))?;
-        Ok(admin.user)
-    }
-
-    async fn failures(&self, key: &str) -> Result<Option<Failures>, StoreError> {
+    async fn failures(&mut self, key: &str) -> Result<Option<Failures>, DynamoError> {
         let Some(found) = self.db.get(FAILURES, item([("key", s(key))])).await? else {
             return Ok(None);
         };
@@ -136,51 +116,105 @@ impl UserStore for DynamoUserStore {
         }))
     }
 
-    async fn add_failure(&self, key: &str, now: i64, expires: i64) -> Result<(), StoreError> {
-        let ttl = expires.div_euclid(1000) + 1;
-        let table = self.db.table(FAILURES);
-        let started = std::time::Instant::now();
-        // A live count goes up by one; a missing or expired one starts at 1. Each write is
-        // conditional on what it expects, so when another replica changes the item between the
-        // two the first is tried again.
-        loop {
-            let more = Write::update(
-                table.clone(),
-                item([("key", s(key))]),
-                "SET #count = #count + :one, #last = :now, #expires = :expires, #ttl = :ttl",
-            )
-            .when("#expires > :now")
-            // DynamoDB reserves these names.
-            .name("#count", "count")
-            .name("#last", "last")
-            .name("#expires", "expires")
-            .name("#ttl", "ttl")
-            .value(":one", n(1))
-            .value(":now", n(now))
-            .value(":expires", n(expires))
-            .value(":ttl", n(ttl));
-            if self.db.write(more).await? {
-                return Ok(());
-            }
-            let first = Write::put(
-                table.clone(),
-                item([
-                    ("key", s(key)),
-                    ("count", n(1)),
-                    ("last", n(now)),
-                    ("expires", n(expires)),
-                    ("ttl", n(ttl)),
-                ]),
-            )
-            .when("attribute_not_exists(#key) OR #expires <= :now")
-            .name("#key", "key")
-            .name("#expires", "expires")
-            .value(":now", n(now));
-            if self.db.write(first).await? {
-                return Ok(());
-            }
-            self.db.patience(started, "counting a failed sign-in")?;
+    /// On condition that the count is still what was `read` when this unit commits.
+    async fn put_failures(
+        &mut self,
+        key: &str,
+        read: Option<&Failures>,
+        f: &Failures,
+    ) -> Result<bool, DynamoError> {
+        let counted = item([
+            ("key", s(key)),
+            ("count", n(f.count)),
+            ("last", n(f.last)),
+            ("expires", n(f.expires)),
+            ("ttl", n(f.expires.div_euclid(1000) + 1)),
+        ]);
+        // DynamoDB reserves these names.
+        let put = Write::put(self.db.table(FAILURES), counted).name("#key", "key");
+        self.writes.push(match read {
+            None => put.when("attribute_not_exists(#key)"),
+            Some(read) => put
+                .when("attribute_exists(#key) AND #count = :count AND #last = :last")
+                .name("#count", "count")
+                .name("#last", "last")
+                .value(":count", n(read.count))
+                .value(":last", n(read.last)),
+        });
+        Ok(true)
+    }
+}
+
+fn email_key(email: &str) -> Item {
+    item([("email", s(email))])
+}
+
+async fn account_by_id(db: &Dynamo, id: &str) -> Result<Option<Account>, DynamoError> {
+    let found = db.get(USERS, item([("id", s(id))])).await?;
+    found.as_ref().map(account).transpose()
+}
+
+type Rule<'u, T> = Pin<Box<dyn Future<Output = Result<T, DynamoError>> + Send + 'u>>;
+
+/// Runs `rule` on `input` in a new unit until its writes commit: a refused condition means that
+/// what it read changed meanwhile (an address taken), and the rule decides again on what is
+/// there now.
+async fn until_committed<'d, C: Sync, T>(
+    db: &'d Dynamo,
+    what: &str,
+    input: &C,
+    mut rule: impl for<'u> FnMut(&'u mut DynamoUnit<'d>, &'u C) -> Rule<'u, T>,
+) -> Result<T, DynamoError> {
+    let started = Instant::now();
+    loop {
+        let mut unit = DynamoUnit::new(db, ());
+        let done = rule(&mut unit, input).await?;
+        if unit.commit().await? == Committed::Done {
+            return Ok(done);
         }
+        db.patience(started, what)?;
+        tokio::time::sleep(dynamo::jitter()).await;
+    }
+}
+
+#[async_trait]
+impl UserStore for DynamoUserStore {
+    async fn create(&self, account: Account) -> Result<bool, StoreError> {
+        let sign_up = until_committed(&self.db, "signing up", &account, |unit, account| {
+            Box::pin(rules::sign_up(unit, account))
+        });
+        Ok(sign_up.await?)
+    }
+
+    async fn by_email(&self, email: &str) -> Result<Option<Account>, StoreError> {
+        Ok(DynamoUnit::new(&self.db, ()).account(email).await?)
+    }
+
+    async fn by_id(&self, id: &str) -> Result<Option<User>, StoreError> {
+        Ok(account_by_id(&self.db, id).await?.map(|a| a.user))
+    }
+
+    async fn set_admin(&self, account: Account) -> Result<User, StoreError> {
+        let set = until_committed(&self.db, "making an admin", &account, |unit, account| {
+            Box::pin(rules::set_admin(unit, account))
+        });
+        Ok(set.await?)
+    }
+
+    async fn failures(&self, key: &str) -> Result<Option<Failures>, StoreError> {
+        Ok(DynamoUnit::new(&self.db, ()).failures(key).await?)
+    }
+
+    /// Counts expired are deleted by the table's time to live.
+    async fn add_failure(&self, key: &str, now: i64, expires: i64) -> Result<(), StoreError> {
+        let failure = (key.to_owned(), now, expires);
+        let count = until_committed(
+            &self.db,
+            "counting a failed sign-in",
+            &failure,
+            |unit, f| Box::pin(rules::count_failure(unit, &f.0, f.1, f.2)),
+        );
+        Ok(count.await?)
     }
 
     async fn clear_failures(&self, key: &str) -> Result<(), StoreError> {

@@ -1,14 +1,14 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use contracts::Envelope;
 use mongo::bson::{Document, doc};
-use mongo::{Collection, Mongo, MongoError, Options, Tx};
+use mongo::{Collection, Mongo, MongoError, MongoUnit, Options};
 use platform::Role;
 use serde::Deserialize;
 
-use super::{Account, Failures, StoreError, UserStore, user_created};
-use crate::domain::User;
+use super::{Account, Failures, StoreError, UserStore};
+use crate::domain::unit::UnitOfWork;
+use crate::domain::{User, rules};
 
 /// Accounts by id (`_id`), unique by e-mail.
 const USERS: &str = "users";
@@ -86,64 +86,58 @@ impl MongoUserStore {
     }
 }
 
-/// Inserts the account unless its e-mail is taken; its `userCreated` if it did. Two accounts
-/// with one e-mail created at once conflict on the unique index, and the one retried finds the
-/// other.
-async fn insert(tx: &mut Tx, account: &Account) -> Result<Option<Envelope>, MongoError> {
-    let u = &account.user;
-    let taken: Option<UserDoc> = tx.find_one(USERS, doc! {"email": &u.email}).await?;
-    if taken.is_some() {
-        return Ok(None);
+impl UnitOfWork for MongoUnit<'_> {
+    /// Two accounts with one address created at once conflict on the unique index, and the
+    /// one retried finds the other.
+    async fn insert_account(&mut self, account: &Account) -> Result<bool, MongoError> {
+        let u = &account.user;
+        if self.account(&u.email).await?.is_some() {
+            return Ok(false);
+        }
+        let document = doc! {
+            "_id": &u.id,
+            "email": &u.email,
+            "name": &u.name,
+            "role": u.role.as_str(),
+            "password_hash": &account.password_hash,
+        };
+        self.tx.insert(USERS, document).await?;
+        Ok(true)
     }
-    let document = doc! {
-        "_id": &u.id,
-        "email": &u.email,
-        "name": &u.name,
-        "role": u.role.as_str(),
-        "password_hash": &account.password_hash,
-    };
-    tx.insert(USERS, document).await?;
-    Ok(Some(user_created(u)))
-}
 
-/// See [`UserStore::set_admin`].
-async fn set_admin(tx: &mut Tx, account: &Account) -> Result<(User, Vec<Envelope>), MongoError> {
-    let created = insert(tx, account).await?;
-    if created.is_none() {
-        tx.update_one(
-            USERS,
-            doc! {"email": &account.user.email},
-            doc! {"$set": {"role": Role::Admin.as_str(), "password_hash": &account.password_hash}},
-            false,
-        )
-        .await?;
+    async fn account(&mut self, email: &str) -> Result<Option<Account>, MongoError> {
+        let found: Option<UserDoc> = self.tx.find_one(USERS, doc! {"email": email}).await?;
+        found.map(Account::try_from).transpose()
     }
-    let admin: Option<UserDoc> = tx
-        .find_one(USERS, doc! {"email": &account.user.email})
-        .await?;
-    let admin = admin.ok_or_else(|| {
-        MongoError::Invalid(format!("the account {} vanished", account.user.email))
-    })?;
-    Ok((Account::try_from(admin)?.user, Vec::from_iter(created)))
-}
 
-/// See [`UserStore::add_failure`]. In a transaction, so that two replicas counting the same key
-/// at once conflict and one of them is retried on the other's count.
-async fn add_failure(tx: &mut Tx, failure: &(String, i64, i64)) -> Result<(), MongoError> {
-    let (key, now, expires) = failure;
-    let found: Option<FailuresDoc> = tx.find_one(FAILURES, doc! {"_id": key}).await?;
-    let count = match found {
-        Some(f) if f.expires > *now => f.count.saturating_add(1),
-        _ => 1,
-    };
-    tx.update_one(
-        FAILURES,
-        doc! {"_id": key},
-        doc! {"$set": {"count": count, "last": now, "expires": expires}},
-        true,
-    )
-    .await?;
-    Ok(())
+    async fn make_admin(&mut self, id: &str, password_hash: &str) -> Result<(), MongoError> {
+        let admin = doc! {"$set": {"role": Role::Admin.as_str(), "password_hash": password_hash}};
+        self.tx
+            .update_one(USERS, doc! {"_id": id}, admin, false)
+            .await?;
+        Ok(())
+    }
+
+    async fn failures(&mut self, key: &str) -> Result<Option<Failures>, MongoError> {
+        let found: Option<FailuresDoc> = self.tx.find_one(FAILURES, doc! {"_id": key}).await?;
+        Ok(found.map(Failures::from))
+    }
+
+    /// Whatever was `read`: two replicas counting the same key at once conflict, and the
+    /// transaction of one of them is made again on the other's count.
+    async fn put_failures(
+        &mut self,
+        key: &str,
+        _: Option<&Failures>,
+        f: &Failures,
+    ) -> Result<bool, MongoError> {
+        let counted =
+            doc! {"$set": {"count": i64::from(f.count), "last": f.last, "expires": f.expires}};
+        self.tx
+            .update_one(FAILURES, doc! {"_id": key}, counted, true)
+            .await?;
+        Ok(true)
+    }
 }
 
 #[async_trait]
@@ -153,8 +147,9 @@ impl UserStore for MongoUserStore {
             .mongo
             .transaction(&account, |tx, account| {
                 Box::pin(async move {
-                    let created = insert(tx, account).await?;
-                    Ok((created.is_some(), Vec::from_iter(created)))
+                    let mut unit = MongoUnit::new(tx, ());
+                    let created = rules::sign_up(&mut unit, account).await?;
+                    Ok((created, unit.caused))
                 })
             })
             .await?)
@@ -179,7 +174,13 @@ impl UserStore for MongoUserStore {
     async fn set_admin(&self, account: Account) -> Result<User, StoreError> {
         Ok(self
             .mongo
-            .transaction(&account, |tx, account| Box::pin(set_admin(tx, account)))
+            .transaction(&account, |tx, account| {
+                Box::pin(async move {
+                    let mut unit = MongoUnit::new(tx, ());
+                    let admin = rules::set_admin(&mut unit, account).await?;
+                    Ok((admin, unit.caused))
+                })
+            })
             .await?)
     }
 
@@ -194,8 +195,12 @@ impl UserStore for MongoUserStore {
     async fn add_failure(&self, key: &str, now: i64, expires: i64) -> Result<(), StoreError> {
         let failure = (key.to_owned(), now, expires);
         self.mongo
-            .transaction(&failure, |tx, failure| {
-                Box::pin(async move { Ok((add_failure(tx, failure).await?, Vec::new())) })
+            .transaction(&failure, |tx, (key, now, expires)| {
+                Box::pin(async move {
+                    let mut unit = MongoUnit::new(tx, ());
+                    rules::count_failure(&mut unit, key, *now, *expires).await?;
+                    Ok(((), unit.caused))
+                })
             })
             .await?;
         // Outside the transaction: pruning must not make counting conflict.

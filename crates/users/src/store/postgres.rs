@@ -1,14 +1,14 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use contracts::Envelope;
 use platform::Role;
 use postgres::sqlx::postgres::PgRow;
-use postgres::sqlx::{self, PgConnection, Row};
-use postgres::{Options, Pg, PgError, outbox};
+use postgres::sqlx::{self, Row};
+use postgres::{Options, Pg, PgError, PgUnit, outbox};
 
-use super::{Account, Failures, StoreError, UserStore, user_created};
-use crate::domain::User;
+use super::{Account, Failures, StoreError, UserStore};
+use crate::domain::unit::UnitOfWork;
+use crate::domain::{User, rules};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS users (
@@ -66,31 +66,97 @@ fn account_row(r: &PgRow) -> Result<Account, sqlx::Error> {
     })
 }
 
-/// Inserts the account unless its e-mail is taken; its `userCreated` if it did.
-async fn insert(conn: &mut PgConnection, account: &Account) -> Result<Option<Envelope>, PgError> {
-    let u = &account.user;
-    let inserted = sqlx::query(
-        "INSERT INTO users (id, email, name, role, password_hash) VALUES ($1, $2, $3, $4, $5)
-         ON CONFLICT (email) DO NOTHING",
-    )
-    .bind(&u.id)
-    .bind(&u.email)
-    .bind(&u.name)
-    .bind(u.role.as_str())
-    .bind(&account.password_hash)
-    .execute(conn)
-    .await?
-    .rows_affected();
-    Ok((inserted == 1).then(|| user_created(u)))
+impl UnitOfWork for PgUnit<'_> {
+    async fn insert_account(&mut self, account: &Account) -> Result<bool, PgError> {
+        let u = &account.user;
+        let inserted = sqlx::query(
+            "INSERT INTO users (id, email, name, role, password_hash) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (email) DO NOTHING",
+        )
+        .bind(&u.id)
+        .bind(&u.email)
+        .bind(&u.name)
+        .bind(u.role.as_str())
+        .bind(&account.password_hash)
+        .execute(&mut *self.conn)
+        .await?
+        .rows_affected();
+        Ok(inserted == 1)
+    }
+
+    async fn account(&mut self, email: &str) -> Result<Option<Account>, PgError> {
+        let row = postgres::query(format!("{SELECT} WHERE email = $1"))
+            .bind(email)
+            .fetch_optional(&mut *self.conn)
+            .await?;
+        Ok(row.as_ref().map(account_row).transpose()?)
+    }
+
+    async fn make_admin(&mut self, id: &str, password_hash: &str) -> Result<(), PgError> {
+        sqlx::query("UPDATE users SET role = 'admin', password_hash = $1 WHERE id = $2")
+            .bind(password_hash)
+            .bind(id)
+            .execute(&mut *self.conn)
+            .await?;
+        Ok(())
+    }
+
+    async fn failures(&mut self, key: &str) -> Result<Option<Failures>, PgError> {
+        let row = sqlx::query("SELECT count, last, expires FROM signin_failures WHERE key = $1")
+            .bind(key)
+            .fetch_optional(&mut *self.conn)
+            .await?;
+        Ok(row.as_ref().map(failures_row).transpose()?)
+    }
+
+    /// Conditional on what was read, so that of two replicas counting at once one writes and
+    /// the other, waiting on the row meanwhile, finds it changed and counts again.
+    async fn put_failures(
+        &mut self,
+        key: &str,
+        read: Option<&Failures>,
+        f: &Failures,
+    ) -> Result<bool, PgError> {
+        let sql = match read {
+            None => {
+                "INSERT INTO signin_failures (key, count, last, expires) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (key) DO NOTHING"
+            }
+            Some(_) => {
+                "UPDATE signin_failures SET count = $2, last = $3, expires = $4
+                 WHERE key = $1 AND count = $5 AND last = $6"
+            }
+        };
+        let query = sqlx::query(sql)
+            .bind(key)
+            .bind(i64::from(f.count))
+            .bind(f.last)
+            .bind(f.expires);
+        let query = match read {
+            None => query,
+            Some(read) => query.bind(i64::from(read.count)).bind(read.last),
+        };
+        Ok(query.execute(&mut *self.conn).await?.rows_affected() == 1)
+    }
+}
+
+fn failures_row(r: &PgRow) -> Result<Failures, sqlx::Error> {
+    Ok(Failures {
+        count: postgres::int(r, "count")?,
+        last: r.try_get("last")?,
+        expires: r.try_get("expires")?,
+    })
 }
 
 #[async_trait]
 impl UserStore for PgUserStore {
     async fn create(&self, account: Account) -> Result<bool, StoreError> {
         let mut tx = self.pg.begin().await?;
-        let created = insert(&mut tx, &account).await?;
-        self.pg.commit(tx, created.as_slice()).await?;
-        Ok(created.is_some())
+        let mut unit = PgUnit::new(&mut tx, ());
+        let created = rules::sign_up(&mut unit, &account).await?;
+        let caused = unit.caused;
+        self.pg.commit(tx, &caused).await?;
+        Ok(created)
     }
 
     async fn by_email(&self, email: &str) -> Result<Option<Account>, StoreError> {
@@ -112,63 +178,30 @@ impl UserStore for PgUserStore {
 
     async fn set_admin(&self, account: Account) -> Result<User, StoreError> {
         let mut tx = self.pg.begin().await?;
-        let created = insert(&mut tx, &account).await?;
-        if created.is_none() {
-            sqlx::query("UPDATE users SET role = 'admin', password_hash = $1 WHERE email = $2")
-                .bind(&account.password_hash)
-                .bind(&account.user.email)
-                .execute(&mut *tx)
-                .await
-                .map_err(PgError::from)?;
-        }
-        let query = format!("{SELECT} WHERE email = $1");
-        let row = postgres::query(query)
-            .bind(&account.user.email)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(PgError::from)?;
-        let admin = account_row(&row).map_err(PgError::from)?.user;
-        self.pg.commit(tx, created.as_slice()).await?;
+        let mut unit = PgUnit::new(&mut tx, ());
+        let admin = rules::set_admin(&mut unit, &account).await?;
+        let caused = unit.caused;
+        self.pg.commit(tx, &caused).await?;
         Ok(admin)
     }
 
     async fn failures(&self, key: &str) -> Result<Option<Failures>, StoreError> {
-        let query = "SELECT count, last, expires FROM signin_failures WHERE key = $1".to_owned();
-        Ok(self
-            .pg
-            .fetch_optional(postgres::query(query).bind(key), |r| {
-                Ok(Failures {
-                    count: postgres::int(r, "count")?,
-                    last: r.try_get("last")?,
-                    expires: r.try_get("expires")?,
-                })
-            })
-            .await?)
+        let query = "SELECT count, last, expires FROM signin_failures WHERE key = $1";
+        let query = postgres::query(query.to_owned()).bind(key);
+        Ok(self.pg.fetch_optional(query, failures_row).await?)
     }
 
     async fn add_failure(&self, key: &str, now: i64, expires: i64) -> Result<(), StoreError> {
-        let pool = self.pg.pool().await?;
-        // Two statements, not one transaction: the delete holds no locks while the upsert runs.
+        // On its own: the delete then holds no locks while the count is made.
         sqlx::query("DELETE FROM signin_failures WHERE expires <= $1")
             .bind(now)
-            .execute(pool)
+            .execute(self.pg.pool().await?)
             .await
             .map_err(PgError::from)?;
-        // The upsert takes the row's lock, so replicas counting at once each add theirs.
-        sqlx::query(
-            "INSERT INTO signin_failures (key, count, last, expires) VALUES ($1, 1, $2, $3)
-             ON CONFLICT (key) DO UPDATE SET
-                 count = CASE WHEN signin_failures.expires <= $2 THEN 1
-                              ELSE least(signin_failures.count + 1, 4294967295) END,
-                 last = $2, expires = $3",
-        )
-        .bind(key)
-        .bind(now)
-        .bind(expires)
-        .execute(pool)
-        .await
-        .map_err(PgError::from)?;
-        Ok(())
+        let mut tx = self.pg.begin().await?;
+        let mut unit = PgUnit::new(&mut tx, ());
+        rules::count_failure(&mut unit, key, now, expires).await?;
+        Ok(self.pg.commit(tx, &[]).await?)
     }
 
     async fn clear_failures(&self, key: &str) -> Result<(), StoreError> {

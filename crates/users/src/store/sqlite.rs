@@ -2,12 +2,14 @@ use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use bus::{SqliteUnit, run_now};
 use platform::Role;
 use sqlite::rusqlite::{Connection, OptionalExtension, Row, params};
 use sqlite::{Db, DbError, Options, outbox};
 
-use super::{Account, Failures, StoreError, UserStore, user_created};
-use crate::domain::User;
+use super::{Account, Failures, StoreError, UserStore};
+use crate::domain::unit::UnitOfWork;
+use crate::domain::{User, rules};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS users (
@@ -68,30 +70,77 @@ fn select(
     .optional()
 }
 
-fn insert(conn: &Connection, account: &Account) -> Result<bool, DbError> {
-    let u = &account.user;
-    let inserted = conn
-        .prepare_cached(
-            "INSERT INTO users (id, email, name, role, password_hash) VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT (email) DO NOTHING",
-        )?
-        .execute(params![
-            u.id,
-            u.email,
-            u.name,
-            u.role.as_str(),
-            account.password_hash
-        ])?;
-    if inserted == 1 {
-        outbox::append(conn, &user_created(u))?;
+impl UnitOfWork for SqliteUnit<'_> {
+    async fn insert_account(&mut self, account: &Account) -> Result<bool, DbError> {
+        let u = &account.user;
+        let inserted = self
+            .conn
+            .prepare_cached(
+                "INSERT INTO users (id, email, name, role, password_hash) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (email) DO NOTHING",
+            )?
+            .execute(params![
+                u.id,
+                u.email,
+                u.name,
+                u.role.as_str(),
+                account.password_hash
+            ])?;
+        Ok(inserted == 1)
     }
-    Ok(inserted == 1)
+
+    async fn account(&mut self, email: &str) -> Result<Option<Account>, DbError> {
+        Ok(select(self.conn, "email", email)?)
+    }
+
+    async fn make_admin(&mut self, id: &str, password_hash: &str) -> Result<(), DbError> {
+        self.conn
+            .prepare_cached("UPDATE users SET role = 'admin', password_hash = ?1 WHERE id = ?2")?
+            .execute(params![password_hash, id])?;
+        Ok(())
+    }
+
+    async fn failures(&mut self, key: &str) -> Result<Option<Failures>, DbError> {
+        Ok(select_failures(self.conn, key)?)
+    }
+
+    /// Whatever was `read`: the writer makes one unit at a time.
+    async fn put_failures(
+        &mut self,
+        key: &str,
+        _: Option<&Failures>,
+        f: &Failures,
+    ) -> Result<bool, DbError> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO signin_failures (key, count, last, expires) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (key) DO UPDATE SET
+                     count = excluded.count, last = excluded.last, expires = excluded.expires",
+            )?
+            .execute(params![key, f.count, f.last, f.expires])?;
+        Ok(true)
+    }
+}
+
+fn select_failures(conn: &Connection, key: &str) -> sqlite::rusqlite::Result<Option<Failures>> {
+    conn.prepare_cached("SELECT count, last, expires FROM signin_failures WHERE key = ?1")?
+        .query_row([key], |r| {
+            Ok(Failures {
+                count: r.get(0)?,
+                last: r.get(1)?,
+                expires: r.get(2)?,
+            })
+        })
+        .optional()
 }
 
 #[async_trait]
 impl UserStore for SqliteUserStore {
     async fn create(&self, account: Account) -> Result<bool, StoreError> {
-        Ok(self.db.write(move |c| insert(c, &account)).await?)
+        Ok(self
+            .db
+            .write(move |c| run_now(rules::sign_up(&mut SqliteUnit::new(c), &account))?)
+            .await?)
     }
 
     async fn by_email(&self, email: &str) -> Result<Option<Account>, StoreError> {
@@ -111,36 +160,13 @@ impl UserStore for SqliteUserStore {
     async fn set_admin(&self, account: Account) -> Result<User, StoreError> {
         Ok(self
             .db
-            .write(move |c| {
-                if !insert(c, &account)? {
-                    c.prepare_cached(
-                        "UPDATE users SET role = 'admin', password_hash = ?1 WHERE email = ?2",
-                    )?
-                    .execute(params![account.password_hash, account.user.email])?;
-                }
-                select(c, "email", &account.user.email)?
-                    .map(|a| a.user)
-                    .ok_or_else(|| DbError::Internal("admin vanished while being written".into()))
-            })
+            .write(move |c| run_now(rules::set_admin(&mut SqliteUnit::new(c), &account))?)
             .await?)
     }
 
     async fn failures(&self, key: &str) -> Result<Option<Failures>, StoreError> {
         let key = key.to_owned();
-        Ok(self
-            .db
-            .read(move |c| {
-                c.prepare_cached("SELECT count, last, expires FROM signin_failures WHERE key = ?1")?
-                    .query_row([key], |r| {
-                        Ok(Failures {
-                            count: r.get(0)?,
-                            last: r.get(1)?,
-                            expires: r.get(2)?,
-                        })
-                    })
-                    .optional()
-            })
-            .await?)
+        Ok(self.db.read(move |c| select_failures(c, &key)).await?)
     }
 
     async fn add_failure(&self, key: &str, now: i64, expires: i64) -> Result<(), StoreError> {
@@ -150,14 +176,8 @@ impl UserStore for SqliteUserStore {
             .write(move |c| {
                 c.prepare_cached("DELETE FROM signin_failures WHERE expires <= ?1")?
                     .execute([now])?;
-                // The expired count was just deleted, so a conflict means a live one.
-                c.prepare_cached(
-                    "INSERT INTO signin_failures (key, count, last, expires) VALUES (?1, 1, ?2, ?3)
-                     ON CONFLICT (key) DO UPDATE SET
-                         count = min(count + 1, 4294967295), last = ?2, expires = ?3",
-                )?
-                .execute(params![key, now, expires])?;
-                Ok::<_, DbError>(())
+                let mut unit = SqliteUnit::new(c);
+                run_now(rules::count_failure(&mut unit, &key, now, expires))?
             })
             .await?)
     }

@@ -1,4 +1,10 @@
-//! Users and the rules for registering them. No I/O here.
+//! Users and the rules for registering them. No I/O here: [`rules`] decides, driving a
+//! store's [`unit::UnitOfWork`], whose primitives each backend writes in its own dialect.
+
+#[cfg(test)]
+mod memory;
+pub mod rules;
+pub mod unit;
 
 use platform::{Email, Role};
 use serde::{Deserialize, Serialize};
@@ -18,6 +24,13 @@ pub struct User {
     pub email: String,
     pub name: String,
     pub role: Role,
+}
+
+/// An account as stored: the user and its Argon2id hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub user: User,
+    pub password_hash: String,
 }
 
 pub const MIN_PASSWORD: usize = 8;

@@ -1,4 +1,11 @@
-//! Locations, halls and events, and the rules for making them. No I/O here.
+//! Locations, halls and events, and the rules for making them. No I/O here: [`rules`]
+//! decides, driving a store's [`unit::UnitOfWork`], whose primitives each backend writes in
+//! its own dialect.
+
+#[cfg(test)]
+mod memory;
+pub mod rules;
+pub mod unit;
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
