@@ -77,6 +77,48 @@ pub async fn apply_once<U: Unit, E>(
     Ok(outcomes)
 }
 
+/// A unit of work in memory, for testing a service's rules without a database: the inbox, the
+/// events emitted and the service's own tables `S`, for which the service implements its unit of
+/// work. Not a store: nothing in it is concurrent or durable.
+#[derive(Debug, Default)]
+pub struct InMemory<S> {
+    pub inbox: Vec<String>,
+    pub emitted: Vec<Envelope>,
+    pub state: S,
+}
+
+/// Why a primitive of an [`InMemory`] unit refused; a test that fails prints it.
+#[derive(Debug)]
+pub struct Refused(#[allow(dead_code)] pub String);
+
+impl From<Corrupt> for Refused {
+    fn from(e: Corrupt) -> Self {
+        Refused(e.0)
+    }
+}
+
+impl<S> Unit for InMemory<S> {
+    type Error = Refused;
+
+    async fn first_delivery(&mut self, message_id: &str) -> Result<bool, Refused> {
+        if self.inbox.iter().any(|m| m == message_id) {
+            return Ok(false);
+        }
+        self.inbox.push(message_id.to_owned());
+        Ok(true)
+    }
+
+    async fn forget_delivery(&mut self, message_id: &str) -> Result<(), Refused> {
+        self.inbox.retain(|m| m != message_id);
+        Ok(())
+    }
+
+    async fn emit(&mut self, event: &Envelope) -> Result<(), Refused> {
+        self.emitted.push(event.clone());
+        Ok(())
+    }
+}
+
 /// A future that was expected to finish at its first poll waited instead: a unit whose
 /// primitives are synchronous awaited something else.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -96,41 +138,7 @@ pub fn run_now<F: Future>(future: F) -> Result<F::Output, WouldWait> {
 mod tests {
     use super::*;
 
-    /// An inbox in memory, which is all [`apply_once`] touches.
-    #[derive(Default)]
-    struct Memory {
-        inbox: Vec<String>,
-    }
-
-    #[derive(Debug)]
-    struct Failed;
-
-    impl From<Corrupt> for Failed {
-        fn from(_: Corrupt) -> Self {
-            Failed
-        }
-    }
-
-    impl Unit for Memory {
-        type Error = Failed;
-
-        async fn first_delivery(&mut self, message_id: &str) -> Result<bool, Failed> {
-            if self.inbox.iter().any(|m| m == message_id) {
-                return Ok(false);
-            }
-            self.inbox.push(message_id.to_owned());
-            Ok(true)
-        }
-
-        async fn forget_delivery(&mut self, message_id: &str) -> Result<(), Failed> {
-            self.inbox.retain(|m| m != message_id);
-            Ok(())
-        }
-
-        async fn emit(&mut self, _: &Envelope) -> Result<(), Failed> {
-            Ok(())
-        }
-    }
+    type Memory = InMemory<()>;
 
     fn batch(items: &[(&str, &str)]) -> Vec<(String, String)> {
         items
@@ -143,7 +151,7 @@ mod tests {
     struct ByName;
 
     impl Apply<Memory, String> for ByName {
-        async fn apply(&mut self, _: &mut Memory, what: &String) -> Result<Outcome, Failed> {
+        async fn apply(&mut self, _: &mut Memory, what: &String) -> Result<Outcome, Refused> {
             Ok(match what.as_str() {
                 "retry" => Outcome::Retry("later".into()),
                 "poison" => Outcome::Poison("never".into()),

@@ -362,7 +362,7 @@ mod tests {
         assert_eq!((first.seats, first.event_name.as_str()), (2, "Show e1"));
         let short = booked(&mut unit, &request("b2", "e1", 2, "a@x.io", None));
         assert_eq!(short.outcome, BookOutcome::NotEnoughSeats { available: 1 });
-        assert_eq!(unit.available("e1"), Some(1));
+        assert_eq!(unit.state.available("e1"), Some(1));
         assert_eq!(unit.emitted.len(), 1, "one eventBooked");
     }
 
@@ -375,7 +375,7 @@ mod tests {
         assert_eq!((again.outcome, again.replayed), (first.outcome, true));
         let other = booked(&mut unit, &request("b3", "e1", 3, "a@x.io", Some("k")));
         assert_eq!(other.outcome, BookOutcome::KeyReused);
-        assert_eq!(unit.available("e1"), Some(8), "booked once");
+        assert_eq!(unit.state.available("e1"), Some(8), "booked once");
         // An unknown event is not an answer worth keeping: it may come later.
         booked(&mut unit, &request("b4", "e2", 1, "a@x.io", Some("k2")));
         applied(&mut unit, event("e2", Some(1), None));
@@ -399,7 +399,7 @@ mod tests {
             .unwrap()
             .unwrap();
         booking(booked(&mut unit, &request("b5", "e1", 3, "a@x.io", None)));
-        assert_eq!(unit.available("e1"), Some(94));
+        assert_eq!(unit.state.available("e1"), Some(94));
     }
 
     #[test]
@@ -416,7 +416,7 @@ mod tests {
             None,
         ));
         assert!(!twice.unwrap().unwrap());
-        assert_eq!(unit.available("e1"), Some(10));
+        assert_eq!(unit.state.available("e1"), Some(10));
         assert!(
             run_now(cancel(&mut unit, "nope", None))
                 .unwrap()
@@ -438,11 +438,12 @@ mod tests {
         booking(booked(&mut unit, &request("b2", "e1", 1, "b@x.io", None)));
         assert_eq!(applied(&mut unit, cancel_event()), bus::Outcome::Applied);
         assert!(
-            unit.bookings
+            unit.state
+                .bookings
                 .iter()
                 .all(|b| b.status == BookingStatus::EventCancelled)
         );
-        assert_eq!(unit.available("e1"), Some(10));
+        assert_eq!(unit.state.available("e1"), Some(10));
         let late = booked(&mut unit, &request("b3", "e1", 1, "a@x.io", None));
         assert_eq!(late.outcome, BookOutcome::EventCancelled);
         let names: Vec<&str> = unit.emitted.iter().map(|e| e.name.as_str()).collect();
@@ -470,7 +471,7 @@ mod tests {
         );
         let cancel = DomainEvent::EventCancelled(EventCancelled { id: "e2".into() });
         assert_eq!(applied(&mut unit, cancel), bus::Outcome::Applied);
-        assert_eq!(unit.available("e1"), None, "waiting, not on sale");
+        assert_eq!(unit.state.available("e1"), None, "waiting, not on sale");
         let location = DomainEvent::LocationCreated(LocationCreated {
             id: "l".into(),
             name: "Hall".into(),
@@ -483,8 +484,8 @@ mod tests {
             }],
         });
         assert_eq!(applied(&mut unit, location), bus::Outcome::Applied);
-        assert_eq!(unit.available("e1"), Some(50));
-        assert!(unit.waiting.is_empty());
+        assert_eq!(unit.state.available("e1"), Some(50));
+        assert!(unit.state.waiting.is_empty());
         let e2 = booked(&mut unit, &request("b1", "e2", 1, "a@x.io", None));
         assert_eq!(e2.outcome, BookOutcome::EventCancelled);
         let over = booked(&mut unit, &request("b2", "e1", 3, "a@x.io", None));

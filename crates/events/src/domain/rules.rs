@@ -164,8 +164,8 @@ mod tests {
         run_now(create_event(&mut unit, &e2, false))
             .unwrap()
             .unwrap();
-        assert_eq!(unit.locations, [location("l1")]);
-        assert_eq!(unit.events, [e1, e2]);
+        assert_eq!(unit.state.locations, [location("l1")]);
+        assert_eq!(unit.state.events, [e1, e2]);
         let [
             DomainEvent::LocationCreated(l),
             DomainEvent::EventCreated(c1),
@@ -193,7 +193,7 @@ mod tests {
             let cancelled = run_now(cancel_event(&mut unit, "e1")).unwrap().unwrap();
             assert_eq!(cancelled.map(|e| e.status), Some(EventStatus::Cancelled));
         }
-        assert_eq!(unit.events[0].status, EventStatus::Cancelled);
+        assert_eq!(unit.state.events[0].status, EventStatus::Cancelled);
         assert_eq!(
             run_now(cancel_event(&mut unit, "nope")).unwrap().unwrap(),
             None
@@ -240,7 +240,7 @@ mod tests {
             bookings: 2,
             cancellations: 1,
         };
-        assert_eq!(unit.sales, [figures]);
+        assert_eq!(unit.state.sales, [figures]);
         assert!(unit.emitted.is_empty());
     }
 }

@@ -206,7 +206,7 @@ pub fn retry_delay(attempts: u32) -> i64 {
 mod tests {
     use std::collections::HashMap;
 
-    use bus::unit::Corrupt;
+    use bus::unit::{InMemory, Refused};
     use bus::{apply_once, run_now};
     use contracts::CancelReason;
 
@@ -223,17 +223,18 @@ mod tests {
         error: Option<String>,
     }
 
-    /// A store in memory: what the rules see of one.
+    /// A store's tables in memory: what the rules see of one.
     #[derive(Default)]
-    struct Memory {
-        inbox: Vec<String>,
+    struct Tables {
         events: HashMap<String, EventInfo>,
         bookings: HashMap<String, KnownBooking>,
         /// In the order queued.
         mails: Vec<Kept>,
     }
 
-    impl Memory {
+    type Memory = InMemory<Tables>;
+
+    impl Tables {
         fn mail(&mut self, id: &str) -> Option<&mut Kept> {
             self.mails.iter_mut().find(|kept| kept.mail.id == id)
         }
@@ -246,52 +247,32 @@ mod tests {
         }
     }
 
-    impl bus::Unit for Memory {
-        type Error = Corrupt;
-
-        async fn first_delivery(&mut self, message_id: &str) -> Result<bool, Corrupt> {
-            let first = !self.inbox.iter().any(|m| m == message_id);
-            if first {
-                self.inbox.push(message_id.to_owned());
-            }
-            Ok(first)
-        }
-
-        async fn forget_delivery(&mut self, message_id: &str) -> Result<(), Corrupt> {
-            self.inbox.retain(|m| m != message_id);
-            Ok(())
-        }
-
-        async fn emit(&mut self, _: &contracts::Envelope) -> Result<(), Corrupt> {
-            Err(Corrupt("notifications cause no events".into()))
-        }
-    }
-
     impl UnitOfWork for Memory {
-        async fn event(&mut self, id: &str) -> Result<Option<EventInfo>, Corrupt> {
-            Ok(self.events.get(id).cloned())
+        async fn event(&mut self, id: &str) -> Result<Option<EventInfo>, Refused> {
+            Ok(self.state.events.get(id).cloned())
         }
 
-        async fn learn_event(&mut self, id: &str, event: &EventInfo) -> Result<(), Corrupt> {
-            self.events
+        async fn learn_event(&mut self, id: &str, event: &EventInfo) -> Result<(), Refused> {
+            self.state
+                .events
                 .entry(id.into())
                 .or_insert_with(|| event.clone());
             Ok(())
         }
 
-        async fn booking(&mut self, id: &str) -> Result<Option<KnownBooking>, Corrupt> {
-            Ok(self.bookings.get(id).cloned())
+        async fn booking(&mut self, id: &str) -> Result<Option<KnownBooking>, Refused> {
+            Ok(self.state.bookings.get(id).cloned())
         }
 
-        async fn learn_booking(&mut self, booking: &KnownBooking) -> Result<(), Corrupt> {
-            let entry = self.bookings.entry(booking.id.clone());
+        async fn learn_booking(&mut self, booking: &KnownBooking) -> Result<(), Refused> {
+            let entry = self.state.bookings.entry(booking.id.clone());
             entry.or_insert_with(|| booking.clone());
             Ok(())
         }
 
-        async fn queue_mail(&mut self, mail: &Mail, due: i64) -> Result<(), Corrupt> {
-            if self.mail(&mail.id).is_none() {
-                self.mails.push(Kept {
+        async fn queue_mail(&mut self, mail: &Mail, due: i64) -> Result<(), Refused> {
+            if self.state.mail(&mail.id).is_none() {
+                self.state.mails.push(Kept {
                     mail: mail.clone(),
                     status: MailStatus::Pending,
                     attempts: 0,
@@ -302,8 +283,8 @@ mod tests {
             Ok(())
         }
 
-        async fn due(&mut self, now: i64, limit: usize) -> Result<Vec<Mail>, Corrupt> {
-            let mut due: Vec<&Kept> = (self.mails.iter())
+        async fn due(&mut self, now: i64, limit: usize) -> Result<Vec<Mail>, Refused> {
+            let mut due: Vec<&Kept> = (self.state.mails.iter())
                 .filter(|kept| kept.status == MailStatus::Pending && kept.next_attempt <= now)
                 .collect();
             due.sort_by_key(|kept| kept.next_attempt); // stable: then in the order queued
@@ -319,10 +300,10 @@ mod tests {
             ids: &[String],
             now: i64,
             until: i64,
-        ) -> Result<Vec<String>, Corrupt> {
+        ) -> Result<Vec<String>, Refused> {
             let mut taken = Vec::new();
             for id in ids {
-                if let Some(kept) = self.mail(id)
+                if let Some(kept) = self.state.mail(id)
                     && kept.status == MailStatus::Pending
                     && kept.next_attempt <= now
                 {
@@ -333,12 +314,15 @@ mod tests {
             Ok(taken)
         }
 
-        async fn attempts(&mut self, id: &str) -> Result<Option<u32>, Corrupt> {
-            Ok(self.mail(id).map(|kept| kept.attempts))
+        async fn attempts(&mut self, id: &str) -> Result<Option<u32>, Refused> {
+            Ok(self.state.mail(id).map(|kept| kept.attempts))
         }
 
-        async fn record_attempt(&mut self, id: &str, attempt: &Attempt<'_>) -> Result<(), Corrupt> {
-            let kept = self.mail(id).ok_or(Corrupt(format!("no mail {id}")))?;
+        async fn record_attempt(&mut self, id: &str, attempt: &Attempt<'_>) -> Result<(), Refused> {
+            let kept = self
+                .state
+                .mail(id)
+                .ok_or(Refused(format!("no mail {id}")))?;
             assert_eq!(kept.attempts, attempt.counted, "counted as read");
             kept.attempts += 1;
             kept.status = attempt.status;
@@ -389,15 +373,18 @@ mod tests {
             ("m4", welcome("u1")),
         ]);
         assert_eq!(apply(&mut unit, &history), vec![Outcome::Applied; 4]);
-        assert_eq!(unit.ids(), ["booked-b1", "cancelled-b1", "welcome-u1"]);
-        let cancelled = &unit.mails[1].mail;
+        assert_eq!(
+            unit.state.ids(),
+            ["booked-b1", "cancelled-b1", "welcome-u1"]
+        );
+        let cancelled = &unit.state.mails[1].mail;
         assert_eq!(cancelled.to, "ann@example.com", "learnt from the booking");
         assert!(
             cancelled.subject.starts_with("Event cancelled"),
             "{cancelled:?}"
         );
         assert!(
-            unit.mails.iter().all(|kept| kept.next_attempt == NOW),
+            unit.state.mails.iter().all(|kept| kept.next_attempt == NOW),
             "due from now"
         );
 
@@ -405,7 +392,10 @@ mod tests {
         let mut republished = history.clone();
         republished[1].0 = "m2-again".into();
         apply(&mut unit, &republished);
-        assert_eq!(unit.ids(), ["booked-b1", "cancelled-b1", "welcome-u1"]);
+        assert_eq!(
+            unit.state.ids(),
+            ["booked-b1", "cancelled-b1", "welcome-u1"]
+        );
     }
 
     #[test]
@@ -423,7 +413,9 @@ mod tests {
             outcomes,
             [Outcome::Retry("booking b1 is not known yet".into())]
         );
-        assert!(unit.inbox.is_empty() && unit.bookings.is_empty() && unit.mails.is_empty());
+        assert!(
+            unit.inbox.is_empty() && unit.state.bookings.is_empty() && unit.state.mails.is_empty()
+        );
     }
 
     #[test]
@@ -437,13 +429,13 @@ mod tests {
             received.at -= chrono::Duration::seconds(1);
         }
         assert_eq!(apply(&mut unit, &old), vec![Outcome::Applied; 2]);
-        assert!(unit.mails.is_empty());
+        assert!(unit.state.mails.is_empty());
         let mut now = at_now(&[("m3", cancelled("e1", "b1", CancelReason::Customer))]);
         now[0].1.trace = Some("00-trace".into());
         apply(&mut unit, &now);
-        assert_eq!(unit.ids(), ["cancelled-b1"]);
-        assert_eq!(unit.mails[0].mail.to, "a@x.example");
-        assert_eq!(unit.mails[0].mail.trace.as_deref(), Some("00-trace"));
+        assert_eq!(unit.state.ids(), ["cancelled-b1"]);
+        assert_eq!(unit.state.mails[0].mail.to, "a@x.example");
+        assert_eq!(unit.state.mails[0].mail.trace.as_deref(), Some("00-trace"));
     }
 
     #[test]
@@ -455,8 +447,8 @@ mod tests {
             ("m3", cancelled("e1", "b1", CancelReason::Customer)),
         ]);
         assert_eq!(apply(&mut unit, &facts), vec![Outcome::Applied; 3]);
-        assert!(unit.bookings.contains_key("b1"));
-        assert!(unit.mails.is_empty());
+        assert!(unit.state.bookings.contains_key("b1"));
+        assert!(unit.state.mails.is_empty());
     }
 
     fn run_at(unit: &mut Memory, command: Command, now: i64) -> Vec<String> {
@@ -504,7 +496,7 @@ mod tests {
                 },
                 NOW,
             );
-            let kept = unit.mail("a").unwrap();
+            let kept = unit.state.mail("a").unwrap();
             (kept.status, kept.attempts, kept.next_attempt - NOW)
         };
         let waits: Vec<_> = (0..10).map(|_| fail(&mut unit, false)).collect();
@@ -522,11 +514,14 @@ mod tests {
             Command::Sent(vec!["b".into(), "gone".into()]),
             NOW,
         );
-        let b = unit.mail("b").unwrap();
+        let b = unit.state.mail("b").unwrap();
         assert_eq!(
             (b.status, b.attempts, b.error.as_deref()),
             (MailStatus::Sent, 1, None)
         );
-        assert_eq!(unit.mail("a").unwrap().error.as_deref(), Some("refused"));
+        assert_eq!(
+            unit.state.mail("a").unwrap().error.as_deref(),
+            Some("refused")
+        );
     }
 }

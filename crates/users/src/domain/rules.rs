@@ -103,7 +103,7 @@ mod tests {
         assert!(first.unwrap().unwrap());
         let again = run_now(sign_up(&mut unit, &account("u2", "a@x.io")));
         assert!(!again.unwrap().unwrap());
-        assert_eq!(unit.accounts, [account("u1", "a@x.io")]);
+        assert_eq!(unit.state.accounts, [account("u1", "a@x.io")]);
         let names: Vec<&str> = unit.emitted.iter().map(|e| e.name.as_str()).collect();
         assert_eq!(names, ["userCreated"]);
     }
@@ -113,14 +113,18 @@ mod tests {
         let mut unit = Memory::default();
         let boss = run_now(set_admin(&mut unit, &account("a1", "boss@x.io")));
         assert_eq!(boss.unwrap().unwrap().role, Role::Admin);
-        assert_eq!(unit.accounts[0].user.role, Role::Admin, "stored as admin");
+        assert_eq!(
+            unit.state.accounts[0].user.role,
+            Role::Admin,
+            "stored as admin"
+        );
         run_now(sign_up(&mut unit, &account("u1", "ann@x.io")))
             .unwrap()
             .unwrap();
         let promoted = run_now(set_admin(&mut unit, &account("ignored", "ann@x.io")));
         let promoted = promoted.unwrap().unwrap();
         assert_eq!((promoted.id.as_str(), promoted.role), ("u1", Role::Admin));
-        let stored = &unit.accounts[1];
+        let stored = &unit.state.accounts[1];
         assert_eq!(
             (stored.user.role, stored.password_hash.as_str()),
             (Role::Admin, "hash of ignored")
@@ -135,7 +139,7 @@ mod tests {
             run_now(count_failure(unit, "k", now, expires))
                 .unwrap()
                 .unwrap();
-            unit.failures.get("k").copied()
+            unit.state.failures.get("k").copied()
         };
         count(&mut unit, 1_000, 5_000);
         let two = count(&mut unit, 2_000, 6_000);
@@ -146,7 +150,7 @@ mod tests {
         };
         assert_eq!(two, Some(expect(2, 2_000, 6_000)));
         // Another replica counts between this one's read and its write: counted on top of it.
-        unit.interloper = Some(expect(7, 2_500, 6_500));
+        unit.state.interloper = Some(expect(7, 2_500, 6_500));
         assert_eq!(
             count(&mut unit, 3_000, 7_000),
             Some(expect(8, 3_000, 7_000))
@@ -160,7 +164,8 @@ mod tests {
             Some(1),
             "expired at 9 000"
         );
-        unit.failures
+        unit.state
+            .failures
             .insert("k".into(), expect(u32::MAX, 0, 20_000));
         assert_eq!(
             count(&mut unit, 10_000, 20_000).map(|f| f.count),
