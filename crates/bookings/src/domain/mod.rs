@@ -59,8 +59,8 @@ pub struct Booking {
     /// When it was booked, Unix seconds.
     pub date: i64,
     pub status: BookingStatus,
-    /// The signed-in customer; `None` for a guest, which the API shows as `""` (the reference's
-    /// clients read a string).
+    /// Empty for a guest.
+    // `None` for a guest here; the API shows `""`, the string the reference's clients read.
     #[serde(
         rename = "UserID",
         serialize_with = "none_as_empty",

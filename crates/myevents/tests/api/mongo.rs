@@ -149,6 +149,7 @@ async fn migrate_and_admin_create_work_on_mongodb() {
         [
             "bookings",
             "counters",
+            "holdings",
             "idempotency",
             "inbox",
             "inventory",

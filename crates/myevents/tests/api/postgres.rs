@@ -148,9 +148,9 @@ async fn migrate_and_admin_create_work_on_postgres() {
     .await
     .unwrap();
     // events: locations, events, sales, outbox, inbox; bookings: inventory, bookings,
-    // idempotency, locations, waiting_events, outbox, inbox; users: users, signin_failures,
-    // outbox.
-    assert_eq!(tables, 15);
+    // idempotency, locations, waiting_events, holdings, outbox, inbox; users: users,
+    // signin_failures, outbox.
+    assert_eq!(tables, 16);
 
     let admin = [
         "admin",
