@@ -841,6 +841,31 @@ where
 /// that `$fresh().await` returns beside a guard that keeps its database alive (a temporary
 /// folder, a test database). One list for every backend's test file, so a check added to the
 /// suite runs on each of them.
+/// A location whose `locationCreated` comes after many of its events puts them all on sale
+/// (more than one DynamoDB transaction holds).
+pub async fn a_location_puts_many_waiting_events_on_sale(store: Arc<dyn BookingStore>) {
+    let store = store.as_ref();
+    let ids: Vec<String> = (0..40).map(|i| format!("w{i:02}")).collect();
+    for id in &ids {
+        let outcome = apply_one(
+            store,
+            &format!("created-{id}"),
+            reference_created(id, "crowded"),
+        )
+        .await;
+        assert_eq!(outcome, bus::Outcome::Applied);
+    }
+    let outcome = apply_one(store, "location-crowded", location("crowded", &[25])).await;
+    assert_eq!(outcome, bus::Outcome::Applied);
+    for id in &ids {
+        assert_eq!(
+            capacity(store, id).await,
+            Some((25, 25, SaleStatus::Active)),
+            "{id}"
+        );
+    }
+}
+
 /// An event with a limit of seats per customer.
 async fn setup_limited(store: &dyn BookingStore, event_id: &str, capacity: u32, limit: u32) {
     let DomainEvent::EventCreated(mut event) = created(event_id, capacity) else {
@@ -943,7 +968,7 @@ pub async fn concurrent_bookings_of_one_customer_stay_within_the_limit(
 #[macro_export]
 macro_rules! conformance_tests {
     ($fresh:path) => {
-        $crate::conformance_tests!($fresh; seats_are_taken_and_refused_when_short, an_idempotency_key_books_once, a_cancelled_booking_returns_its_seats_once, a_cancelled_event_cancels_its_bookings_and_takes_no_more, a_cancellations_trace_reaches_the_bookings_it_releases, redelivered_events_change_nothing, a_cancellation_before_its_creation_is_retried, listing_filters_by_user_and_event, concurrent_clients_never_oversell, concurrent_retries_with_one_key_book_once, customers_cancel_while_the_event_is_cancelled, the_references_event_has_the_seats_of_its_locations_halls, an_event_before_its_location_waits_for_it, events_and_their_locations_applied_at_once_meet, a_customer_holds_no_more_than_the_events_limit, concurrent_bookings_of_one_customer_stay_within_the_limit);
+        $crate::conformance_tests!($fresh; seats_are_taken_and_refused_when_short, an_idempotency_key_books_once, a_cancelled_booking_returns_its_seats_once, a_cancelled_event_cancels_its_bookings_and_takes_no_more, a_cancellations_trace_reaches_the_bookings_it_releases, redelivered_events_change_nothing, a_cancellation_before_its_creation_is_retried, listing_filters_by_user_and_event, concurrent_clients_never_oversell, concurrent_retries_with_one_key_book_once, customers_cancel_while_the_event_is_cancelled, the_references_event_has_the_seats_of_its_locations_halls, an_event_before_its_location_waits_for_it, events_and_their_locations_applied_at_once_meet, a_customer_holds_no_more_than_the_events_limit, concurrent_bookings_of_one_customer_stay_within_the_limit, a_location_puts_many_waiting_events_on_sale);
     };
     ($fresh:path; $($name:ident),*) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

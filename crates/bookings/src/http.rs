@@ -191,6 +191,7 @@ async fn book(
 ) -> Result<Response, ApiError> {
     let seats = domain::seats(input.seats, state.max_seats)?;
     let customer = Customer::from_request(user.as_ref(), input.email.as_deref())?;
+    let signed_in = !customer.is_guest();
     let idempotency = idempotency_key(&headers)?.map(|key| Idempotency {
         key: customer.scope_key(&key),
         fingerprint: NewBooking::fingerprint(&event_id, seats, &customer),
@@ -220,7 +221,8 @@ async fn book(
         crate::metrics::record_booking(booking);
     }
     let outcome = crate::metrics::Outcome::of(&result.outcome);
-    let mut response = answer(&state, result.outcome).unwrap_or_else(IntoResponse::into_response);
+    let mut response =
+        answer(&state, result.outcome, signed_in).unwrap_or_else(IntoResponse::into_response);
     response.extensions_mut().insert(outcome);
     if result.replayed {
         response
@@ -230,7 +232,9 @@ async fn book(
     Ok(response)
 }
 
-fn answer(state: &AppState, outcome: BookOutcome) -> Result<Response, ApiError> {
+/// The answer to a booking request. What a customer holds of an event is told to a signed-in
+/// customer only: a guest names an address anyone may type.
+fn answer(state: &AppState, outcome: BookOutcome, signed_in: bool) -> Result<Response, ApiError> {
     let available = |n: u32| Map::from_iter([("Available".to_owned(), json!(n))]);
     match outcome {
         BookOutcome::Booked { booking } => {
@@ -249,18 +253,19 @@ fn answer(state: &AppState, outcome: BookOutcome) -> Result<Response, ApiError> 
             extra: available(0),
         }),
         BookOutcome::UnknownEvent => Err(ApiError::NotFound("no such event on sale".into())),
-        BookOutcome::OverLimit { limit, held } => Err(ApiError::Conflict {
-            message: match held {
-                0 => format!("at most {limit} seats per customer for this event"),
-                held => format!(
-                    "at most {limit} seats per customer for this event, and you hold {held} already"
-                ),
-            },
-            extra: Map::from_iter([
-                ("SeatsPerCustomer".to_owned(), json!(limit)),
-                ("Held".to_owned(), json!(held)),
-            ]),
-        }),
+        BookOutcome::OverLimit { limit, held } => {
+            let mut extra = Map::from_iter([("SeatsPerCustomer".to_owned(), json!(limit))]);
+            let message = match (signed_in, held) {
+                (true, held @ 1..) => {
+                    extra.insert("Held".to_owned(), json!(held));
+                    format!(
+                        "at most {limit} seats per customer for this event, and you hold {held} already"
+                    )
+                }
+                _ => format!("at most {limit} seats per customer for this event"),
+            };
+            Err(ApiError::Conflict { message, extra })
+        }
         BookOutcome::CustomerRequired => Err(ApiError::Unprocessable(
             "this event limits seats per customer: sign in or give an e-mail address".into(),
         )),

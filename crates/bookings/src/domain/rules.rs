@@ -139,8 +139,24 @@ pub async fn cancel<U: UnitOfWork>(
     booking_id: &str,
     trace: Option<String>,
 ) -> Result<Option<super::Booking>, U::Error> {
-    release(unit, booking_id, CancelReason::Customer, trace).await?;
+    release(
+        unit,
+        booking_id,
+        CancelReason::Customer,
+        trace,
+        Holdings::Unknown,
+    )
+    .await?;
     unit.booking(booking_id).await
+}
+
+/// Whether a release must give seats back to what its customer holds: only an event with a limit
+/// per customer keeps holdings, and a cancelled event's releases know whether it has one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Holdings {
+    Kept,
+    None,
+    Unknown,
 }
 
 /// Releases an active booking for `reason`: marks it, gives its seats back (to the event and to
@@ -151,6 +167,7 @@ pub async fn release<U: UnitOfWork>(
     booking_id: &str,
     reason: CancelReason,
     trace: Option<String>,
+    holdings: Holdings,
 ) -> Result<bool, U::Error> {
     let status = match reason {
         CancelReason::Customer => BookingStatus::Cancelled,
@@ -160,7 +177,9 @@ pub async fn release<U: UnitOfWork>(
         return Ok(false);
     };
     unit.give_back(&booking.event_id, booking.seats).await?;
-    if let Some(customer) = booking.customer().limit_key() {
+    if holdings != Holdings::None
+        && let Some(customer) = booking.customer().limit_key()
+    {
         let held = unit.held(&booking.event_id, &customer).await?;
         if held > 0 {
             let now = held.saturating_sub(booking.seats);
@@ -269,14 +288,18 @@ async fn event_cancelled<U: UnitOfWork>(
         let why = format!("event {} is not known yet", cancelled.id);
         return Ok(bus::Outcome::Retry(why));
     }
+    // Read once for all its releases: most events keep no holdings to give seats back to.
+    let holdings = match unit
+        .stock(&cancelled.id)
+        .await?
+        .and_then(|s| s.per_customer)
+    {
+        Some(_) => Holdings::Kept,
+        None => Holdings::None,
+    };
     for booking_id in unit.active_bookings(&cancelled.id).await? {
-        release(
-            unit,
-            &booking_id,
-            CancelReason::EventCancelled,
-            trace.clone(),
-        )
-        .await?;
+        let reason = CancelReason::EventCancelled;
+        release(unit, &booking_id, reason, trace.clone(), holdings).await?;
     }
     Ok(bus::Outcome::Applied)
 }
@@ -409,12 +432,8 @@ mod tests {
         let b = booking(booked(&mut unit, &request("b1", "e1", 4, "a@x.io", None)));
         let cancelled = run_now(cancel(&mut unit, &b.id, None)).unwrap().unwrap();
         assert_eq!(cancelled.map(|b| b.status), Some(BookingStatus::Cancelled));
-        let twice = run_now(release(
-            &mut unit,
-            &b.id,
-            CancelReason::EventCancelled,
-            None,
-        ));
+        let reason = CancelReason::EventCancelled;
+        let twice = run_now(release(&mut unit, &b.id, reason, None, Holdings::Unknown));
         assert!(!twice.unwrap().unwrap());
         assert_eq!(unit.state.available("e1"), Some(10));
         assert!(

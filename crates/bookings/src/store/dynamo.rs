@@ -157,10 +157,11 @@ enum Placed {
 
 type Unit<'d> = DynamoUnit<'d, Pending>;
 
-/// Bookings released per transaction when an event is cancelled: each takes two items (the
-/// booking and its outbox entry) and perhaps its customer's holding, plus the inventory, the
-/// outbox counter and the inbox record, within DynamoDB's 100.
-const RELEASE_CHUNK: usize = 30;
+/// Items a part of a long change (an event's cancellation, a location putting its waiting events
+/// on sale) holds before it commits on its own: the next step adds at most four (a release: the
+/// booking, its outbox entry, its customer's holding, its event's seats; a waiting event: the
+/// inventory and two deletes), and the outbox counter and the inbox record make DynamoDB's 100.
+const PART_ITEMS: usize = 90;
 
 impl Deferred for Pending {
     /// Adds the writes held back to the unit's writes, one per item.
@@ -205,12 +206,15 @@ impl Deferred for Pending {
     }
 }
 
-/// Commits what a long change (an event's cancellation) collected so far, once it fills a
-/// transaction; the inbox record waits for the last part. When a part is refused (a customer
-/// cancelled one of the bookings meanwhile), the message is applied again, and lists the
-/// bookings still active then.
+/// Commits what a long change collected so far, once it fills a transaction; the inbox record
+/// waits for the last part. When a part is refused (a customer cancelled one of the bookings
+/// meanwhile, a waiting event was cancelled), the message is applied again, and reads what is
+/// left to do then.
 async fn commit_if_full(unit: &mut Unit<'_>) -> Result<(), DynamoError> {
-    if unit.state.released.len() >= RELEASE_CHUNK {
+    let pending = &unit.state;
+    let items =
+        unit.writes.len() + unit.caused.len() + pending.given_back.len() + pending.holds.len();
+    if items >= PART_ITEMS {
         unit.commit_part().await?;
         unit.state.released.clear();
     }
@@ -428,6 +432,7 @@ impl UnitOfWork for Unit<'_> {
     }
 
     async fn put_on_sale(&mut self, sale: OnSale<'_>) -> Result<(), DynamoError> {
+        commit_if_full(self).await?;
         let mut stored = item([
             ("event_id", s(sale.event_id)),
             ("name", s(sale.name)),
