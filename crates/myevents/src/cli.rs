@@ -80,7 +80,8 @@ pub struct DataArgs {
 
 #[derive(Debug, Args, Default)]
 pub struct ServeArgs {
-    /// Services to run, comma-separated: events, bookings, users, notifications [default: all].
+    /// Services to run, comma-separated: events, bookings, users, notifications, web
+    /// [default: all].
     #[arg(long = "role", value_delimiter = ',', value_name = "ROLES")]
     pub roles: Vec<String>,
     /// Address of the HTTP API [default: 0.0.0.0:8181].

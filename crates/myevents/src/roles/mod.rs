@@ -169,6 +169,26 @@ fn choices() -> String {
 mod tests {
     use super::{ALL, parse_list};
 
+    /// A role added to [`ALL`] is named in `--role`'s help too.
+    #[test]
+    fn the_role_flag_names_every_role() {
+        use clap::CommandFactory;
+        let cli = crate::cli::Cli::command();
+        let serve = cli.find_subcommand("serve").expect("a serve command");
+        let flag = serve.get_arguments().find(|a| a.get_long() == Some("role"));
+        let help = flag
+            .and_then(|f| f.get_help())
+            .expect("--role has help")
+            .to_string();
+        for role in ALL {
+            assert!(
+                help.contains(role.name()),
+                "--role's help names {}",
+                role.name()
+            );
+        }
+    }
+
     #[test]
     fn role_lists_parse_and_unknown_roles_are_named() {
         let names = |s: &str| s.split(',').map(str::to_owned).collect::<Vec<_>>();
