@@ -4,7 +4,7 @@
 use sqlite::rusqlite::Connection;
 use sqlite::{DbError, inbox, outbox};
 
-use crate::unit::{Apply, Corrupt, Unit, WouldWait};
+use crate::unit::{Corrupt, Unit, WouldWait};
 
 /// A SQLite store's unit of work: the connection of the writer's transaction, and what the
 /// service's unit keeps beside it (`state`: for bookings, the seats a batch has taken so far).
@@ -44,36 +44,5 @@ impl From<Corrupt> for DbError {
 impl From<WouldWait> for DbError {
     fn from(e: WouldWait) -> Self {
         DbError::Internal(e.to_string())
-    }
-}
-
-/// Applies `batch` in order inside the writer's transaction, each message at most once; see
-/// [`crate::unit::apply_once`], which this runs with a synchronous `apply`.
-pub fn apply_once<E>(
-    conn: &Connection,
-    batch: &[(String, E)],
-    apply: impl FnMut(&Connection, &E) -> Result<crate::Outcome, DbError>,
-) -> Result<Vec<crate::Outcome>, DbError> {
-    let mut unit = SqliteUnit::new(conn);
-    crate::unit::run_now(crate::unit::apply_once(
-        &mut unit,
-        batch,
-        &mut Synchronous(apply),
-    ))?
-}
-
-/// A synchronous rule on the connection, for [`apply_once`].
-struct Synchronous<F>(F);
-
-impl<'c, E, F> Apply<SqliteUnit<'c>, E> for Synchronous<F>
-where
-    F: FnMut(&Connection, &E) -> Result<crate::Outcome, DbError>,
-{
-    async fn apply(
-        &mut self,
-        unit: &mut SqliteUnit<'c>,
-        message: &E,
-    ) -> Result<crate::Outcome, DbError> {
-        (self.0)(unit.conn, message)
     }
 }

@@ -1,11 +1,7 @@
 //! The idempotent inbox in PostgreSQL: a consumer records each message id in the same
 //! transaction in which it applies the message, so a redelivered message changes nothing.
-//! The contract is `bus::inbox::apply_once`'s, for SQLite.
+//! `PgUnit` is a store's unit of work over it (see `bus::unit`).
 
-use std::future::Future;
-use std::pin::Pin;
-
-use bus::Outcome;
 use contracts::Envelope;
 use sqlx::PgConnection;
 
@@ -16,10 +12,6 @@ CREATE TABLE IF NOT EXISTS inbox (
     message_id TEXT PRIMARY KEY,
     applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
 );";
-
-/// What applying one message did: its outcome, and the events it causes.
-pub type Applied = (Outcome, Vec<Envelope>);
-pub type ApplyFuture<'c> = Pin<Box<dyn Future<Output = Result<Applied, sqlx::Error>> + Send + 'c>>;
 
 /// Records `message_id`; true the first time, false for a redelivery. A concurrent delivery of
 /// the same id waits here until the first one's transaction ends, then sees it.
@@ -33,51 +25,6 @@ pub async fn first_delivery(
         .await?
         .rows_affected();
     Ok(inserted == 1)
-}
-
-/// Applies `batch` in order inside the caller's transaction, each message at most once. A
-/// message id the inbox holds is a `Duplicate`, and `apply` is not called for it. What `apply`
-/// returns decides what is recorded: `Applied` goes into the inbox with its effect; `Retry` and
-/// `Poison` record nothing, so `apply` must not have written anything for them (and must return
-/// no events). Processing stops after the first `Retry`, as `bus::Handler::handle` requires.
-/// Returns the outcomes and the events the applied messages cause, for the caller to commit
-/// with `Pg::commit`.
-///
-/// `E` is what each message carries for `apply`: usually the [`DomainEvent`]; a consumer that
-/// needs more of the envelope (when it happened) passes a pair.
-///
-/// [`DomainEvent`]: contracts::DomainEvent
-pub async fn apply_once<E, F>(
-    conn: &mut PgConnection,
-    batch: &[(String, E)],
-    mut apply: F,
-) -> Result<(Vec<Outcome>, Vec<Envelope>), sqlx::Error>
-where
-    F: for<'c> FnMut(&'c mut PgConnection, &'c E) -> ApplyFuture<'c>,
-{
-    let mut outcomes = Vec::with_capacity(batch.len());
-    let mut caused = Vec::new();
-    for (message_id, event) in batch {
-        if !first_delivery(conn, message_id).await? {
-            outcomes.push(Outcome::Duplicate);
-            continue;
-        }
-        let (outcome, events) = apply(&mut *conn, event).await?;
-        if outcome == Outcome::Applied {
-            caused.extend(events);
-        } else {
-            sqlx::query("DELETE FROM inbox WHERE message_id = $1")
-                .bind(message_id)
-                .execute(&mut *conn)
-                .await?;
-        }
-        let stop = matches!(outcome, Outcome::Retry(_));
-        outcomes.push(outcome);
-        if stop {
-            break;
-        }
-    }
-    Ok((outcomes, caused))
 }
 
 /// A PostgreSQL store's unit of work: one transaction, and the events it emits, which
