@@ -321,6 +321,17 @@ impl Stock {
 /// from the store, `None` for an event the store does not know.
 pub type Stocks = HashMap<String, Option<Stock>>;
 
+/// Takes `seats` the rules found free from the event's stock as a batch read it: what the SQLite
+/// and PostgreSQL units write back once per batch. An error is a bug (seats taken unread, or
+/// refused after all), said in words for the log.
+pub fn take_in_batch(stocks: &mut Stocks, event_id: &str, seats: u32) -> Result<(), String> {
+    let stock = stocks.get_mut(event_id).and_then(Option::as_mut);
+    let stock = stock.ok_or_else(|| format!("seats of event {event_id} taken unread"))?;
+    stock
+        .take(seats)
+        .map_err(|r| format!("event {event_id}: seats taken twice: {r:?}"))
+}
+
 /// Each event of `stocks` that gave seats, and how many: what a store writes back after the
 /// batch.
 pub fn seats_taken(stocks: &Stocks) -> impl Iterator<Item = (&str, u32)> {

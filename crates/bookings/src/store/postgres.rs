@@ -13,7 +13,7 @@ use super::{
 use crate::domain::unit::{Earlier, OnSale, UnitOfWork, Waiting};
 use crate::domain::{
     Availability, Booking, BookingStatus, Idempotency, NewBooking, SaleStatus, Stock, Stocks,
-    location_key, rules, seats_taken,
+    location_key, rules, seats_taken, take_in_batch,
 };
 use crate::replay::Rebuilt;
 use tokio::sync::{mpsc, oneshot};
@@ -242,12 +242,7 @@ impl UnitOfWork for Unit<'_> {
 
     async fn take(&mut self, event_id: &str, seats: u32) -> Result<(), PgError> {
         // Written back once for the transaction, by write_back.
-        self.state
-            .get_mut(event_id)
-            .and_then(Option::as_mut)
-            .ok_or_else(|| PgError::Internal(format!("seats of event {event_id} taken unread")))?
-            .take(seats)
-            .map_err(|r| PgError::Internal(format!("event {event_id}: seats taken twice: {r:?}")))
+        take_in_batch(&mut self.state, event_id, seats).map_err(PgError::Internal)
     }
 
     async fn give_back(&mut self, event_id: &str, seats: u32) -> Result<(), PgError> {

@@ -14,7 +14,7 @@ use super::{
 use crate::domain::unit::{Earlier, OnSale, UnitOfWork, Waiting};
 use crate::domain::{
     Availability, Booking, BookingStatus, Idempotency, NewBooking, SaleStatus, Stock, Stocks,
-    location_key, rules, seats_taken,
+    location_key, rules, seats_taken, take_in_batch,
 };
 use crate::replay::Rebuilt;
 
@@ -213,12 +213,7 @@ impl UnitOfWork for Unit<'_> {
 
     async fn take(&mut self, event_id: &str, seats: u32) -> Result<(), DbError> {
         // Written back once for the batch, by book_batch.
-        self.state
-            .get_mut(event_id)
-            .and_then(Option::as_mut)
-            .ok_or_else(|| DbError::Internal(format!("seats of event {event_id} taken unread")))?
-            .take(seats)
-            .map_err(|r| DbError::Internal(format!("event {event_id}: seats taken twice: {r:?}")))
+        take_in_batch(&mut self.state, event_id, seats).map_err(DbError::Internal)
     }
 
     async fn give_back(&mut self, event_id: &str, seats: u32) -> Result<(), DbError> {
