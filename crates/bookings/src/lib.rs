@@ -23,9 +23,7 @@ pub use http::{Settings, openapi, router};
 pub use store::DynamoBookingStore;
 #[cfg(feature = "mongodb")]
 pub use store::MongoBookingStore;
-#[cfg(feature = "postgres")]
-pub use store::PgBookingStore;
-pub use store::{BookingStore, Restore, SqliteBookingStore};
+pub use store::{BookingStore, Restore, SqlBookingStore};
 
 /// The consumer group of this service — `booking`, the reference's AMQP queue name — and what
 /// it listens to.

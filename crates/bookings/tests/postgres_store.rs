@@ -4,14 +4,14 @@
 
 use std::sync::Arc;
 
-use bookings::{BookingStore, PgBookingStore};
+use bookings::{BookingStore, SqlBookingStore};
 use postgres::testing::TestDatabase;
 
 async fn fresh() -> (TestDatabase, Arc<dyn BookingStore>) {
     let db = TestDatabase::create()
         .await
         .expect("a PostgreSQL server to create a test database in");
-    let store = PgBookingStore::connect(&db.url).expect("a valid database URL");
+    let store = SqlBookingStore::connect(&db.url).expect("a valid database URL");
     (db, Arc::new(store))
 }
 
@@ -22,7 +22,7 @@ async fn a_rebuilt_state_is_restored_into_an_empty_store() {
     let db = TestDatabase::create()
         .await
         .expect("a PostgreSQL server to create a test database in");
-    let store = PgBookingStore::connect(&db.url).expect("a valid database URL");
+    let store = SqlBookingStore::connect(&db.url).expect("a valid database URL");
     bookings::conformance::a_rebuilt_state_is_restored_into_an_empty_store(store).await;
 }
 
@@ -36,7 +36,7 @@ async fn a_failing_booking_fails_alone_among_those_queued_with_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_and_their_locations_meet_between_processes() {
     let (db, one) = fresh().await;
-    let other = PgBookingStore::connect(&db.url).expect("a valid database URL");
+    let other = SqlBookingStore::connect(&db.url).expect("a valid database URL");
     bookings::conformance::events_and_their_locations_meet_between(one, Arc::new(other)).await;
 }
 

@@ -2,11 +2,11 @@
 
 use std::sync::Arc;
 
-use bookings::{BookingStore, SqliteBookingStore};
+use bookings::{BookingStore, SqlBookingStore};
 
 async fn fresh() -> (tempfile::TempDir, Arc<dyn BookingStore>) {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteBookingStore::open(&dir.path().join("bookings.db")).unwrap();
+    let store = SqlBookingStore::open(&dir.path().join("bookings.db")).unwrap();
     (dir, Arc::new(store))
 }
 
@@ -15,7 +15,7 @@ bookings::conformance_tests!(fresh);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rebuilt_state_is_restored_into_an_empty_store() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteBookingStore::open(&dir.path().join("bookings.db")).unwrap();
+    let store = SqlBookingStore::open(&dir.path().join("bookings.db")).unwrap();
     bookings::conformance::a_rebuilt_state_is_restored_into_an_empty_store(store).await;
 }
 

@@ -119,7 +119,7 @@ fn rebuild(history: &[Envelope], carried: &[Envelope]) -> Rebuilt {
 
 async fn replay_into_file(path: &Path, history: Vec<Envelope>) -> anyhow::Result<()> {
     let carried = if path.exists() {
-        let current = bookings::SqliteBookingStore::open(path)
+        let current = bookings::SqlBookingStore::open(path)
             .with_context(|| format!("cannot open {}", path.display()))?;
         unpublished(&current).await?
     } else {
@@ -130,7 +130,7 @@ async fn replay_into_file(path: &Path, history: Vec<Envelope>) -> anyhow::Result
     let fresh = with_suffix(path, ".replay");
     remove_database(&fresh)?;
     {
-        let store = bookings::SqliteBookingStore::open(&fresh)
+        let store = bookings::SqlBookingStore::open(&fresh)
             .with_context(|| format!("cannot create {}", fresh.display()))?;
         store
             .restore(rebuilt, carried)
@@ -170,7 +170,7 @@ async fn replay_into_file(path: &Path, history: Vec<Envelope>) -> anyhow::Result
 async fn replay_into_postgres(url: &str, history: Vec<Envelope>) -> anyhow::Result<()> {
     const LIVE: &str = "bookings";
     const FRESH: &str = "bookings_replay";
-    let current = bookings::PgBookingStore::connect(url)?;
+    let current = bookings::SqlBookingStore::connect(url)?;
     current
         .migrate()
         .await
@@ -179,7 +179,7 @@ async fn replay_into_postgres(url: &str, history: Vec<Envelope>) -> anyhow::Resu
     let rebuilt = rebuild(&history, &carried);
 
     postgres::drop_schema(url, FRESH).await?;
-    let fresh = bookings::PgBookingStore::connect_in(url, FRESH)?;
+    let fresh = bookings::SqlBookingStore::connect_in(url, FRESH)?;
     fresh
         .restore(rebuilt, carried)
         .await

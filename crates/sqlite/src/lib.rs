@@ -6,14 +6,12 @@
 //! previous fsync into the next transaction, so a flash sale pays one fsync per batch instead of
 //! one per booking. Each request runs inside its own savepoint, so one request's failure rolls
 //! back only its own writes; its caller is answered only after the whole batch is durable. The
-//! hottest writes (bookings) go through a [`Batcher`] instead, which hands the writer all the
-//! requests that queued up as one job.
+//! hottest writes (bookings) are batched once more before they reach the writer (`sql::Batcher`):
+//! one job takes every booking that queued up meanwhile.
 
-mod batch;
 mod db;
 pub mod inbox;
 pub mod outbox;
 
-pub use batch::Batcher;
 pub use db::{Db, DbError, Options, stored};
 pub use rusqlite;

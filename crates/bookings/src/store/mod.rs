@@ -5,9 +5,7 @@
 mod dynamo;
 #[cfg(feature = "mongodb")]
 mod mongo;
-#[cfg(feature = "postgres")]
-mod postgres;
-mod sqlite;
+mod sql;
 
 use std::sync::Arc;
 
@@ -23,9 +21,7 @@ use crate::replay::Rebuilt;
 pub use self::dynamo::DynamoBookingStore;
 #[cfg(feature = "mongodb")]
 pub use self::mongo::MongoBookingStore;
-#[cfg(feature = "postgres")]
-pub use self::postgres::PgBookingStore;
-pub use self::sqlite::SqliteBookingStore;
+pub use self::sql::SqlBookingStore;
 
 pub use crate::domain::rules::{BookResult, Delivered};
 pub use platform::StoreError;

@@ -91,12 +91,12 @@ async fn lock_against_replay(config: &Config) -> anyhow::Result<Option<Stop>> {
 async fn open_store(config: &Config, tables: Tables) -> anyhow::Result<Arc<dyn BookingStore>> {
     Ok(match storage(config, "bookings")? {
         Storage::Sqlite(path) => Arc::new(
-            bookings::SqliteBookingStore::open(&path)
+            bookings::SqlBookingStore::open(&path)
                 .with_context(|| format!("cannot open the bookings database {}", path.display()))?,
         ),
         #[cfg(feature = "postgres")]
         Storage::Postgres(url) => {
-            crate::stores::remote_store!("bookings", bookings::PgBookingStore, url, tables)
+            crate::stores::remote_store!("bookings", bookings::SqlBookingStore, url, tables)
         }
         #[cfg(feature = "dynamodb")]
         Storage::Dynamo(url) => {

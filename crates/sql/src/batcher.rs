@@ -1,0 +1,182 @@
+//! One group-commit batcher for the stores that batch (SQLite's and PostgreSQL's bookings).
+//!
+//! Requests queue for a single task, which hands everything queued meanwhile to `work` at once:
+//! one transaction for the lot, so a flash sale pays one commit (and one fsync) per batch, and
+//! its event's seats are read once and written back once. The queue fills while the previous
+//! batch commits, which is exactly when batching pays. If the batch fails, each of its requests
+//! is carried out again alone, so one bad request fails by itself.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::Error;
+
+/// Requests taken by one batch at most; bounds the time a batch holds its locks.
+const MAX_BATCH: usize = 256;
+
+type Answer<R> = oneshot::Sender<Result<R, Error>>;
+type Done<R> = Pin<Box<dyn Future<Output = Result<Vec<R>, Error>> + Send>>;
+type Work<Q, R> = dyn Fn(Vec<Q>) -> Done<R> + Send + Sync;
+
+pub struct Batcher<Q, R> {
+    work: Arc<Work<Q, R>>,
+    /// Started on the first request, on the runtime that makes it.
+    queue: OnceLock<mpsc::UnboundedSender<(Q, Answer<R>)>>,
+}
+
+impl<Q, R> Batcher<Q, R>
+where
+    Q: Clone + Send + 'static,
+    R: Send + 'static,
+{
+    /// `work` carries out the queued requests in arrival order, in one transaction, and
+    /// answers each, in the same order.
+    pub fn new<F>(work: impl Fn(Vec<Q>) -> F + Send + Sync + 'static) -> Self
+    where
+        F: Future<Output = Result<Vec<R>, Error>> + Send + 'static,
+    {
+        Self {
+            work: Arc::new(move |requests| Box::pin(work(requests)) as Done<R>),
+            queue: OnceLock::new(),
+        }
+    }
+
+    /// Carries out `request` with whatever else is queued; answers once its batch committed.
+    pub async fn call(&self, request: Q) -> Result<R, Error> {
+        let stopped = || Error::Internal("the batcher has stopped".into());
+        let queue = self.queue.get_or_init(|| spawn(self.work.clone()));
+        let (answer, answered) = oneshot::channel();
+        queue.send((request, answer)).map_err(|_| stopped())?;
+        answered.await.map_err(|_| stopped())?
+    }
+}
+
+fn spawn<Q, R>(work: Arc<Work<Q, R>>) -> mpsc::UnboundedSender<(Q, Answer<R>)>
+where
+    Q: Clone + Send + 'static,
+    R: Send + 'static,
+{
+    let (queue, mut queued) = mpsc::unbounded_channel::<(Q, Answer<R>)>();
+    tokio::spawn(async move {
+        while let Some(first) = queued.recv().await {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match queued.try_recv() {
+                    Ok(more) => batch.push(more),
+                    Err(_) => break,
+                }
+            }
+            let (requests, answers): (Vec<Q>, Vec<Answer<R>>) = batch.into_iter().unzip();
+            let results = carry_out(work.as_ref(), requests).await;
+            for (answer, result) in answers.into_iter().zip(results) {
+                // The caller may have gone; the work is committed either way.
+                let _ = answer.send(result);
+            }
+        }
+    });
+    queue
+}
+
+/// Runs `work` for the whole batch; if that fails, for each request alone. One result per
+/// request.
+async fn carry_out<Q: Clone, R>(work: &Work<Q, R>, requests: Vec<Q>) -> Vec<Result<R, Error>> {
+    let count = requests.len();
+    let answered = |answers: Vec<R>, count: usize| {
+        if answers.len() == count {
+            Ok(answers)
+        } else {
+            Err(Error::Internal(
+                "a batch answered the wrong number of requests".into(),
+            ))
+        }
+    };
+    let error = match work(requests.clone())
+        .await
+        .and_then(|a| answered(a, count))
+    {
+        Ok(answers) => return answers.into_iter().map(Ok).collect(),
+        Err(e) => e,
+    };
+    if count == 1 {
+        return vec![Err(error)];
+    }
+    let mut alone = Vec::with_capacity(count);
+    for request in requests {
+        let answer = work(vec![request]).await.and_then(|a| answered(a, 1));
+        alone.push(answer.map(|mut a| a.remove(0)));
+    }
+    alone
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    type Kept = Arc<Mutex<Vec<i64>>>;
+    type Answers = std::future::Ready<Result<Vec<usize>, Error>>;
+
+    /// Keeps each value unless it was kept before (a unique key), all or nothing per call;
+    /// answers how many requests its batch had.
+    fn keeper() -> (Kept, impl Fn(Vec<i64>) -> Answers) {
+        let kept = Arc::new(Mutex::new(Vec::new()));
+        let store = kept.clone();
+        let work = move |values: Vec<i64>| {
+            let mut kept = store.lock().unwrap();
+            let result = if values.iter().any(|v| kept.contains(v))
+                || (1..values.len()).any(|i| values[..i].contains(&values[i]))
+            {
+                Err(Error::Internal("duplicate".into()))
+            } else {
+                kept.extend(&values);
+                Ok(vec![values.len(); values.len()])
+            };
+            std::future::ready(result)
+        };
+        (kept, work)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_requests_share_batches() {
+        let (kept, work) = keeper();
+        let batcher = Arc::new(Batcher::new(work));
+        let tasks: Vec<_> = (0..200)
+            .map(|v| {
+                let batcher = batcher.clone();
+                tokio::spawn(async move { batcher.call(v).await.unwrap() })
+            })
+            .collect();
+        let mut largest = 0;
+        for task in tasks {
+            largest = largest.max(task.await.unwrap());
+        }
+        assert!(largest > 1, "some requests shared a batch");
+        assert_eq!(kept.lock().unwrap().len(), 200);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_request_that_fails_fails_alone_and_the_rest_of_its_batch_commits() {
+        let (kept, work) = keeper();
+        let batcher = Arc::new(Batcher::new(work));
+        // 7 twice: one of the two is refused, whichever batch it lands in.
+        let tasks: Vec<_> = [1, 2, 7, 3, 7, 4, 5]
+            .into_iter()
+            .map(|v| {
+                let batcher = batcher.clone();
+                tokio::spawn(async move { batcher.call(v).await })
+            })
+            .collect();
+        let mut failures = 0;
+        for task in tasks {
+            failures += usize::from(task.await.unwrap().is_err());
+        }
+        assert_eq!(failures, 1);
+        let mut values = kept.lock().unwrap().clone();
+        values.sort_unstable();
+        assert_eq!(values, [1, 2, 3, 4, 5, 7]);
+    }
+}
