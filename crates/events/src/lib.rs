@@ -17,9 +17,7 @@ pub use http::{openapi, router};
 pub use store::DynamoEventStore;
 #[cfg(feature = "mongodb")]
 pub use store::MongoEventStore;
-#[cfg(feature = "postgres")]
-pub use store::PgEventStore;
-pub use store::{EventStore, SqliteEventStore};
+pub use store::{EventStore, SqlEventStore};
 
 /// The consumer group of this service and what it listens to.
 pub fn subscription() -> bus::Subscription {

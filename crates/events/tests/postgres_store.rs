@@ -4,14 +4,14 @@
 
 use std::sync::Arc;
 
-use events::{EventStore, PgEventStore};
+use events::{EventStore, SqlEventStore};
 use postgres::testing::TestDatabase;
 
 async fn fresh() -> (TestDatabase, Arc<dyn EventStore>) {
     let db = TestDatabase::create()
         .await
         .expect("a PostgreSQL server to create a test database in");
-    let store = PgEventStore::connect(&db.url).expect("a valid database URL");
+    let store = SqlEventStore::connect(&db.url).expect("a valid database URL");
     (db, Arc::new(store))
 }
 
@@ -47,7 +47,7 @@ async fn a_database_from_before_limits_is_migrated() {
     .unwrap();
     old.close().await.unwrap();
 
-    let store = PgEventStore::connect(&db.url).expect("a valid database URL");
+    let store = SqlEventStore::connect(&db.url).expect("a valid database URL");
     store.migrate().await.unwrap();
     let old = store.event("old").await.unwrap().expect("kept");
     assert_eq!(old.seats_per_customer, None);

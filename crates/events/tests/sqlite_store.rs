@@ -2,11 +2,11 @@
 
 use std::sync::Arc;
 
-use events::{EventStore, SqliteEventStore};
+use events::{EventStore, SqlEventStore};
 
 async fn fresh() -> (tempfile::TempDir, Arc<dyn EventStore>) {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteEventStore::open(&dir.path().join("events.db")).unwrap();
+    let store = SqlEventStore::open(&dir.path().join("events.db")).unwrap();
     (dir, Arc::new(store))
 }
 
@@ -37,7 +37,7 @@ async fn a_database_from_before_limits_is_migrated() {
     .unwrap();
     drop(old);
 
-    let store = SqliteEventStore::open(&path).unwrap();
+    let store = SqlEventStore::open(&path).unwrap();
     let old = store.event("old").await.unwrap().expect("kept");
     assert_eq!(old.seats_per_customer, None);
     let new = events::domain::Event {
@@ -49,5 +49,5 @@ async fn a_database_from_before_limits_is_migrated() {
     assert_eq!(store.event("new").await.unwrap(), Some(new));
     drop(store);
     // Opening again runs the migration again, harmlessly.
-    SqliteEventStore::open(&path).unwrap();
+    SqlEventStore::open(&path).unwrap();
 }

@@ -55,6 +55,12 @@ impl From<i64> for Arg<'_> {
     }
 }
 
+impl From<u8> for Arg<'_> {
+    fn from(v: u8) -> Self {
+        Arg::Int(Some(i64::from(v)))
+    }
+}
+
 impl From<u32> for Arg<'_> {
     fn from(v: u32) -> Self {
         Arg::Int(Some(i64::from(v)))

@@ -5,9 +5,7 @@
 mod dynamo;
 #[cfg(feature = "mongodb")]
 mod mongo;
-#[cfg(feature = "postgres")]
-mod postgres;
-mod sqlite;
+mod sql;
 
 use std::sync::Arc;
 
@@ -20,9 +18,7 @@ use crate::domain::{Event, Location, Sales};
 pub use self::dynamo::DynamoEventStore;
 #[cfg(feature = "mongodb")]
 pub use self::mongo::MongoEventStore;
-#[cfg(feature = "postgres")]
-pub use self::postgres::PgEventStore;
-pub use self::sqlite::SqliteEventStore;
+pub use self::sql::SqlEventStore;
 
 pub use platform::StoreError;
 

@@ -61,12 +61,12 @@ impl OpenRole for Open {
 async fn open_store(config: &Config, tables: Tables) -> anyhow::Result<Arc<dyn EventStore>> {
     Ok(match storage(config, "events")? {
         Storage::Sqlite(path) => Arc::new(
-            events::SqliteEventStore::open(&path)
+            events::SqlEventStore::open(&path)
                 .with_context(|| format!("cannot open the events database {}", path.display()))?,
         ),
         #[cfg(feature = "postgres")]
         Storage::Postgres(url) => {
-            crate::stores::remote_store!("events", events::PgEventStore, url, tables)
+            crate::stores::remote_store!("events", events::SqlEventStore, url, tables)
         }
         #[cfg(feature = "dynamodb")]
         Storage::Dynamo(url) => {
