@@ -15,9 +15,7 @@ pub use http::{openapi, router};
 pub use store::DynamoUserStore;
 #[cfg(feature = "mongodb")]
 pub use store::MongoUserStore;
-#[cfg(feature = "postgres")]
-pub use store::PgUserStore;
-pub use store::{Account, SqliteUserStore, UserStore};
+pub use store::{Account, SqlUserStore, UserStore};
 
 use domain::{Invalid, User};
 

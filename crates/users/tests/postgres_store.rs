@@ -6,13 +6,13 @@ use std::sync::Arc;
 
 use postgres::testing::TestDatabase;
 use users::conformance;
-use users::{PgUserStore, UserStore};
+use users::{SqlUserStore, UserStore};
 
 async fn fresh() -> (TestDatabase, Arc<dyn UserStore>) {
     let db = TestDatabase::create()
         .await
         .expect("a PostgreSQL server to create a test database in");
-    let store = PgUserStore::connect(&db.url).expect("a valid database URL");
+    let store = SqlUserStore::connect(&db.url).expect("a valid database URL");
     (db, Arc::new(store))
 }
 
@@ -23,7 +23,7 @@ users::conformance_tests!(fresh);
 async fn migrating_twice_keeps_the_data() {
     let (db, store) = fresh().await;
     conformance::migrating_again_keeps_the_data(store, || async {
-        let again = PgUserStore::connect(&db.url).unwrap();
+        let again = SqlUserStore::connect(&db.url).unwrap();
         again.migrate().await.expect("second migration");
         Arc::new(again) as Arc<dyn UserStore>
     })
@@ -34,7 +34,7 @@ async fn migrating_twice_keeps_the_data() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_share_the_failure_counts() {
     let (db, store) = fresh().await;
-    let second = Arc::new(PgUserStore::connect(&db.url).unwrap());
+    let second = Arc::new(SqlUserStore::connect(&db.url).unwrap());
     conformance::replicas_share_the_failure_counts(store, second).await;
 }
 

@@ -2,11 +2,11 @@
 
 use std::sync::Arc;
 
-use users::{SqliteUserStore, UserStore, conformance};
+use users::{SqlUserStore, UserStore, conformance};
 
 async fn fresh() -> (tempfile::TempDir, Arc<dyn UserStore>) {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteUserStore::open(&dir.path().join("users.db")).unwrap();
+    let store = SqlUserStore::open(&dir.path().join("users.db")).unwrap();
     (dir, Arc::new(store))
 }
 
@@ -16,7 +16,7 @@ users::conformance_tests!(fresh);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_share_the_failure_counts() {
     let (dir, store) = fresh().await;
-    let second = Arc::new(SqliteUserStore::open(&dir.path().join("users.db")).unwrap());
+    let second = Arc::new(SqlUserStore::open(&dir.path().join("users.db")).unwrap());
     conformance::replicas_share_the_failure_counts(store, second).await;
 }
 

@@ -152,12 +152,12 @@ pub(crate) async fn open_store(
 ) -> anyhow::Result<Arc<dyn UserStore>> {
     Ok(match storage(config, "users")? {
         Storage::Sqlite(path) => Arc::new(
-            users::SqliteUserStore::open(&path)
+            users::SqlUserStore::open(&path)
                 .with_context(|| format!("cannot open the users database {}", path.display()))?,
         ),
         #[cfg(feature = "postgres")]
         Storage::Postgres(url) => {
-            crate::stores::remote_store!("users", users::PgUserStore, url, tables)
+            crate::stores::remote_store!("users", users::SqlUserStore, url, tables)
         }
         #[cfg(feature = "dynamodb")]
         Storage::Dynamo(url) => {

@@ -5,9 +5,7 @@
 mod dynamo;
 #[cfg(feature = "mongodb")]
 mod mongo;
-#[cfg(feature = "postgres")]
-mod postgres;
-mod sqlite;
+mod sql;
 
 use std::sync::Arc;
 
@@ -21,9 +19,7 @@ pub use crate::signin::Failures;
 pub use self::dynamo::DynamoUserStore;
 #[cfg(feature = "mongodb")]
 pub use self::mongo::MongoUserStore;
-#[cfg(feature = "postgres")]
-pub use self::postgres::PgUserStore;
-pub use self::sqlite::SqliteUserStore;
+pub use self::sql::SqlUserStore;
 
 pub use platform::StoreError;
 
