@@ -15,7 +15,6 @@ pub mod amqp;
 pub mod aws;
 pub mod conformance;
 pub mod embedded;
-pub mod inbox;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 mod metrics;
@@ -33,7 +32,6 @@ use contracts::{DomainEvent, Envelope};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use inbox::SqliteUnit;
 pub use relay::{Backlog, Outbox, SqliteOutbox, backoff, spawn_relay};
 pub use unit::{Unit, apply_once, run_now};
 

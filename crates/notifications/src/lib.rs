@@ -20,9 +20,7 @@ pub use domain::BookingLinks;
 pub use store::DynamoNotificationStore;
 #[cfg(feature = "mongodb")]
 pub use store::MongoNotificationStore;
-#[cfg(feature = "postgres")]
-pub use store::PgNotificationStore;
-pub use store::{Delivered, MailQueue, NotificationStore, Received, SqliteNotificationStore};
+pub use store::{Delivered, MailQueue, NotificationStore, Received, SqlNotificationStore};
 
 /// The consumer group of this service and what it listens to.
 pub fn subscription() -> bus::Subscription {

@@ -4,14 +4,14 @@
 
 use std::sync::Arc;
 
-use notifications::{NotificationStore, PgNotificationStore};
+use notifications::{NotificationStore, SqlNotificationStore};
 use postgres::testing::TestDatabase;
 
 async fn fresh() -> (TestDatabase, Arc<dyn NotificationStore>) {
     let db = TestDatabase::create()
         .await
         .expect("a PostgreSQL server to create a test database in");
-    let store = PgNotificationStore::connect(&db.url).expect("a valid database URL");
+    let store = SqlNotificationStore::connect(&db.url).expect("a valid database URL");
     (db, Arc::new(store))
 }
 

@@ -9,12 +9,12 @@ use notifications::conformance;
 use notifications::domain::Mail;
 use notifications::mail::{FileTransport, SendError, Transport};
 use notifications::store::MailStatus;
-use notifications::{NotificationStore, SqliteNotificationStore};
+use notifications::{NotificationStore, SqlNotificationStore};
 use tokio_util::sync::CancellationToken;
 
 async fn fresh() -> (tempfile::TempDir, Arc<dyn NotificationStore>) {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteNotificationStore::open(&dir.path().join("notifications.db")).unwrap();
+    let store = SqlNotificationStore::open(&dir.path().join("notifications.db")).unwrap();
     (dir, Arc::new(store))
 }
 

@@ -12,6 +12,5 @@ pub mod replay_lock;
 pub mod testing;
 
 pub use db::{Options, Pg, PgError, PgQuery, drop_schema, int, query, replace_schema, stored};
-pub use inbox::PgUnit;
 pub use outbox::PgOutbox;
 pub use sqlx;

@@ -13,6 +13,8 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use tokio::sync::Notify;
+
 use crate::Error;
 
 /// A service's SQL database.
@@ -30,6 +32,15 @@ impl Db {
             Db::Sqlite(db) => Arc::new(bus::SqliteOutbox(db.clone())),
             #[cfg(feature = "postgres")]
             Db::Postgres(pg) => Arc::new(postgres::PgOutbox::new(pg.clone())),
+        }
+    }
+
+    /// Woken after commits: every commit on SQLite, those that emit events on PostgreSQL.
+    pub fn committed(&self) -> Arc<Notify> {
+        match self {
+            Db::Sqlite(db) => db.committed(),
+            #[cfg(feature = "postgres")]
+            Db::Postgres(pg) => pg.committed(),
         }
     }
 

@@ -96,14 +96,14 @@ impl OpenRole for Open {
 async fn open_store(config: &Config, tables: Tables) -> anyhow::Result<Arc<dyn NotificationStore>> {
     Ok(match storage(config, "notifications")? {
         Storage::Sqlite(path) => Arc::new(
-            notifications::SqliteNotificationStore::open(&path).with_context(|| {
+            notifications::SqlNotificationStore::open(&path).with_context(|| {
                 format!("cannot open the notifications database {}", path.display())
             })?,
         ),
         #[cfg(feature = "postgres")]
         Storage::Postgres(url) => crate::stores::remote_store!(
             "notifications",
-            notifications::PgNotificationStore,
+            notifications::SqlNotificationStore,
             url,
             tables
         ),

@@ -7,9 +7,7 @@
 mod dynamo;
 #[cfg(feature = "mongodb")]
 mod mongo;
-#[cfg(feature = "postgres")]
-mod postgres;
-mod sqlite;
+mod sql;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,9 +23,7 @@ use crate::domain::{BookingLinks, Mail};
 pub use self::dynamo::DynamoNotificationStore;
 #[cfg(feature = "mongodb")]
 pub use self::mongo::MongoNotificationStore;
-#[cfg(feature = "postgres")]
-pub use self::postgres::PgNotificationStore;
-pub use self::sqlite::SqliteNotificationStore;
+pub use self::sql::SqlNotificationStore;
 
 pub use crate::domain::rules::{Delivered, Received};
 pub use crate::domain::unit::{MailQueue, MailStatus, StoredMail};
