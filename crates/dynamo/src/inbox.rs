@@ -3,6 +3,8 @@
 //! redelivered message changes nothing. [`DynamoUnit`] is a store's unit of work over it (see
 //! `bus::unit`).
 
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Instant;
 
 use bus::Outcome;
@@ -188,4 +190,33 @@ pub async fn apply_each<'d, S: Deferred, E>(
         }
     }
     Ok(outcomes)
+}
+
+/// A rule's run over a unit, boxed (see [`until_committed`]).
+pub type Run<'u, T> = Pin<Box<dyn Future<Output = Result<T, DynamoError>> + Send + 'u>>;
+
+/// Runs `rule` on `input` in a new unit until its writes commit: a refused condition means that
+/// what the rule read changed meanwhile (seats taken, an address signed up, a mail recorded by
+/// another sender), and it decides again on what is there now. Gives up, unavailable, when the
+/// conflict outlasts the database's patience.
+pub async fn until_committed<'d, S, C, T>(
+    db: &'d Dynamo,
+    what: &str,
+    input: &C,
+    mut rule: impl for<'u> FnMut(&'u mut DynamoUnit<'d, S>, &'u C) -> Run<'u, T>,
+) -> Result<T, DynamoError>
+where
+    S: Deferred + Default,
+    C: Sync + ?Sized,
+{
+    let started = Instant::now();
+    loop {
+        let mut unit = DynamoUnit::new(db, S::default());
+        let done = rule(&mut unit, input).await?;
+        if !matches!(unit.commit().await?, Committed::Refused(_)) {
+            return Ok(done);
+        }
+        db.patience(started, what)?;
+        tokio::time::sleep(crate::jitter()).await;
+    }
 }

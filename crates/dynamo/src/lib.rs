@@ -18,7 +18,7 @@ mod url;
 pub use aws_sdk_dynamodb;
 pub use db::{Dynamo, MAX_TRANSACTION_ITEMS, jitter};
 pub use error::DynamoError;
-pub use inbox::{Committed, Deferred, DynamoUnit};
+pub use inbox::{Committed, Deferred, DynamoUnit, Run, until_committed};
 pub use outbox::DynamoOutbox;
 pub use request::{Commit, Query, Write};
 pub use tables::{Index, KeyKind, Options, Table};

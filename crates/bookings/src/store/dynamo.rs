@@ -594,23 +594,6 @@ async fn book(
     }
 }
 
-/// Cancels a booking for its customer in a new unit until its writes commit (see [`book`]).
-async fn cancel(
-    db: &Dynamo,
-    booking_id: &str,
-    trace: Option<String>,
-) -> Result<Option<Booking>, DynamoError> {
-    let started = Instant::now();
-    loop {
-        let mut unit = Unit::new(db, Pending::default());
-        let booking = rules::cancel(&mut unit, booking_id, trace.clone()).await?;
-        if unit.commit().await? == Committed::Done {
-            return Ok(booking);
-        }
-        again(db, started, "cancelling a booking").await?;
-    }
-}
-
 /// Waits a moment before a change is made again, unless it has tried for too long.
 async fn again(db: &Dynamo, started: Instant, what: &str) -> Result<(), DynamoError> {
     db.patience(started, what)?;
@@ -626,8 +609,12 @@ impl BookingStore for DynamoBookingStore {
     }
 
     async fn cancel(&self, booking_id: &str) -> Result<Option<Booking>, StoreError> {
-        let trace = platform::telemetry::traceparent();
-        Ok(cancel(&self.db, booking_id, trace).await?)
+        let cancelling = (booking_id, platform::telemetry::traceparent());
+        let cancel =
+            dynamo::until_committed(&self.db, "cancelling a booking", &cancelling, |unit, c| {
+                Box::pin(rules::cancel(unit, c.0, c.1.clone()))
+            });
+        Ok(cancel.await?)
     }
 
     async fn booking(&self, id: &str) -> Result<Option<Booking>, StoreError> {

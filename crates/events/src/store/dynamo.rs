@@ -1,5 +1,4 @@
 use std::sync::Arc;
-use std::time::Instant;
 
 use async_trait::async_trait;
 use contracts::DomainEvent;
@@ -7,8 +6,8 @@ use dynamo::aws_sdk_dynamodb::types::AttributeValue;
 use dynamo::inbox;
 use dynamo::item::{Item, get_m, get_n, get_s, item, n, s};
 use dynamo::{
-    Commit, Committed, Deferred, Dynamo, DynamoError, DynamoUnit, KeyKind, Options, Query, Table,
-    Write, outbox,
+    Commit, Deferred, Dynamo, DynamoError, DynamoUnit, KeyKind, Options, Query, Table, Write,
+    outbox,
 };
 
 use super::{EventStore, Page, StoreError};
@@ -255,18 +254,12 @@ impl EventStore for DynamoEventStore {
     }
 
     async fn cancel_event(&self, id: &str) -> Result<Option<Event>, StoreError> {
-        let started = Instant::now();
-        // Until it commits: a refused condition means another cancellation came first, and
-        // the rule, made again, finds the event cancelled and emits nothing.
-        loop {
-            let mut unit = Unit::new(&self.db, Numbered::default());
-            let event = rules::cancel_event(&mut unit, id).await?;
-            if unit.commit().await? == Committed::Done {
-                return Ok(event);
-            }
-            self.db.patience(started, "cancelling an event")?;
-            tokio::time::sleep(dynamo::jitter()).await;
-        }
+        // A refused condition means another cancellation came first: the rule, made again,
+        // finds the event cancelled and emits nothing.
+        let cancel = dynamo::until_committed(&self.db, "cancelling an event", id, |unit, id| {
+            Box::pin(rules::cancel_event(unit, id))
+        });
+        Ok(cancel.await?)
     }
 
     async fn event(&self, id: &str) -> Result<Option<Event>, StoreError> {

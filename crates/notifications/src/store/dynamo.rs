@@ -1,12 +1,11 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::Instant;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use dynamo::inbox::{self, apply_each};
 use dynamo::item::{Item, get_n, get_s, get_s_opt, item, n, s};
-use dynamo::{Committed, Dynamo, DynamoError, DynamoUnit, KeyKind, Options, Query, Table, Write};
+use dynamo::{Dynamo, DynamoError, DynamoUnit, KeyKind, Options, Query, Table, Write};
 use tokio::sync::{Notify, OnceCell};
 
 use super::{Delivered, MailQueue, MailStatus, NotificationStore, StoreError, StoredMail, now};
@@ -75,15 +74,10 @@ impl DynamoNotificationStore {
     /// recording the same mail at the same time changed it first, or someone queued the same
     /// mail meanwhile. A claim's mails are taken as it goes (see `take`).
     async fn commit(&self, command: &Command) -> Result<Vec<Mail>, DynamoError> {
-        let started = Instant::now();
-        loop {
-            let mut unit = DynamoUnit::new(&self.db, ());
-            let mails = rules::run(&mut unit, command, now()).await?;
-            if !matches!(unit.commit().await?, Committed::Refused(_)) {
-                return Ok(mails);
-            }
-            self.db.patience(started, "running a command")?;
-        }
+        dynamo::until_committed(&self.db, "running a command", command, |unit, command| {
+            Box::pin(rules::run(unit, command, now()))
+        })
+        .await
     }
 }
 

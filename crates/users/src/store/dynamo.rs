@@ -1,11 +1,8 @@
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
 
 use async_trait::async_trait;
 use dynamo::item::{Item, get_n, get_s, item, n, s};
-use dynamo::{Committed, Dynamo, DynamoError, DynamoUnit, KeyKind, Options, Table, Write, outbox};
+use dynamo::{Dynamo, DynamoError, DynamoUnit, KeyKind, Options, Table, Write, outbox};
 use platform::Role;
 
 use super::{Account, Failures, StoreError, UserStore};
@@ -154,33 +151,10 @@ async fn account_by_id(db: &Dynamo, id: &str) -> Result<Option<Account>, DynamoE
     found.as_ref().map(account).transpose()
 }
 
-type Rule<'u, T> = Pin<Box<dyn Future<Output = Result<T, DynamoError>> + Send + 'u>>;
-
-/// Runs `rule` on `input` in a new unit until its writes commit: a refused condition means that
-/// what it read changed meanwhile (an address taken), and the rule decides again on what is
-/// there now.
-async fn until_committed<'d, C: Sync, T>(
-    db: &'d Dynamo,
-    what: &str,
-    input: &C,
-    mut rule: impl for<'u> FnMut(&'u mut DynamoUnit<'d>, &'u C) -> Rule<'u, T>,
-) -> Result<T, DynamoError> {
-    let started = Instant::now();
-    loop {
-        let mut unit = DynamoUnit::new(db, ());
-        let done = rule(&mut unit, input).await?;
-        if unit.commit().await? == Committed::Done {
-            return Ok(done);
-        }
-        db.patience(started, what)?;
-        tokio::time::sleep(dynamo::jitter()).await;
-    }
-}
-
 #[async_trait]
 impl UserStore for DynamoUserStore {
     async fn create(&self, account: Account) -> Result<bool, StoreError> {
-        let sign_up = until_committed(&self.db, "signing up", &account, |unit, account| {
+        let sign_up = dynamo::until_committed(&self.db, "signing up", &account, |unit, account| {
             Box::pin(rules::sign_up(unit, account))
         });
         Ok(sign_up.await?)
@@ -195,9 +169,10 @@ impl UserStore for DynamoUserStore {
     }
 
     async fn set_admin(&self, account: Account) -> Result<User, StoreError> {
-        let set = until_committed(&self.db, "making an admin", &account, |unit, account| {
-            Box::pin(rules::set_admin(unit, account))
-        });
+        let set =
+            dynamo::until_committed(&self.db, "making an admin", &account, |unit, account| {
+                Box::pin(rules::set_admin(unit, account))
+            });
         Ok(set.await?)
     }
 
@@ -208,7 +183,7 @@ impl UserStore for DynamoUserStore {
     /// Counts expired are deleted by the table's time to live.
     async fn add_failure(&self, key: &str, now: i64, expires: i64) -> Result<(), StoreError> {
         let failure = (key.to_owned(), now, expires);
-        let count = until_committed(
+        let count = dynamo::until_committed(
             &self.db,
             "counting a failed sign-in",
             &failure,
