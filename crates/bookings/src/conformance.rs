@@ -7,7 +7,8 @@ use chrono::{DateTime, Utc};
 use contracts::{DomainEvent, Envelope, EventCancelled, EventCreated, Hall, LocationCreated};
 
 use crate::domain::{
-    BookOutcome, Booking, BookingStatus, Customer, Idempotency, NewBooking, SaleStatus,
+    BookOutcome, Booking, BookingId, BookingStatus, Customer, EventId, Idempotency, NewBooking,
+    SaleStatus, UserId,
 };
 use crate::replay::{Rebuilt, RebuiltBooking, RebuiltEvent, RebuiltLocation, WaitingEvent};
 use crate::store::{BookingFilter, BookingStore, Restore};
@@ -68,7 +69,7 @@ pub fn cancelled(event_id: &str) -> DomainEvent {
 
 pub fn request(event_id: &str, seats: u32, user: &str) -> NewBooking {
     NewBooking {
-        id: uuid::Uuid::now_v7().to_string(),
+        id: BookingId::generate(),
         event_id: event_id.into(),
         seats,
         date: Utc::now().timestamp(),
@@ -531,8 +532,8 @@ pub async fn listing_filters_by_user_and_event(store: Arc<dyn BookingStore>) {
     booked(store.book(request("e2", 1, "ann")).await.unwrap().outcome);
     booked(store.book(request("e1", 1, "bob")).await.unwrap().outcome);
     let list = |user: Option<&str>, event: Option<&str>| BookingFilter {
-        user_id: user.map(str::to_owned),
-        event_id: event.map(str::to_owned),
+        user_id: user.map(UserId::from),
+        event_id: event.map(EventId::from),
     };
     assert_eq!(store.bookings(list(None, None)).await.unwrap().len(), 3);
     assert_eq!(
@@ -614,7 +615,7 @@ pub async fn concurrent_retries_with_one_key_book_once(store: Arc<dyn BookingSto
     for _ in 0..10 {
         let store = store.clone();
         let mut retry = first.clone();
-        retry.id = uuid::Uuid::now_v7().to_string();
+        retry.id = BookingId::generate();
         retries.push(tokio::spawn(async move { store.book(retry).await }));
     }
     let mut answers = Vec::new();

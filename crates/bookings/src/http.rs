@@ -22,7 +22,8 @@ use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
 
 use crate::domain::{
-    self, Access, Availability, BookOutcome, Booking, Customer, Idempotency, Invalid, NewBooking,
+    self, Access, Availability, BookOutcome, Booking, BookingId, Customer, EventId, Idempotency,
+    Invalid, NewBooking,
 };
 use crate::guest_limit::GuestLimit;
 use crate::store::{BookingFilter, BookingStore};
@@ -208,8 +209,8 @@ async fn book(
     let result = state
         .store
         .book(NewBooking {
-            id: uuid::Uuid::now_v7().to_string(),
-            event_id,
+            id: BookingId::generate(),
+            event_id: event_id.into(),
             seats,
             date: chrono::Utc::now().timestamp(),
             customer,
@@ -335,8 +336,8 @@ async fn list(
 ) -> Result<Json<Vec<Booking>>, ApiError> {
     let Query(params) = params.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let filter = BookingFilter {
-        user_id: (!user.is_admin()).then(|| user.sub.clone()),
-        event_id: params.event.filter(|e| !e.is_empty()),
+        user_id: (!user.is_admin()).then(|| user.sub.as_str().into()),
+        event_id: params.event.filter(|e| !e.is_empty()).map(EventId::from),
     };
     Ok(Json(state.store.bookings(filter).await?))
 }

@@ -55,7 +55,7 @@ static BOOKINGS: LazyLock<IntCounterVec> = LazyLock::new(|| {
 
 pub fn record_booking(booking: &crate::domain::Booking) {
     BOOKINGS_COUNT
-        .with_label_values(&[&booking.event_id, &booking.event_name])
+        .with_label_values(&[booking.event_id.as_str(), &booking.event_name])
         .inc_by(u64::from(booking.seats));
     SEATS_PER_BOOKING.observe(f64::from(booking.seats));
 }

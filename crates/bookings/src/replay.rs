@@ -12,12 +12,14 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use contracts::{CancelReason, DomainEvent, EventCreated, Hall};
 
-use crate::domain::{BookingStatus, Customer, Placement, location_key, placement};
+use crate::domain::{
+    BookingId, BookingStatus, Customer, EventId, Placement, UserId, location_key, placement,
+};
 
 /// One event's seats as rebuilt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RebuiltEvent {
-    pub event_id: String,
+    pub event_id: EventId,
     pub name: String,
     pub capacity: u32,
     pub available: u32,
@@ -28,12 +30,12 @@ pub struct RebuiltEvent {
 /// One booking as rebuilt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RebuiltBooking {
-    pub id: String,
-    pub event_id: String,
+    pub id: BookingId,
+    pub event_id: EventId,
     pub seats: u32,
     pub date: i64,
     pub status: BookingStatus,
-    pub user_id: Option<String>,
+    pub user_id: Option<UserId>,
     pub email: String,
 }
 
@@ -62,7 +64,7 @@ pub struct Rebuilt {
     pub bookings: Vec<RebuiltBooking>,
     /// What each customer holds of each event with a limit per customer: (event id, customer
     /// as [`crate::domain::Customer::limit_key`], seats of their active bookings).
-    pub holdings: Vec<(String, String, u32)>,
+    pub holdings: Vec<(EventId, String, u32)>,
     /// Every message id folded in, for the inbox: a redelivery after the replay changes nothing.
     pub message_ids: Vec<String>,
     /// `bookingCancelled` owed to the other services: bookings of a cancelled event that the
@@ -120,12 +122,13 @@ impl Rebuild {
                 self.bookings
                     .entry(booked.booking_id.clone())
                     .or_insert_with(|| RebuiltBooking {
-                        id: booked.booking_id.clone(),
-                        event_id: booked.event_id.clone(),
+                        id: booked.booking_id.as_str().into(),
+                        event_id: booked.event_id.as_str().into(),
                         seats: booked.seats,
                         date: booked.booked_at.timestamp(),
                         status: BookingStatus::Active,
-                        user_id: Some(booked.user_id.clone()).filter(|u| !u.is_empty()),
+                        user_id: Some(booked.user_id.as_str().into())
+                            .filter(|u: &UserId| !u.is_empty()),
                         email: booked.email.clone(),
                     });
             }
@@ -152,7 +155,7 @@ impl Rebuild {
             match placement(&created, halls.map(Vec::as_slice)) {
                 Placement::OnSale(capacity) => {
                     let event = RebuiltEvent {
-                        event_id: id.clone(),
+                        event_id: id.as_str().into(),
                         name: created.name,
                         capacity,
                         available: capacity,
@@ -180,7 +183,7 @@ impl Rebuild {
             if let Some(status) = self.cancellations.get(&id) {
                 booking.status = *status;
             }
-            let Some(event) = events.get_mut(&booking.event_id) else {
+            let Some(event) = events.get_mut(booking.event_id.as_str()) else {
                 self.ignored.push(format!(
                     "booking {id} is of event {}, which was never created",
                     booking.event_id
@@ -193,7 +196,7 @@ impl Rebuild {
                 self.owed
                     .push(DomainEvent::BookingCancelled(contracts::BookingCancelled {
                         booking_id: id.clone(),
-                        event_id: booking.event_id.clone(),
+                        event_id: booking.event_id.to_string(),
                         seats: booking.seats,
                         reason: CancelReason::EventCancelled,
                     }));

@@ -254,7 +254,7 @@ async fn sales(
         return Err(ApiError::NotFound(format!("no event with ID {id:?}")));
     }
     let sales = store.sales(&id).await?.unwrap_or(Sales {
-        event_id: id,
+        event_id: id.into(),
         ..Sales::default()
     });
     Ok(Json(sales))

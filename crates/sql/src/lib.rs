@@ -91,23 +91,36 @@ impl<'a> From<&'a str> for Arg<'a> {
     }
 }
 
-impl<'a> From<&'a String> for Arg<'a> {
-    fn from(v: &'a String) -> Self {
-        Arg::Text(Some(v))
-    }
-}
-
 impl<'a> From<Option<&'a str>> for Arg<'a> {
     fn from(v: Option<&'a str>) -> Self {
         Arg::Text(v)
     }
 }
 
-impl<'a> From<&'a Option<String>> for Arg<'a> {
-    fn from(v: &'a Option<String>) -> Self {
-        Arg::Text(v.as_deref())
-    }
+/// Text arguments from the owned strings of the domain: `String` and the identifiers.
+macro_rules! text_args {
+    ($($text:ty),*) => {$(
+        impl<'a> From<&'a $text> for Arg<'a> {
+            fn from(v: &'a $text) -> Self {
+                Arg::Text(Some(v.as_ref()))
+            }
+        }
+
+        impl<'a> From<&'a Option<$text>> for Arg<'a> {
+            fn from(v: &'a Option<$text>) -> Self {
+                Arg::Text(v.as_ref().map(|v| v.as_ref()))
+            }
+        }
+    )*};
 }
+
+text_args!(
+    String,
+    platform::EventId,
+    platform::LocationId,
+    platform::BookingId,
+    platform::UserId
+);
 
 /// The arguments of a statement, in placeholder order: `args![a, b]` is `&[Arg::from(a), …]`.
 #[macro_export]

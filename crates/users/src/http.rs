@@ -15,7 +15,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::domain::{Invalid, Registration, User};
+use crate::domain::{Invalid, Registration, User, UserId};
 use crate::password;
 use crate::signin::{self, Keys, Limits};
 use crate::store::{Account, UserStore};
@@ -87,7 +87,7 @@ async fn register(
 ) -> Result<(StatusCode, Json<User>), ApiError> {
     let new = registration.check()?;
     let user = User {
-        id: uuid::Uuid::now_v7().to_string(),
+        id: UserId::generate(),
         email: new.email.into_string(),
         name: new.name,
         role: Role::Customer,

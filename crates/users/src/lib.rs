@@ -36,7 +36,7 @@ pub async fn make_admin(
         .to_owned();
     let account = Account {
         user: User {
-            id: uuid::Uuid::now_v7().to_string(),
+            id: platform::UserId::generate(),
             email: email.into_string(),
             name,
             role: platform::Role::Admin,

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use bus::unit::{InMemory, Refused};
 use contracts::{EventCreated, Hall};
 
+use super::BookingId;
 use super::unit::{Earlier, OnSale, UnitOfWork, Waiting};
 use super::{Booking, BookingStatus, Idempotency, Stock};
 
@@ -114,7 +115,7 @@ impl UnitOfWork for Memory {
             .cloned())
     }
 
-    async fn active_bookings(&mut self, event_id: &str) -> Result<Vec<String>, Refused> {
+    async fn active_bookings(&mut self, event_id: &str) -> Result<Vec<BookingId>, Refused> {
         Ok((self.state.bookings.iter())
             .filter(|b| b.event_id == event_id && b.status == BookingStatus::Active)
             .map(|b| b.id.clone())

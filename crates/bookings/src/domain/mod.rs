@@ -9,7 +9,7 @@ pub mod unit;
 
 use std::collections::HashMap;
 
-use platform::Email;
+pub use platform::{BookingId, Email, EventId, UserId};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -50,9 +50,11 @@ impl BookingStatus {
 #[serde(rename_all = "PascalCase")]
 pub struct Booking {
     #[serde(rename = "ID")]
-    pub id: String,
+    #[schema(value_type = String)]
+    pub id: BookingId,
     #[serde(rename = "EventID")]
-    pub event_id: String,
+    #[schema(value_type = String)]
+    pub event_id: EventId,
     pub event_name: String,
     #[schema(minimum = 1)]
     pub seats: u32,
@@ -67,18 +69,18 @@ pub struct Booking {
         deserialize_with = "empty_as_none"
     )]
     #[schema(value_type = String)]
-    pub user_id: Option<String>,
+    pub user_id: Option<UserId>,
     /// The customer's e-mail address (empty when unknown).
     pub email: String,
 }
 
-fn none_as_empty<S: serde::Serializer>(id: &Option<String>, to: S) -> Result<S::Ok, S::Error> {
+fn none_as_empty<S: serde::Serializer>(id: &Option<UserId>, to: S) -> Result<S::Ok, S::Error> {
     to.serialize_str(id.as_deref().unwrap_or(""))
 }
 
-fn empty_as_none<'de, D: serde::Deserializer<'de>>(from: D) -> Result<Option<String>, D::Error> {
+fn empty_as_none<'de, D: serde::Deserializer<'de>>(from: D) -> Result<Option<UserId>, D::Error> {
     let id = String::deserialize(from)?;
-    Ok(Some(id).filter(|id| !id.is_empty()))
+    Ok(Some(id).filter(|id| !id.is_empty()).map(UserId::from))
 }
 
 impl Booking {
@@ -114,7 +116,8 @@ impl SaleStatus {
 #[serde(rename_all = "PascalCase")]
 pub struct Availability {
     #[serde(rename = "EventID")]
-    pub event_id: String,
+    #[schema(value_type = String)]
+    pub event_id: EventId,
     pub capacity: u32,
     pub available: u32,
     pub status: SaleStatus,
@@ -124,7 +127,7 @@ pub struct Availability {
 /// reference UI books with `{"seats": n}` and nothing else).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Customer {
-    pub user_id: Option<String>,
+    pub user_id: Option<UserId>,
     /// `None` for a guest who gave none: no mail is sent for such a booking.
     pub email: Option<Email>,
 }
@@ -138,7 +141,7 @@ impl Customer {
     ) -> Result<Customer, Invalid> {
         if let Some(claims) = signed_in {
             return Ok(Customer {
-                user_id: Some(claims.sub.clone()),
+                user_id: Some(claims.sub.as_str().into()),
                 // Checked when the account was made.
                 email: Email::parse(&claims.email).ok(),
             });
@@ -197,8 +200,8 @@ pub fn seats(requested: Option<i64>, max: u32) -> Result<u32, Invalid> {
 /// A booking to take, as handed to a store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewBooking {
-    pub id: String,
-    pub event_id: String,
+    pub id: BookingId,
+    pub event_id: EventId,
     pub seats: u32,
     pub date: i64,
     pub customer: Customer,
@@ -625,7 +628,7 @@ pub fn access(booking: &Booking, who: Option<&platform::Claims>, holds_token: bo
     if let Some(owner) = &booking.user_id {
         return match who {
             None => Access::SignIn,
-            Some(c) if &c.sub == owner => Access::Allowed,
+            Some(c) if *owner == c.sub => Access::Allowed,
             Some(_) => Access::Forbidden,
         };
     }
@@ -649,7 +652,7 @@ mod access_tests {
             seats: 1,
             date: 0,
             status: BookingStatus::Active,
-            user_id: Some(user_id.to_owned()).filter(|id| !id.is_empty()),
+            user_id: Some(user_id.into()).filter(|id: &UserId| !id.is_empty()),
             email: "owner@x.io".into(),
         }
     }

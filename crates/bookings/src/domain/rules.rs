@@ -122,9 +122,9 @@ fn replayed(idem: &Idempotency, earlier: &Earlier) -> Result<BookResult, Corrupt
 /// the store's transaction, so that the transaction spends its time on storage only.
 pub fn booked_event(request: &NewBooking, trace: Option<String>) -> Envelope {
     let booked = DomainEvent::EventBooked(EventBooked {
-        event_id: request.event_id.clone(),
-        user_id: request.customer.user_id.clone().unwrap_or_default(),
-        booking_id: request.id.clone(),
+        event_id: request.event_id.to_string(),
+        user_id: request.customer.user_id.clone().unwrap_or_default().into(),
+        booking_id: request.id.to_string(),
         seats: request.seats,
         email: request.customer.email_text().to_owned(),
         booked_at: chrono::DateTime::from_timestamp(request.date, 0).unwrap_or_default(),
@@ -187,8 +187,8 @@ pub async fn release<U: UnitOfWork>(
         }
     }
     let cancelled = DomainEvent::BookingCancelled(BookingCancelled {
-        booking_id: booking.id,
-        event_id: booking.event_id,
+        booking_id: booking.id.into(),
+        event_id: booking.event_id.into(),
         seats: booking.seats,
         reason,
     });

@@ -8,7 +8,7 @@
 
 use contracts::{EventCreated, Hall};
 
-use super::{Booking, BookingStatus, Idempotency, Stock};
+use super::{Booking, BookingId, BookingStatus, Idempotency, Stock};
 
 /// An event going on sale, as [`UnitOfWork::put_on_sale`] writes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,7 +102,7 @@ pub trait UnitOfWork: bus::Unit {
 
     /// The ids of the event's active bookings, oldest first. Read after
     /// [`UnitOfWork::stop_sale`]: no booking can be taken after that, so the list is complete.
-    async fn active_bookings(&mut self, event_id: &str) -> Result<Vec<String>, Self::Error>;
+    async fn active_bookings(&mut self, event_id: &str) -> Result<Vec<BookingId>, Self::Error>;
 
     // The inventory, from the events service's events.
 

@@ -14,8 +14,8 @@ use super::{
 };
 use crate::domain::unit::{Earlier, OnSale, UnitOfWork, Waiting};
 use crate::domain::{
-    Availability, BookOutcome, Booking, BookingStatus, Idempotency, NewBooking, SaleStatus, Stock,
-    rules,
+    Availability, BookOutcome, Booking, BookingId, BookingStatus, Idempotency, NewBooking,
+    SaleStatus, Stock, UserId, rules,
 };
 
 const INVENTORY: &str = "inventory";
@@ -83,8 +83,8 @@ impl DynamoBookingStore {
 
 fn booking(i: &Item) -> Result<Booking, DynamoError> {
     Ok(Booking {
-        id: get_s(i, "id")?,
-        event_id: get_s(i, "event_id")?,
+        id: get_s(i, "id")?.into(),
+        event_id: get_s(i, "event_id")?.into(),
         event_name: get_s(i, "event_name")?,
         seats: get_n(i, "seats")?,
         date: get_n(i, "date")?,
@@ -93,7 +93,7 @@ fn booking(i: &Item) -> Result<Booking, DynamoError> {
             &get_s(i, "status")?,
             BookingStatus::parse,
         )?,
-        user_id: get_s_opt(i, "user_id")?,
+        user_id: get_s_opt(i, "user_id")?.map(UserId::from),
         email: get_s(i, "email")?,
     })
 }
@@ -372,7 +372,7 @@ impl UnitOfWork for Unit<'_> {
         Ok(found)
     }
 
-    async fn active_bookings(&mut self, event_id: &str) -> Result<Vec<String>, DynamoError> {
+    async fn active_bookings(&mut self, event_id: &str) -> Result<Vec<BookingId>, DynamoError> {
         let listed = self
             .db
             .query(
@@ -389,7 +389,7 @@ impl UnitOfWork for Unit<'_> {
             let b = booking(&found)?;
             if b.status == BookingStatus::Active {
                 active.push(b.id.clone());
-                self.state.read.insert(b.id.clone(), b);
+                self.state.read.insert(b.id.to_string(), b);
             }
         }
         // Booking ids are UUIDv7: oldest first.
@@ -660,7 +660,7 @@ impl BookingStore for DynamoBookingStore {
             return Ok(None);
         };
         Ok(Some(availability(
-            event_id.to_owned(),
+            event_id.into(),
             get_n(&i, "capacity")?,
             get_n(&i, "available")?,
             stored_sale_status(&get_s(&i, "status")?)?,

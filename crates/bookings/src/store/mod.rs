@@ -16,6 +16,7 @@ use contracts::{Envelope, EventCreated, Hall};
 use crate::domain::unit::Waiting;
 use crate::domain::{Availability, Booking, NewBooking, SaleStatus};
 use crate::replay::Rebuilt;
+use platform::{EventId, UserId};
 
 #[cfg(feature = "dynamodb")]
 pub use self::dynamo::DynamoBookingStore;
@@ -29,8 +30,8 @@ pub use platform::StoreError;
 /// Which bookings to list; `None` means any.
 #[derive(Debug, Clone, Default)]
 pub struct BookingFilter {
-    pub user_id: Option<String>,
-    pub event_id: Option<String>,
+    pub user_id: Option<UserId>,
+    pub event_id: Option<EventId>,
 }
 
 #[async_trait]
@@ -74,7 +75,7 @@ pub trait Restore: BookingStore {
 
 /// How a store reports an event's seats.
 fn availability(
-    event_id: String,
+    event_id: EventId,
     capacity: u32,
     available: u32,
     status: SaleStatus,

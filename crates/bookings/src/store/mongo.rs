@@ -13,7 +13,8 @@ use super::{
 };
 use crate::domain::unit::{Earlier, OnSale, UnitOfWork, Waiting};
 use crate::domain::{
-    Availability, Booking, BookingStatus, Idempotency, NewBooking, SaleStatus, Stock, rules,
+    Availability, Booking, BookingId, BookingStatus, EventId, Idempotency, NewBooking, SaleStatus,
+    Stock, UserId, rules,
 };
 
 /// Each event's seats, by event id (`_id`).
@@ -52,13 +53,13 @@ struct HoldingDoc {
 #[derive(Deserialize)]
 struct BookingDoc {
     #[serde(rename = "_id")]
-    id: String,
-    event_id: String,
+    id: BookingId,
+    event_id: EventId,
     event_name: String,
     seats: u32,
     date: i64,
     status: String,
-    user_id: Option<String>,
+    user_id: Option<UserId>,
     email: String,
 }
 
@@ -133,14 +134,14 @@ impl MongoBookingStore {
 
 fn booking_document(booking: &Booking) -> Document {
     doc! {
-        "_id": &booking.id,
+        "_id": booking.id.as_str(),
         "order": ObjectId::new(),
-        "event_id": &booking.event_id,
+        "event_id": booking.event_id.as_str(),
         "event_name": &booking.event_name,
         "seats": i64::from(booking.seats),
         "date": booking.date,
         "status": booking.status.as_str(),
-        "user_id": &booking.user_id,
+        "user_id": booking.user_id.as_deref(),
         "email": &booking.email,
     }
 }
@@ -284,7 +285,7 @@ impl UnitOfWork for Unit<'_> {
         found.map(Booking::try_from).transpose()
     }
 
-    async fn active_bookings(&mut self, event_id: &str) -> Result<Vec<String>, MongoError> {
+    async fn active_bookings(&mut self, event_id: &str) -> Result<Vec<BookingId>, MongoError> {
         let active: Vec<BookingDoc> = self
             .tx
             .find(
@@ -465,10 +466,10 @@ impl BookingStore for MongoBookingStore {
     async fn bookings(&self, filter: BookingFilter) -> Result<Vec<Booking>, StoreError> {
         let mut condition = doc! {};
         if let Some(user_id) = filter.user_id {
-            condition.insert("user_id", user_id);
+            condition.insert("user_id", user_id.into_string());
         }
         if let Some(event_id) = filter.event_id {
-            condition.insert("event_id", event_id);
+            condition.insert("event_id", event_id.into_string());
         }
         let found: Vec<BookingDoc> = self
             .mongo
@@ -490,7 +491,7 @@ impl BookingStore for MongoBookingStore {
         };
         let status = stored_sale_status(&i.status).map_err(StoreError::from)?;
         Ok(Some(availability(
-            event_id.to_owned(),
+            event_id.into(),
             i.capacity,
             i.available,
             status,

@@ -16,8 +16,8 @@ use super::{
 };
 use crate::domain::unit::{Earlier, OnSale, UnitOfWork, Waiting};
 use crate::domain::{
-    Availability, Booking, BookingStatus, Idempotency, NewBooking, SaleStatus, Stock, Stocks,
-    location_key, rules, seats_taken, take_in_batch,
+    Availability, Booking, BookingId, BookingStatus, Idempotency, NewBooking, SaleStatus, Stock,
+    Stocks, UserId, location_key, rules, seats_taken, take_in_batch,
 };
 use crate::replay::Rebuilt;
 
@@ -285,13 +285,13 @@ const SELECT_BOOKINGS: &str = "SELECT b.id, b.event_id, i.name, b.seats, b.date,
 
 fn booking_row(row: &Row<'_>) -> Result<Booking, Error> {
     Ok(Booking {
-        id: row.text(0)?,
-        event_id: row.text(1)?,
+        id: row.text(0)?.into(),
+        event_id: row.text(1)?.into(),
         event_name: row.text(2)?,
         seats: row.int(3)?,
         date: row.i64(4)?,
         status: row.stored(5, "booking status", BookingStatus::parse)?,
-        user_id: row.opt_text(6)?,
+        user_id: row.opt_text(6)?.map(UserId::from),
         email: row.text(7)?,
     })
 }
@@ -310,7 +310,7 @@ pub async fn bookings(conn: &mut impl Conn, filter: &BookingFilter) -> Result<Ve
         (None, None) => "TRUE",
     };
     let sql = format!("{SELECT_BOOKINGS} WHERE {condition} ORDER BY b.seq");
-    let given = [&filter.user_id, &filter.event_id];
+    let given = [filter.user_id.as_deref(), filter.event_id.as_deref()];
     let args: Vec<sql::Arg<'_>> = given.into_iter().flatten().map(sql::Arg::from).collect();
     conn.fetch(&sql, &args, booking_row).await
 }
@@ -322,7 +322,7 @@ pub async fn availability_of(
     let sql = "SELECT capacity, available, status FROM inventory WHERE event_id = $1";
     conn.fetch_optional(sql, args![event_id], |r| {
         Ok(availability(
-            event_id.to_owned(),
+            event_id.into(),
             r.int(0)?,
             r.int(1)?,
             r.stored(2, "sale status", SaleStatus::parse)?,
@@ -489,9 +489,11 @@ impl<C: Conn> UnitOfWork for Unit<C> {
         booking(&mut self.conn, booking_id).await
     }
 
-    async fn active_bookings(&mut self, event_id: &str) -> Result<Vec<String>, Error> {
+    async fn active_bookings(&mut self, event_id: &str) -> Result<Vec<BookingId>, Error> {
         let sql = "SELECT id FROM bookings WHERE event_id = $1 AND status = 'active' ORDER BY seq";
-        self.conn.fetch(sql, args![event_id], |r| r.text(0)).await
+        self.conn
+            .fetch(sql, args![event_id], |r| Ok(r.text(0)?.into()))
+            .await
     }
 
     async fn event_known(&mut self, event_id: &str) -> Result<bool, Error> {

@@ -7,6 +7,7 @@ mod memory;
 pub mod rules;
 pub mod unit;
 
+pub use platform::{EventId, LocationId};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -32,7 +33,8 @@ pub struct Hall {
 #[serde(rename_all = "PascalCase")]
 pub struct Location {
     #[serde(rename = "ID")]
-    pub id: String,
+    #[schema(value_type = String)]
+    pub id: LocationId,
     pub name: String,
     pub address: String,
     pub country: String,
@@ -79,7 +81,8 @@ impl EventStatus {
 #[schema(as = Event)]
 pub struct Event {
     #[serde(rename = "ID")]
-    pub id: String,
+    #[schema(value_type = String)]
+    pub id: EventId,
     pub name: String,
     /// Minutes.
     pub duration: u32,
@@ -103,7 +106,8 @@ pub struct Event {
 #[serde(rename_all = "PascalCase")]
 pub struct Sales {
     #[serde(rename = "EventID")]
-    pub event_id: String,
+    #[schema(value_type = String)]
+    pub event_id: EventId,
     /// Seats of bookings still active.
     pub seats_sold: i64,
     /// Bookings ever made.
@@ -273,7 +277,7 @@ pub fn new_location(input: LocationInput, id: String) -> Result<Location, Invali
         });
     }
     Ok(Location {
-        id,
+        id: id.into(),
         name,
         address: input.address.unwrap_or_default().trim().to_owned(),
         country: input.country.unwrap_or_default().trim().to_owned(),
@@ -332,7 +336,7 @@ pub fn new_event(input: EventInput, location: Location, id: String) -> Result<Ev
     };
     let seats_per_customer = seats_per_customer(input.seatspercustomer, capacity)?;
     Ok(Event {
-        id,
+        id: id.into(),
         name,
         duration,
         start_date: start,

@@ -62,7 +62,7 @@ pub struct CountSales;
 impl<U: UnitOfWork> bus::unit::Apply<U, DomainEvent> for CountSales {
     async fn apply(&mut self, unit: &mut U, event: &DomainEvent) -> Result<bus::Outcome, U::Error> {
         let sale = |event_id: &str, seats_sold, bookings, cancellations| Sales {
-            event_id: event_id.to_owned(),
+            event_id: event_id.into(),
             seats_sold,
             bookings,
             cancellations,
@@ -79,7 +79,7 @@ impl<U: UnitOfWork> bus::unit::Apply<U, DomainEvent> for CountSales {
 
 fn location_created(l: &Location) -> Envelope {
     let created = DomainEvent::LocationCreated(LocationCreated {
-        id: l.id.clone(),
+        id: l.id.to_string(),
         name: l.name.clone(),
         address: l.address.clone(),
         country: l.country.clone(),
@@ -97,9 +97,9 @@ fn location_created(l: &Location) -> Envelope {
 fn event_created(event: &Event) -> Envelope {
     let unix_to_utc = |seconds| DateTime::from_timestamp(seconds, 0).unwrap_or_default();
     let created = DomainEvent::EventCreated(EventCreated {
-        id: event.id.clone(),
+        id: event.id.to_string(),
         name: event.name.clone(),
-        location_id: event.location.id.clone(),
+        location_id: event.location.id.to_string(),
         start_date: unix_to_utc(event.start_date),
         end_date: unix_to_utc(event.end_date),
         hall: event.hall.clone(),

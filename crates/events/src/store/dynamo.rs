@@ -76,7 +76,7 @@ fn location_item(l: &Location) -> Result<Item, DynamoError> {
 fn location(i: &Item) -> Result<Location, DynamoError> {
     let halls = get_s(i, "halls")?;
     Ok(Location {
-        id: get_s(i, "id")?,
+        id: get_s(i, "id")?.into(),
         name: get_s(i, "name")?,
         address: get_s(i, "address")?,
         country: get_s(i, "country")?,
@@ -89,7 +89,7 @@ fn location(i: &Item) -> Result<Location, DynamoError> {
 
 fn event(i: &Item) -> Result<Event, DynamoError> {
     Ok(Event {
-        id: get_s(i, "id")?,
+        id: get_s(i, "id")?.into(),
         name: get_s(i, "name")?,
         duration: get_n(i, "duration")?,
         start_date: get_n(i, "start_date")?,
@@ -109,7 +109,7 @@ fn event(i: &Item) -> Result<Event, DynamoError> {
 
 fn sales(i: &Item) -> Result<Sales, DynamoError> {
     Ok(Sales {
-        event_id: get_s(i, "event_id")?,
+        event_id: get_s(i, "event_id")?.into(),
         seats_sold: get_n(i, "seats_sold")?,
         bookings: get_n(i, "bookings")?,
         cancellations: get_n(i, "cancellations")?,
@@ -336,7 +336,7 @@ impl EventStore for DynamoEventStore {
         }
         let mut figures = figures;
         // Figures of an event this service does not know come first, as in SQLite.
-        figures.sort_by_key(|f| (seq.get(&f.event_id).copied(), f.event_id.clone()));
+        figures.sort_by_key(|f| (seq.get(f.event_id.as_str()).copied(), f.event_id.clone()));
         Ok(figures)
     }
 

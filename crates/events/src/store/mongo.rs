@@ -36,7 +36,7 @@ struct LocationDoc {
 impl From<LocationDoc> for Location {
     fn from(d: LocationDoc) -> Location {
         Location {
-            id: d.id,
+            id: d.id.into(),
             name: d.name,
             address: d.address,
             country: d.country,
@@ -70,7 +70,7 @@ impl TryFrom<EventDoc> for Event {
 
     fn try_from(d: EventDoc) -> Result<Event, MongoError> {
         Ok(Event {
-            id: d.id,
+            id: d.id.into(),
             name: d.name,
             duration: d.duration,
             start_date: d.start_date,
@@ -96,7 +96,7 @@ struct SalesDoc {
 impl From<SalesDoc> for Sales {
     fn from(d: SalesDoc) -> Sales {
         Sales {
-            event_id: d.event_id,
+            event_id: d.event_id.into(),
             seats_sold: d.seats_sold,
             bookings: d.bookings,
             cancellations: d.cancellations,
@@ -151,16 +151,16 @@ fn location_fields(l: &Location) -> Result<Document, MongoError> {
 
 impl UnitOfWork for MongoUnit<'_> {
     async fn insert_location(&mut self, l: &Location) -> Result<(), MongoError> {
-        let mut document = doc! {"_id": &l.id, "order": ObjectId::new()};
+        let mut document = doc! {"_id": l.id.as_str(), "order": ObjectId::new()};
         document.extend(location_fields(l)?);
         self.tx.insert(LOCATIONS, document).await
     }
 
     async fn insert_event(&mut self, event: &Event) -> Result<(), MongoError> {
-        let mut location = doc! {"id": &event.location.id};
+        let mut location = doc! {"id": event.location.id.as_str()};
         location.extend(location_fields(&event.location)?);
         let mut document = doc! {
-            "_id": &event.id,
+            "_id": event.id.as_str(),
             "order": ObjectId::new(),
             "name": &event.name,
             "duration": i64::from(event.duration),
@@ -195,7 +195,7 @@ impl UnitOfWork for MongoUnit<'_> {
             "bookings": sale.bookings,
             "cancellations": sale.cancellations,
         }};
-        let figures = doc! {"_id": &sale.event_id};
+        let figures = doc! {"_id": sale.event_id.as_str()};
         self.tx.update_one(SALES, figures, add, true).await?;
         Ok(())
     }
@@ -350,10 +350,10 @@ impl EventStore for MongoEventStore {
         let order: HashMap<String, usize> = events
             .into_iter()
             .enumerate()
-            .map(|(i, e)| (e.id, i))
+            .map(|(i, e)| (e.id.into_string(), i))
             .collect();
         let mut sales: Vec<Sales> = sales.into_iter().map(Sales::from).collect();
-        sales.sort_by_key(|s| order.get(&s.event_id).copied());
+        sales.sort_by_key(|s| order.get(s.event_id.as_str()).copied());
         Ok(sales)
     }
 

@@ -144,7 +144,7 @@ impl SqlEventStore {
 fn location_at(row: &Row<'_>, first: usize) -> Result<Location, Error> {
     let halls = row.text(first + 6)?;
     Ok(Location {
-        id: row.text(first)?,
+        id: row.text(first)?.into(),
         name: row.text(first + 1)?,
         address: row.text(first + 2)?,
         country: row.text(first + 3)?,
@@ -156,7 +156,7 @@ fn location_at(row: &Row<'_>, first: usize) -> Result<Location, Error> {
 
 fn event_row(row: &Row<'_>) -> Result<Event, Error> {
     Ok(Event {
-        id: row.text(0)?,
+        id: row.text(0)?.into(),
         name: row.text(1)?,
         duration: row.int(2)?,
         start_date: row.i64(3)?,
@@ -171,7 +171,7 @@ fn event_row(row: &Row<'_>) -> Result<Event, Error> {
 
 fn sales_row(r: &Row<'_>) -> Result<Sales, Error> {
     Ok(Sales {
-        event_id: r.text(0)?,
+        event_id: r.text(0)?.into(),
         seats_sold: r.i64(1)?,
         bookings: r.i64(2)?,
         cancellations: r.i64(3)?,

@@ -58,14 +58,14 @@ impl<U: UnitOfWork> bus::unit::Apply<U, Received> for Mailer<'_> {
                     return Ok(not_known("event", &booked.event_id));
                 };
                 let booking = KnownBooking {
-                    id: booked.booking_id.clone(),
-                    event_id: booked.event_id.clone(),
+                    id: booked.booking_id.as_str().into(),
+                    event_id: booked.event_id.as_str().into(),
                     email: booked.email.clone(),
                     seats: booked.seats,
                 };
                 unit.learn_booking(&booking).await?;
                 Fact::Booked {
-                    booking_id: booking.id,
+                    booking_id: booking.id.into(),
                     event,
                     seats: booking.seats,
                     email: booking.email,
@@ -79,7 +79,7 @@ impl<U: UnitOfWork> bus::unit::Apply<U, Received> for Mailer<'_> {
                 let Some(event) = unit.event(&booking.event_id).await? else {
                     return Ok(not_known("event", &booking.event_id));
                 };
-                let (id, seats) = (booking.id, cancelled.seats);
+                let (id, seats) = (booking.id.into(), cancelled.seats);
                 Fact::cancellation(id, event, seats, booking.email, cancelled.reason)
             }
             DomainEvent::UserCreated(user) => Fact::Welcome {
@@ -265,7 +265,7 @@ mod tests {
         }
 
         async fn learn_booking(&mut self, booking: &KnownBooking) -> Result<(), Refused> {
-            let entry = self.state.bookings.entry(booking.id.clone());
+            let entry = self.state.bookings.entry(booking.id.to_string());
             entry.or_insert_with(|| booking.clone());
             Ok(())
         }

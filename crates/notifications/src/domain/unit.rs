@@ -5,6 +5,7 @@
 #![allow(async_fn_in_trait)]
 
 use chrono::{DateTime, Utc};
+use platform::{BookingId, EventId};
 
 use super::{EventInfo, Mail};
 
@@ -12,8 +13,8 @@ use super::{EventInfo, Mail};
 /// e-mail address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KnownBooking {
-    pub id: String,
-    pub event_id: String,
+    pub id: BookingId,
+    pub event_id: EventId,
     pub email: String,
     pub seats: u32,
 }

@@ -149,8 +149,8 @@ impl UnitOfWork for DynamoUnit<'_> {
             let (id, event_id) = (get_s(&b, "id")?, get_s(&b, "event_id")?);
             let (email, seats) = (get_s(&b, "email")?, get_n(&b, "seats")?);
             Ok(KnownBooking {
-                id,
-                event_id,
+                id: id.into(),
+                event_id: event_id.into(),
                 email,
                 seats,
             })

@@ -136,8 +136,8 @@ impl UnitOfWork for MongoUnit<'_> {
                  email,
                  seats,
              }| KnownBooking {
-                id,
-                event_id,
+                id: id.into(),
+                event_id: event_id.into(),
                 email,
                 seats,
             },
@@ -146,8 +146,8 @@ impl UnitOfWork for MongoUnit<'_> {
 
     async fn learn_booking(&mut self, booking: &KnownBooking) -> Result<(), MongoError> {
         let document = doc! {
-            "_id": &booking.id,
-            "event_id": &booking.event_id,
+            "_id": booking.id.as_str(),
+            "event_id": booking.event_id.as_str(),
             "email": &booking.email,
             "seats": i64::from(booking.seats),
         };

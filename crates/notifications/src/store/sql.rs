@@ -210,8 +210,8 @@ impl<C: Conn> UnitOfWork for SqlUnit<C> {
         let sql = "SELECT id, event_id, email, seats FROM bookings WHERE id = $1";
         let read = |r: &Row<'_>| {
             Ok(KnownBooking {
-                id: r.text(0)?,
-                event_id: r.text(1)?,
+                id: r.text(0)?.into(),
+                event_id: r.text(1)?.into(),
                 email: r.text(2)?,
                 seats: r.int(3)?,
             })

@@ -6,6 +6,7 @@ mod memory;
 pub mod rules;
 pub mod unit;
 
+pub use platform::UserId;
 use platform::{Email, Role};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -19,7 +20,8 @@ pub struct Invalid(pub String);
 #[serde(rename_all = "PascalCase")]
 pub struct User {
     #[serde(rename = "ID")]
-    pub id: String,
+    #[schema(value_type = String)]
+    pub id: UserId,
     #[schema(format = Email)]
     pub email: String,
     pub name: String,

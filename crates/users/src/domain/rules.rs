@@ -70,7 +70,7 @@ pub async fn count_failure<U: UnitOfWork>(
 /// The `userCreated` a new account emits.
 fn user_created(u: &User) -> Envelope {
     let created = DomainEvent::UserCreated(UserCreated {
-        id: u.id.clone(),
+        id: u.id.to_string(),
         email: u.email.clone(),
         name: u.name.clone(),
     });

@@ -49,7 +49,7 @@ impl DynamoUserStore {
 fn account(i: &Item) -> Result<Account, DynamoError> {
     Ok(Account {
         user: User {
-            id: get_s(i, "id")?,
+            id: get_s(i, "id")?.into(),
             email: get_s(i, "email")?,
             name: get_s(i, "name")?,
             role: platform::error::stored("role", &get_s(i, "role")?, Role::parse)?,

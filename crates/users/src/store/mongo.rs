@@ -48,7 +48,7 @@ impl TryFrom<UserDoc> for Account {
     fn try_from(d: UserDoc) -> Result<Account, MongoError> {
         Ok(Account {
             user: User {
-                id: d.id,
+                id: d.id.into(),
                 email: d.email,
                 name: d.name,
                 role: platform::error::stored("role", &d.role, Role::parse)?,
@@ -95,7 +95,7 @@ impl UnitOfWork for MongoUnit<'_> {
             return Ok(false);
         }
         let document = doc! {
-            "_id": &u.id,
+            "_id": u.id.as_str(),
             "email": &u.email,
             "name": &u.name,
             "role": u.role.as_str(),

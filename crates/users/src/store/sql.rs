@@ -88,7 +88,7 @@ impl SqlUserStore {
 fn account_row(r: &Row<'_>) -> Result<Account, Error> {
     Ok(Account {
         user: User {
-            id: r.text(0)?,
+            id: r.text(0)?.into(),
             email: r.text(1)?,
             name: r.text(2)?,
             // Never a default: a damaged role must not become `customer`, nor anything `admin`.
