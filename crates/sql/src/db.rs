@@ -26,6 +26,26 @@ pub enum Db {
 }
 
 impl Db {
+    /// A SQLite file, its schema brought up to date.
+    pub fn sqlite(path: &std::path::Path, options: sqlite::Options) -> Result<Db, sqlite::DbError> {
+        Ok(Db::Sqlite(sqlite::Db::open(path, options)?))
+    }
+
+    /// A PostgreSQL schema, prepared without connecting (see `postgres::Pg::connect_lazy`).
+    #[cfg(feature = "postgres")]
+    pub fn postgres(url: &str, options: postgres::Options) -> Result<Db, postgres::PgError> {
+        Ok(Db::Postgres(postgres::Pg::connect_lazy(url, options)?))
+    }
+
+    /// Creates PostgreSQL's tables now rather than on first use (SQLite's are made on open).
+    pub async fn migrate(&self) -> Result<(), Error> {
+        match self {
+            Db::Sqlite(_) => Ok(()),
+            #[cfg(feature = "postgres")]
+            Db::Postgres(pg) => Ok(pg.migrate().await?),
+        }
+    }
+
     /// The outbox the relay publishes from.
     pub fn outbox(&self) -> Arc<dyn bus::Outbox> {
         match self {

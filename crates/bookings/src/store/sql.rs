@@ -155,7 +155,7 @@ impl SqlBookingStore {
             migrations,
             ..Options::default()
         };
-        Ok(Self::on(Db::Sqlite(sqlite::Db::open(path, options)?)))
+        Ok(Self::on(Db::sqlite(path, options)?))
     }
 
     /// Prepares the store without connecting; see [`postgres::Pg::connect_lazy`].
@@ -178,18 +178,13 @@ impl SqlBookingStore {
             // the database instead of in the pool.
             max_connections: 16,
         };
-        Ok(Self::on(Db::Postgres(postgres::Pg::connect_lazy(
-            url, options,
-        )?)))
+        Ok(Self::on(Db::postgres(url, options)?))
     }
 
     /// Creates PostgreSQL's tables now rather than on first use.
     #[cfg(feature = "postgres")]
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        match &self.db {
-            Db::Postgres(pg) => Ok(pg.migrate().await?),
-            Db::Sqlite(_) => Ok(()),
-        }
+        Ok(self.db.migrate().await?)
     }
 
     fn on(db: Db) -> Self {

@@ -110,8 +110,9 @@ impl SqlEventStore {
             migrations,
             ..Options::default()
         };
-        let db = Db::Sqlite(sqlite::Db::open(path, options)?);
-        Ok(Self { db })
+        Ok(Self {
+            db: Db::sqlite(path, options)?,
+        })
     }
 
     /// Prepares the store without connecting; see [`postgres::Pg::connect_lazy`].
@@ -126,17 +127,15 @@ impl SqlEventStore {
             ],
             max_connections: 8,
         };
-        let db = Db::Postgres(postgres::Pg::connect_lazy(url, options)?);
-        Ok(Self { db })
+        Ok(Self {
+            db: Db::postgres(url, options)?,
+        })
     }
 
     /// Creates PostgreSQL's tables now rather than on first use.
     #[cfg(feature = "postgres")]
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        match &self.db {
-            Db::Postgres(pg) => Ok(pg.migrate().await?),
-            Db::Sqlite(_) => Ok(()),
-        }
+        Ok(self.db.migrate().await?)
     }
 }
 

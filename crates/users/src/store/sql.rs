@@ -59,8 +59,9 @@ impl SqlUserStore {
             migrations: vec![SQLITE_SCHEMA, outbox::MIGRATION],
             readers: 2,
         };
-        let db = Db::Sqlite(sqlite::Db::open(path, options)?);
-        Ok(Self { db })
+        Ok(Self {
+            db: Db::sqlite(path, options)?,
+        })
     }
 
     /// Prepares the store without connecting; see [`postgres::Pg::connect_lazy`].
@@ -71,17 +72,15 @@ impl SqlUserStore {
             migrations: vec![PG_SCHEMA, postgres::outbox::MIGRATION],
             max_connections: 4,
         };
-        let db = Db::Postgres(postgres::Pg::connect_lazy(url, options)?);
-        Ok(Self { db })
+        Ok(Self {
+            db: Db::postgres(url, options)?,
+        })
     }
 
     /// Creates PostgreSQL's tables now rather than on first use.
     #[cfg(feature = "postgres")]
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        match &self.db {
-            Db::Postgres(pg) => Ok(pg.migrate().await?),
-            Db::Sqlite(_) => Ok(()),
-        }
+        Ok(self.db.migrate().await?)
     }
 }
 
