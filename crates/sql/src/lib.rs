@@ -47,6 +47,8 @@ pub enum Arg<'a> {
     Int(Option<i64>),
     Text(Option<&'a str>),
     Bool(bool),
+    /// A list of texts, for PostgreSQL's `= ANY($n)`; SQLite has no arrays and refuses it.
+    Texts(&'a [String]),
 }
 
 impl From<i64> for Arg<'_> {

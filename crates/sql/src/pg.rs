@@ -17,6 +17,7 @@ fn query<'q>(sql: &'q str, args: &[Arg<'q>]) -> postgres::PgQuery<'q> {
             Arg::Int(v) => query.bind(v),
             Arg::Text(v) => query.bind(v),
             Arg::Bool(v) => query.bind(v),
+            Arg::Texts(v) => query.bind(v),
         };
     }
     query

@@ -29,6 +29,10 @@ impl ToSql for Arg<'_> {
             Arg::Text(Some(v)) => ToSqlOutput::Borrowed(ValueRef::Text(v.as_bytes())),
             Arg::Bool(v) => ToSqlOutput::Owned(Value::Integer(i64::from(v))),
             Arg::Int(None) | Arg::Text(None) => ToSqlOutput::Owned(Value::Null),
+            Arg::Texts(_) => {
+                let refused = "SQLite has no arrays: a list is bound on PostgreSQL only";
+                return Err(rusqlite::Error::ToSqlConversionFailure(refused.into()));
+            }
         })
     }
 }
