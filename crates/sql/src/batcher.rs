@@ -19,7 +19,7 @@ const MAX_BATCH: usize = 256;
 
 type Answer<R> = oneshot::Sender<Result<R, Error>>;
 type Done<R> = Pin<Box<dyn Future<Output = Result<Vec<R>, Error>> + Send>>;
-type Work<Q, R> = dyn Fn(Vec<Q>) -> Done<R> + Send + Sync;
+type Work<Q, R> = dyn Fn(Arc<[Q]>) -> Done<R> + Send + Sync;
 
 pub struct Batcher<Q, R> {
     work: Arc<Work<Q, R>>,
@@ -29,12 +29,13 @@ pub struct Batcher<Q, R> {
 
 impl<Q, R> Batcher<Q, R>
 where
-    Q: Clone + Send + 'static,
+    Q: Clone + Send + Sync + 'static,
     R: Send + 'static,
 {
     /// `work` carries out the queued requests in arrival order, in one transaction, and
-    /// answers each, in the same order.
-    pub fn new<F>(work: impl Fn(Vec<Q>) -> F + Send + Sync + 'static) -> Self
+    /// answers each, in the same order. It gets them shared, not copied: a request is copied
+    /// only to be made again alone after its batch failed.
+    pub fn new<F>(work: impl Fn(Arc<[Q]>) -> F + Send + Sync + 'static) -> Self
     where
         F: Future<Output = Result<Vec<R>, Error>> + Send + 'static,
     {
@@ -56,7 +57,7 @@ where
 
 fn spawn<Q, R>(work: Arc<Work<Q, R>>) -> mpsc::UnboundedSender<(Q, Answer<R>)>
 where
-    Q: Clone + Send + 'static,
+    Q: Clone + Send + Sync + 'static,
     R: Send + 'static,
 {
     let (queue, mut queued) = mpsc::unbounded_channel::<(Q, Answer<R>)>();
@@ -83,6 +84,7 @@ where
 /// Runs `work` for the whole batch; if that fails, for each request alone. One result per
 /// request.
 async fn carry_out<Q: Clone, R>(work: &Work<Q, R>, requests: Vec<Q>) -> Vec<Result<R, Error>> {
+    let requests: Arc<[Q]> = requests.into();
     let count = requests.len();
     let answered = |answers: Vec<R>, count: usize| {
         if answers.len() == count {
@@ -104,8 +106,10 @@ async fn carry_out<Q: Clone, R>(work: &Work<Q, R>, requests: Vec<Q>) -> Vec<Resu
         return vec![Err(error)];
     }
     let mut alone = Vec::with_capacity(count);
-    for request in requests {
-        let answer = work(vec![request]).await.and_then(|a| answered(a, 1));
+    for request in requests.iter() {
+        let answer = work(Arc::new([request.clone()]))
+            .await
+            .and_then(|a| answered(a, 1));
         alone.push(answer.map(|mut a| a.remove(0)));
     }
     alone
@@ -114,53 +118,69 @@ async fn carry_out<Q: Clone, R>(work: &Work<Q, R>, requests: Vec<Q>) -> Vec<Resu
 #[cfg(test)]
 mod tests {
     use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use tokio::sync::Semaphore;
 
     use super::*;
 
     type Kept = Arc<Mutex<Vec<i64>>>;
-    type Answers = std::future::Ready<Result<Vec<usize>, Error>>;
+    type Answers = Pin<Box<dyn Future<Output = Result<Vec<usize>, Error>> + Send>>;
 
-    /// Keeps each value unless it was kept before (a unique key), all or nothing per call;
-    /// answers how many requests its batch had.
-    fn keeper() -> (Kept, impl Fn(Vec<i64>) -> Answers) {
+    /// Keeps each value unless it was kept before (a unique key), all or nothing per call, once
+    /// `gate` lets it; answers how many requests its batch had.
+    fn keeper(gate: Arc<Semaphore>) -> (Kept, impl Fn(Arc<[i64]>) -> Answers) {
         let kept = Arc::new(Mutex::new(Vec::new()));
         let store = kept.clone();
-        let work = move |values: Vec<i64>| {
-            let mut kept = store.lock().unwrap();
-            let result = if values.iter().any(|v| kept.contains(v))
-                || (1..values.len()).any(|i| values[..i].contains(&values[i]))
-            {
-                Err(Error::Internal("duplicate".into()))
-            } else {
-                kept.extend(&values);
+        let work = move |values: Arc<[i64]>| {
+            let (store, gate) = (store.clone(), gate.clone());
+            Box::pin(async move {
+                let _open = gate.acquire().await;
+                let mut kept = store.lock().unwrap();
+                if values.iter().any(|v| kept.contains(v))
+                    || (1..values.len()).any(|i| values[..i].contains(&values[i]))
+                {
+                    return Err(Error::Internal("duplicate".into()));
+                }
+                kept.extend(values.iter());
                 Ok(vec![values.len(); values.len()])
-            };
-            std::future::ready(result)
+            }) as Answers
         };
         (kept, work)
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn concurrent_requests_share_batches() {
-        let (kept, work) = keeper();
+    async fn requests_queued_while_a_batch_runs_share_the_next() {
+        // The first batch waits at the gate until every request has been queued (a call queues
+        // its request before it first waits), so the rest must go together.
+        let gate = Arc::new(Semaphore::new(0));
+        let (kept, work) = keeper(gate.clone());
         let batcher = Arc::new(Batcher::new(work));
+        let queued = Arc::new(AtomicUsize::new(0));
         let tasks: Vec<_> = (0..200)
             .map(|v| {
-                let batcher = batcher.clone();
-                tokio::spawn(async move { batcher.call(v).await.unwrap() })
+                let (batcher, queued) = (batcher.clone(), queued.clone());
+                tokio::spawn(async move {
+                    queued.fetch_add(1, Ordering::SeqCst);
+                    batcher.call(v).await.unwrap()
+                })
             })
             .collect();
+        while queued.load(Ordering::SeqCst) < 200 {
+            tokio::task::yield_now().await;
+        }
+        gate.add_permits(Semaphore::MAX_PERMITS);
         let mut largest = 0;
         for task in tasks {
             largest = largest.max(task.await.unwrap());
         }
-        assert!(largest > 1, "some requests shared a batch");
+        assert!(largest > 1, "the requests queued meanwhile shared a batch");
         assert_eq!(kept.lock().unwrap().len(), 200);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_request_that_fails_fails_alone_and_the_rest_of_its_batch_commits() {
-        let (kept, work) = keeper();
+        let (kept, work) = keeper(Arc::new(Semaphore::new(Semaphore::MAX_PERMITS)));
         let batcher = Arc::new(Batcher::new(work));
         // 7 twice: one of the two is refused, whichever batch it lands in.
         let tasks: Vec<_> = [1, 2, 7, 3, 7, 4, 5]

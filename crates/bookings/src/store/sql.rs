@@ -189,7 +189,7 @@ impl SqlBookingStore {
 
     fn on(db: Db) -> Self {
         let batches = db.clone();
-        let bookings = Batcher::new(move |requests: Vec<BookingRequest>| {
+        let bookings = Batcher::new(move |requests: Arc<[BookingRequest]>| {
             let db = batches.clone();
             async move { sql::write!(&db, Stocks::new(), |unit| book_all(unit, &requests)) }
         });
