@@ -1,30 +1,34 @@
 //! One group-commit batcher for the stores that batch (SQLite's and PostgreSQL's bookings).
 //!
-//! Requests queue for a single task, which hands everything queued meanwhile to `work` at once:
-//! one transaction for the lot, so a flash sale pays one commit (and one fsync) per batch, and
+//! Requests queue; a batch takes everything queued when its turn comes (after the batch before
+//! it committed) and hands it to `work` at once: one transaction for the lot, so a flash sale pays one commit (and one fsync) per batch, and
 //! its event's seats are read once and written back once. The queue fills while the previous
 //! batch commits, which is exactly when batching pays. If the batch fails, each of its requests
 //! is carried out again alone, so one bad request fails by itself.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use crate::Error;
-
-/// Requests taken by one batch at most; bounds the time a batch holds its locks.
-const MAX_BATCH: usize = 256;
 
 type Answer<R> = oneshot::Sender<Result<R, Error>>;
 type Done<R> = Pin<Box<dyn Future<Output = Result<Vec<R>, Error>> + Send>>;
 type Work<Q, R> = dyn Fn(Arc<[Q]>) -> Done<R> + Send + Sync;
 
 pub struct Batcher<Q, R> {
-    work: Arc<Work<Q, R>>,
-    /// Started on the first request, on the runtime that makes it.
-    queue: OnceLock<mpsc::UnboundedSender<(Q, Answer<R>)>>,
+    inner: Arc<Inner<Q, R>>,
+}
+
+struct Inner<Q, R> {
+    work: Box<Work<Q, R>>,
+    /// Requests waiting for a batch to take them, each with where its answer goes.
+    queue: Mutex<Vec<(Q, Answer<R>)>>,
+    /// Held by the batch being carried out: the next one waits for it, and meanwhile the
+    /// requests it will take pile up.
+    turn: tokio::sync::Mutex<()>,
 }
 
 impl<Q, R> Batcher<Q, R>
@@ -39,46 +43,47 @@ where
     where
         F: Future<Output = Result<Vec<R>, Error>> + Send + 'static,
     {
+        let work: Box<Work<Q, R>> = Box::new(move |requests| Box::pin(work(requests)));
         Self {
-            work: Arc::new(move |requests| Box::pin(work(requests)) as Done<R>),
-            queue: OnceLock::new(),
+            inner: Arc::new(Inner {
+                work,
+                queue: Mutex::new(Vec::new()),
+                turn: tokio::sync::Mutex::new(()),
+            }),
         }
     }
 
     /// Carries out `request` with whatever else is queued; answers once its batch committed.
     pub async fn call(&self, request: Q) -> Result<R, Error> {
-        let stopped = || Error::Internal("the batcher has stopped".into());
-        let queue = self.queue.get_or_init(|| spawn(self.work.clone()));
         let (answer, answered) = oneshot::channel();
-        queue.send((request, answer)).map_err(|_| stopped())?;
-        answered.await.map_err(|_| stopped())?
+        let first = {
+            let mut queue = self.inner.queue.lock().unwrap_or_else(|p| p.into_inner());
+            queue.push((request, answer));
+            queue.len() == 1
+        };
+        // The request that finds the queue empty starts the batch that will take it; the others
+        // ride along. A batch takes the queue when its turn comes, not when it starts, so a
+        // request queued after that finds the queue empty again and starts the next. The batch
+        // is a task of its own: a caller that goes away must not strand the others.
+        if first {
+            tokio::spawn(carry_out_next(self.inner.clone()));
+        }
+        answered
+            .await
+            .map_err(|_| Error::Internal("the batcher has stopped".into()))?
     }
 }
 
-fn spawn<Q, R>(work: Arc<Work<Q, R>>) -> mpsc::UnboundedSender<(Q, Answer<R>)>
-where
-    Q: Clone + Send + Sync + 'static,
-    R: Send + 'static,
-{
-    let (queue, mut queued) = mpsc::unbounded_channel::<(Q, Answer<R>)>();
-    tokio::spawn(async move {
-        while let Some(first) = queued.recv().await {
-            let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
-                match queued.try_recv() {
-                    Ok(more) => batch.push(more),
-                    Err(_) => break,
-                }
-            }
-            let (requests, answers): (Vec<Q>, Vec<Answer<R>>) = batch.into_iter().unzip();
-            let results = carry_out(work.as_ref(), requests).await;
-            for (answer, result) in answers.into_iter().zip(results) {
-                // The caller may have gone; the work is committed either way.
-                let _ = answer.send(result);
-            }
-        }
-    });
-    queue
+/// Waits for the batch before to end, then carries out everything queued by then.
+async fn carry_out_next<Q: Clone, R>(inner: Arc<Inner<Q, R>>) {
+    let _turn = inner.turn.lock().await;
+    let queued = std::mem::take(&mut *inner.queue.lock().unwrap_or_else(|p| p.into_inner()));
+    let (requests, answers): (Vec<Q>, Vec<Answer<R>>) = queued.into_iter().unzip();
+    let results = carry_out(inner.work.as_ref(), requests).await;
+    for (answer, result) in answers.into_iter().zip(results) {
+        // The caller may have gone; the work is committed either way.
+        let _ = answer.send(result);
+    }
 }
 
 /// Runs `work` for the whole batch; if that fails, for each request alone. One result per
