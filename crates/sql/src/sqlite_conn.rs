@@ -104,13 +104,3 @@ where
 {
     db.read(move |conn| Ok(work(&mut SqliteConn(conn)))).await?
 }
-
-/// For the work of a `sqlite::Batcher`, which answers in SQLite's own error.
-impl From<Error> for DbError {
-    fn from(e: Error) -> Self {
-        match e {
-            Error::Sqlite(e) => e,
-            other => DbError::Internal(other.to_string()),
-        }
-    }
-}
