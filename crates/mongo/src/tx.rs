@@ -5,7 +5,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-use contracts::Envelope;
 use mongodb::bson::Document;
 use mongodb::error::{ErrorKind, TRANSIENT_TRANSACTION_ERROR, UNKNOWN_TRANSACTION_COMMIT_RESULT};
 use mongodb::options::{ReturnDocument, WriteConcern};
@@ -14,7 +13,7 @@ use mongodb::{ClientSession, Database};
 use serde::de::DeserializeOwned;
 use tokio::time::Instant;
 
-use crate::{Mongo, MongoError, outbox};
+use crate::{Mongo, MongoError, MongoUnit, outbox};
 
 /// How long a transaction keeps being retried while it conflicts with others, before the
 /// request is answered 503. Bounded by time, not by a count of attempts: under a flash sale a
@@ -216,9 +215,10 @@ impl Backoff {
 }
 
 impl Mongo {
-    /// Runs `work` in a transaction and commits it with the events it returns appended to the
-    /// outbox, retrying the whole while it conflicts with another transaction. `work` may run
-    /// more than once, so it must do nothing but database operations through its [`Tx`].
+    /// Runs `work` on a unit over a new transaction and commits it with the events the unit
+    /// emitted appended to the outbox, retrying the whole while it conflicts with another
+    /// transaction. `work` may run more than once, so it must do nothing but database
+    /// operations through its unit's [`Tx`].
     ///
     /// A MongoDB transaction that meets another's uncommitted write aborts at once instead of
     /// waiting for it, as a PostgreSQL row lock would. So that the transactions of one process
@@ -229,7 +229,7 @@ impl Mongo {
     where
         C: Sync + ?Sized,
         T: Send,
-        F: for<'t> FnMut(&'t mut Tx, &'t C) -> TxFuture<'t, (T, Vec<Envelope>)>,
+        F: for<'u, 't> FnMut(&'u mut MongoUnit<'t>, &'u C) -> TxFuture<'u, T>,
     {
         let db = self.database().await?;
         let mut backoff = Backoff::new();
@@ -260,7 +260,7 @@ impl Mongo {
     ) -> Result<(T, bool), MongoError>
     where
         C: Sync + ?Sized,
-        F: for<'t> FnMut(&'t mut Tx, &'t C) -> TxFuture<'t, (T, Vec<Envelope>)>,
+        F: for<'u, 't> FnMut(&'u mut MongoUnit<'t>, &'u C) -> TxFuture<'u, T>,
     {
         let mut session = self.start_session().await?;
         session
@@ -272,7 +272,9 @@ impl Mongo {
             db: db.clone(),
         };
         let done = async {
-            let (value, caused) = work(&mut tx, context).await?;
+            let mut unit = MongoUnit::new(&mut tx, ());
+            let value = work(&mut unit, context).await?;
+            let caused = unit.caused;
             outbox::append(&mut tx, &caused).await?;
             Ok::<_, MongoError>((value, !caused.is_empty()))
         };

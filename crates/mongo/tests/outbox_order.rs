@@ -31,8 +31,11 @@ async fn the_backlog_counts_what_waits_and_dates_the_oldest() {
         let mongo = writer.clone();
         Box::pin(async move {
             mongo
-                .transaction(&envelope, |_, envelope| {
-                    Box::pin(async move { Ok(((), vec![envelope.clone()])) })
+                .transaction(&envelope, |unit, envelope| {
+                    Box::pin(async move {
+                        unit.caused.push(envelope.clone());
+                        Ok(())
+                    })
                 })
                 .await?;
             Ok(())
@@ -60,12 +63,13 @@ async fn a_reader_that_remembers_its_position_misses_no_concurrent_commit() {
                 let mongo = mongo.clone();
                 Box::pin(async move {
                     mongo
-                        .transaction(&envelope, |_, envelope| {
+                        .transaction(&envelope, |unit, envelope| {
                             Box::pin(async move {
                                 // Widens the window in which transactions overlap.
                                 let pause = rand::random_range(0..4);
                                 tokio::time::sleep(Duration::from_millis(pause)).await;
-                                Ok(((), vec![envelope.clone()]))
+                                unit.caused.push(envelope.clone());
+                                Ok(())
                             })
                         })
                         .await?;

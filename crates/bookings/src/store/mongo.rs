@@ -146,10 +146,7 @@ fn booking_document(booking: &Booking) -> Document {
     }
 }
 
-/// A transaction as the bookings rules see it.
-type Unit<'t> = MongoUnit<'t, ()>;
-
-impl UnitOfWork for Unit<'_> {
+impl UnitOfWork for MongoUnit<'_> {
     async fn claim_key(
         &mut self,
         idem: &Idempotency,
@@ -429,30 +426,19 @@ fn holding_id(event_id: &str, customer: &str) -> Document {
 impl BookingStore for MongoBookingStore {
     async fn book(&self, booking: NewBooking) -> Result<BookResult, StoreError> {
         let booked = rules::booked_event(&booking, platform::telemetry::traceparent());
-        Ok(self
-            .mongo
-            .transaction(&(booking, booked), |tx, (request, booked)| {
-                Box::pin(async move {
-                    let mut unit = Unit::new(tx, ());
-                    let result = rules::book(&mut unit, request, booked).await?;
-                    Ok((result, unit.caused))
-                })
-            })
-            .await?)
+        let booking = (booking, booked);
+        let book = self.mongo.transaction(&booking, |unit, (request, booked)| {
+            Box::pin(rules::book(unit, request, booked))
+        });
+        Ok(book.await?)
     }
 
     async fn cancel(&self, booking_id: &str) -> Result<Option<Booking>, StoreError> {
-        Ok(self
-            .mongo
-            .transaction(booking_id, |tx, id| {
-                Box::pin(async move {
-                    let trace = platform::telemetry::traceparent();
-                    let mut unit = Unit::new(tx, ());
-                    let booking = rules::cancel(&mut unit, id, trace).await?;
-                    Ok((booking, unit.caused))
-                })
-            })
-            .await?)
+        let cancelling = (booking_id, platform::telemetry::traceparent());
+        let cancel = self.mongo.transaction(&cancelling, |unit, c| {
+            Box::pin(rules::cancel(unit, c.0, c.1.clone()))
+        });
+        Ok(cancel.await?)
     }
 
     async fn booking(&self, id: &str) -> Result<Option<Booking>, StoreError> {
@@ -502,16 +488,10 @@ impl BookingStore for MongoBookingStore {
         &self,
         batch: Vec<(String, Delivered)>,
     ) -> Result<Vec<bus::Outcome>, StoreError> {
-        Ok(self
-            .mongo
-            .transaction(batch.as_slice(), |tx, batch| {
-                Box::pin(async move {
-                    let mut unit = Unit::new(tx, ());
-                    let outcomes = bus::apply_once(&mut unit, batch, &mut rules::Inventory).await?;
-                    Ok((outcomes, unit.caused))
-                })
-            })
-            .await?)
+        let apply = self.mongo.transaction(batch.as_slice(), |unit, batch| {
+            Box::pin(async { bus::apply_once(unit, batch, &mut rules::Inventory).await })
+        });
+        Ok(apply.await?)
     }
 
     fn outbox(&self) -> Arc<dyn bus::Outbox> {

@@ -227,16 +227,10 @@ impl MongoEventStore {
 #[async_trait]
 impl EventStore for MongoEventStore {
     async fn create_location(&self, location: Location) -> Result<(), StoreError> {
-        Ok(self
-            .mongo
-            .transaction(&location, |tx, l| {
-                Box::pin(async move {
-                    let mut unit = MongoUnit::new(tx, ());
-                    rules::create_location(&mut unit, l).await?;
-                    Ok(((), unit.caused))
-                })
-            })
-            .await?)
+        let create = self.mongo.transaction(&location, |unit, location| {
+            Box::pin(rules::create_location(unit, location))
+        });
+        Ok(create.await?)
     }
 
     async fn location(&self, id: &str) -> Result<Option<Location>, StoreError> {
@@ -256,32 +250,17 @@ impl EventStore for MongoEventStore {
     }
 
     async fn create_event(&self, event: Event, with_new_location: bool) -> Result<(), StoreError> {
-        Ok(self
-            .mongo
-            .transaction(
-                &(event, with_new_location),
-                |tx, (event, with_new_location)| {
-                    Box::pin(async move {
-                        let mut unit = MongoUnit::new(tx, ());
-                        rules::create_event(&mut unit, event, *with_new_location).await?;
-                        Ok(((), unit.caused))
-                    })
-                },
-            )
-            .await?)
+        let creating = (event, with_new_location);
+        let create = self.mongo.transaction(&creating, |unit, (event, new)| {
+            Box::pin(rules::create_event(unit, event, *new))
+        });
+        Ok(create.await?)
     }
 
     async fn cancel_event(&self, id: &str) -> Result<Option<Event>, StoreError> {
-        Ok(self
-            .mongo
-            .transaction(id, |tx, id| {
-                Box::pin(async move {
-                    let mut unit = MongoUnit::new(tx, ());
-                    let event = rules::cancel_event(&mut unit, id).await?;
-                    Ok((event, unit.caused))
-                })
-            })
-            .await?)
+        let cancel =
+            (self.mongo).transaction(id, |unit, id| Box::pin(rules::cancel_event(unit, id)));
+        Ok(cancel.await?)
     }
 
     async fn event(&self, id: &str) -> Result<Option<Event>, StoreError> {
@@ -317,17 +296,10 @@ impl EventStore for MongoEventStore {
         &self,
         batch: Vec<(String, DomainEvent)>,
     ) -> Result<Vec<bus::Outcome>, StoreError> {
-        Ok(self
-            .mongo
-            .transaction(batch.as_slice(), |tx, batch| {
-                Box::pin(async move {
-                    let mut unit = MongoUnit::new(tx, ());
-                    let outcomes =
-                        bus::apply_once(&mut unit, batch, &mut rules::CountSales).await?;
-                    Ok((outcomes, unit.caused))
-                })
-            })
-            .await?)
+        let apply = self.mongo.transaction(batch.as_slice(), |unit, batch| {
+            Box::pin(async { bus::apply_once(unit, batch, &mut rules::CountSales).await })
+        });
+        Ok(apply.await?)
     }
 
     async fn sales(&self, event_id: &str) -> Result<Option<Sales>, StoreError> {

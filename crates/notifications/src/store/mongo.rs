@@ -2,7 +2,6 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use contracts::Envelope;
 use mongo::bson::oid::ObjectId;
 use mongo::bson::{Document, doc};
 use mongo::{Collection, Mongo, MongoError, MongoUnit, Options, Tx};
@@ -226,27 +225,17 @@ impl UnitOfWork for MongoUnit<'_> {
 
 /// See [`NotificationStore::apply`].
 async fn apply(
-    tx: &mut Tx,
+    unit: &mut MongoUnit<'_>,
     (batch, links, now): &(Vec<Delivered>, &BookingLinks, i64),
-) -> Result<(Vec<bus::Outcome>, Vec<Envelope>), MongoError> {
-    let since: Option<Document> = tx.find_one(MAIL_SINCE, doc! {"_id": MAIL_SINCE}).await?;
+) -> Result<Vec<bus::Outcome>, MongoError> {
+    let since: Option<Document> = (unit.tx)
+        .find_one(MAIL_SINCE, doc! {"_id": MAIL_SINCE})
+        .await?;
     let since = since
         .and_then(|d| d.get_i64("at").ok())
         .ok_or_else(|| MongoError::Invalid("the mail_since document is missing".into()))?;
-    let mut unit = MongoUnit::new(tx, ());
     let (links, now) = (*links, *now);
-    let outcomes = bus::apply_once(&mut unit, batch, &mut Mailer { links, since, now }).await?;
-    Ok((outcomes, unit.caused))
-}
-
-/// See [`NotificationStore::run`].
-async fn run(
-    tx: &mut Tx,
-    (command, now): &(Command, i64),
-) -> Result<(Vec<Mail>, Vec<Envelope>), MongoError> {
-    let mut unit = MongoUnit::new(tx, ());
-    let mails = rules::run(&mut unit, command, *now).await?;
-    Ok((mails, unit.caused))
+    bus::apply_once(unit, batch, &mut Mailer { links, since, now }).await
 }
 
 #[async_trait]
@@ -259,7 +248,7 @@ impl NotificationStore for MongoNotificationStore {
         let context = (batch, links, now());
         let outcomes = self
             .mongo
-            .transaction(&context, |tx, context| Box::pin(apply(tx, context)))
+            .transaction(&context, |unit, context| Box::pin(apply(unit, context)))
             .await?;
         self.committed().notify_waiters();
         Ok(outcomes)
@@ -271,7 +260,9 @@ impl NotificationStore for MongoNotificationStore {
         let context = (command, now());
         Ok(self
             .mongo
-            .transaction(&context, |tx, context| Box::pin(run(tx, context)))
+            .transaction(&context, |unit, (command, now)| {
+                Box::pin(rules::run(unit, command, *now))
+            })
             .await?)
     }
 

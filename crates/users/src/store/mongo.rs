@@ -143,16 +143,9 @@ impl UnitOfWork for MongoUnit<'_> {
 #[async_trait]
 impl UserStore for MongoUserStore {
     async fn create(&self, account: Account) -> Result<bool, StoreError> {
-        Ok(self
-            .mongo
-            .transaction(&account, |tx, account| {
-                Box::pin(async move {
-                    let mut unit = MongoUnit::new(tx, ());
-                    let created = rules::sign_up(&mut unit, account).await?;
-                    Ok((created, unit.caused))
-                })
-            })
-            .await?)
+        let sign_up =
+            (self.mongo).transaction(&account, |unit, a| Box::pin(rules::sign_up(unit, a)));
+        Ok(sign_up.await?)
     }
 
     async fn by_email(&self, email: &str) -> Result<Option<Account>, StoreError> {
@@ -172,16 +165,8 @@ impl UserStore for MongoUserStore {
     }
 
     async fn set_admin(&self, account: Account) -> Result<User, StoreError> {
-        Ok(self
-            .mongo
-            .transaction(&account, |tx, account| {
-                Box::pin(async move {
-                    let mut unit = MongoUnit::new(tx, ());
-                    let admin = rules::set_admin(&mut unit, account).await?;
-                    Ok((admin, unit.caused))
-                })
-            })
-            .await?)
+        let set = (self.mongo).transaction(&account, |unit, a| Box::pin(rules::set_admin(unit, a)));
+        Ok(set.await?)
     }
 
     async fn failures(&self, key: &str) -> Result<Option<Failures>, StoreError> {
@@ -194,15 +179,10 @@ impl UserStore for MongoUserStore {
 
     async fn add_failure(&self, key: &str, now: i64, expires: i64) -> Result<(), StoreError> {
         let failure = (key.to_owned(), now, expires);
-        self.mongo
-            .transaction(&failure, |tx, (key, now, expires)| {
-                Box::pin(async move {
-                    let mut unit = MongoUnit::new(tx, ());
-                    rules::count_failure(&mut unit, key, *now, *expires).await?;
-                    Ok(((), unit.caused))
-                })
-            })
-            .await?;
+        let count = self.mongo.transaction(&failure, |unit, f| {
+            Box::pin(rules::count_failure(unit, &f.0, f.1, f.2))
+        });
+        count.await?;
         // Outside the transaction: pruning must not make counting conflict.
         let pruned = async {
             self.mongo
