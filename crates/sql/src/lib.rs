@@ -14,6 +14,8 @@ mod db;
 mod pg;
 mod sqlite_conn;
 
+use std::borrow::Cow;
+
 use contracts::Envelope;
 
 pub use batcher::Batcher;
@@ -30,12 +32,12 @@ pub enum Dialect {
 }
 
 impl Dialect {
-    /// ` FOR UPDATE` where rows can be locked to the commit (PostgreSQL); nothing on SQLite, whose
-    /// writer holds the whole file's write lock for the transaction anyway.
-    pub fn for_update(self) -> &'static str {
+    /// `select` with its rows locked to the commit (` FOR UPDATE`) on PostgreSQL; as it is on
+    /// SQLite, whose writer holds the whole file's write lock for the transaction anyway.
+    pub fn locked(self, select: &'static str) -> Cow<'static, str> {
         match self {
-            Dialect::Sqlite => "",
-            Dialect::Postgres => " FOR UPDATE",
+            Dialect::Sqlite => Cow::Borrowed(select),
+            Dialect::Postgres => Cow::Owned(format!("{select} FOR UPDATE")),
         }
     }
 }

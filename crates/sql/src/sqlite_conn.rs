@@ -1,10 +1,8 @@
 //! [`Conn`] on SQLite through rusqlite. Every call is synchronous, so a unit's futures finish in
 //! one poll (`bus::run_now`) on the writer thread.
 
-use std::borrow::Cow;
-
 use sqlite::rusqlite::types::{ToSql, ToSqlOutput, Value, ValueRef};
-use sqlite::rusqlite::{self, Connection, params_from_iter};
+use sqlite::rusqlite::{self, Connection, Statement};
 use sqlite::{DbError, inbox, outbox};
 
 use crate::{Arg, Conn, Dialect, Error, Row, SqlUnit};
@@ -12,14 +10,34 @@ use crate::{Arg, Conn, Dialect, Error, Row, SqlUnit};
 /// A SQLite connection: the writer's, inside its transaction, or a reader's.
 pub struct SqliteConn<'c>(pub &'c Connection);
 
-/// `$1` as SQLite spells a numbered placeholder, `?1` (SQLite would read `$1` as a parameter
-/// *named* "1", numbered by first appearance rather than by its digits).
-fn numbered(sql: &str) -> Cow<'_, str> {
-    if sql.contains('$') {
-        Cow::Owned(sql.replace('$', "?"))
-    } else {
-        Cow::Borrowed(sql)
+/// Binds `args` to a statement written with `$1`, `$2` … placeholders. SQLite reads `$1` as a
+/// parameter *named* "$1" and numbers named parameters by first appearance, not by their digits
+/// (`SET a = $2 WHERE id = $1` numbers `$2` first), so each is bound by its name. Rewriting the
+/// statement to `?1` instead would cost a copy of its text on every call.
+fn bind(statement: &mut Statement<'_>, args: &[Arg<'_>]) -> Result<(), Error> {
+    let count = statement.parameter_count();
+    if count != args.len() {
+        let wrong = format!(
+            "a statement with {count} placeholders got {} values",
+            args.len()
+        );
+        return Err(Error::Internal(wrong));
     }
+    for index in 1..=count {
+        let named = statement.parameter_name(index);
+        let position = named
+            .and_then(|n| n.strip_prefix('$'))
+            .and_then(|n| n.parse::<usize>().ok())
+            .filter(|n| (1..=count).contains(n));
+        let Some(position) = position else {
+            let wrong = format!("placeholder {named:?} is not one of $1 … ${count}");
+            return Err(Error::Internal(wrong));
+        };
+        statement
+            .raw_bind_parameter(index, args[position - 1])
+            .map_err(DbError::from)?;
+    }
+    Ok(())
 }
 
 impl ToSql for Arg<'_> {
@@ -43,11 +61,9 @@ impl Conn for SqliteConn<'_> {
     }
 
     async fn execute(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<u64, Error> {
-        let changed = self
-            .0
-            .prepare_cached(&numbered(sql))
-            .and_then(|mut s| s.execute(params_from_iter(args)))
-            .map_err(DbError::from)?;
+        let mut statement = self.0.prepare_cached(sql).map_err(DbError::from)?;
+        bind(&mut statement, args)?;
+        let changed = statement.raw_execute().map_err(DbError::from)?;
         Ok(changed as u64)
     }
 
@@ -57,13 +73,9 @@ impl Conn for SqliteConn<'_> {
         args: &[Arg<'_>],
         mut row: impl FnMut(&Row<'_>) -> Result<T, Error>,
     ) -> Result<Vec<T>, Error> {
-        let mut statement = self
-            .0
-            .prepare_cached(&numbered(sql))
-            .map_err(DbError::from)?;
-        let mut rows = statement
-            .query(params_from_iter(args))
-            .map_err(DbError::from)?;
+        let mut statement = self.0.prepare_cached(sql).map_err(DbError::from)?;
+        bind(&mut statement, args)?;
+        let mut rows = statement.raw_query();
         let mut read = Vec::new();
         while let Some(r) = rows.next().map_err(DbError::from)? {
             read.push(row(&Row::Sqlite(r))?);
@@ -103,4 +115,39 @@ where
     F: FnOnce(&mut SqliteConn<'_>) -> Result<T, Error> + Send + 'static,
 {
     db.read(move |conn| Ok(work(&mut SqliteConn(conn)))).await?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{args, now};
+
+    fn select(sql: &str, args: &[Arg<'_>]) -> Result<Vec<String>, Error> {
+        let conn = Connection::open_in_memory().expect("an in-memory database");
+        now(SqliteConn(&conn).fetch(sql, args, |r| r.text(0)))
+    }
+
+    #[test]
+    fn placeholders_are_bound_by_their_digits_in_any_order() {
+        // SQLite numbers `$2` first here; bound by position, this would read "a-b-a".
+        let read = select("SELECT $2 || '-' || $1 || '-' || $2", args!["a", "b"]);
+        assert_eq!(read.expect("bound"), ["b-a-b"]);
+    }
+
+    #[test]
+    fn a_statement_and_its_values_that_do_not_match_are_refused() {
+        let cases: [(&str, &[Arg<'_>]); 4] = [
+            ("SELECT $1 || $2", args!["a"]),
+            ("SELECT $1", args!["a", "b"]),
+            ("SELECT $1 || $3", args!["a", "b"]),
+            ("SELECT ?1", args!["a"]),
+        ];
+        for (sql, args) in cases {
+            let refused = select(sql, args);
+            assert!(
+                matches!(refused, Err(Error::Internal(_))),
+                "{sql}: {refused:?}"
+            );
+        }
+    }
 }

@@ -397,9 +397,8 @@ impl<C: Conn> UnitOfWork for Unit<C> {
         }
         // Locked to the commit: concurrent transactions of the event wait here, so nothing
         // changes the seats between this read and the write back.
-        let sql = format!(
-            "SELECT name, available, status, per_customer FROM inventory WHERE event_id = $1{}",
-            self.conn.dialect().for_update()
+        let sql = (self.conn.dialect()).locked(
+            "SELECT name, available, status, per_customer FROM inventory WHERE event_id = $1",
         );
         let stock = self
             .conn
@@ -504,10 +503,7 @@ impl<C: Conn> UnitOfWork for Unit<C> {
             let sql = "INSERT INTO locations (id) VALUES ($1) ON CONFLICT DO NOTHING";
             self.conn.execute(sql, args![location]).await?;
         }
-        let sql = format!(
-            "SELECT halls FROM locations WHERE id = $1{}",
-            self.conn.dialect().for_update()
-        );
+        let sql = (self.conn.dialect()).locked("SELECT halls FROM locations WHERE id = $1");
         let json = self
             .conn
             .fetch_optional(&sql, args![location], |r| r.opt_text(0))
@@ -561,9 +557,8 @@ impl<C: Conn> UnitOfWork for Unit<C> {
     }
 
     async fn waiting_at(&mut self, location: &str) -> Result<Vec<Waiting>, Error> {
-        let sql = format!(
-            "SELECT event, cancelled FROM waiting_events WHERE location_id = $1 ORDER BY event_id{}",
-            self.conn.dialect().for_update()
+        let sql = (self.conn.dialect()).locked(
+            "SELECT event, cancelled FROM waiting_events WHERE location_id = $1 ORDER BY event_id",
         );
         let read = |r: &Row<'_>| Ok(waiting(&r.text(0)?, r.bool(1)?)?);
         self.conn.fetch(&sql, args![location], read).await

@@ -2,6 +2,7 @@
 //! (see the `sql` crate). The schemas differ in column types; PostgreSQL's senders also lock the
 //! mails they claim, so that replicas take different ones.
 
+use std::borrow::Cow;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -130,8 +131,8 @@ async fn due(conn: &mut impl Conn, now: i64, limit: usize) -> Result<Vec<Mail>, 
     // SKIP LOCKED: a PostgreSQL replica's sender claiming at the same moment takes other mails
     // rather than waiting for these and then finding them taken.
     let sql = match conn.dialect() {
-        Dialect::Sqlite => DUE.to_owned(),
-        Dialect::Postgres => format!("{DUE} FOR UPDATE SKIP LOCKED"),
+        Dialect::Sqlite => Cow::Borrowed(DUE),
+        Dialect::Postgres => Cow::Owned(format!("{DUE} FOR UPDATE SKIP LOCKED")),
     };
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     conn.fetch(&sql, args![now, limit], mail).await
@@ -267,8 +268,7 @@ impl<C: Conn> UnitOfWork for SqlUnit<C> {
     async fn attempts(&mut self, id: &str) -> Result<Option<u32>, Error> {
         // Locked on PostgreSQL: a sender recording the same mail at the same time waits, and
         // counts after.
-        let lock = self.conn.dialect().for_update();
-        let sql = format!("SELECT attempts FROM mails WHERE id = $1{lock}");
+        let sql = (self.conn.dialect()).locked("SELECT attempts FROM mails WHERE id = $1");
         self.conn
             .fetch_optional(&sql, args![id], |r| r.int(0))
             .await
