@@ -30,25 +30,23 @@ pub async fn record(tx: &mut Tx, message_id: &str) -> Result<(), MongoError> {
 }
 
 /// A MongoDB store's unit of work: one transaction of [`crate::Mongo::transaction`], and the
-/// events it emits, which that commits with it. `state` is what the service's unit keeps beside
-/// it.
-pub struct MongoUnit<'t, S = ()> {
+/// events it emits, which that commits with it. It keeps nothing else: the transaction itself
+/// sees its own writes, and conflicts are the server's to detect.
+pub struct MongoUnit<'t> {
     pub tx: &'t mut Tx,
     pub caused: Vec<Envelope>,
-    pub state: S,
 }
 
-impl<'t, S> MongoUnit<'t, S> {
-    pub fn new(tx: &'t mut Tx, state: S) -> Self {
+impl<'t> MongoUnit<'t> {
+    pub fn new(tx: &'t mut Tx) -> Self {
         Self {
             tx,
             caused: Vec::new(),
-            state,
         }
     }
 }
 
-impl<S> bus::Unit for MongoUnit<'_, S> {
+impl bus::Unit for MongoUnit<'_> {
     type Error = MongoError;
 
     async fn first_delivery(&mut self, message_id: &str) -> Result<bool, MongoError> {

@@ -272,7 +272,7 @@ impl Mongo {
             db: db.clone(),
         };
         let done = async {
-            let mut unit = MongoUnit::new(&mut tx, ());
+            let mut unit = MongoUnit::new(&mut tx);
             let value = work(&mut unit, context).await?;
             let caused = unit.caused;
             outbox::append(&mut tx, &caused).await?;
