@@ -1,8 +1,9 @@
 //! One group-commit batcher for the stores that batch (SQLite's and PostgreSQL's bookings).
 //!
-//! Requests queue; a batch takes everything queued when its turn comes (after the batch before
-//! it committed) and hands it to `work` at once: one transaction for the lot, so a flash sale pays one commit (and one fsync) per batch, and
-//! its event's seats are read once and written back once. The queue fills while the previous
+//! Requests queue; a batch takes what is queued when its turn comes (after the batch before it
+//! committed), up to [`MAX_BATCH`], and hands it to `work` at once: one transaction for the lot,
+//! so a flash sale pays one commit (and one fsync) per batch, and its event's seats are read
+//! once and written back once. The queue fills while the previous
 //! batch commits, which is exactly when batching pays. If the batch fails, each of its requests
 //! is carried out again alone, so one bad request fails by itself.
 
@@ -13,6 +14,10 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
 
 use crate::Error;
+
+/// Requests taken by one batch at most; bounds the time a batch holds its locks (PostgreSQL's
+/// inventory row, SQLite's writer).
+const MAX_BATCH: usize = 256;
 
 type Answer<R> = oneshot::Sender<Result<R, Error>>;
 type Done<R> = Pin<Box<dyn Future<Output = Result<Vec<R>, Error>> + Send>>;
@@ -74,15 +79,28 @@ where
     }
 }
 
-/// Waits for the batch before to end, then carries out everything queued by then.
+/// Waits for the batch before to end, then carries out what is queued by then, a batch at a
+/// time. Requests left behind by a full batch queued onto a non-empty queue, so none of them
+/// started a batch: this task carries them out next.
 async fn carry_out_next<Q: Clone, R>(inner: Arc<Inner<Q, R>>) {
     let _turn = inner.turn.lock().await;
-    let queued = std::mem::take(&mut *inner.queue.lock().unwrap_or_else(|p| p.into_inner()));
-    let (requests, answers): (Vec<Q>, Vec<Answer<R>>) = queued.into_iter().unzip();
-    let results = carry_out(inner.work.as_ref(), requests).await;
-    for (answer, result) in answers.into_iter().zip(results) {
-        // The caller may have gone; the work is committed either way.
-        let _ = answer.send(result);
+    loop {
+        let (queued, more) = {
+            let mut queue = inner.queue.lock().unwrap_or_else(|p| p.into_inner());
+            let taken = queue.len().min(MAX_BATCH);
+            let rest = queue.split_off(taken);
+            let more = !rest.is_empty();
+            (std::mem::replace(&mut *queue, rest), more)
+        };
+        let (requests, answers): (Vec<Q>, Vec<Answer<R>>) = queued.into_iter().unzip();
+        let results = carry_out(inner.work.as_ref(), requests).await;
+        for (answer, result) in answers.into_iter().zip(results) {
+            // The caller may have gone; the work is committed either way.
+            let _ = answer.send(result);
+        }
+        if !more {
+            return;
+        }
     }
 }
 
@@ -181,6 +199,37 @@ mod tests {
         }
         assert!(largest > 1, "the requests queued meanwhile shared a batch");
         assert_eq!(kept.lock().unwrap().len(), 200);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_takes_no_more_than_its_bound_and_the_rest_go_next() {
+        // The first batch waits at the gate until more than a batch's worth is queued behind it.
+        let gate = Arc::new(Semaphore::new(0));
+        let (kept, work) = keeper(gate.clone());
+        let batcher = Arc::new(Batcher::new(work));
+        let count = MAX_BATCH + 44;
+        let tasks: Vec<_> = (0..count as i64)
+            .map(|v| {
+                let batcher = batcher.clone();
+                tokio::spawn(async move { batcher.call(v).await.unwrap() })
+            })
+            .collect();
+        while batcher.inner.queue.lock().unwrap().len() <= MAX_BATCH {
+            tokio::task::yield_now().await;
+        }
+        gate.add_permits(Semaphore::MAX_PERMITS);
+        let all = async {
+            let mut largest = 0;
+            for task in tasks {
+                largest = largest.max(task.await.unwrap());
+            }
+            largest
+        };
+        let largest = tokio::time::timeout(std::time::Duration::from_secs(10), all)
+            .await
+            .expect("the requests a full batch left behind are carried out");
+        assert_eq!(largest, MAX_BATCH);
+        assert_eq!(kept.lock().unwrap().len(), count);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
